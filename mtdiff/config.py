@@ -1,0 +1,429 @@
+"""Typed, validated configuration: dataclasses, presets (smoke / local / paper), overrides, hashes.
+
+Every section validates itself on construction and raises `ConfigError` naming the field,
+the bad value and what would be accepted. Presets are plain functions. Any field can be
+overridden from the command line with a dotted path: ``train.lr=1e-4``.
+
+Paper values (App. A, App. D, App. G) are the `paper` preset. Where the authors' public
+code departs from the paper, the paper is the default and the departure is an option,
+noted at the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Preset = Literal["smoke", "local", "paper"]
+PRESETS: tuple[str, ...] = ("smoke", "local", "paper")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the fix."""
+
+
+def _check(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{where}: {msg}")
+
+
+class _Validated:
+    """Mixin: type/Literal checks for every field, then the section's own `_validate`."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            _check_type(f"{type(self).__name__}.{f.name}", getattr(self, f.name), hints[f.name])
+        self._validate()
+
+    def _validate(self) -> None:  # overridden where a section has cross-field rules
+        pass
+
+
+def _check_type(where: str, value: Any, tp: Any) -> None:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        _check(value in args, where, f"{value!r} is not one of {list(args)}")
+    elif origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return
+        inner = [a for a in args if a is not type(None)]
+        _check_type(where, value, inner[0])
+    elif origin is tuple:
+        _check(isinstance(value, tuple), where, f"expected a tuple, got {type(value).__name__}")
+        for i, v in enumerate(value):
+            _check_type(f"{where}[{i}]", v, args[0])
+    elif tp is float:
+        _check(isinstance(value, int | float) and not isinstance(value, bool), where,
+               f"expected a number, got {value!r}")
+    elif tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), where,
+               f"expected an integer, got {value!r}")
+    elif tp is bool:
+        _check(isinstance(value, bool), where, f"expected true/false, got {value!r}")
+    elif tp is str:
+        _check(isinstance(value, str), where, f"expected a string, got {value!r}")
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        _check(v > 0, f"{type(obj).__name__}.{n}", f"must be > 0, got {v}")
+
+
+# ----------------------------------------------------------------------------------------
+# Collection
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Maze2DConfig(_Validated):
+    """Maze2D data (paper App. D): D4RL's waypoint expert on our PointMaze maps."""
+
+    # Map names shipped in mtdiff/envs/maps/ or paths of map text files (# wall, O free, G goal).
+    train_maps: tuple[str, ...] = (
+        "train-0", "train-1", "train-2", "train-3", "train-4", "train-5", "train-6", "train-7",
+    )
+    unseen_maps: tuple[str, ...] = ("unseen-0", "unseen-1")
+    episodes_per_map: int = 4375  # paper: 35k episodes over 8 maps
+    episode_steps: int = 600  # paper App. D: 600 for training, 200 for evaluation
+    eval_episode_steps: int = 200
+    # D4RL's generator: a new random goal cell when the current one is reached. With
+    # probability `goal_prob` the new goal is the map's own goal `G` (0 = D4RL/paper).
+    goal_prob: float = 0.0
+    action_noise: float = 0.0  # std of Gaussian noise added to the expert's action
+    p_gain: float = 10.0  # D4RL WaypointController gains
+    d_gain: float = -1.0
+    goal_threshold: float = 0.5  # distance that counts as reaching a goal (D4RL: 0.5)
+
+    def _validate(self) -> None:
+        _positive(self, "episodes_per_map", "episode_steps", "eval_episode_steps", "goal_threshold")
+        _check(len(self.train_maps) > 0, "Maze2DConfig.train_maps", "needs at least one map")
+        _check(0.0 <= self.goal_prob <= 1.0, "Maze2DConfig.goal_prob", "must be in [0, 1]")
+        _check(self.action_noise >= 0.0, "Maze2DConfig.action_noise", "must be >= 0")
+
+
+@dataclass
+class MetaWorldConfig(_Validated):
+    """Meta-World MT50-rand data (paper App. G)."""
+
+    tasks: str = "MT50"  # a named subset (MT10, MT50, tasks-10/20/30/45, train-45) or a,b,c
+    source: Literal["sac", "scripted"] = "sac"
+    transitions_per_task: int = 1_000_000  # paper: 1M per task from SAC's replay buffer
+    episode_steps: int = 500
+    # Scripted experts: the episodes are split evenly over these Gaussian noise stds.
+    scripted_noise: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5)
+
+    def _validate(self) -> None:
+        _positive(self, "transitions_per_task", "episode_steps")
+        _check(all(n >= 0 for n in self.scripted_noise), "MetaWorldConfig.scripted_noise",
+               "noise levels must be >= 0")
+
+
+@dataclass
+class CollectConfig(_Validated):
+    """What every collection shares: seeding, sharding, prompts and Ray resources."""
+
+    seed: int = 0
+    shard_rows: int = 100_000  # transitions per Parquet shard (also the resume granularity)
+    prompt_episodes: int = 5  # expert demonstrations per task kept for prompts
+    prompts_per_task: int = 50  # J-step windows cut from them (the prompt set Z)
+    prompt_len: int = 20  # J (paper App. A)
+    num_cpus_per_task: float = 1.0
+    num_gpus_per_task: float = 0.0
+
+    def _validate(self) -> None:
+        _positive(self, "shard_rows", "prompt_episodes", "prompts_per_task", "prompt_len",
+                  "num_cpus_per_task")
+        _check(self.num_gpus_per_task >= 0, "CollectConfig.num_gpus_per_task", "must be >= 0")
+
+
+# ----------------------------------------------------------------------------------------
+# Training data, model, diffusion, training
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig(_Validated):
+    """How training reads a dataset: view, window shapes, normalisation, returns."""
+
+    view: Literal["near-optimal", "sub-optimal"] = "near-optimal"
+    horizon: int = 32  # H (authors' code trains with 32)
+    history: int | None = None  # L; None = the suite's paper value (2 Meta-World, 5 Maze2D)
+    prompt_len: int = 20  # J
+    batch_per_task: int = 8  # M (paper App. A: 8 per task, 400 for 50 tasks)
+    # Paper: unspecified -> per-dimension z-score pooled over tasks.
+    # Authors' code: "minmax" (pooled over tasks, to [-1, 1]).
+    normalizer: Literal["gaussian", "minmax"] = "gaussian"
+    # Paper: "normalised cumulative return" -> reward-to-go / the task's largest
+    # reward-to-go (in [0, 1]). Authors' code: "steps-left" (discounted reward-to-go
+    # divided by the number of steps left in the episode), with return_discount=0.99.
+    return_scale: Literal["task-max", "steps-left"] = "task-max"
+    return_discount: float = 1.0
+
+    def _validate(self) -> None:
+        _positive(self, "horizon", "prompt_len", "batch_per_task")
+        if self.history is not None:
+            _positive(self, "history")
+        _check(0.0 < self.return_discount <= 1.0, "DataConfig.return_discount", "must be in (0, 1]")
+
+    def history_for(self, suite: str) -> int:
+        """L for a suite: the explicit value, else the paper's (2 Meta-World, 5 Maze2D)."""
+        if self.history is not None:
+            return self.history
+        return {"metaworld": 2, "maze2d": 5}[suite]
+
+
+@dataclass
+class ModelConfig(_Validated):
+    """The noise model (paper §3.3, App. A)."""
+
+    kind: Literal["mtdiff-p", "mtdiff-s", "mtdiff-p-onehot"] = "mtdiff-p"
+    backbone: Literal["gpt2", "unet"] = "gpt2"  # U-Net: App. C ablation
+    d_model: int = 256
+    n_layer: int = 6  # paper: 6 layers x 4 heads (authors' MTDiff-P code: 4 x 2)
+    n_head: int = 4
+    dropout: float = 0.1
+
+    def _validate(self) -> None:
+        _positive(self, "d_model", "n_layer", "n_head")
+        _check(self.d_model % self.n_head == 0, "ModelConfig.d_model",
+               f"{self.d_model} is not divisible by n_head={self.n_head}")
+        _check(0.0 <= self.dropout < 1.0, "ModelConfig.dropout", "must be in [0, 1)")
+
+
+@dataclass
+class DiffusionConfig(_Validated):
+    """Diffusion process and sampling (paper §3.2, App. A)."""
+
+    num_steps: int = 200  # K
+    beta_min: float = 0.1
+    beta_max: float = 10.0
+    cond_drop: float = 0.25  # p of dropping R in training (authors' code: 0.2)
+    guidance: float = 1.2  # alpha
+    temperature: float = 0.5  # beta of low-temperature sampling
+    sampler: Literal["ddpm", "ddim", "dpmsolver"] = "ddpm"
+    sample_steps: int = 200  # denoising steps at sampling time (== num_steps for DDPM)
+
+    def _validate(self) -> None:
+        _positive(self, "num_steps", "beta_min", "beta_max", "sample_steps")
+        _check(self.beta_min < self.beta_max, "DiffusionConfig.beta_min", "must be < beta_max")
+        _check(0.0 <= self.cond_drop < 1.0, "DiffusionConfig.cond_drop", "must be in [0, 1)")
+        _check(0.0 <= self.temperature <= 1.0, "DiffusionConfig.temperature", "must be in [0, 1]")
+        _check(self.sample_steps <= self.num_steps, "DiffusionConfig.sample_steps",
+               f"{self.sample_steps} exceeds num_steps={self.num_steps}")
+
+
+@dataclass
+class TrainConfig(_Validated):
+    """Optimisation and Ray Train (paper App. A: Adam 2e-4, 2e6 steps)."""
+
+    steps: int = 2_000_000
+    lr: float = 2e-4
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    loss: Literal["mse", "huber"] = "mse"  # authors' code: huber, first action weighted 10
+    bf16: bool = False
+    num_workers: int = 1
+    checkpoint_every: int = 10_000
+    log_every: int = 100
+    seed: int = 0
+
+    def _validate(self) -> None:
+        _positive(self, "steps", "lr", "num_workers", "checkpoint_every", "log_every")
+        _check(0.0 <= self.ema_decay < 1.0, "TrainConfig.ema_decay", "must be in [0, 1)")
+
+
+@dataclass
+class TrackingConfig(_Validated):
+    """MLflow: where runs go. Empty uri = the embedded default (sqlite:///mlflow.db)."""
+
+    uri: str = ""
+    experiment: str = "mtdiff"
+
+    def resolved_uri(self) -> str:
+        """The tracking URI to use: this field, else $MLFLOW_TRACKING_URI, else sqlite."""
+        import os
+
+        return self.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"
+
+
+@dataclass
+class Config(_Validated):
+    """The whole reproduction's configuration."""
+
+    preset: Literal["smoke", "local", "paper"] = "paper"
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    maze2d: Maze2DConfig = field(default_factory=Maze2DConfig)
+    metaworld: MetaWorldConfig = field(default_factory=MetaWorldConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def collection_hash(self, suite: str) -> str:
+        """Hash naming a suite's dataset: the shared collect section + the suite's own."""
+        _check(suite in ("maze2d", "metaworld"), "suite", f"unknown suite {suite!r}; "
+               "use 'maze2d' or 'metaworld'")
+        return config_hash({"suite": suite, "collect": self.collect, suite: getattr(self, suite)})
+
+
+# ----------------------------------------------------------------------------------------
+# Presets, overrides, hashing
+# ----------------------------------------------------------------------------------------
+
+
+def paper() -> Config:
+    """The paper's App. A / D / G values and dataset sizes."""
+    return Config(preset="paper")
+
+
+def local() -> Config:
+    """A laptop: real but small; the whole pipeline in under an hour on a few CPU cores."""
+    return Config(
+        preset="local",
+        collect=CollectConfig(shard_rows=20_000, prompt_episodes=3, prompts_per_task=20),
+        maze2d=Maze2DConfig(episodes_per_map=60, episode_steps=600),
+        metaworld=MetaWorldConfig(tasks="MT10", transitions_per_task=50_000),
+        data=DataConfig(batch_per_task=8),
+        model=ModelConfig(d_model=128, n_layer=4, n_head=4),
+        diffusion=DiffusionConfig(sampler="ddim", sample_steps=20),
+        train=TrainConfig(steps=3_000, checkpoint_every=1_000, log_every=50, bf16=True),
+    )
+
+
+def smoke() -> Config:
+    """CI: every stage runs end to end in a few minutes on 2 CPU cores."""
+    return Config(
+        preset="smoke",
+        collect=CollectConfig(shard_rows=1_000, prompt_episodes=2, prompts_per_task=4),
+        maze2d=Maze2DConfig(train_maps=("train-0", "train-1"), unseen_maps=("unseen-0",),
+                            episodes_per_map=4, episode_steps=200, eval_episode_steps=100),
+        metaworld=MetaWorldConfig(tasks="reach-v3,push-v3", source="scripted",
+                                  transitions_per_task=2_000, episode_steps=100),
+        data=DataConfig(horizon=8, prompt_len=5, batch_per_task=4),
+        model=ModelConfig(d_model=32, n_layer=2, n_head=2),
+        diffusion=DiffusionConfig(num_steps=20, sample_steps=5, sampler="ddim"),
+        train=TrainConfig(steps=20, checkpoint_every=10, log_every=5),
+    )
+
+
+_PRESET_FNS = {"smoke": smoke, "local": local, "paper": paper}
+
+
+def get_preset(name: str) -> Config:
+    """The named preset; unknown names raise with the list of known ones."""
+    if name not in _PRESET_FNS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {list(_PRESET_FNS)}")
+    return _PRESET_FNS[name]()
+
+
+def _parse_value(text: str, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null", "") and type(None) in args:
+            return None
+        return _parse_value(text, [a for a in args if a is not type(None)][0], where)
+    if origin is tuple:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        return tuple(_parse_value(p, args[0], where) for p in parts)
+    try:
+        if tp is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if tp is int:
+            return int(float(text)) if "e" in text.lower() else int(text.replace("_", ""))
+        if tp is float:
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"{where}: cannot read {text!r} as {tp.__name__}") from None
+    return text  # str and Literal[str]
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """A new Config with ``section.field=value`` overrides applied (and validated)."""
+    cfg = dataclasses.replace(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.field=value "
+                              "(e.g. train.lr=1e-4)")
+        path, text = item.split("=", 1)
+        parts = path.strip().split(".")
+        node: Any = cfg
+        chain = [node]
+        for p in parts[:-1]:
+            if not dataclasses.is_dataclass(node) or p not in {f.name for f in dataclasses.fields(node)}:
+                raise ConfigError(f"override {item!r}: no config section {p!r}; sections are "
+                                  f"{[f.name for f in dataclasses.fields(cfg)]}")
+            node = getattr(node, p)
+            chain.append(node)
+        names = {f.name: f for f in dataclasses.fields(node)}
+        leaf = parts[-1]
+        if leaf not in names:
+            raise ConfigError(f"override {item!r}: {type(node).__name__} has no field {leaf!r}; "
+                              f"fields are {sorted(names)}")
+        hints = typing.get_type_hints(type(node))
+        value = _parse_value(text.strip(), hints[leaf], path)
+        # Rebuild from the leaf up so every touched section is validated again.
+        new = dataclasses.replace(node, **{leaf: value})
+        for parent, name in zip(reversed(chain[:-1]), reversed(parts[:-1]), strict=True):
+            new = dataclasses.replace(parent, **{name: new})
+        cfg = new
+    return cfg
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass (or dict of them) as plain JSON-able data."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def config_hash(obj: Any) -> str:
+    """A stable 12-hex-digit hash of a config (section): same values, same hash."""
+    text = json.dumps(to_dict(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"train.lr": 2e-4, ...}``: the config as flat params (for MLflow)."""
+    out: dict[str, Any] = {}
+    for k, v in to_dict(obj).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = ",".join(map(str, v)) if isinstance(v, list) else v
+    return out
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config from `to_dict` output (e.g. read back from a checkpoint)."""
+    hints = typing.get_type_hints(Config)
+    kwargs: dict[str, Any] = {}
+    for k, v in data.items():
+        tp = hints.get(k)
+        if tp is None:
+            raise ConfigError(f"unknown config section {k!r}")
+        if dataclasses.is_dataclass(tp):
+            sub_hints = typing.get_type_hints(tp)
+            kwargs[k] = tp(**{n: tuple(x) if isinstance(x, list) and typing.get_origin(
+                sub_hints[n]) is tuple else x for n, x in v.items()})
+        else:
+            kwargs[k] = v
+    return Config(**kwargs)
