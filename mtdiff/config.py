@@ -363,7 +363,9 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
         node: Any = cfg
         chain = [node]
         for p in parts[:-1]:
-            if not dataclasses.is_dataclass(node) or p not in {f.name for f in dataclasses.fields(node)}:
+            is_section = dataclasses.is_dataclass(node)
+            known = {f.name for f in dataclasses.fields(node)} if is_section else set()
+            if p not in known:
                 raise ConfigError(f"override {item!r}: no config section {p!r}; sections are "
                                   f"{[f.name for f in dataclasses.fields(cfg)]}")
             node = getattr(node, p)

@@ -1,0 +1,159 @@
+"""The collection stage: one Ray task per environment task, then prompts and the manifest.
+
+    run(cfg, suite="maze2d", out=DIR)
+
+1. If DIR already holds a complete dataset of the same config hash, nothing is done.
+2. Every task (Maze2D map, Meta-World task) runs as one Ray task that streams its
+   transitions into ``DIR/data/<task>/`` through a resumable `TaskWriter`, and returns
+   its prompt windows (J-step cuts of expert demonstrations). Tasks that only need
+   prompts (unseen maps, held-out Meta-World tasks) run the same way without data.
+3. The driver shows progress (transitions on disk, polled from the task indexes), then
+   writes ``prompts.parquet`` and finally ``manifest.json``.
+
+A killed run is resumed by running the same command: tasks already complete are
+skipped, a task cut short restarts after its last committed shard.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtdiff.config import Config, config_hash, to_dict
+from mtdiff.data.prompts import cut_prompt_windows, write_prompts
+from mtdiff.data.reader import validate_dataset
+from mtdiff.data.schema import DatasetError
+from mtdiff.data.writer import INDEX, MANIFEST, TaskIndex, finalize_dataset, task_dir
+
+
+@dataclass
+class TaskJob:
+    """One unit of collection work (runs inside a Ray task)."""
+
+    task: str
+    # fn(job, cfg, root) -> prompt windows (P, J, obs+act); writes data when `rows` > 0.
+    fn: Callable[[TaskJob, Config, str], np.ndarray]
+    payload: Any  # what fn needs (a map, a task name, ...)
+    rows: int  # transitions this job writes (0: prompts only)
+    seed: int
+
+
+@dataclass
+class SuitePlan:
+    """What a suite's collection consists of."""
+
+    suite: str
+    source: str
+    obs_dim: int
+    act_dim: int
+    jobs: list[TaskJob]
+    details: dict[str, Any]  # recorded in the manifest (e.g. map layouts)
+
+
+def task_seed(base: int, task: str) -> int:
+    """A per-task seed that does not depend on the order or number of tasks."""
+    return (base * 1_000_003 + zlib.crc32(task.encode())) % (2**31)
+
+
+def prompt_windows(demos: list[dict[str, np.ndarray]], cfg: Config, seed: int) -> np.ndarray:
+    """The task's prompt set from its expert demonstrations."""
+    return cut_prompt_windows(demos, cfg.collect.prompt_len, cfg.collect.prompts_per_task,
+                              np.random.default_rng(seed + 7))
+
+
+def _rows_on_disk(root: Path, task: str) -> int:
+    path = task_dir(root, task) / INDEX
+    try:
+        return TaskIndex.load(path).rows if path.exists() else 0
+    except (OSError, json.JSONDecodeError, TypeError):
+        return 0
+
+
+def _plan(cfg: Config, suite: str) -> SuitePlan:
+    if suite == "maze2d":
+        from mtdiff.collect.maze2d import plan_maze2d
+
+        return plan_maze2d(cfg)
+    if suite == "metaworld":
+        from mtdiff.collect.metaworld import plan_metaworld
+
+        return plan_metaworld(cfg)
+    raise DatasetError(f"unknown suite {suite!r}; use 'maze2d' or 'metaworld'")
+
+
+def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> Path:
+    """Collect `suite` under `cfg` into `out` (resumable); returns the dataset folder."""
+    import ray
+    from tqdm import tqdm
+
+    from mtdiff.runtime import init_ray
+
+    root = Path(out)
+    chash = cfg.collection_hash(suite)
+    manifest_path = root / MANIFEST
+    if manifest_path.exists():
+        found = json.loads(manifest_path.read_text()).get("config_hash")
+        if found != chash:
+            raise DatasetError(f"{root} already holds a dataset of another configuration (hash "
+                               f"{found}, this one is {chash}); choose another --out or delete it")
+        problems = validate_dataset(root, checksum=False)
+        if not problems:
+            print(f"[collect] {root} is complete for config {chash}; nothing to do")
+            return root
+        raise DatasetError(f"{root} is complete but invalid:\n  " + "\n  ".join(problems) +
+                           f"\ndelete {root} and collect again")
+    root.mkdir(parents=True, exist_ok=True)
+    plan = _plan(cfg, suite)
+    init_ray()
+    remote = ray.remote(_run_job)
+    refs = {}
+    for job in plan.jobs:
+        refs[remote.options(num_cpus=cfg.collect.num_cpus_per_task,
+                            num_gpus=cfg.collect.num_gpus_per_task if job.rows else 0,
+                            name=f"collect:{suite}:{job.task}").remote(job, cfg, str(root))] = job
+    total = sum(j.rows for j in plan.jobs)
+    data_jobs = [j for j in plan.jobs if j.rows]
+    prompts: dict[str, np.ndarray] = {}
+    t0 = time.time()
+    with tqdm(total=total, unit="tr", desc=f"collect {suite}", disable=not progress) as bar:
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
+            for r in ready:
+                job = refs[r]
+                try:
+                    prompts[job.task] = ray.get(r)
+                except ray.exceptions.RayTaskError as e:
+                    for other in pending:  # their committed shards stay for the resume
+                        ray.cancel(other)
+                    raise RuntimeError(f"collection of task {job.task!r} failed: {e.cause!r}; "
+                                       "fix the cause and rerun the same command to resume"
+                                       ) from e.cause
+            bar.n = sum(_rows_on_disk(root, j.task) for j in data_jobs)
+            bar.refresh()
+    elapsed = time.time() - t0
+    write_prompts(root, prompts, plan.obs_dim, plan.act_dim)
+    manifest = finalize_dataset(
+        root, suite=suite, source=plan.source, tasks=[j.task for j in data_jobs],
+        config=to_dict({"collect": cfg.collect, suite: getattr(cfg, suite)}),
+        config_hash=chash, extra={"details": plan.details, "prompt_tasks": sorted(prompts),
+                                  "collect_seconds": round(elapsed, 2)},
+    )
+    print(f"[collect] {suite}: {sum(t['transitions'] for t in manifest['tasks'].values())} "
+          f"transitions of {len(data_jobs)} tasks in {elapsed:.1f}s -> {root} (config "
+          f"{config_hash(cfg)[:6]}/{chash})")
+    return root
+
+
+def _run_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
+    from mtdiff.runtime import set_torch_threads
+
+    set_torch_threads(1)
+    return job.fn(job, cfg, root)

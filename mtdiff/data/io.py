@@ -1,0 +1,66 @@
+"""Atomic writes: a file is either absent or complete, never half-written.
+
+Everything is written to a temporary file in the same directory, flushed and fsynced,
+then moved into place with `os.replace` (atomic on POSIX within one filesystem).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename the temporary file onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write text atomically."""
+
+    def _w(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return atomic_write(path, _w)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Write JSON (indented, keys sorted) atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_parquet(path: str | Path, table: pa.Table) -> Path:
+    """Write a Parquet file atomically (zstd-compressed)."""
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+
+
+def remove_stale_temps(directory: str | Path) -> int:
+    """Delete temporary files a killed writer left behind; returns how many."""
+    n = 0
+    d = Path(directory)
+    if d.exists():
+        for p in d.rglob(".*.tmp"):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n

@@ -1,0 +1,165 @@
+"""Training batches: per-task balanced windows (paper App. A, Alg. 1 lines 2-7, Alg. 2).
+
+Every batch holds M windows from each task (B = tasks x M). A window starts at a row t
+of some episode, drawn uniformly over the task's rows, and carries (all normalised):
+
+    actions      (B, H, act_dim)            a_t .. a_{t+H-1}                 (MTDiff-P x0)
+    transitions  (B, H, obs+act+1)          (s, a, r)_t .. _{t+H-1}          (MTDiff-S x0)
+    mask         (B, H)                     1 inside the episode, 0 past its end
+    history      (B, L, obs_dim)            s_{t-L+1} .. s_t
+    returns      (B, 1)                     R(tau): normalised reward-to-go at t
+    prompt       (B, J, obs+act)            a random window of the task's prompt set
+    task_id      (B,)                       index of the task in the dataset
+
+Padding at episode edges: positions past the episode's end are zeros with mask 0 (the
+loss ignores them); history before the episode's start repeats the first state (what
+the planner sees at t=0 of an evaluation episode, see `mtdiff.eval`).
+
+All rows of all tasks are concatenated once at construction; `sample` is then a handful
+of vectorised numpy gathers, so it never starves training (see
+`benchmarks/window_sampler.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from scipy.signal import lfilter
+
+from mtdiff import keys
+from mtdiff.data.normalize import Normalizer
+from mtdiff.data.reader import OfflineDataset, TaskData
+from mtdiff.data.schema import DatasetError
+
+Fields = Literal["planner", "synth", "all"]
+
+
+def reward_to_go(rewards: np.ndarray, starts: np.ndarray, gamma: float) -> np.ndarray:
+    """(N,) discounted reward-to-go within each episode (episodes start at `starts`)."""
+    out = np.empty(len(rewards), dtype=np.float64)
+    bounds = np.r_[starts, len(rewards)]
+    r64 = rewards.astype(np.float64)
+    if gamma == 1.0:  # a reversed cumulative sum per episode, all at once
+        csum = np.r_[0.0, np.cumsum(r64)]
+        end = np.repeat(bounds[1:], np.diff(bounds))
+        return csum[end] - csum[:-1]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        # y[n] = x[n] + gamma * y[n-1] on the reversed episode
+        out[a:b] = lfilter([1.0], [1.0, -gamma], r64[a:b][::-1])[::-1]
+    return out
+
+
+def normalized_returns(task: TaskData, gamma: float,
+                       scale: Literal["task-max", "steps-left"]) -> np.ndarray:
+    """(N,) R(tau) for every row of a task.
+
+    ``task-max`` (paper: "normalised cumulative return"): reward-to-go mapped to [0, 1] by
+    the task's smallest and largest reward-to-go, so R_max = 1 asks for the task's best.
+    ``steps-left`` (authors' code): discounted reward-to-go / number of steps left.
+    """
+    starts = task.episode_starts
+    rtg = reward_to_go(task.rewards, starts, gamma)
+    if scale == "steps-left":
+        end = np.repeat(np.r_[starts[1:], len(task)], np.diff(np.r_[starts, len(task)]))
+        return (rtg / (end - np.arange(len(task)))).astype(np.float32)
+    lo, hi = rtg.min(), rtg.max()
+    return ((rtg - lo) / max(hi - lo, 1e-8)).astype(np.float32)
+
+
+class WindowSampler:
+    """Samples per-task balanced training batches from an `OfflineDataset` (see module doc)."""
+
+    def __init__(
+        self,
+        dataset: OfflineDataset,
+        prompts: dict[str, np.ndarray],
+        normalizer: Normalizer,
+        *,
+        horizon: int,
+        history: int,
+        prompt_len: int,
+        batch_per_task: int,
+        return_scale: Literal["task-max", "steps-left"] = "task-max",
+        return_discount: float = 1.0,
+        fields: Fields = "all",
+        tasks: list[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.task_names = tasks or dataset.task_names
+        self.H, self.L, self.J, self.M = horizon, history, prompt_len, batch_per_task
+        self.fields = fields
+        self.rng = np.random.default_rng(seed)
+        missing = [t for t in self.task_names if t not in prompts]
+        if missing:
+            raise DatasetError(f"no prompt set for tasks {missing}; the dataset's prompts.parquet "
+                               "must cover every training task (rerun the collection)")
+        tds = [dataset.tasks[t] for t in self.task_names]
+        nz = normalizer.normalize
+        self.obs = nz(keys.OBSERVATION, np.concatenate([t.observations for t in tds]))
+        self.act = nz(keys.ACTION, np.concatenate([t.actions for t in tds]))
+        self.rew = nz(keys.REWARD, np.concatenate([t.rewards for t in tds])[:, None])[:, 0]
+        self.ret = np.concatenate([normalized_returns(t, return_discount, return_scale)
+                                   for t in tds])
+        sizes = np.array([len(t) for t in tds])
+        self.offsets = np.r_[0, np.cumsum(sizes)[:-1]]
+        self.sizes = sizes
+        # Per row: first row of its episode and one past its last (global indices).
+        ep_start, ep_end = [], []
+        for off, t in zip(self.offsets, tds, strict=True):
+            s = t.episode_starts
+            lens = np.diff(np.r_[s, len(t)])
+            ep_start.append(np.repeat(s + off, lens))
+            ep_end.append(np.repeat(np.r_[s[1:], len(t)] + off, lens))
+        self.ep_start = np.concatenate(ep_start)
+        self.ep_end = np.concatenate(ep_end)
+        # Prompt sets stacked as (tasks, P_max, J, obs+act); shorter sets are sampled only
+        # within their own count.
+        width = dataset.obs_dim + dataset.act_dim
+        sets = []
+        for t in self.task_names:
+            p = prompts[t]
+            if p.shape[1] < prompt_len or p.shape[2] != width:
+                raise DatasetError(f"prompt set of {t!r} has shape {p.shape}; need windows of at "
+                                   f"least J={prompt_len} steps and width {width}")
+            sets.append(p[:, :prompt_len])
+        self.prompt_counts = np.array([len(p) for p in sets])
+        self.prompts = np.zeros((len(sets), self.prompt_counts.max(), prompt_len, width),
+                                np.float32)
+        for i, p in enumerate(sets):
+            o = nz(keys.OBSERVATION, p[..., :dataset.obs_dim])
+            a = nz(keys.ACTION, p[..., dataset.obs_dim:])
+            self.prompts[i, : len(p)] = np.concatenate([o, a], axis=-1)
+        self.task_ids = np.repeat(np.arange(len(self.task_names)), self.M)  # (B,)
+
+    @property
+    def batch_size(self) -> int:
+        """B = tasks x windows per task."""
+        return len(self.task_ids)
+
+    def sample(self) -> dict[str, np.ndarray]:
+        """One batch (numpy, float32 except task_id); keys from `mtdiff.keys`."""
+        tid = self.task_ids
+        B = len(tid)
+        rows = self.offsets[tid] + (self.rng.random(B) * self.sizes[tid]).astype(np.int64)  # (B,)
+        idx = rows[:, None] + np.arange(self.H)  # (B, H)
+        end = self.ep_end[rows][:, None]  # (B, 1)
+        mask = idx < end  # (B, H)
+        idx = np.minimum(idx, end - 1)
+        hidx = np.maximum(rows[:, None] - np.arange(self.L - 1, -1, -1),
+                          self.ep_start[rows][:, None])  # (B, L)
+        pid = (self.rng.random(B) * self.prompt_counts[tid]).astype(np.int64)
+        m = mask[..., None].astype(np.float32)  # (B, H, 1)
+        batch = {
+            keys.BATCH_MASK: mask.astype(np.float32),
+            keys.BATCH_PROMPT: self.prompts[tid, pid],  # (B, J, obs+act)
+            keys.BATCH_TASK_ID: tid,
+        }
+        if self.fields in ("planner", "all"):
+            batch[keys.BATCH_ACTIONS] = self.act[idx] * m  # (B, H, act_dim)
+            batch[keys.BATCH_HISTORY] = self.obs[hidx]  # (B, L, obs_dim)
+            batch[keys.BATCH_RETURN] = self.ret[rows][:, None]  # (B, 1)
+        if self.fields in ("synth", "all"):
+            batch[keys.BATCH_TRANSITIONS] = np.concatenate(
+                [self.obs[idx], self.act[idx], self.rew[idx][..., None]], axis=-1) * m
+        return batch

@@ -1,0 +1,44 @@
+"""Process-level set-up shared by every stage: Ray start-up, threads, device choice."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def init_ray(**kwargs: Any) -> None:
+    """Connect to the cluster in $RAY_ADDRESS (what `ray up` + `ray job submit` give), or
+    start a local Ray instance. Does nothing when Ray is already initialised."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS") or None
+    opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
+                            "configure_logging": True, "logging_level": "WARNING"}
+    opts.update(kwargs)
+    # Workers get one torch/BLAS thread each: many processes share the cores, and 2-thread
+    # OpenMP collapses under contention (measured). A stage that owns a machine raises it.
+    opts.setdefault("runtime_env", {"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
+    ray.init(address=address, **opts)
+
+
+def cluster_gpus() -> float:
+    """GPUs in the Ray cluster (not the driver's CUDA: the driver may sit on a CPU head)."""
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def cluster_cpus() -> float:
+    """CPUs in the Ray cluster."""
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 1.0))
+
+
+def set_torch_threads(n: int = 1) -> None:
+    """Limit torch's intra-op threads (call in Ray workers that share cores)."""
+    import torch
+
+    torch.set_num_threads(max(1, n))

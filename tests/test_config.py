@@ -1,0 +1,91 @@
+"""Configs: validation messages, presets, overrides, stable hashes."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtdiff.config import (
+    PRESETS,
+    ConfigError,
+    DiffusionConfig,
+    ModelConfig,
+    apply_overrides,
+    config_hash,
+    flatten,
+    from_dict,
+    get_preset,
+    to_dict,
+)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_build_and_round_trip(name):
+    cfg = get_preset(name)
+    assert cfg.preset == name
+    assert from_dict(to_dict(cfg)) == cfg
+
+
+def test_paper_preset_has_appendix_a_values():
+    cfg = get_preset("paper")
+    assert (cfg.model.n_layer, cfg.model.n_head) == (6, 4)
+    assert cfg.diffusion.num_steps == 200 and cfg.diffusion.guidance == 1.2
+    assert cfg.diffusion.temperature == 0.5 and cfg.diffusion.cond_drop == 0.25
+    assert cfg.train.lr == 2e-4 and cfg.data.batch_per_task == 8 and cfg.data.prompt_len == 20
+    assert cfg.data.history_for("metaworld") == 2 and cfg.data.history_for("maze2d") == 5
+    assert cfg.metaworld.transitions_per_task == 1_000_000
+
+
+def test_unknown_preset_lists_known():
+    with pytest.raises(ConfigError, match=r"unknown preset 'big'.*smoke"):
+        get_preset("big")
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: ModelConfig(d_model=100, n_head=3), "not divisible by n_head=3"),
+        (lambda: ModelConfig(n_layer=0), r"n_layer: must be > 0, got 0"),
+        (lambda: DiffusionConfig(sampler="euler"), r"'euler' is not one of \['ddpm'"),
+        (lambda: DiffusionConfig(sample_steps=300), "exceeds num_steps=200"),
+        (lambda: DiffusionConfig(temperature=1.5), r"temperature: must be in \[0, 1\]"),
+        (lambda: ModelConfig(d_model="256"), "expected an integer"),
+    ],
+)
+def test_bad_values_name_the_field(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def test_overrides_parse_types_and_revalidate():
+    cfg = get_preset("smoke")
+    new = apply_overrides(cfg, ["train.lr=1e-3", "train.bf16=true", "maze2d.train_maps=a,b",
+                                "data.history=none", "train.steps=1e3"])
+    assert new.train.lr == 1e-3 and new.train.bf16 is True and new.train.steps == 1000
+    assert new.maze2d.train_maps == ("a", "b") and new.data.history is None
+    assert cfg.train.lr != 1e-3  # the original is untouched
+    with pytest.raises(ConfigError, match="has no field 'lrr'"):
+        apply_overrides(cfg, ["train.lrr=1"])
+    with pytest.raises(ConfigError, match="no config section 'trian'"):
+        apply_overrides(cfg, ["trian.lr=1"])
+    with pytest.raises(ConfigError, match="cannot read 'abc' as int"):
+        apply_overrides(cfg, ["train.steps=abc"])
+    with pytest.raises(ConfigError, match="not divisible"):
+        apply_overrides(cfg, ["model.d_model=33"])
+    with pytest.raises(ConfigError, match="of the form"):
+        apply_overrides(cfg, ["train.lr"])
+
+
+def test_hash_is_stable_and_sensitive():
+    a, b = get_preset("smoke"), get_preset("smoke")
+    assert config_hash(a) == config_hash(b) and len(config_hash(a)) == 12
+    c = apply_overrides(a, ["maze2d.episodes_per_map=5"])
+    assert config_hash(c) != config_hash(a)
+    assert c.collection_hash("maze2d") != a.collection_hash("maze2d")
+    # Changing training does not rename the dataset.
+    d = apply_overrides(a, ["train.lr=1e-3"])
+    assert d.collection_hash("maze2d") == a.collection_hash("maze2d")
+
+
+def test_flatten_for_mlflow():
+    flat = flatten(get_preset("smoke"))
+    assert flat["train.lr"] == 2e-4 and flat["maze2d.train_maps"] == "train-0,train-1"
