@@ -291,7 +291,8 @@ def local() -> Config:
         preset="local",
         collect=CollectConfig(shard_rows=20_000, prompt_episodes=3, prompts_per_task=20),
         maze2d=Maze2DConfig(episodes_per_map=60, episode_steps=600),
-        metaworld=MetaWorldConfig(tasks="MT10", transitions_per_task=50_000),
+        # Scripted experts: SAC for 10 tasks x 50k steps would take ~40 min of 2 cores alone.
+        metaworld=MetaWorldConfig(tasks="MT10", source="scripted", transitions_per_task=50_000),
         data=DataConfig(batch_per_task=8),
         model=ModelConfig(d_model=128, n_layer=4, n_head=4),
         diffusion=DiffusionConfig(sampler="ddim", sample_steps=20),

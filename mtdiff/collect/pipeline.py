@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mtdiff.config import Config, config_hash, to_dict
+from mtdiff.config import Config, to_dict
 from mtdiff.data.prompts import cut_prompt_windows, write_prompts
 from mtdiff.data.reader import validate_dataset
 from mtdiff.data.schema import DatasetError
@@ -147,8 +147,7 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
                                   "collect_seconds": round(elapsed, 2)},
     )
     print(f"[collect] {suite}: {sum(t['transitions'] for t in manifest['tasks'].values())} "
-          f"transitions of {len(data_jobs)} tasks in {elapsed:.1f}s -> {root} (config "
-          f"{config_hash(cfg)[:6]}/{chash})")
+          f"transitions of {len(data_jobs)} tasks in {elapsed:.1f}s -> {root} (config {chash})")
     return root
 
 
