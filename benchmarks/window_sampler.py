@@ -20,37 +20,12 @@ import psutil
 
 from mtdiff import keys
 from mtdiff.data.normalize import Normalizer
-from mtdiff.data.prompts import cut_prompt_windows, load_prompts, write_prompts
+from mtdiff.data.prompts import load_prompts
+from mtdiff.data.random_data import write_random_dataset
 from mtdiff.data.reader import load_dataset
 from mtdiff.data.windows import WindowSampler
-from mtdiff.data.writer import TaskWriter, finalize_dataset
 
 OBS, ACT, T = 39, 4, 500
-
-
-def build(root: str, tasks: int, per_task: int, seed: int = 0) -> None:
-    """A finalised dataset of random 500-step episodes."""
-    rng = np.random.default_rng(seed)
-    prompts = {}
-    for t in range(tasks):
-        name = f"task-{t:02d}"
-        w = TaskWriter(root, name, OBS, ACT, shard_rows=50_000)
-        eps = []
-        for e in range(per_task // T):
-            ep = {keys.OBSERVATION: rng.normal(size=(T, OBS)).astype(np.float32),
-                  keys.ACTION: rng.uniform(-1, 1, (T, ACT)).astype(np.float32),
-                  keys.REWARD: rng.random(T).astype(np.float32),
-                  keys.TERMINATED: np.zeros(T, bool),
-                  keys.TRUNCATED: np.r_[np.zeros(T - 1, bool), 1],
-                  keys.SUCCESS: np.zeros(T, bool)}
-            w.add_episode(e, ep)
-            if e < 2:
-                eps.append(ep)
-        w.close()
-        prompts[name] = cut_prompt_windows(eps, 20, 50, rng)
-    write_prompts(root, prompts, OBS, ACT)
-    finalize_dataset(root, suite="bench", source="random", tasks=sorted(prompts), config={},
-                     config_hash="bench")
 
 
 def naive_sample(s: WindowSampler, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -100,7 +75,8 @@ def main() -> None:
     proc = psutil.Process(os.getpid())
     with tempfile.TemporaryDirectory() as root:
         t0 = time.perf_counter()
-        build(root, args.tasks, args.transitions_per_task)
+        write_random_dataset(root, tasks=args.tasks, episodes=args.transitions_per_task // T,
+                             episode_len=T, obs_dim=OBS, act_dim=ACT)
         t_build = time.perf_counter() - t0
         rss0 = proc.memory_info().rss
         t0 = time.perf_counter()

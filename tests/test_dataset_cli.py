@@ -46,7 +46,7 @@ def test_export_minari_opens_with_minari(write_dataset, tmp_path):
     assert r.returncode == 0, r.stderr
     from mtdiff.data.interop import load_minari, minari_id
 
-    ds = load_minari(out, minari_id("test", "a", "near-optimal"))
+    ds = load_minari(out, minari_id("random", "a", "near-optimal"))
     assert isinstance(ds, minari.MinariDataset)
     assert ds.total_episodes == 3 and ds.total_steps == 30
     ep = next(iter(ds.iterate_episodes()))
