@@ -1,0 +1,84 @@
+"""The training stage's driver side: skip / resume / fit, MLflow run, where the result is."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mtdiff.config import Config, config_hash, flatten
+from mtdiff.train.core import CHECKPOINT_FILE, CheckpointError, load_checkpoint
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """The newest checkpoint folder at or under `path` (a run folder or a checkpoint)."""
+    p = Path(path)
+    if (p / CHECKPOINT_FILE).exists():
+        return p
+    if p.is_file() and p.name == CHECKPOINT_FILE:
+        return p.parent
+    found = sorted(p.glob(f"**/checkpoint_*/{CHECKPOINT_FILE}")) if p.is_dir() else []
+    if not found:
+        raise CheckpointError(f"no checkpoint under {path}; train with `python pipelines/train.py"
+                              " --data DIR --out DIR` first (or check the path)")
+    return found[-1].parent  # Ray names them checkpoint_<timestamp>: the last is the newest
+
+
+def run_name(cfg: Config) -> str:
+    """Run folder name: model kind + hash of everything that shapes the weights."""
+    return f"train-{cfg.model.kind}-{config_hash(cfg)}"
+
+
+def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True) -> Path:
+    """Train `cfg.model.kind` on the dataset at `data`; returns the final checkpoint folder.
+
+    Finished runs (a checkpoint at `train.steps`) are skipped; unfinished ones resume.
+    """
+    from mtdiff.runtime import init_ray
+    from mtdiff.train.ray_train import build_trainer
+
+    out = Path(out)
+    name = run_name(cfg)
+    try:
+        done = find_checkpoint(out / name)
+        if int(load_checkpoint(done)["step"]) >= cfg.train.steps:
+            print(f"[train] {out / name} already finished ({cfg.train.steps} steps); skipping")
+            return done
+    except CheckpointError:
+        pass
+    init_ray()
+    spec = None
+    mlflow_run = None
+    if track:
+        import mlflow
+
+        from mtdiff import tracking
+
+        uri = tracking.setup(cfg)
+        parent = mlflow.active_run()
+        mlflow_run = mlflow.start_run(run_name=name, nested=parent is not None,
+                                      tags=tracking.common_tags(cfg, "train", model=cfg.model.kind))
+        mlflow.log_params(flatten(cfg))
+        spec = {"uri": uri, "run_id": mlflow_run.info.run_id}
+    t0 = time.time()
+    try:
+        result = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec).fit()
+        if result.error:
+            raise result.error
+        ckpt = find_checkpoint(result.checkpoint.path if result.checkpoint else out / name)
+        if track:
+            import mlflow
+
+            from mtdiff import tracking
+            from mtdiff.data.reader import read_manifest
+
+            tracking.log_dataset(read_manifest(data), data)
+            mlflow.log_metric("train_seconds", time.time() - t0)
+            mlflow.log_artifact(str(ckpt / CHECKPOINT_FILE), artifact_path="checkpoint")
+            mlflow.set_tag("checkpoint", str(ckpt))
+    finally:
+        if mlflow_run is not None:
+            import mlflow
+
+            mlflow.end_run()
+    print(f"[train] {cfg.model.kind}: {cfg.train.steps} steps in {time.time() - t0:.1f}s -> {ckpt}")
+    return ckpt

@@ -1,0 +1,112 @@
+"""Training: the loss step, EMA, checkpoints without pickle, Ray Train fit, kill + resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtdiff.config import apply_overrides, get_preset
+from mtdiff.train.core import (
+    EMA,
+    CheckpointError,
+    build_setup,
+    diffusion_step_loss,
+    load_checkpoint,
+    load_model,
+    save_checkpoint,
+    to_torch,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(kind: str = "mtdiff-p", **over: str):
+    cfg = get_preset("smoke")
+    return apply_overrides(cfg, [f"model.kind={kind}", "data.history=2",
+                                 *[f"{k}={v}" for k, v in over.items()]])
+
+
+@pytest.mark.parametrize("kind", ["mtdiff-p", "mtdiff-s", "mtdiff-p-onehot"])
+def test_loss_step_and_checkpoint_round_trip(write_dataset, tmp_path, kind):
+    root = write_dataset(tasks=("a", "b"), episodes=4, T=20)
+    cfg = _cfg(kind)
+    setup = build_setup(cfg, root)
+    batch = to_torch(setup.sampler.sample(), torch.device("cpu"))
+    opt = torch.optim.Adam(setup.model.parameters(), lr=1e-3)
+    ema = EMA(setup.model, 0.9)
+    loss = diffusion_step_loss(setup.model, setup.schedule, batch, cfg)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    opt.step()
+    ema.update(setup.model)
+    save_checkpoint(tmp_path, model=setup.model, ema=ema, optimizer=opt, step=3, meta=setup.meta)
+    state = load_checkpoint(tmp_path)  # weights_only=True inside
+    assert state["step"] == 3 and state["meta"]["kind"] == kind
+    loaded = load_model(tmp_path)
+    for name, p in loaded.model.named_parameters():
+        torch.testing.assert_close(p, ema.shadow.state_dict()[name])
+
+
+def test_ema_follows_the_formula():
+    model = torch.nn.Linear(2, 2)
+    ema = EMA(model, 0.75)
+    before = ema.shadow.weight.clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    torch.testing.assert_close(ema.shadow.weight, 0.75 * before + 0.25 * model.weight)
+
+
+def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at .*pipelines/train.py"):
+        load_checkpoint(tmp_path / "nothing")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"lacks \['model'"):
+        load_checkpoint(tmp_path)
+    # Arbitrary pickled objects are refused (weights_only=True).
+    torch.save({"model": {}, "ema": {}, "step": 1, "meta": object()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_checkpoint(tmp_path)
+
+
+def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "pipelines/train.py"), "--model", "mtdiff-p", "--data",
+            str(data), "--out", str(out), "--preset", "smoke", "--no-mlflow", *extra]
+
+
+@pytest.mark.integration
+def test_killed_training_resumes_from_checkpoint(write_dataset, tmp_path):
+    data = write_dataset(tasks=("a", "b"), episodes=4, T=20)
+    out = tmp_path / "train"
+    extra = ["--set", "train.steps=400", "--set", "train.checkpoint_every=20",
+             "--set", "data.history=2"]
+    proc = subprocess.Popen(_train_cmd(data, out, *extra), cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(out.glob("*/checkpoint_*/checkpoint.pt")):
+        time.sleep(0.5)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = sorted(out.glob("*/checkpoint_*/checkpoint.pt"))
+    assert first, "no checkpoint was written before the kill"
+    killed_at = max(int(load_checkpoint(p.parent)["step"]) for p in first)
+    assert killed_at < 400
+    r = subprocess.run(_train_cmd(data, out, *extra), cwd=tmp_path, capture_output=True,
+                       text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    final = load_checkpoint(r.stdout.strip().splitlines()[-1].split("checkpoint: ")[1])
+    assert final["step"] == 400
+    assert final["meta"]["resumed_from"] >= killed_at > 0
+    # Once finished, the same command skips training.
+    again = subprocess.run(_train_cmd(data, out, *extra), cwd=tmp_path, capture_output=True,
+                           text=True, timeout=200)
+    assert again.returncode == 0 and "already finished" in again.stdout
+    assert all(torch.isfinite(v).all() for v in final["model"].values())
