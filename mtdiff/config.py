@@ -127,6 +127,29 @@ class MetaWorldConfig(_Validated):
 
 
 @dataclass
+class SACConfig(_Validated):
+    """The SAC agent behind `metaworld.source=sac` (paper App. G; CleanRL's defaults)."""
+
+    backend: Literal["lean", "rllib"] = "lean"  # ours (mtdiff.collect.sac) or RLlib's SAC
+    hidden: int = 256  # width of the 2 hidden layers of policy and critics
+    lr: float = 3e-4  # Adam, policy, critics and temperature
+    gamma: float = 0.99
+    tau: float = 0.005  # Polyak rate of the target critics
+    batch_size: int = 256
+    learning_starts: int = 5_000  # uniform random actions before the first update
+    updates_per_step: int = 1
+    eval_every: int = 10_000  # env steps between evaluations (deterministic policy)
+    eval_episodes: int = 10
+
+    def _validate(self) -> None:
+        _positive(self, "hidden", "lr", "batch_size", "updates_per_step", "eval_every",
+                  "eval_episodes")
+        _check(0.0 < self.gamma < 1.0, "SACConfig.gamma", "must be in (0, 1)")
+        _check(0.0 < self.tau <= 1.0, "SACConfig.tau", "must be in (0, 1]")
+        _check(self.learning_starts >= 0, "SACConfig.learning_starts", "must be >= 0")
+
+
+@dataclass
 class CollectConfig(_Validated):
     """What every collection shares: seeding, sharding, prompts and Ray resources."""
 
@@ -241,6 +264,63 @@ class TrainConfig(_Validated):
 
 
 @dataclass
+class EvalConfig(_Validated):
+    """Planning evaluation (paper §5.2, App. A Alg. 1): episodes, seeds, batching."""
+
+    episodes: int = 50  # per task (Meta-World) or map (Maze2D), per seed
+    seeds: tuple[int, ...] = (0, 1, 2)
+    target_return: float = 1.0  # R_max in the normalised return scale
+    max_steps: int | None = None  # None: the suite's (500 Meta-World, maze2d.eval_episode_steps)
+    num_cpus_per_actor: float = 1.0
+    num_gpus_per_actor: float = 0.0
+
+    def _validate(self) -> None:
+        _positive(self, "episodes", "num_cpus_per_actor")
+        _check(len(self.seeds) > 0, "EvalConfig.seeds", "needs at least one seed")
+        if self.max_steps is not None:
+            _positive(self, "max_steps")
+
+
+@dataclass
+class OfflineConfig(_Validated):
+    """Offline RL on original vs augmented data (paper §5.3, Table 2): TD3-BC, RAD, S4RL.
+
+    TD3-BC values are Fujimoto & Gu's (2021) defaults (the paper lists none of its own);
+    the augmentation values are App. B's.
+    """
+
+    steps: int = 1_000_000  # TD3-BC's default training length
+    batch_size: int = 256
+    hidden: int = 256  # width of the 2 hidden layers of the actor and the twin critics
+    lr: float = 3e-4  # Adam, actor and critics
+    alpha: float = 2.5  # BC weight: lambda = alpha / mean|Q|
+    gamma: float = 0.99
+    tau: float = 0.005  # Polyak rate of the target networks
+    policy_noise: float = 0.2  # target policy smoothing (x max action 1)
+    noise_clip: float = 0.5
+    policy_delay: int = 2  # critic updates per actor update
+    normalize_states: bool = True  # z-score with the training states' mean/std
+    eval_every: int = 50_000
+    eval_episodes: int = 500  # Table 2: 500 episodes per task
+    eval_envs: int = 10  # environments stepped together in evaluation
+    seed: int = 0
+    rad_low: float = 0.8  # RAD: s * z, z ~ U[rad_low, rad_high] (App. B)
+    rad_high: float = 1.2
+    s4rl_eps: float = 0.01  # S4RL: step along the gradient of Q (App. B)
+    augment_copies: int = 2  # augmented transitions per original (MTDiff-S: 2M for 1M)
+
+    def _validate(self) -> None:
+        _positive(self, "steps", "batch_size", "hidden", "lr", "policy_delay", "eval_every",
+                  "eval_episodes", "eval_envs", "s4rl_eps", "augment_copies")
+        _check(0.0 < self.gamma < 1.0, "OfflineConfig.gamma", "must be in (0, 1)")
+        _check(0.0 < self.tau <= 1.0, "OfflineConfig.tau", "must be in (0, 1]")
+        _check(self.alpha >= 0 and self.policy_noise >= 0 and self.noise_clip >= 0,
+               "OfflineConfig.alpha", "alpha, policy_noise and noise_clip must be >= 0")
+        _check(0.0 < self.rad_low <= self.rad_high, "OfflineConfig.rad_low",
+               f"need 0 < rad_low <= rad_high, got [{self.rad_low}, {self.rad_high}]")
+
+
+@dataclass
 class TrackingConfig(_Validated):
     """MLflow: where runs go. Empty uri = the embedded default (sqlite:///mlflow.db)."""
 
@@ -248,10 +328,18 @@ class TrackingConfig(_Validated):
     experiment: str = "mtdiff"
 
     def resolved_uri(self) -> str:
-        """The tracking URI to use: this field, else $MLFLOW_TRACKING_URI, else sqlite."""
+        """The tracking URI to use: this field, else $MLFLOW_TRACKING_URI, else sqlite.
+
+        A relative sqlite path is made absolute (against the current directory) so Ray
+        workers, which run elsewhere, write to the same file.
+        """
         import os
 
-        return self.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"
+        uri = self.uri or os.environ.get("MLFLOW_TRACKING_URI", "") or "sqlite:///mlflow.db"
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+            uri = prefix + os.path.abspath(uri[len(prefix):])
+        return uri
 
 
 @dataclass
@@ -262,17 +350,32 @@ class Config(_Validated):
     collect: CollectConfig = field(default_factory=CollectConfig)
     maze2d: Maze2DConfig = field(default_factory=Maze2DConfig)
     metaworld: MetaWorldConfig = field(default_factory=MetaWorldConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def collection_hash(self, suite: str) -> str:
         """Hash naming a suite's dataset: the shared collect section + the suite's own."""
         _check(suite in ("maze2d", "metaworld"), "suite", f"unknown suite {suite!r}; "
                "use 'maze2d' or 'metaworld'")
-        return config_hash({"suite": suite, "collect": self.collect, suite: getattr(self, suite)})
+        parts: dict[str, Any] = {"suite": suite, "collect": self.collect,
+                                 suite: getattr(self, suite)}
+        if suite == "metaworld" and self.metaworld.source == "sac":
+            parts["sac"] = self.sac  # only then: scripted datasets keep their hashes
+        return config_hash(parts)
+
+    def training_hash(self, data_hash: str) -> str:
+        """Hash naming a training run: the dataset and everything that shapes the weights
+        (not evaluation or sampling settings, so changing those never retrains)."""
+        d = self.diffusion
+        return config_hash({"data_hash": data_hash, "data": self.data, "model": self.model,
+                            "diffusion": [d.num_steps, d.beta_min, d.beta_max, d.cond_drop],
+                            "train": self.train})
 
 
 # ----------------------------------------------------------------------------------------
@@ -293,10 +396,13 @@ def local() -> Config:
         maze2d=Maze2DConfig(episodes_per_map=60, episode_steps=600),
         # Scripted experts: SAC for 10 tasks x 50k steps would take ~40 min of 2 cores alone.
         metaworld=MetaWorldConfig(tasks="MT10", source="scripted", transitions_per_task=50_000),
+        sac=SACConfig(learning_starts=5_000, eval_every=5_000, eval_episodes=5),
         data=DataConfig(batch_per_task=8),
         model=ModelConfig(d_model=128, n_layer=4, n_head=4),
         diffusion=DiffusionConfig(sampler="ddim", sample_steps=20),
         train=TrainConfig(steps=3_000, checkpoint_every=1_000, log_every=50, bf16=True),
+        eval=EvalConfig(episodes=10, seeds=(0,)),
+        offline=OfflineConfig(steps=30_000, eval_every=10_000, eval_episodes=20, eval_envs=5),
     )
 
 
@@ -309,10 +415,16 @@ def smoke() -> Config:
                             episodes_per_map=4, episode_steps=200, eval_episode_steps=100),
         metaworld=MetaWorldConfig(tasks="reach-v3,push-v3", source="scripted",
                                   transitions_per_task=2_000, episode_steps=100),
+        # SAC plumbing only (CI): small nets so 2 x 2,000 steps take seconds.
+        sac=SACConfig(hidden=64, batch_size=64, learning_starts=200, eval_every=1_000,
+                      eval_episodes=2),
         data=DataConfig(horizon=8, prompt_len=5, batch_per_task=4),
         model=ModelConfig(d_model=32, n_layer=2, n_head=2),
         diffusion=DiffusionConfig(num_steps=20, sample_steps=5, sampler="ddim"),
         train=TrainConfig(steps=20, checkpoint_every=10, log_every=5),
+        eval=EvalConfig(episodes=2, seeds=(0,), max_steps=10),
+        offline=OfflineConfig(steps=20, batch_size=32, hidden=32, eval_every=10,
+                              eval_episodes=2, eval_envs=2, augment_copies=1),
     )
 
 

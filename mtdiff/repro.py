@@ -1,6 +1,8 @@
 """The whole reproduction, stage by stage (DESIGN.md, data flow).
 
-Stages so far: Maze2D collection, Meta-World collection. Each stage writes under the
+Stages so far: Maze2D and Meta-World collection; training of MTDiff-P (both suites),
+MTDiff-P-onehot and MTDiff-S (Meta-World); planning evaluation on both suites. Each
+stage writes under the
 run's output folder in a sub-folder named by its config hash and is skipped when that
 output exists and is valid, so a re-run after a crash continues where it stopped. One
 MLflow parent run per reproduction, a child run per stage.
@@ -53,19 +55,80 @@ def _collect_stage(cfg: Config, suite: str, out: Path) -> StageResult:
     return StageResult(f"collect-{suite}", str(root), time.time() - t0, existed, metrics)
 
 
+def _train_stage(cfg: Config, suite: str, kind: str, out: Path) -> StageResult:
+    from dataclasses import replace
+
+    from mtdiff.train import run as train
+    from mtdiff.train.core import load_checkpoint
+    from mtdiff.train.stage import find_checkpoint, run_name
+
+    cfg = replace(cfg, model=replace(cfg.model, kind=kind))
+    data = out / "data" / f"{suite}-{cfg.collection_hash(suite)}"
+    runs = out / "train" / suite
+    t0 = time.time()
+    try:
+        existed = int(load_checkpoint(find_checkpoint(runs / run_name(cfg, data)))["step"]) >= \
+            cfg.train.steps
+    except ValueError:
+        existed = False
+    ckpt = train(cfg, data=data, out=runs, track=False)
+    return StageResult(f"train-{suite}-{kind}", str(ckpt), time.time() - t0, existed,
+                       {"steps": float(cfg.train.steps)})
+
+
+def _eval_stage(name: str, cfg: Config, suite: str, train_stage: StageResult, out: Path
+                ) -> StageResult:
+    import json
+
+    from mtdiff.eval.stage import run as evaluate
+
+    dest = out / "eval" / f"{suite}-{Path(train_stage.output).parent.name}"
+    result_file = dest / f"eval-{suite}.json"
+    t0 = time.time()
+    if result_file.exists():
+        summary = json.loads(result_file.read_text())["summary"]
+        if Path(summary["checkpoint"]).resolve() == Path(train_stage.output).resolve():
+            return StageResult(name, str(result_file), 0.0, True,
+                               {"success_mean": summary["all"]["success_mean"]})
+    summary = evaluate(train_stage.output, suite=suite, out=dest, cfg_overrides=cfg,
+                       track=False)
+    metrics = {"success_mean": summary["all"]["success_mean"],
+               "env_steps_per_s": summary["env_steps_per_s"]}
+    for group in ("train", "unseen", "unseen_wrong_prompt"):
+        if group in summary:
+            metrics[f"{group}_success_mean"] = summary[group]["success_mean"]
+    return StageResult(name, str(result_file), time.time() - t0, False, metrics)
+
+
 def run(cfg: Config, *, out: str | Path, track: bool = True) -> list[StageResult]:
     """Run every stage in order (skipping finished ones); returns what each did."""
     from mtdiff import tracking
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    done: dict[str, StageResult] = {}
     stages: list[tuple[str, Any]] = [
         ("collect-maze2d", lambda: _collect_stage(cfg, "maze2d", out)),
         ("collect-metaworld", lambda: _collect_stage(cfg, "metaworld", out)),
+        ("train-maze2d-mtdiff-p", lambda: _train_stage(cfg, "maze2d", "mtdiff-p", out)),
+        ("train-metaworld-mtdiff-p", lambda: _train_stage(cfg, "metaworld", "mtdiff-p", out)),
+        ("train-metaworld-mtdiff-p-onehot",
+         lambda: _train_stage(cfg, "metaworld", "mtdiff-p-onehot", out)),
+        ("train-metaworld-mtdiff-s", lambda: _train_stage(cfg, "metaworld", "mtdiff-s", out)),
+        ("evaluate-maze2d",
+         lambda: _eval_stage("evaluate-maze2d", cfg, "maze2d", done["train-maze2d-mtdiff-p"], out)),
+        ("evaluate-metaworld",
+         lambda: _eval_stage("evaluate-metaworld", cfg, "metaworld",
+                             done["train-metaworld-mtdiff-p"], out)),
+        ("evaluate-metaworld-onehot",
+         lambda: _eval_stage("evaluate-metaworld-onehot", cfg, "metaworld",
+                             done["train-metaworld-mtdiff-p-onehot"], out)),
     ]
     results: list[StageResult] = []
     if not track:
-        return [fn() for _, fn in stages]
+        for name, fn in stages:
+            done[name] = fn()
+        return list(done.values())
     import mlflow
 
     from mtdiff.data.reader import read_manifest
@@ -75,7 +138,7 @@ def run(cfg: Config, *, out: str | Path, track: bool = True) -> list[StageResult
     with tracking.run(cfg, "full_repro", name=f"full_repro-{cfg.preset}", output=str(out)):
         for name, fn in stages:
             with tracking.run(cfg, name, nested=True):
-                res = fn()
+                res = done[name] = fn()
                 mlflow.set_tags({"output": res.output, "skipped": str(res.skipped)})
                 mlflow.log_metrics({**res.metrics, "stage_seconds": res.seconds})
                 if name.startswith("collect-"):

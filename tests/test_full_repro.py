@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+STAGES = ["collect-maze2d", "collect-metaworld", "train-maze2d-mtdiff-p",
+          "train-metaworld-mtdiff-p", "train-metaworld-mtdiff-p-onehot", "train-metaworld-mtdiff-s",
+          "evaluate-maze2d", "evaluate-metaworld", "evaluate-metaworld-onehot"]
 pytestmark = pytest.mark.integration
 
 
@@ -20,11 +25,20 @@ def test_full_repro_smoke_runs_and_resumes(tmp_path):
     first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "collect-maze2d: done" in first.stdout and "collect-metaworld: done" in first.stdout
+    for stage in STAGES:
+        assert f"{stage}: done" in first.stdout, first.stdout
+    # As if killed after training: the evaluation outputs are gone; collection and
+    # training must not run again, evaluation must.
+    shutil.rmtree(tmp_path / "run" / "eval")
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("skipped (done)") == 2
+    for stage in STAGES:
+        want = "done" if stage.startswith("evaluate") else "skipped (done)"
+        assert f"{stage}: {want} in" in second.stdout, second.stdout
+    report = json.loads(next((tmp_path / "run" / "eval").glob("maze2d-*/eval-maze2d.json"))
+                        .read_text())
+    assert {"train", "unseen", "unseen_wrong_prompt"} <= set(report["summary"])
 
     import mlflow
 
@@ -35,8 +49,8 @@ def test_full_repro_smoke_runs_and_resumes(tmp_path):
     assert len(parents) == 2
     for parent in parents:
         children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-        assert sorted(c.data.tags["stage"] for c in children) == ["collect-maze2d",
-                                                                   "collect-metaworld"]
+        assert sorted(c.data.tags["stage"] for c in children) == sorted(STAGES)
         for c in children:
-            assert c.data.params["preset"] == "smoke" and "dataset_hash" in c.data.tags
-            assert c.data.metrics["transitions"] > 0
+            assert c.data.params["preset"] == "smoke"
+            if c.data.tags["stage"].startswith("collect"):
+                assert "dataset_hash" in c.data.tags and c.data.metrics["transitions"] > 0

@@ -148,7 +148,7 @@ def build_trainer(cfg: Config, data_dir: str | Path, out: str | Path, *,
         scaling_config=ScalingConfig(num_workers=n, use_gpu=gpu,
                                      resources_per_worker={"CPU": cpus}),
         run_config=RunConfig(
-            name=run_name or f"train-{cfg.model.kind}-{config_hash(cfg)}",
+            name=run_name or f"train-{cfg.model.kind}-{config_hash(cfg)}",  # stage passes one
             storage_path=str(Path(out).resolve()),
             failure_config=FailureConfig(max_failures=2),
             checkpoint_config=CheckpointConfig(num_to_keep=2),

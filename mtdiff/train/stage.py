@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mtdiff.config import Config, config_hash, flatten
+from mtdiff.config import Config, flatten
 from mtdiff.train.core import CHECKPOINT_FILE, CheckpointError, load_checkpoint
 
 
 def find_checkpoint(path: str | Path) -> Path:
     """The newest checkpoint folder at or under `path` (a run folder or a checkpoint)."""
-    p = Path(path)
+    p = Path(path).resolve()
     if (p / CHECKPOINT_FILE).exists():
         return p
     if p.is_file() and p.name == CHECKPOINT_FILE:
@@ -23,9 +23,11 @@ def find_checkpoint(path: str | Path) -> Path:
     return found[-1].parent  # Ray names them checkpoint_<timestamp>: the last is the newest
 
 
-def run_name(cfg: Config) -> str:
-    """Run folder name: model kind + hash of everything that shapes the weights."""
-    return f"train-{cfg.model.kind}-{config_hash(cfg)}"
+def run_name(cfg: Config, data: str | Path) -> str:
+    """Run folder name: model kind + hash of the dataset and what shapes the weights."""
+    from mtdiff.data.reader import read_manifest
+
+    return f"train-{cfg.model.kind}-{cfg.training_hash(read_manifest(data)['config_hash'])}"
 
 
 def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True) -> Path:
@@ -37,7 +39,7 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True) -
     from mtdiff.train.ray_train import build_trainer
 
     out = Path(out)
-    name = run_name(cfg)
+    name = run_name(cfg, data)
     try:
         done = find_checkpoint(out / name)
         if int(load_checkpoint(done)["step"]) >= cfg.train.steps:

@@ -1,0 +1,161 @@
+"""The evaluation stage: fan jobs out over Ray, summarise, plot, write JSON, log to MLflow."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from mtdiff.config import Config, DiffusionConfig, EvalConfig, from_dict, to_dict
+from mtdiff.data.io import atomic_write_json
+from mtdiff.eval.suites import EvalJob, run_job, summarize
+
+
+def plan_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig, *,
+              tasks: list[str] | None, maps: list[str] | None,
+              wrong_prompt: bool) -> list[EvalJob]:
+    """Jobs for every (task or map, seed); Maze2D adds wrong-prompt runs on unseen maps."""
+    jobs: list[EvalJob] = []
+    if suite == "maze2d":
+        from mtdiff.envs.maze2d import load_map
+
+        steps = ecfg.max_steps or cfg.maze2d.eval_episode_steps
+        names = maps or [*meta["tasks"], *cfg.maze2d.unseen_maps]
+        train = set(meta["tasks"])
+        for spec in names:
+            name = load_map(spec).name
+            group = "train" if name in train else "unseen"
+            for seed in ecfg.seeds:
+                jobs.append(EvalJob(suite, spec, seed, ecfg.episodes, steps, keep_paths=True,
+                                    extra={"group": group, "prompt": "own", "spec": spec}))
+                if wrong_prompt and group == "unseen":
+                    other = next(t for t in meta["tasks"] if t != name)
+                    jobs.append(EvalJob(suite, spec, seed, ecfg.episodes, steps,
+                                        prompt_task=other,
+                                        extra={"group": "unseen", "prompt": "wrong",
+                                               "spec": spec}))
+    else:
+        from mtdiff.envs.metaworld import MAX_EPISODE_STEPS, resolve_tasks
+
+        steps = ecfg.max_steps or MAX_EPISODE_STEPS
+        names = resolve_tasks(",".join(tasks)) if tasks else meta["tasks"]
+        jobs = [EvalJob(suite, t, seed, ecfg.episodes, steps,
+                        extra={"group": "train" if t in meta["tasks"] else "heldout",
+                               "prompt": "own"})
+                for t in names for seed in ecfg.seeds]
+    return jobs
+
+
+def _maze_figure(results: list[dict[str, Any]], path: Path) -> Path:
+    """Fig. 4's kind of picture: each map with the agent's paths (own prompt, first seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mtdiff.envs.maze2d import draw_maze, load_map
+
+    shown = [r for r in results if r.get("prompt") == "own" and r["seed"] == results[0]["seed"]]
+    n = len(shown)
+    cols = min(n, 5)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, r in zip(axes.flat, shown, strict=False):
+        draw_maze(ax, load_map(r["spec"]), [np.asarray(p) for p in r["paths"][:10]])
+        ax.set_title(f"{r['task']} ({r['group']}): {np.mean(r['success']):.0%}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: Config | None = None,
+        eval_cfg: EvalConfig | None = None, diffusion: DiffusionConfig | None = None,
+        tasks: list[str] | None = None, maps: list[str] | None = None,
+        wrong_prompt: bool = True, track: bool = True) -> dict[str, Any]:
+    """Evaluate a planner checkpoint on a suite; returns (and writes) the results."""
+    import ray
+    from tqdm import tqdm
+
+    from mtdiff.runtime import init_ray
+    from mtdiff.train.core import load_checkpoint
+    from mtdiff.train.stage import find_checkpoint
+
+    ckpt = find_checkpoint(checkpoint)
+    meta = load_checkpoint(ckpt)["meta"]
+    cfg = cfg_overrides or from_dict(meta["config"])
+    ecfg = eval_cfg or cfg.eval
+    dcfg = diffusion or cfg.diffusion
+    if meta["suite"] != suite:
+        raise ValueError(f"the checkpoint was trained on {meta['suite']!r}, not {suite!r}")
+    jobs = plan_jobs(suite, meta, cfg, ecfg, tasks=tasks, maps=maps, wrong_prompt=wrong_prompt)
+    init_ray()
+    remote = ray.remote(run_job).options(num_cpus=ecfg.num_cpus_per_actor,
+                                         num_gpus=ecfg.num_gpus_per_actor)
+    t0 = time.time()
+    refs = [remote.remote(j, str(ckpt), dcfg, ecfg.target_return) for j in jobs]
+    results = []
+    with tqdm(total=len(refs), desc=f"evaluate {suite}", unit="job") as bar:
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            results.append(ray.get(done[0]))
+            bar.update(1)
+    wall = time.time() - t0
+    own = [r for r in results if r.get("prompt", "own") == "own"]
+    summary: dict[str, Any] = {"suite": suite, "checkpoint": str(ckpt), "wall_seconds": wall,
+                               "diffusion": to_dict(dcfg), "eval": to_dict(ecfg),
+                               "all": summarize(own)}
+    for group in ("train", "unseen", "heldout"):
+        sel = [r for r in own if r.get("group") == group]
+        if sel:
+            summary[group] = summarize(sel)
+    wrong = [r for r in results if r.get("prompt") == "wrong"]
+    if wrong:
+        summary["unseen_wrong_prompt"] = summarize(wrong)
+    summary["env_steps_per_s"] = summary["all"]["env_steps"] / max(wall, 1e-9)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / f"eval-{suite}.json", {"summary": summary, "episodes": [
+        {k: v for k, v in r.items() if k != "paths"} for r in results]})
+    artifacts = [out / f"eval-{suite}.json"]
+    if suite == "maze2d":
+        artifacts.append(_maze_figure(results, out / "maze2d-paths.png"))
+    if track:
+        _log(cfg, summary, artifacts)
+    return summary
+
+
+def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path]) -> None:
+    import mlflow
+
+    from mtdiff import tracking
+
+    tracking.setup(cfg)
+    nested = mlflow.active_run() is not None
+    with mlflow.start_run(run_name=f"evaluate-{summary['suite']}", nested=nested,
+                          tags=tracking.common_tags(cfg, "evaluate", suite=summary["suite"])):
+        mlflow.log_params({f"diffusion.{k}": v for k, v in summary["diffusion"].items()})
+        mlflow.log_params({f"eval.{k}": v for k, v in summary["eval"].items()})
+        metrics = {"success_mean": summary["all"]["success_mean"],
+                   "success_std": summary["all"]["success_std"],
+                   "env_steps_per_s": summary["env_steps_per_s"],
+                   "wall_seconds": summary["wall_seconds"]}
+        for group in ("train", "unseen", "heldout", "unseen_wrong_prompt"):
+            if group in summary:
+                metrics[f"{group}_success_mean"] = summary[group]["success_mean"]
+        for t, v in summary["all"]["tasks"].items():
+            metrics[f"success/{Path(t).stem}"] = v["success_mean"]
+        mlflow.log_metrics(metrics)
+        for a in artifacts:
+            mlflow.log_artifact(str(a))
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read an evaluation JSON written by `run`."""
+    return json.loads(Path(path).read_text())
+
