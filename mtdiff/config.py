@@ -399,11 +399,14 @@ def local() -> Config:
         # Scripted experts: SAC for 10 tasks x 50k steps would take ~40 min of 2 cores alone.
         metaworld=MetaWorldConfig(tasks="MT10", source="scripted", transitions_per_task=50_000),
         sac=SACConfig(learning_starts=5_000, eval_every=5_000, eval_episodes=5),
-        data=DataConfig(batch_per_task=8),
-        model=ModelConfig(d_model=128, n_layer=4, n_head=4),
+        # Sized for CPU: a step of this model at batch 64-80 costs ~0.3 s on one core, so
+        # 2,000 steps is ~10 min per model. H=16 (the planner replans every step anyway).
+        # fp32: bf16 autocast measured slower than fp32 for a model this small on CPU.
+        data=DataConfig(batch_per_task=8, horizon=16),
+        model=ModelConfig(d_model=128, n_layer=3, n_head=4),
         diffusion=DiffusionConfig(sampler="ddim", sample_steps=20),
-        train=TrainConfig(steps=3_000, checkpoint_every=1_000, log_every=50, bf16=True),
-        eval=EvalConfig(episodes=10, seeds=(0,)),
+        train=TrainConfig(steps=2_000, checkpoint_every=500, log_every=50),
+        eval=EvalConfig(episodes=6, seeds=(0,)),
         offline=OfflineConfig(steps=30_000, eval_every=10_000, eval_episodes=20, eval_envs=5),
     )
 

@@ -13,6 +13,7 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+from mtdiff.config import apply_overrides, get_preset  # noqa: E402
 from mtdiff.data.random_data import random_episode, write_random_dataset  # noqa: E402
 
 
@@ -35,3 +36,30 @@ def write_dataset(tmp_path: Path) -> Callable[..., Path]:
                                     seed=seed)
 
     return _make
+
+
+@pytest.fixture
+def maze_checkpoint(tmp_path):
+    """An untrained MTDiff-P checkpoint over a real Maze2D smoke dataset (obs 4, act 2)."""
+    from mtdiff.collect.maze2d import _maze_job, plan_maze2d
+    from mtdiff.data.prompts import write_prompts
+    from mtdiff.data.writer import finalize_dataset
+
+    cfg = apply_overrides(get_preset("smoke"), ["maze2d.train_maps=train-0",
+                                                "maze2d.unseen_maps=unseen-0",
+                                                "maze2d.episodes_per_map=2"])
+    data = tmp_path / "data"
+    plan = plan_maze2d(cfg)
+    prompts = {j.task: _maze_job(j, cfg, str(data)) for j in plan.jobs}
+    write_prompts(data, prompts, 4, 2)
+    finalize_dataset(data, suite="maze2d", source="test", tasks=["train-0"], config={},
+                     config_hash="t")
+    import torch
+
+    from mtdiff.train.core import EMA, build_setup, save_checkpoint
+
+    setup = build_setup(cfg, data)
+    opt = torch.optim.Adam(setup.model.parameters())
+    save_checkpoint(tmp_path / "ckpt", model=setup.model, ema=EMA(setup.model, 0.9),
+                    optimizer=opt, step=0, meta=setup.meta)
+    return tmp_path / "ckpt", cfg

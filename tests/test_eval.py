@@ -6,34 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mtdiff.config import apply_overrides, get_preset
 from mtdiff.eval.planner import load_planner
 from mtdiff.eval.rollout import rollout
 from mtdiff.eval.suites import summarize
-from mtdiff.train.core import EMA, build_setup, save_checkpoint
-
-
-@pytest.fixture
-def maze_checkpoint(tmp_path):
-    """An untrained MTDiff-P checkpoint over a real Maze2D smoke dataset (obs 4, act 2)."""
-    from mtdiff.collect.maze2d import _maze_job, plan_maze2d
-    from mtdiff.data.prompts import write_prompts
-    from mtdiff.data.writer import finalize_dataset
-
-    cfg = apply_overrides(get_preset("smoke"), ["maze2d.train_maps=train-0",
-                                                "maze2d.unseen_maps=unseen-0",
-                                                "maze2d.episodes_per_map=2"])
-    data = tmp_path / "data"
-    plan = plan_maze2d(cfg)
-    prompts = {j.task: _maze_job(j, cfg, str(data)) for j in plan.jobs}
-    write_prompts(data, prompts, 4, 2)
-    finalize_dataset(data, suite="maze2d", source="test", tasks=["train-0"], config={},
-                     config_hash="t")
-    setup = build_setup(cfg, data)
-    opt = torch.optim.Adam(setup.model.parameters())
-    save_checkpoint(tmp_path / "ckpt", model=setup.model, ema=EMA(setup.model, 0.9),
-                    optimizer=opt, step=0, meta=setup.meta)
-    return tmp_path / "ckpt", cfg
 
 
 def test_planner_shapes_and_action_bounds(maze_checkpoint):
