@@ -1,9 +1,9 @@
 """The whole reproduction, stage by stage (DESIGN.md, data flow).
 
 Stages so far: Maze2D and Meta-World collection; training of MTDiff-P (both suites),
-MTDiff-P-onehot and MTDiff-S (Meta-World); planning evaluation on both suites. Each
-stage writes under the
-run's output folder in a sub-folder named by its config hash and is skipped when that
+MTDiff-P-onehot and MTDiff-S (Meta-World); planning evaluation on both suites; the
+report (tables and figures beside the paper's, rebuilt every run). Each stage writes
+under the run's output folder in a sub-folder named by its config hash and is skipped when that
 output exists and is valid, so a re-run after a crash continues where it stopped. One
 MLflow parent run per reproduction, a child run per stage.
 """
@@ -100,6 +100,14 @@ def _eval_stage(name: str, cfg: Config, suite: str, train_stage: StageResult, ou
     return StageResult(name, str(result_file), time.time() - t0, False, metrics)
 
 
+def _report_stage(cfg: Config, out: Path) -> StageResult:
+    from mtdiff.report import build_report
+
+    t0 = time.time()
+    path = build_report(out, preset=cfg.preset)
+    return StageResult("report", str(path), time.time() - t0, False)
+
+
 def run(cfg: Config, *, out: str | Path, track: bool = True) -> list[StageResult]:
     """Run every stage in order (skipping finished ones); returns what each did."""
     from mtdiff import tracking
@@ -123,6 +131,7 @@ def run(cfg: Config, *, out: str | Path, track: bool = True) -> list[StageResult
         ("evaluate-metaworld-onehot",
          lambda: _eval_stage("evaluate-metaworld-onehot", cfg, "metaworld",
                              done["train-metaworld-mtdiff-p-onehot"], out)),
+        ("report", lambda: _report_stage(cfg, out)),
     ]
     results: list[StageResult] = []
     if not track:
@@ -143,6 +152,10 @@ def run(cfg: Config, *, out: str | Path, track: bool = True) -> list[StageResult
                 mlflow.log_metrics({**res.metrics, "stage_seconds": res.seconds})
                 if name.startswith("collect-"):
                     tracking.log_dataset(read_manifest(res.output), res.output)
+                if name == "report":
+                    from mtdiff.report import log_report_to_mlflow
+
+                    log_report_to_mlflow(Path(res.output).parent)
             results.append(res)
             print(f"[repro] {name}: {'skipped (done)' if res.skipped else 'done'} in "
                   f"{res.seconds:.1f}s -> {res.output}")

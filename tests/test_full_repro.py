@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["collect-maze2d", "collect-metaworld", "train-maze2d-mtdiff-p",
           "train-metaworld-mtdiff-p", "train-metaworld-mtdiff-p-onehot", "train-metaworld-mtdiff-s",
-          "evaluate-maze2d", "evaluate-metaworld", "evaluate-metaworld-onehot"]
+          "evaluate-maze2d", "evaluate-metaworld", "evaluate-metaworld-onehot", "report"]
 pytestmark = pytest.mark.integration
 
 
@@ -34,11 +34,13 @@ def test_full_repro_smoke_runs_and_resumes(tmp_path):
                             timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     for stage in STAGES:
-        want = "done" if stage.startswith("evaluate") else "skipped (done)"
+        want = "done" if stage.startswith(("evaluate", "report")) else "skipped (done)"
         assert f"{stage}: {want} in" in second.stdout, second.stdout
     report = json.loads(next((tmp_path / "run" / "eval").glob("maze2d-*/eval-maze2d.json"))
                         .read_text())
     assert {"train", "unseen", "unseen_wrong_prompt"} <= set(report["summary"])
+    md = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "59.53" in md  # the paper's Table 1 number beside ours
 
     import mlflow
 
