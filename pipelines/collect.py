@@ -2,6 +2,8 @@
 
     python pipelines/collect.py --suite maze2d --preset smoke --out runs/maze2d
     python pipelines/collect.py --suite metaworld --source scripted --tasks MT10 --out DIR
+    python pipelines/collect.py --suite metaworld --source sac --tasks reach-v3,push-v3 \
+        --preset smoke --out DIR --track        # + MLflow: a run, a child run per SAC task
 
 Run the same command again to resume a killed collection.
 """
@@ -10,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from mtdiff.cli import add_config_args, config_from_args
-from mtdiff.config import apply_overrides
+from mtdiff.config import Config, apply_overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", help="Meta-World tasks: all, MT10, tasks-20, ... or a,b,c")
     p.add_argument("--maps", nargs="+", help="Maze2D training maps: shipped names or map files")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--track", action="store_true",
+                   help="log to MLflow (tracking.uri): the dataset, and per SAC task a child "
+                        "run with its learning curves, plus a plot of all of them")
     add_config_args(p)
     args = p.parse_args(argv)
     cfg = config_from_args(args)
@@ -40,12 +46,31 @@ def main(argv: list[str] | None = None) -> int:
     from mtdiff.data.schema import DatasetError
 
     try:
-        out = run(cfg, suite=args.suite, out=args.out, progress=not args.no_progress)
+        if args.track:
+            out = _tracked(cfg, args)
+        else:
+            out = run(cfg, suite=args.suite, out=args.out, progress=not args.no_progress)
     except (DatasetError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"dataset: {out}  (inspect: python pipelines/dataset.py info {out})")
     return 0
+
+
+def _tracked(cfg: Config, args: argparse.Namespace) -> Path:
+    """The collection inside an MLflow run (SAC tasks as child runs)."""
+    from mtdiff import tracking
+    from mtdiff.collect import run
+    from mtdiff.collect.metaworld import log_sac_runs
+    from mtdiff.data.reader import read_manifest
+
+    print(f"[collect] MLflow: {tracking.setup(cfg)} (experiment {cfg.tracking.experiment!r})")
+    with tracking.run(cfg, f"collect-{args.suite}", output=args.out):
+        out = run(cfg, suite=args.suite, out=args.out, progress=not args.no_progress)
+        tracking.log_dataset(read_manifest(out), out)
+        if args.suite == "metaworld" and cfg.metaworld.source == "sac":
+            log_sac_runs(cfg, out)
+    return out
 
 
 if __name__ == "__main__":
