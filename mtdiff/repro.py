@@ -152,6 +152,10 @@ def run(cfg: Config, *, out: str | Path, track: bool = True) -> list[StageResult
                 mlflow.log_metrics({**res.metrics, "stage_seconds": res.seconds})
                 if name.startswith("collect-"):
                     tracking.log_dataset(read_manifest(res.output), res.output)
+                if name == "collect-metaworld" and cfg.metaworld.source == "sac":
+                    from mtdiff.collect.metaworld import log_sac_runs
+
+                    log_sac_runs(cfg, res.output)  # a child run per task with its curves
                 if name == "report":
                     from mtdiff.report import log_report_to_mlflow
 
