@@ -85,7 +85,7 @@ def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
 def test_killed_training_resumes_from_checkpoint(write_dataset, tmp_path):
     data = write_dataset(tasks=("a", "b"), episodes=4, T=20)
     out = tmp_path / "train"
-    extra = ["--set", "train.steps=200", "--set", "train.checkpoint_every=20",
+    extra = ["--set", "train.steps=400", "--set", "train.checkpoint_every=20",
              "--set", "data.history=2"]
     proc = subprocess.Popen(_train_cmd(data, out, *extra), cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -98,12 +98,12 @@ def test_killed_training_resumes_from_checkpoint(write_dataset, tmp_path):
     first = sorted(out.glob("*/checkpoint_*/checkpoint.pt"))
     assert first, "no checkpoint was written before the kill"
     killed_at = max(int(load_checkpoint(p.parent)["step"]) for p in first)
-    assert killed_at < 200
+    assert killed_at < 400
     r = subprocess.run(_train_cmd(data, out, *extra), cwd=tmp_path, capture_output=True,
                        text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     final = load_checkpoint(r.stdout.strip().splitlines()[-1].split("checkpoint: ")[1])
-    assert final["step"] == 200
+    assert final["step"] == 400
     assert final["meta"]["resumed_from"] >= killed_at > 0
     # Once finished, the same command skips training.
     again = subprocess.run(_train_cmd(data, out, *extra), cwd=tmp_path, capture_output=True,
