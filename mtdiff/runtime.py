@@ -19,7 +19,14 @@ def init_ray(**kwargs: Any) -> None:
     opts.update(kwargs)
     # Workers get one torch/BLAS thread each: many processes share the cores, and 2-thread
     # OpenMP collapses under contention (measured). A stage that owns a machine raises it.
-    opts.setdefault("runtime_env", {"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
+    # Ray Train's controller polls its workers every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by
+    # default); a fit's start, each report and its end wait for a poll. 0.25 s measured here:
+    # a 10-report fit 28.8 s -> 10.6 s (report 1.61 s -> 0.21 s). Set it in the environment
+    # to change it.
+    poll = os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
+    opts.setdefault("runtime_env", {"env_vars": {
+        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": poll}})
     ray.init(address=address, **opts)
 
 

@@ -76,6 +76,27 @@ def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path)
 
 
+def test_latest_checkpoint_skips_damaged_ones(write_dataset, tmp_path):
+    from mtdiff.train.stage import latest_checkpoint
+
+    root = write_dataset(tasks=("a", "b"), episodes=4, T=20)
+    setup = build_setup(_cfg(), root)
+    opt = torch.optim.Adam(setup.model.parameters())
+    ema = EMA(setup.model, 0.9)
+    assert latest_checkpoint(tmp_path / "run") is None
+    for name, step in [("checkpoint_2026-01-01_00-00-02", 40),
+                       ("checkpoint_2026-01-01_00-00-01", 20),
+                       ("checkpoint_2026-01-01_00-00-03", 60)]:
+        save_checkpoint(tmp_path / "run" / name, model=setup.model, ema=ema, optimizer=opt,
+                        step=step, meta=setup.meta)
+    assert latest_checkpoint(tmp_path / "run")[1] == 60
+    # A copy cut short by a kill: truncated file -> skipped, the one before is used.
+    f = tmp_path / "run" / "checkpoint_2026-01-01_00-00-03" / "checkpoint.pt"
+    f.write_bytes(f.read_bytes()[:100])
+    path, step = latest_checkpoint(tmp_path / "run")
+    assert step == 40 and path.name == "checkpoint_2026-01-01_00-00-02"
+
+
 def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, str(REPO / "pipelines/train.py"), "--model", "mtdiff-p", "--data",
             str(data), "--out", str(out), "--preset", "smoke", "--no-mlflow", *extra]
@@ -85,25 +106,25 @@ def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
 def test_killed_training_resumes_from_checkpoint(write_dataset, tmp_path):
     data = write_dataset(tasks=("a", "b"), episodes=4, T=20)
     out = tmp_path / "train"
-    extra = ["--set", "train.steps=400", "--set", "train.checkpoint_every=20",
+    extra = ["--set", "train.steps=2000", "--set", "train.checkpoint_every=50",
              "--set", "data.history=2"]
     proc = subprocess.Popen(_train_cmd(data, out, *extra), cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and not list(out.glob("*/checkpoint_*/checkpoint.pt")):
-        time.sleep(0.5)
-    time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # at once: 1950 steps (~15 s) remain
     proc.wait()
     first = sorted(out.glob("*/checkpoint_*/checkpoint.pt"))
     assert first, "no checkpoint was written before the kill"
     killed_at = max(int(load_checkpoint(p.parent)["step"]) for p in first)
-    assert killed_at < 400
+    assert killed_at < 2000
     r = subprocess.run(_train_cmd(data, out, *extra), cwd=tmp_path, capture_output=True,
                        text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     final = load_checkpoint(r.stdout.strip().splitlines()[-1].split("checkpoint: ")[1])
-    assert final["step"] == 400
+    assert final["step"] == 2000
+    assert "resuming" in r.stdout, r.stdout[-2000:]
     assert final["meta"]["resumed_from"] >= killed_at > 0
     # Once finished, the same command skips training.
     again = subprocess.run(_train_cmd(data, out, *extra), cwd=tmp_path, capture_output=True,

@@ -49,10 +49,18 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     ema = EMA(model, cfg.train.ema_decay)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     start = 0
+    # Two sources, the later step wins: Ray's own restore (a worker group restarted within
+    # this fit, or Ray's recorded run state) and the driver's pick from disk (after the
+    # driver was killed, Ray's run state may lag a checkpoint already in storage).
+    candidates = []
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            state = load_checkpoint(d, map_location=device)
+            candidates.append(load_checkpoint(d, map_location=device))
+    if loop_cfg.get("resume_from"):
+        candidates.append(load_checkpoint(loop_cfg["resume_from"], map_location=device))
+    state = max(candidates, key=lambda s: int(s["step"]), default=None)
+    if state is not None:
         model.load_state_dict(state["model"])
         ema.shadow.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -85,15 +93,20 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
                        "step": step, "samples_per_s": samples / max(now - t_last, 1e-9)}
             t_last, n_last, loss_sum, loss_n = now, step, 0.0, 0
             tracker.log(metrics, step)
-            if is_ckpt:
-                with tempfile.TemporaryDirectory() as d:
-                    if rank == 0:
-                        save_checkpoint(d, model=model, ema=ema, optimizer=optimizer, step=step,
-                                        meta=setup.meta)
-                    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d)
-                                     if rank == 0 else None)
-            else:
-                ray.train.report(metrics)
+            if rank == 0:
+                print(f"[train] step {step}/{cfg.train.steps} loss {metrics['loss']:.4f} "
+                      f"{metrics['samples_per_s']:.1f} samples/s", flush=True)
+        if is_ckpt:
+            # Only checkpoints go through ray.train.report: each report waits for the
+            # controller's next poll (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s) when the previous
+            # one is still queued, so reporting every log step throttled training to that
+            # poll rate. Metrics go to MLflow from rank 0 directly.
+            with tempfile.TemporaryDirectory() as d:
+                if rank == 0:
+                    save_checkpoint(d, model=model, ema=ema, optimizer=optimizer, step=step,
+                                    meta=setup.meta)
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d)
+                                 if rank == 0 else None)
     tracker.close()
 
 
@@ -130,8 +143,12 @@ def use_gpu_from_cluster() -> bool:
 
 def build_trainer(cfg: Config, data_dir: str | Path, out: str | Path, *,
                   run_name: str | None = None, mlflow_spec: dict[str, str] | None = None,
-                  cpus_per_worker: int | None = None) -> Any:
-    """A `TorchTrainer` for `cfg` on the dataset at `data_dir`, storing under `out`."""
+                  cpus_per_worker: int | None = None,
+                  resume_from: str | Path | None = None) -> Any:
+    """A `TorchTrainer` for `cfg` on the dataset at `data_dir`, storing under `out`.
+
+    `resume_from`: a checkpoint folder the workers start from when Ray has none to restore.
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -144,7 +161,8 @@ def build_trainer(cfg: Config, data_dir: str | Path, out: str | Path, *,
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": to_dict(cfg), "data_dir": str(Path(data_dir).resolve()),
-                           "threads": cpus, "mlflow": mlflow_spec},
+                           "threads": cpus, "mlflow": mlflow_spec,
+                           "resume_from": str(resume_from) if resume_from else None},
         scaling_config=ScalingConfig(num_workers=n, use_gpu=gpu,
                                      resources_per_worker={"CPU": cpus}),
         run_config=RunConfig(

@@ -23,6 +23,25 @@ def find_checkpoint(path: str | Path) -> Path:
     return found[-1].parent  # Ray names them checkpoint_<timestamp>: the last is the newest
 
 
+def latest_checkpoint(path: str | Path) -> tuple[Path, int] | None:
+    """The readable checkpoint with the highest step under `path`, or None.
+
+    A run killed while Ray was copying a checkpoint into storage can leave a damaged or
+    partial one behind; it is skipped (with a note) and the one before it is used.
+    """
+    p = Path(path)
+    best: tuple[Path, int] | None = None
+    for f in sorted(p.glob(f"**/checkpoint_*/{CHECKPOINT_FILE}")) if p.is_dir() else []:
+        try:
+            step = int(load_checkpoint(f.parent)["step"])
+        except CheckpointError as e:
+            print(f"[train] skipping unreadable checkpoint: {e}")
+            continue
+        if best is None or step > best[1]:
+            best = (f.parent, step)
+    return best
+
+
 def run_name(cfg: Config, data: str | Path) -> str:
     """Run folder name: model kind + hash of the dataset and what shapes the weights."""
     from mtdiff.data.reader import read_manifest
@@ -40,13 +59,12 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True) -
 
     out = Path(out)
     name = run_name(cfg, data)
-    try:
-        done = find_checkpoint(out / name)
-        if int(load_checkpoint(done)["step"]) >= cfg.train.steps:
-            print(f"[train] {out / name} already finished ({cfg.train.steps} steps); skipping")
-            return done
-    except CheckpointError:
-        pass
+    latest = latest_checkpoint(out / name)
+    if latest is not None and latest[1] >= cfg.train.steps:
+        print(f"[train] {out / name} already finished ({cfg.train.steps} steps); skipping")
+        return latest[0]
+    if latest is not None:
+        print(f"[train] resuming {out / name} from step {latest[1]} ({latest[0]})")
     init_ray()
     spec = None
     mlflow_run = None
@@ -63,7 +81,8 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True) -
         spec = {"uri": uri, "run_id": mlflow_run.info.run_id}
     t0 = time.time()
     try:
-        result = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec).fit()
+        result = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec,
+                               resume_from=latest[0] if latest else None).fit()
         if result.error:
             raise result.error
         ckpt = find_checkpoint(result.checkpoint.path if result.checkpoint else out / name)
