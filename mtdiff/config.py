@@ -94,8 +94,15 @@ class Maze2DConfig(_Validated):
     episodes_per_map: int = 4375  # paper: 35k episodes over 8 maps
     episode_steps: int = 600  # paper App. D: 600 for training, 200 for evaluation
     eval_episode_steps: int = 200
-    # D4RL's generator: a new random goal cell when the current one is reached. With
-    # probability `goal_prob` the new goal is the map's own goal `G` (0 = D4RL/paper).
+    # How the expert's episodes are made:
+    # "d4rl" (paper, default): D4RL's generator, one continuing trajectory toward random
+    #   goal cells, a new one whenever the current one is reached; with probability
+    #   `goal_prob` the new goal is the map's own goal G (0 = D4RL/paper).
+    # "goal": every episode starts in a random free cell and the expert heads for G (then
+    #   holds there), i.e. demonstrations of the evaluation task. The `local` preset uses
+    #   it: with ~1/800 of the paper's gradient samples, a model cannot learn from D4RL's
+    #   random-goal data where G is (measured: 0.17 success on the training maps).
+    episodes: Literal["d4rl", "goal"] = "d4rl"
     goal_prob: float = 0.0
     action_noise: float = 0.0  # std of Gaussian noise added to the expert's action
     p_gain: float = 10.0  # D4RL WaypointController gains
@@ -106,6 +113,8 @@ class Maze2DConfig(_Validated):
         _positive(self, "episodes_per_map", "episode_steps", "eval_episode_steps", "goal_threshold")
         _check(len(self.train_maps) > 0, "Maze2DConfig.train_maps", "needs at least one map")
         _check(0.0 <= self.goal_prob <= 1.0, "Maze2DConfig.goal_prob", "must be in [0, 1]")
+        _check(self.episodes in ("d4rl", "goal"), "Maze2DConfig.episodes",
+               f"{self.episodes!r} is not one of 'd4rl', 'goal'")
         _check(self.action_noise >= 0.0, "Maze2DConfig.action_noise", "must be >= 0")
 
 
@@ -273,6 +282,11 @@ class EvalConfig(_Validated):
     max_steps: int | None = None  # None: the suite's (500 Meta-World, maze2d.eval_episode_steps)
     num_cpus_per_actor: float = 1.0
     num_gpus_per_actor: float = 0.0
+    # Meta-World: end an episode at its first success. The success rate (Tables 1, 6) is
+    # the same; the compute of the rest of a successful episode is saved, and returns then
+    # count up to the first success. False: all 500 steps (full returns). Maze2D always
+    # stops at G (reaching it is the score).
+    stop_on_success: bool = True
 
     def _validate(self) -> None:
         _positive(self, "episodes", "num_cpus_per_actor")
@@ -393,9 +407,11 @@ def local() -> Config:
     return Config(
         preset="local",
         collect=CollectConfig(shard_rows=20_000, prompt_episodes=3, prompts_per_task=20),
-        # goal_prob 0.3: a dataset this small (60 episodes per map) otherwise holds only a
-        # handful of arrivals at G; the paper's 35k episodes do not need it.
-        maze2d=Maze2DConfig(episodes_per_map=60, episode_steps=600, goal_prob=0.3),
+        # Goal-directed expert episodes (see Maze2DConfig.episodes; the paper's D4RL data is
+        # `--set maze2d.episodes=d4rl`), with action noise so that the data covers states
+        # off the expert's path. 150 x 200 steps per map.
+        maze2d=Maze2DConfig(episodes="goal", episodes_per_map=150, episode_steps=200,
+                            action_noise=0.2),
         # Scripted experts: SAC for 10 tasks x 50k steps would take ~40 min of 2 cores alone.
         metaworld=MetaWorldConfig(tasks="MT10", source="scripted", transitions_per_task=50_000),
         sac=SACConfig(learning_starts=5_000, eval_every=5_000, eval_episodes=5),

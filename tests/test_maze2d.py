@@ -371,3 +371,18 @@ def test_expert_api_is_reexported_from_maze2d():
 def test_parse_map_tolerates_surrounding_blank_lines():
     m = parse_map("\n\n" + GOOD + "\n\n", name="x")
     assert m.shape == (4, 5)
+
+
+def test_goal_episodes_start_anywhere_and_reach_g():
+    m = load_map("train-2")
+    cfg = Maze2DConfig(episodes="goal", episode_steps=200, action_noise=0.1)
+    eps = list(generate_episodes(m, cfg, num_episodes=6, seed=3, with_targets=True))
+    again = list(generate_episodes(m, cfg, num_episodes=6, seed=3))
+    assert all(len(ep[keys.ACTION]) == 200 for ep in eps)
+    np.testing.assert_array_equal(eps[4][keys.OBSERVATION], again[4][keys.OBSERVATION])
+    starts = {tuple(np.round(ep[keys.OBSERVATION][0, :2], 1)) for ep in eps}
+    assert len(starts) >= 4  # a new random start every episode
+    assert all(ep[keys.SUCCESS].any() for ep in eps)  # the expert gets to G within 200 steps
+    assert all(np.allclose(ep[TARGET_KEY], m.goal_xy) for ep in eps)
+    with pytest.raises(ValueError, match="episodes"):
+        Maze2DConfig(episodes="random")

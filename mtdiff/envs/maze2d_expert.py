@@ -201,6 +201,9 @@ def generate_episodes(maze_map: MazeMap, cfg: Maze2DConfig, *, num_episodes: int
     """
     env = make_env(maze_map, max_episode_steps=None, goal_threshold=cfg.goal_threshold,
                    continuing=True)
+    if cfg.episodes == "goal":
+        yield from _goal_episodes(env, maze_map, cfg, num_episodes, seed, with_targets)
+        return
     expert = WaypointExpert(maze_map, p_gain=cfg.p_gain, d_gain=cfg.d_gain)
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
@@ -253,6 +256,23 @@ def generate_episodes(maze_map: MazeMap, cfg: Maze2DConfig, *, num_episodes: int
             if with_targets:
                 episode[TARGET_KEY] = np.asarray(t_buf, dtype=np.float32)
             yield episode
+    finally:
+        env.close()
+
+
+def _goal_episodes(env: Maze2DEnv, maze_map: MazeMap, cfg: Maze2DConfig, num_episodes: int,
+                   seed: int, with_targets: bool) -> Iterator[dict[str, np.ndarray]]:
+    """`cfg.episodes == "goal"`: episode i starts in a random free cell (seeded by i) and
+    the expert heads for G for `cfg.episode_steps` steps."""
+    try:
+        for i in range(num_episodes):
+            ep = expert_episode(maze_map, seed=seed * 1_000_003 + i, max_steps=cfg.episode_steps,
+                                action_noise=cfg.action_noise, p_gain=cfg.p_gain,
+                                d_gain=cfg.d_gain, env=env)
+            if with_targets:
+                ep[TARGET_KEY] = np.tile(np.asarray(maze_map.goal_xy, dtype=np.float32),
+                                         (len(ep[keys.ACTION]), 1))
+            yield ep
     finally:
         env.close()
 

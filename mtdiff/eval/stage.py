@@ -41,6 +41,7 @@ def plan_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig, *
         steps = ecfg.max_steps or MAX_EPISODE_STEPS
         names = resolve_tasks(",".join(tasks)) if tasks else meta["tasks"]
         jobs = [EvalJob(suite, t, seed, ecfg.episodes, steps,
+                        stop_on_success=ecfg.stop_on_success,
                         extra={"group": "train" if t in meta["tasks"] else "heldout",
                                "prompt": "own"})
                 for t in names for seed in ecfg.seeds]
