@@ -1,0 +1,85 @@
+"""Presets as plain functions: `smoke` (CI), `local` (a laptop), `paper` (App. A/D/G)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from mtdiff.config.base import ConfigError
+from mtdiff.config.sections import (
+    CollectConfig,
+    Config,
+    DataConfig,
+    DiffusionConfig,
+    EvalConfig,
+    Maze2DConfig,
+    MetaWorldConfig,
+    ModelConfig,
+    OfflineConfig,
+    SACConfig,
+    TrainConfig,
+)
+
+Preset = Literal["smoke", "local", "paper"]
+PRESETS: tuple[str, ...] = ("smoke", "local", "paper")
+
+
+def paper() -> Config:
+    """The paper's App. A / D / G values and dataset sizes."""
+    return Config(preset="paper")
+
+
+def local() -> Config:
+    """A laptop: real but small; the whole pipeline in under an hour on a few CPU cores."""
+    return Config(
+        preset="local",
+        collect=CollectConfig(shard_rows=20_000, prompt_episodes=3, prompts_per_task=20),
+        # Goal-directed expert episodes (see Maze2DConfig.episodes; the paper's D4RL data is
+        # `--set maze2d.episodes=d4rl`), with action noise so that the data covers states
+        # off the expert's path. 150 x 200 steps per map.
+        maze2d=Maze2DConfig(episodes="goal", episodes_per_map=150, episode_steps=200,
+                            action_noise=0.2),
+        # Scripted experts: SAC for 10 tasks x 50k steps would take ~40 min of 2 cores alone.
+        metaworld=MetaWorldConfig(tasks="MT10", source="scripted", transitions_per_task=50_000),
+        sac=SACConfig(learning_starts=5_000, eval_every=5_000, eval_episodes=5),
+        # Sized for CPU: a step of this model at batch 64-80 costs ~0.3 s on one core, so
+        # 2,000 steps is ~10 min per model. H=16 (the planner replans every step anyway).
+        # fp32: bf16 autocast measured slower than fp32 for a model this small on CPU.
+        data=DataConfig(batch_per_task=8, horizon=16),
+        model=ModelConfig(d_model=128, n_layer=3, n_head=4),
+        diffusion=DiffusionConfig(sampler="ddim", sample_steps=20),
+        train=TrainConfig(steps=2_000, checkpoint_every=500, log_every=50),
+        eval=EvalConfig(episodes=6, seeds=(0,)),
+        offline=OfflineConfig(steps=30_000, eval_every=10_000, eval_episodes=20, eval_envs=5),
+    )
+
+
+def smoke() -> Config:
+    """CI: every stage runs end to end in a few minutes on 2 CPU cores."""
+    return Config(
+        preset="smoke",
+        collect=CollectConfig(shard_rows=1_000, prompt_episodes=2, prompts_per_task=4),
+        maze2d=Maze2DConfig(train_maps=("train-0", "train-1"), unseen_maps=("unseen-0",),
+                            episodes_per_map=4, episode_steps=200, eval_episode_steps=100),
+        metaworld=MetaWorldConfig(tasks="reach-v3,push-v3", source="scripted",
+                                  transitions_per_task=2_000, episode_steps=100),
+        # SAC plumbing only (CI): small nets so 2 x 2,000 steps take seconds.
+        sac=SACConfig(hidden=64, batch_size=64, learning_starts=200, eval_every=1_000,
+                      eval_episodes=2),
+        data=DataConfig(horizon=8, prompt_len=5, batch_per_task=4),
+        model=ModelConfig(d_model=32, n_layer=2, n_head=2),
+        diffusion=DiffusionConfig(num_steps=20, sample_steps=5, sampler="ddim"),
+        train=TrainConfig(steps=20, checkpoint_every=10, log_every=5),
+        eval=EvalConfig(episodes=2, seeds=(0,), max_steps=10),
+        offline=OfflineConfig(steps=20, batch_size=32, hidden=32, eval_every=10,
+                              eval_episodes=2, eval_envs=2, augment_copies=1),
+    )
+
+
+_PRESET_FNS = {"smoke": smoke, "local": local, "paper": paper}
+
+
+def get_preset(name: str) -> Config:
+    """The named preset; unknown names raise with the list of known ones."""
+    if name not in _PRESET_FNS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {list(_PRESET_FNS)}")
+    return _PRESET_FNS[name]()
