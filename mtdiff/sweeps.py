@@ -47,7 +47,7 @@ def evaluate_trial(config: dict[str, Any]) -> None:
     from mtdiff.train.core import load_checkpoint
     from mtdiff.train.stage import find_checkpoint
 
-    params = config["params"]
+    params = _expand(config["params"])
     cfg = apply_overrides(from_dict(config["base"]), [f"{k}={v}" for k, v in params.items()])
     ckpt = find_checkpoint(config["checkpoint"])
     meta = load_checkpoint(ckpt)["meta"]
@@ -57,10 +57,8 @@ def evaluate_trial(config: dict[str, Any]) -> None:
     results = []
     for i, job in enumerate(jobs):
         results.append(run_job(job, str(ckpt), cfg.diffusion, cfg.eval.target_return))
-        partial = summarize(results)["success_mean"]
-        ray.tune.report({"success": partial, "jobs_done": i + 1})
-    success = summarize(results)["success_mean"]
-    mlflow.log_metric("success", success)
+        ray.tune.report({**_eval_metrics(results, summarize), "jobs_done": i + 1})
+    mlflow.log_metrics(_eval_metrics(results, summarize))
     mlflow.end_run()
     del run
 
@@ -77,7 +75,7 @@ def train_eval_trial(config: dict[str, Any]) -> None:
     from mtdiff.train import run as train
     from mtdiff.train.core import load_checkpoint
 
-    params = config["params"]
+    params = _expand(config["params"])
     cfg = apply_overrides(from_dict(config["base"]), [f"{k}={v}" for k, v in params.items()])
     run = _child_run(config["mlflow"], _trial_name(params), params)
     ckpt = train(cfg, data=config["data"], out=config["train_out"], track=False)
@@ -93,6 +91,23 @@ def train_eval_trial(config: dict[str, Any]) -> None:
     ray.tune.report({"success": success})
 
 
+def _expand(params: dict[str, Any]) -> dict[str, Any]:
+    """Swept values that are dicts set several fields at once (e.g. sampler and its step
+    count together: ``{"diffusion.sampler": "ddim", "diffusion.sample_steps": 20}``)."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        out.update(v if isinstance(v, dict) else {k: v})
+    return out
+
+
+def _eval_metrics(results: list[dict[str, Any]], summarize: Callable) -> dict[str, float]:
+    """Success and planning cost of evaluation results so far."""
+    steps = sum(r["env_steps"] for r in results)
+    return {"success": summarize(results)["success_mean"],
+            "plan_s_per_env_step": sum(r["plan_seconds"] for r in results) / max(steps, 1),
+            "env_steps_per_s": steps / max(sum(r["seconds"] for r in results), 1e-9)}
+
+
 def _trial_name(params: dict[str, Any]) -> str:
     return ",".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
 
@@ -102,7 +117,8 @@ def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[di
               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
               num_samples: int = 1, scheduler: str | None = None,
               max_concurrent: int | None = None) -> dict[str, Any]:
-    """Run (or resume) a sweep; returns {"parent_run_id", "results": [(params, success)]}.
+    """Run (or resume) a sweep; returns {"parent_run_id", "results": [(params, success)],
+    "best", "trials": [(params, all last metrics)]}.
 
     space: dotted config field -> a Tune domain (``tune.grid_search([...])``, ...).
     """
@@ -153,7 +169,8 @@ def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[di
         if best:
             mlflow.log_metric("best_success", float(best[1]))
             mlflow.set_tag("best_params", str(best[0]))
-    return {"parent_run_id": prun.info.run_id, "results": rows, "best": best}
+    trials = [(r.config["params"], dict(r.metrics)) for r in grid if r.metrics]
+    return {"parent_run_id": prun.info.run_id, "results": rows, "best": best, "trials": trials}
 
 
 def _find_parent(experiment_id: str, name: str, storage: str) -> str | None:

@@ -43,12 +43,29 @@ def _check_runs(uri: str) -> None:
     assert "best_success" in parents[0].data.metrics
 
 
-def test_smoke_sweep_sqlite_store(maze_checkpoint, tmp_path):
+def test_sampler_sweep_sqlite_store(maze_checkpoint, tmp_path):
+    """Sampler settings (sampler + step count swept together) against the first one."""
+    import mlflow
+
     ckpt, _ = maze_checkpoint
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    r = _sweep(ckpt, tmp_path, uri)
+    cmd = [sys.executable, str(REPO / "sweeps/sampler_steps.py"), "--checkpoint", str(ckpt),
+           "--suite", "maze2d", "--maps", "train-0", "--settings", "ddpm-20", "ddim-4",
+           "--episodes", "2", "--max-steps", "3", "--storage", str(tmp_path / "sweeps")]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "MLFLOW_TRACKING_URI": uri})
     assert r.returncode == 0, r.stderr[-3000:]
-    _check_runs(uri)
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()
+            if line.startswith(("ddpm-20", "ddim-4"))}
+    assert set(rows) == {"ddpm-20", "ddim-4"}
+    assert rows["ddpm-20"][3] == "1.0x"  # the baseline against itself
+    assert float(rows["ddim-4"][3].rstrip("x")) > 1.5  # 4 steps instead of 20
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("mtdiff").experiment_id])
+    children = [c for c in runs if c.data.tags.get("stage") == "sweep-trial"]
+    assert sorted((c.data.params["diffusion.sampler"], c.data.params["diffusion.sample_steps"])
+                  for c in children) == [("ddim", "4"), ("ddpm", "20")]
+    assert all({"success", "plan_s_per_env_step"} <= set(c.data.metrics) for c in children)
 
 
 def test_smoke_sweep_mlflow_server(maze_checkpoint, tmp_path):
