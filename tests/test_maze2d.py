@@ -378,11 +378,13 @@ def test_goal_episodes_start_anywhere_and_reach_g():
     cfg = Maze2DConfig(episodes="goal", episode_steps=200, action_noise=0.1)
     eps = list(generate_episodes(m, cfg, num_episodes=6, seed=3, with_targets=True))
     again = list(generate_episodes(m, cfg, num_episodes=6, seed=3))
-    assert all(len(ep[keys.ACTION]) == 200 for ep in eps)
     np.testing.assert_array_equal(eps[4][keys.OBSERVATION], again[4][keys.OBSERVATION])
     starts = {tuple(np.round(ep[keys.OBSERVATION][0, :2], 1)) for ep in eps}
     assert len(starts) >= 4  # a new random start every episode
-    assert all(ep[keys.SUCCESS].any() for ep in eps)  # the expert gets to G within 200 steps
+    for ep in eps:  # each ends on arrival at G: success and termination on its last step only
+        assert len(ep[keys.ACTION]) < 200
+        assert ep[keys.SUCCESS][-1] and not ep[keys.SUCCESS][:-1].any()
+        assert ep[keys.TERMINATED][-1] and not ep[keys.TRUNCATED].any()
     assert all(np.allclose(ep[TARGET_KEY], m.goal_xy) for ep in eps)
     with pytest.raises(ValueError, match="episodes"):
         Maze2DConfig(episodes="random")

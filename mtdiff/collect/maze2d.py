@@ -52,6 +52,7 @@ def plan_maze2d(cfg: Config) -> SuitePlan:
         raise ValueError(f"two maps share a name in {names}; map files must have distinct names")
     jobs = []
     for spec, maze in maps.items():
+        # (an upper bound for "goal" episodes, which end at G; it sizes the progress bar)
         rows = m.episodes_per_map * m.episode_steps if spec in m.train_maps else 0
         jobs.append(TaskJob(maze.name, _maze_job, maze, rows,
                             task_seed(cfg.collect.seed, maze.name)))

@@ -35,8 +35,8 @@ def local() -> Config:
         collect=CollectConfig(shard_rows=20_000, prompt_episodes=3, prompts_per_task=20),
         # Goal-directed expert episodes (see Maze2DConfig.episodes; the paper's D4RL data is
         # `--set maze2d.episodes=d4rl`), with action noise so that the data covers states
-        # off the expert's path. 150 x 200 steps per map.
-        maze2d=Maze2DConfig(episodes="goal", episodes_per_map=150, episode_steps=200,
+        # off the expert's path. 400 episodes per map (~70 steps each, ending at G).
+        maze2d=Maze2DConfig(episodes="goal", episodes_per_map=400, episode_steps=200,
                             action_noise=0.2),
         # Scripted experts: SAC for 10 tasks x 50k steps would take ~40 min of 2 cores alone.
         metaworld=MetaWorldConfig(tasks="MT10", source="scripted", transitions_per_task=50_000),
@@ -49,7 +49,11 @@ def local() -> Config:
         diffusion=DiffusionConfig(sampler="ddim", sample_steps=20),
         train=TrainConfig(steps=2_000, checkpoint_every=500, log_every=50),
         eval=EvalConfig(episodes=6, seeds=(0,)),
-        offline=OfflineConfig(steps=30_000, eval_every=10_000, eval_episodes=20, eval_envs=5),
+        # Table 2 / 4 on 2 of MTDiff-S's MT10 tasks and 1 held-out task (its own 20k-row
+        # noisy scripted dataset); one TD3-BC seed; 2 synthetic rows per original (paper).
+        offline=OfflineConfig(steps=30_000, eval_every=10_000, eval_episodes=20, eval_envs=5,
+                              tasks="reach-v3,push-v3,box-close-v3", seeds=(0,),
+                              heldout_transitions=20_000, quality_samples=200),
     )
 
 
@@ -71,7 +75,9 @@ def smoke() -> Config:
         train=TrainConfig(steps=20, checkpoint_every=10, log_every=5),
         eval=EvalConfig(episodes=2, seeds=(0,), max_steps=10),
         offline=OfflineConfig(steps=20, batch_size=32, hidden=32, eval_every=10,
-                              eval_episodes=2, eval_envs=2, augment_copies=1),
+                              eval_episodes=2, eval_envs=2, augment_copies=1,
+                              tasks="reach-v3,box-close-v3", seeds=(0,), synth_transitions=64,
+                              heldout_transitions=200, quality_samples=8, embedding="pca"),
     )
 
 

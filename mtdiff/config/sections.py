@@ -32,8 +32,9 @@ class Maze2DConfig(_Validated):
     # "d4rl" (paper, default): D4RL's generator, one continuing trajectory toward random
     #   goal cells, a new one whenever the current one is reached; with probability
     #   `goal_prob` the new goal is the map's own goal G (0 = D4RL/paper).
-    # "goal": every episode starts in a random free cell and the expert heads for G (then
-    #   holds there), i.e. demonstrations of the evaluation task. The `local` preset uses
+    # "goal": every episode starts in a random free cell and the expert heads for G, the
+    #   episode ending on arrival (`episode_steps` is then the cap): demonstrations of the
+    #   evaluation task. The `local` preset uses
     #   it: with ~1/800 of the paper's gradient samples, a model cannot learn from D4RL's
     #   random-goal data where G is (measured: 0.17 success on the training maps).
     episodes: Literal["d4rl", "goal"] = "d4rl"
@@ -256,10 +257,30 @@ class OfflineConfig(_Validated):
     rad_high: float = 1.2
     s4rl_eps: float = 0.01  # S4RL: step along the gradient of Q (App. B)
     augment_copies: int = 2  # augmented transitions per original (MTDiff-S: 2M for 1M)
+    # The full reproduction's `synthesize-offline` stage (Tables 2 and 4). Tasks: a task
+    # spec (`mtdiff.envs.metaworld.resolve_tasks`); Table 2's 3 seen + 3 unseen tasks by
+    # default. A task MTDiff-S was not trained on gets its own original dataset from the
+    # scripted experts (`heldout_transitions` rows, action noise `heldout_noise`: no clean
+    # expert episode, a low-quality dataset to augment).
+    tasks: str = ("sweep-into-v3,coffee-push-v3,disassemble-v3,"
+                  "box-close-v3,hand-insert-v3,bin-picking-v3")
+    seeds: tuple[int, ...] = (0, 1, 2)  # TD3-BC seeds per Table 2 cell (paper: 3)
+    synth_transitions: int | None = None  # per task; None: augment_copies x original rows
+    prompt_episodes: int = 1  # expert demonstrations the synthesis prompt is cut from
+    heldout_transitions: int = 1_000_000  # paper: a 1M original dataset per task
+    heldout_noise: tuple[float, ...] = (0.3, 0.5, 1.0)
+    quality_samples: int = 1000  # rows per method checked for the dynamics error (~10 ms each)
+    embedding: Literal["tsne", "pca"] = "tsne"  # Fig. 11's 2-D embedding of the data
 
     def _validate(self) -> None:
         _positive(self, "steps", "batch_size", "hidden", "lr", "policy_delay", "eval_every",
-                  "eval_episodes", "eval_envs", "s4rl_eps", "augment_copies")
+                  "eval_episodes", "eval_envs", "s4rl_eps", "augment_copies", "prompt_episodes",
+                  "heldout_transitions", "quality_samples")
+        _check(len(self.seeds) > 0, "OfflineConfig.seeds", "needs at least one seed")
+        if self.synth_transitions is not None:
+            _positive(self, "synth_transitions")
+        _check(all(n >= 0 for n in self.heldout_noise), "OfflineConfig.heldout_noise",
+               "noise levels must be >= 0")
         _check(0.0 < self.gamma < 1.0, "OfflineConfig.gamma", "must be in (0, 1)")
         _check(0.0 < self.tau <= 1.0, "OfflineConfig.tau", "must be in (0, 1]")
         _check(self.alpha >= 0 and self.policy_noise >= 0 and self.noise_clip >= 0,

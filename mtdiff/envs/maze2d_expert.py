@@ -263,12 +263,14 @@ def generate_episodes(maze_map: MazeMap, cfg: Maze2DConfig, *, num_episodes: int
 def _goal_episodes(env: Maze2DEnv, maze_map: MazeMap, cfg: Maze2DConfig, num_episodes: int,
                    seed: int, with_targets: bool) -> Iterator[dict[str, np.ndarray]]:
     """`cfg.episodes == "goal"`: episode i starts in a random free cell (seeded by i) and
-    the expert heads for G for `cfg.episode_steps` steps."""
+    the expert heads for G; the episode ends (terminated) on arrival, or is truncated
+    after `cfg.episode_steps` steps. No steps of sitting at G: in a small dataset they
+    become a "stand still" mode that the planner falls into away from G (measured)."""
     try:
         for i in range(num_episodes):
             ep = expert_episode(maze_map, seed=seed * 1_000_003 + i, max_steps=cfg.episode_steps,
                                 action_noise=cfg.action_noise, p_gain=cfg.p_gain,
-                                d_gain=cfg.d_gain, env=env)
+                                d_gain=cfg.d_gain, stop_at_goal=True, env=env)
             if with_targets:
                 ep[TARGET_KEY] = np.tile(np.asarray(maze_map.goal_xy, dtype=np.float32),
                                          (len(ep[keys.ACTION]), 1))
