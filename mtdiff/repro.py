@@ -1,11 +1,13 @@
 """The whole reproduction, stage by stage (DESIGN.md, data flow).
 
 Stages so far: Maze2D and Meta-World collection; training of MTDiff-P (both suites),
-MTDiff-P-onehot and MTDiff-S (Meta-World); planning evaluation on both suites; the
-report (tables and figures beside the paper's, rebuilt every run). Each stage writes
-under the run's output folder in a sub-folder named by its config hash and is skipped when that
-output exists and is valid, so a re-run after a crash continues where it stopped. One
-MLflow parent run per reproduction, a child run per stage.
+MTDiff-P-onehot and MTDiff-S (Meta-World); planning evaluation on both suites; data
+synthesis with MTDiff-S + TD3-BC on original vs augmented data (Tables 2 and 4,
+`mtdiff.synth.offline_stage`); the report (tables and figures beside the paper's,
+rebuilt every run). Each stage writes under the run's output folder in a sub-folder named
+by its config hash and is skipped when that output exists and is valid, so a re-run after
+a crash continues where it stopped. One MLflow parent run per reproduction, a child run
+per stage.
 """
 
 from __future__ import annotations
@@ -100,6 +102,16 @@ def _eval_stage(name: str, cfg: Config, suite: str, train_stage: StageResult, ou
     return StageResult(name, str(result_file), time.time() - t0, False, metrics)
 
 
+def _offline_stage(cfg: Config, train_stage: StageResult, out: Path) -> StageResult:
+    from mtdiff.synth.offline_stage import run as synthesize_offline
+
+    data = out / "data" / f"metaworld-{cfg.collection_hash('metaworld')}"
+    t0 = time.time()
+    res = synthesize_offline(cfg, checkpoint=train_stage.output, data=data, out=out)
+    return StageResult("synthesize-offline", str(res.root), 0.0 if res.skipped else
+                       time.time() - t0, res.skipped, res.metrics)
+
+
 def _report_stage(cfg: Config, out: Path) -> StageResult:
     from mtdiff.report import build_report
 
@@ -131,6 +143,8 @@ def run(cfg: Config, *, out: str | Path, track: bool = True) -> list[StageResult
         ("evaluate-metaworld-onehot",
          lambda: _eval_stage("evaluate-metaworld-onehot", cfg, "metaworld",
                              done["train-metaworld-mtdiff-p-onehot"], out)),
+        ("synthesize-offline",
+         lambda: _offline_stage(cfg, done["train-metaworld-mtdiff-s"], out)),
         ("report", lambda: _report_stage(cfg, out)),
     ]
     results: list[StageResult] = []

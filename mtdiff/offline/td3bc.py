@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtdiff.config import OfflineConfig, to_dict
+from mtdiff.config import OfflineConfig, from_dict, to_dict
 from mtdiff.offline.transitions import Transitions
 
 CHECKPOINT_FORMAT = 1
@@ -228,7 +228,7 @@ class TD3BC:
         if sd.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: TD3-BC checkpoint format {sd.get('format')!r}, this "
                              f"code reads format {CHECKPOINT_FORMAT}")
-        cfg = OfflineConfig(**sd["config"])
+        cfg = from_dict({"offline": sd["config"]}).offline  # JSON-style lists -> tuples
         agent = cls(sd["obs_dim"], sd["act_dim"], cfg, device=device)
         for name in ("actor", "critic", "actor_target", "critic_target", "actor_opt",
                      "critic_opt"):
