@@ -78,7 +78,8 @@ def train_eval_trial(config: dict[str, Any]) -> None:
     params = _expand(config["params"])
     cfg = apply_overrides(from_dict(config["base"]), [f"{k}={v}" for k, v in params.items()])
     run = _child_run(config["mlflow"], _trial_name(params), params)
-    ckpt = train(cfg, data=config["data"], out=config["train_out"], track=False)
+    ckpt = train(cfg, data=config["data"], out=config["train_out"], track=False,
+                 cpus_per_worker=config.get("trainer_cpus_per_worker", 1))
     meta = load_checkpoint(ckpt)["meta"]
     jobs = plan_jobs(config["suite"], meta, cfg, cfg.eval, tasks=config.get("tasks"),
                      maps=config.get("maps"), wrong_prompt=False)
@@ -115,12 +116,16 @@ def _trial_name(params: dict[str, Any]) -> str:
 def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[dict], None], *,
               trial_config: dict[str, Any], storage: str | Path,
               cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+              trainer_cpus: float = 0.0,
               num_samples: int = 1, scheduler: str | None = None,
               max_concurrent: int | None = None) -> dict[str, Any]:
     """Run (or resume) a sweep; returns {"parent_run_id", "results": [(params, success)],
     "best", "trials": [(params, all last metrics)]}.
 
     space: dotted config field -> a Tune domain (``tune.grid_search([...])``, ...).
+    trainer_cpus: CPUs a trial's own `TorchTrainer` reserves outside the trial (Train V2:
+    the trainer's workers are not part of the trial's resources); counted when deciding
+    how many trials run at once.
     """
     import mlflow
     from ray import tune
@@ -132,7 +137,8 @@ def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[di
     uri = tracking.setup(cfg)
     exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
     storage = Path(storage).resolve()
-    concurrent = max_concurrent or max(1, int(cluster_cpus() // max(cpus_per_trial, 1e-9)))
+    per_trial = max(cpus_per_trial + trainer_cpus, 1e-9)
+    concurrent = max_concurrent or max(1, int(cluster_cpus() // per_trial))
     sched = None
     if scheduler == "asha":
         sched = tune.schedulers.ASHAScheduler(grace_period=1, reduction_factor=2)
@@ -183,3 +189,48 @@ def _find_parent(experiment_id: str, name: str, storage: str) -> str | None:
                                             "tags.stage = 'sweep'")
     return runs[0].info.run_id if runs else None
 
+
+def task_count_trial(config: dict[str, Any]) -> None:
+    """Trial (Fig. 7): MTDiff-S trained on one task set -> synthesize for `task` -> TD3-BC
+    on original + synthetic data, one run per `offline.seeds`. The driver function builds
+    the TorchTrainer (`mtdiff.train.run`, Train V2 pattern); TD3-BC runs in the trial.
+
+    config: {"params": {"metaworld.tasks": spec}, "base", "mlflow", "data": {spec: dataset},
+    "train_out", "out" (synthesis + TD3-BC results), "task"}. Finished TD3-BC runs are
+    read back, so a resumed sweep does not redo them.
+    """
+    import json
+    from dataclasses import replace
+
+    import mlflow
+    import ray.tune
+
+    from mtdiff.config import config_hash, from_dict
+    from mtdiff.envs.metaworld import resolve_tasks
+    from mtdiff.synth.offline_stage import build_source, td3bc_job
+    from mtdiff.train import run as train
+
+    params = _expand(config["params"])
+    cfg = apply_overrides(from_dict(config["base"]), [f"{k}={v}" for k, v in params.items()])
+    cfg = replace(cfg, model=replace(cfg.model, kind="mtdiff-s"))
+    spec, task = cfg.metaworld.tasks, config["task"]
+    n = len(resolve_tasks(spec))
+    run = _child_run(config["mlflow"], _trial_name(params), {**params, "num_tasks": n})
+    data = Path(config["data"][spec])
+    ckpt = train(cfg, data=data, out=config["train_out"], track=False,
+                 cpus_per_worker=config.get("trainer_cpus_per_worker", 1))
+    root = Path(config["out"]) / f"tasks{n}-{config_hash([spec, str(ckpt), to_dict(cfg.offline)])}"
+    src = build_source(cfg, ckpt, task, True, data, root)
+    metrics: dict[str, float] = {"num_tasks": float(n)}
+    for seed in cfg.offline.seeds:
+        f = root / "runs" / task / f"mtdiff-s-s{seed}.json"
+        rec = json.loads(f.read_text()) if f.exists() else td3bc_job(
+            src.augmented, task, cfg.offline, seed, cfg.metaworld.episode_steps, str(f), None)
+        metrics[f"success_s{seed}"] = rec["success"]
+    metrics["success"] = sum(metrics[f"success_s{s}"] for s in cfg.offline.seeds) / len(
+        cfg.offline.seeds)
+    mlflow.log_metrics(metrics)
+    mlflow.set_tag("checkpoint", str(ckpt))
+    mlflow.end_run()
+    del run
+    ray.tune.report(metrics)

@@ -97,3 +97,49 @@ def test_smoke_sweep_mlflow_server(maze_checkpoint, tmp_path):
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def _children(uri: str) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("mtdiff").experiment_id])
+    return [c for c in runs if c.data.tags.get("stage") == "sweep-trial"]
+
+
+def test_horizon_prompt_sweep_trains_inside_trials(maze_checkpoint, tmp_path):
+    """Train V2 inside Tune: each trial's driver function builds a TorchTrainer, whose
+    worker reserves its own CPU next to the trial's (else it could never be placed)."""
+    data = maze_checkpoint[0].parent / "data"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [sys.executable, str(REPO / "sweeps/horizon_prompt.py"), "--data", str(data),
+           "--suite", "maze2d", "--maps", "train-0", "--horizons", "4", "8", "--prompt-lens",
+           "5", "--preset", "smoke", "--set", "train.steps=10", "--set", "eval.episodes=1",
+           "--set", "eval.max_steps=3", "--out", str(tmp_path / "hp")]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+    assert r.returncode == 0, r.stderr[-3000:]
+    children = _children(uri)
+    assert sorted(int(c.data.params["data.horizon"]) for c in children) == [4, 8]
+    assert all("success" in c.data.metrics and c.data.tags.get("checkpoint") for c in children)
+    assert len(list((tmp_path / "hp" / "train").glob("*/checkpoint_*/checkpoint.pt"))) >= 2
+
+
+def test_task_count_sweep_writes_fig7_records(tmp_path):
+    """Fig. 7 at smoke size: MTDiff-S on 1 and 2 tasks -> synthesize -> TD3-BC per trial."""
+    import json
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [sys.executable, str(REPO / "sweeps/task_count.py"), "--preset", "smoke", "--sets",
+           "reach-v3", "reach-v3,push-v3", "--task", "reach-v3", "--out", str(tmp_path / "tc")]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "MLFLOW_TRACKING_URI": uri})
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads((tmp_path / "tc" / "offline" / "task_count.json").read_text())
+    assert sorted(row["num_tasks"] for row in rows) == [1, 2]
+    assert all(0.0 <= row["success"] <= 1.0 and row["task"] == "reach-v3" for row in rows)
+    assert sorted(c.data.params["metaworld.tasks"] for c in _children(uri)) == [
+        "reach-v3", "reach-v3,push-v3"]
+    bad = subprocess.run([*cmd[:5], "reach-v3", "push-v3", "--task", "push-v3"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "not in set(s) ['reach-v3']" in bad.stderr

@@ -49,10 +49,14 @@ def run_name(cfg: Config, data: str | Path) -> str:
     return f"train-{cfg.model.kind}-{cfg.training_hash(read_manifest(data)['config_hash'])}"
 
 
-def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True) -> Path:
+def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
+        cpus_per_worker: int | None = None) -> Path:
     """Train `cfg.model.kind` on the dataset at `data`; returns the final checkpoint folder.
 
     Finished runs (a checkpoint at `train.steps`) are skipped; unfinished ones resume.
+    `cpus_per_worker`: CPUs each Ray Train worker reserves (default: the cluster's CPUs
+    split over the workers); a caller that itself holds CPUs (a Tune trial) passes fewer,
+    or the worker group can never be placed.
     """
     from mtdiff.runtime import init_ray
     from mtdiff.train.ray_train import build_trainer
@@ -82,6 +86,7 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True) -
     t0 = time.time()
     try:
         result = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec,
+                               cpus_per_worker=cpus_per_worker,
                                resume_from=latest[0] if latest else None).fit()
         if result.error:
             raise result.error
