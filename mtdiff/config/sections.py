@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mtdiff.config.base import _check, _positive, _Validated, config_hash
+from mtdiff.config.base import _check, _positive, _Validated, config_hash, to_dict
 
 # ----------------------------------------------------------------------------------------
 # Collection
@@ -198,12 +198,18 @@ class TrainConfig(_Validated):
     loss: Literal["mse", "huber"] = "mse"  # authors' code: huber, first action weighted 10
     bf16: bool = False
     num_workers: int = 1
+    # CPUs each Ray Train worker reserves (threads it uses). None: the cluster's CPUs split
+    # over the workers (2 per worker when training on GPUs). Set it to share a machine with
+    # other Ray work (e.g. 1 next to a running sweep). Not part of the training hash.
+    cpus_per_worker: int | None = None
     checkpoint_every: int = 10_000
     log_every: int = 100
     seed: int = 0
 
     def _validate(self) -> None:
         _positive(self, "steps", "lr", "num_workers", "checkpoint_every", "log_every")
+        if self.cpus_per_worker is not None:
+            _positive(self, "cpus_per_worker")
         _check(0.0 <= self.ema_decay < 1.0, "TrainConfig.ema_decay", "must be in [0, 1)")
 
 
@@ -344,4 +350,5 @@ class Config(_Validated):
         d = self.diffusion
         return config_hash({"data_hash": data_hash, "data": self.data, "model": self.model,
                             "diffusion": [d.num_steps, d.beta_min, d.beta_max, d.cond_drop],
-                            "train": self.train})
+                            "train": {k: v for k, v in to_dict(self.train).items()
+                                      if k != "cpus_per_worker"}})

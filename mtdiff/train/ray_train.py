@@ -157,7 +157,8 @@ def build_trainer(cfg: Config, data_dir: str | Path, out: str | Path, *,
 
     gpu = use_gpu_from_cluster()
     n = cfg.train.num_workers
-    cpus = cpus_per_worker or max(1, int(cluster_cpus() // n) if not gpu else 2)
+    cpus = (cpus_per_worker or cfg.train.cpus_per_worker
+            or max(1, int(cluster_cpus() // n) if not gpu else 2))
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": to_dict(cfg), "data_dir": str(Path(data_dir).resolve()),
