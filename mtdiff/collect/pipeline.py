@@ -136,8 +136,10 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
                     raise RuntimeError(f"collection of task {job.task!r} failed: {e.cause!r}; "
                                        "fix the cause and rerun the same command to resume"
                                        ) from e.cause
-            bar.n = sum(_rows_on_disk(root, j.task) for j in data_jobs)
-            bar.refresh()
+            done_rows = sum(_rows_on_disk(root, j.task) for j in data_jobs)
+            if done_rows != bar.n:  # redraw on progress only (a log file gets one line each)
+                bar.n = done_rows
+                bar.refresh()
     elapsed = time.time() - t0
     write_prompts(root, prompts, plan.obs_dim, plan.act_dim)
     manifest = finalize_dataset(
