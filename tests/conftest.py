@@ -12,6 +12,10 @@ import pytest
 # Tests share 2 cores with Ray workers: one thread each.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# Every Ray the tests start is a fresh local instance (they kill drivers and count CPUs):
+# never attach to a cluster that `ray start` left running on this machine, which is what
+# `ray.init()` does by default.
+os.environ["RAY_ADDRESS"] = "local"
 
 from mtdiff.config import apply_overrides, get_preset  # noqa: E402
 from mtdiff.data.random_data import random_episode, write_random_dataset  # noqa: E402
