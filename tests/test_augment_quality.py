@@ -13,10 +13,10 @@ from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM, make_env
 from mtdiff.offline.td3bc import TD3BC
 from mtdiff.offline.transitions import Transitions, from_task, task_data_from_episodes
 from mtdiff.synth.augment import rad_augment, s4rl_augment, value_gradient
+from mtdiff.synth.embedding import embedding_plot
 from mtdiff.synth.quality import (
     MetaWorldSimulator,
     dynamics_error,
-    embedding_plot,
     episode_mocap_offsets,
     l2_distance_from_dataset,
     nearest_distance,

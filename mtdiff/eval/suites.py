@@ -30,7 +30,9 @@ class EvalJob:
     max_steps: int
     prompt_task: str | None = None  # None: the task's own prompt set
     keep_paths: bool = False
-    stop_on_success: bool = True  # Meta-World: EvalConfig.stop_on_success; Maze2D: always
+    # End an episode at its first success. Maze2D jobs keep True (reaching G is the score);
+    # Meta-World jobs take EvalConfig.stop_on_success.
+    stop_on_success: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,7 +88,7 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=job.episodes)]
     res = rollout(planner, envs, max_steps=job.max_steps, prompts=prompts, task_ids=task_ids,
                   diffusion=diffusion, target_return=target_return, seeds=seeds,
-                  stop_on_success=job.suite == "maze2d" or job.stop_on_success,
+                  stop_on_success=job.stop_on_success,
                   keep_paths=job.keep_paths, generator=gen)
     for e in envs:
         e.close()

@@ -219,9 +219,9 @@ def task_quality(cfg: Config, src: TaskSource, root: Path) -> list[dict[str, Any
     embedding plot; read back when on disk."""
     from mtdiff.data.reader import load_dataset
     from mtdiff.synth.augment import rad_augment
+    from mtdiff.synth.embedding import embedding_plot
     from mtdiff.synth.quality import (
         dynamics_error,
-        embedding_plot,
         episode_mocap_offsets,
         l2_distance_from_dataset,
     )
