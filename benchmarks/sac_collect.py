@@ -9,6 +9,7 @@ update per env step after a warm-up of random steps (not timed).
 - rllib: RLlib's SAC (new API stack, `num_env_runners=0`, built by
   `mtdiff.collect.sac_rllib.build_algo`), timed over whole `algo.train()` iterations.
 - scaling: 2 lean Ray tasks at once; aggregate steps/s over one task's.
+- lean with denormal floats kept (torch's default): what flushing them buys.
 
 Both wall-clock steps/s and steps per CPU-second of the task's process are printed: on
 a machine shared with other work the second is the per-core cost. Targets: lean >= 100
@@ -27,15 +28,20 @@ from typing import Any
 TASK = "reach-v3"
 
 
-def lean_steps_per_s(steps: int, warmup: int, seed: int = 0) -> dict[str, float]:
-    """Time `steps` env steps of the lean agent, each followed by one update."""
+def lean_steps_per_s(steps: int, warmup: int, seed: int = 0,
+                     flush_denormals: bool = True) -> dict[str, float]:
+    """Time `steps` env steps of the lean agent, each followed by one update.
+
+    `flush_denormals=False` is the baseline before the collection flushed them."""
     import numpy as np
     import torch
 
     from mtdiff.collect.sac import ReplayBuffer, SACAgent, SACHyper
     from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM, make_env
+    from mtdiff.runtime import set_torch_threads
 
-    torch.set_num_threads(1)
+    set_torch_threads(1)  # as the collection sets it (1 thread, denormals flushed)
+    torch.set_flush_denormal(flush_denormals)
     agent = SACAgent(OBS_DIM, ACT_DIM, SACHyper(), seed=seed)
     buffer = ReplayBuffer(warmup + steps, OBS_DIM, ACT_DIM, 256, agent.device)
     env = make_env(TASK, seed=seed)
@@ -58,14 +64,14 @@ def lean_steps_per_s(steps: int, warmup: int, seed: int = 0) -> dict[str, float]
 
 def rllib_steps_per_s(steps: int, warmup: int, seed: int = 0) -> dict[str, float]:
     """Time RLlib's SAC over `algo.train()` iterations of `steps` env steps."""
-    import torch
     from ray.tune.registry import register_env
 
     from mtdiff.collect.sac_rllib import build_algo
     from mtdiff.config import apply_overrides, get_preset
     from mtdiff.envs.metaworld import make_env
+    from mtdiff.runtime import set_torch_threads
 
-    torch.set_num_threads(1)
+    set_torch_threads(1)  # as the collection sets it (1 thread, denormals flushed)
     cfg = apply_overrides(get_preset("paper"), [f"metaworld.episode_steps={steps}",
                                                 f"metaworld.transitions_per_task={10 * steps}"])
     register_env("mtdiff-bench", lambda _: make_env(TASK, seed=seed, max_episode_steps=500))
@@ -104,13 +110,14 @@ def main() -> None:
           f"{os.getloadavg()[0]:.2f}")
     lean = ray.remote(num_cpus=1)(lean_steps_per_s)
     one = ray.get(lean.remote(args.steps, args.warmup))
+    kept = ray.get(lean.remote(args.steps, args.warmup, flush_denormals=False))
     t0 = time.perf_counter()
     two = ray.get([lean.remote(args.steps, args.warmup, seed=s) for s in (1, 2)])
     both_s = time.perf_counter() - t0
     # Aggregate: both tasks' timed steps over the span in which both were timed.
     span = max(r["wall_s"] for r in two)
     agg = sum(r["steps"] for r in two) / span
-    rows = [("lean, 1 task", one)]
+    rows = [("lean, 1 task", one), ("lean, denormals kept", kept)]
     if not args.skip_rllib:
         rl = ray.get(ray.remote(num_cpus=1)(rllib_steps_per_s).remote(args.rllib_steps,
                                                                         args.warmup))
@@ -123,8 +130,10 @@ def main() -> None:
         print(f"{name:26s} {r['steps']:6d} {r['wall_s']:7.1f} {r['steps_per_s']:8.1f} "
               f"{r['steps_per_cpu_s']:12.1f}")
     if not args.skip_rllib:
-        print(f"\nlean / rllib: {one['steps_per_s'] / rows[1][1]['steps_per_s']:.1f}x "
-              f"(wall), {one['steps_per_cpu_s'] / rows[1][1]['steps_per_cpu_s']:.1f}x (CPU)")
+        print(f"\nlean / rllib: {one['steps_per_s'] / rows[2][1]['steps_per_s']:.1f}x "
+              f"(wall), {one['steps_per_cpu_s'] / rows[2][1]['steps_per_cpu_s']:.1f}x (CPU)")
+    print(f"denormals flushed / kept: {one['steps_per_cpu_s'] / kept['steps_per_cpu_s']:.2f}x "
+          "(steps/CPU-s)")
     print(f"scaling 1 -> 2 tasks: {agg:.1f} vs {one['steps_per_s']:.1f} steps/s = "
           f"{agg / one['steps_per_s']:.2f}x (target >= 1.8x; {both_s:.0f}s for both)")
     cpu_ratio = sum(r["steps_per_cpu_s"] for r in two) / one["steps_per_cpu_s"]

@@ -52,8 +52,9 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
     """Evaluate one batch (runs inside a Ray task); returns plain per-episode results."""
     from mtdiff.eval.planner import load_planner
     from mtdiff.eval.rollout import rollout
+    from mtdiff.runtime import set_torch_threads
 
-    torch.set_num_threads(1)
+    set_torch_threads(1)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     planner = load_planner(checkpoint, device=dev)
     cfg = planner.m.cfg

@@ -123,7 +123,9 @@ def td3bc_job(data: Transitions, task: str, cfg: OfflineConfig, seed: int, episo
               result: str, checkpoint: str | None) -> dict[str, Any]:
     """One Table 2 cell for one seed (runs as a Ray task); writes `result` atomically."""
     from mtdiff.offline.run import run_td3bc
+    from mtdiff.runtime import set_torch_threads
 
+    set_torch_threads(1)
     data = concat([data])  # a writable copy of the object store's read-only arrays
     res = run_td3bc(data, task, cfg, max_episode_steps=episode_steps, checkpoint=checkpoint,
                     seed=seed, log_every=max(1, min(1000, cfg.steps)))

@@ -27,6 +27,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     import ray.train.torch
 
     from mtdiff.config import from_dict
+    from mtdiff.runtime import set_torch_threads
     from mtdiff.train.core import (
         EMA,
         build_setup,
@@ -39,7 +40,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     cfg = from_dict(loop_cfg["config"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(int(loop_cfg.get("threads", 1)))
+    set_torch_threads(int(loop_cfg.get("threads", 1)))
     device = ray.train.torch.get_device()
     per_worker = math.ceil(cfg.data.batch_per_task / world)
     setup = build_setup(cfg, loop_cfg["data_dir"], seed=cfg.train.seed * 1000 + rank,
