@@ -1,4 +1,4 @@
-"""What the synthesis + offline-RL stages write for the report: three small JSON files.
+"""What the synthesis + offline-RL stages write for the report: four small JSON files.
 
 All three live under the reproduction's output folder (`<out>`, the folder given to
 `pipelines/full_repro.py --out`) and are lists of flat records, one per measurement.
@@ -26,6 +26,13 @@ Writers validate every record and write atomically, so a file is either absent o
       "success": 0.22,            # TD3-BC success rate in [0, 1] on the augmented data
       "task": "coffee-push-v3"}, ...]
 
+``<out>/offline/single_task.json`` — Fig. 6, multi-task vs single-task MTDiff-S -> TD3-BC::
+
+    [{"task": "coffee-push-v3",
+      "method": "mtdiff-s-single", # "original" | "mtdiff-s" | "mtdiff-s-single"
+      "seed": 0,
+      "success": 0.25}, ...]       # TD3-BC success rate in [0, 1]
+
 Every record may carry more keys (e.g. ``"preset"``, ``"episodes"``, ``"return_mean"``);
 they are kept and ignored, except ``"preset"``, which the report shows when present.
 """
@@ -43,8 +50,10 @@ from mtdiff.data.io import atomic_write_json
 TABLE2_FILE: Final = "offline/table2.json"
 QUALITY_FILE: Final = "offline/quality.json"
 TASK_COUNT_FILE: Final = "offline/task_count.json"
+SINGLE_TASK_FILE: Final = "offline/single_task.json"
 
 METHODS: Final = ("original", "s4rl", "rad", "mtdiff-s")  # Table 2's column order
+SINGLE_METHODS: Final = ("original", "mtdiff-s-single", "mtdiff-s")  # Fig. 6's bars
 
 
 class ContractError(ValueError):
@@ -59,6 +68,8 @@ _SPECS: Final[dict[str, tuple[str, dict[str, type | tuple[type, ...]], tuple[str
                                "l2_distance": (int, float)}, ("task", "method")),
     "task_count": (TASK_COUNT_FILE, {"num_tasks": int, "seed": int, "success": (int, float),
                                      "task": str}, ("task", "num_tasks", "seed")),
+    "single_task": (SINGLE_TASK_FILE, {"task": str, "method": str, "seed": int,
+                                       "success": (int, float)}, ("task", "method", "seed")),
 }
 
 
@@ -81,8 +92,9 @@ def _check(kind: str, rows: Iterable[Mapping[str, Any]], where: str) -> list[dic
                 raise ContractError(f"{where}[{i}]: {key!r} must be {_tname(typ)}, got {val!r}")
             if isinstance(val, float) and not math.isfinite(val):
                 raise ContractError(f"{where}[{i}]: {key!r} is {val!r}; numbers must be finite")
-        if "method" in keys and row["method"] not in METHODS:
-            raise ContractError(f"{where}[{i}]: method {row['method']!r} is not one of {METHODS}")
+        methods = SINGLE_METHODS if kind == "single_task" else METHODS
+        if "method" in keys and row["method"] not in methods:
+            raise ContractError(f"{where}[{i}]: method {row['method']!r} is not one of {methods}")
         if "success" in keys and not 0.0 <= row["success"] <= 1.0:
             raise ContractError(f"{where}[{i}]: success {row['success']!r} must be a rate in "
                                 "[0, 1] (the report converts to %)")
@@ -131,8 +143,14 @@ def write_task_count(out_dir: str | Path, rows: Iterable[Mapping[str, Any]], *,
     return _write("task_count", out_dir, rows, merge)
 
 
+def write_single_task(out_dir: str | Path, rows: Iterable[Mapping[str, Any]], *,
+                      merge: bool = False) -> Path:
+    """Write `<out_dir>/offline/single_task.json`; `merge` replaces by (task, method, seed)."""
+    return _write("single_task", out_dir, rows, merge)
+
+
 def contract_path(kind: str, out_dir: str | Path) -> Path:
-    """Where contract `kind` ("table2", "quality", "task_count") lives under `out_dir`."""
+    """Where contract `kind` ("table2", "quality", "task_count", "single_task") lives."""
     if kind not in _SPECS:
         raise ValueError(f"unknown contract {kind!r}; one of {sorted(_SPECS)}")
     return Path(out_dir) / _SPECS[kind][0]
