@@ -81,6 +81,12 @@ def main() -> None:
         sbase = sbase or t
         print(f"{name + '-' + str(steps):<18}{t:>10.2f}{args.synth_batch * H / t:>15.0f}"
               f"{sbase / t:>8.1f}x")
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"\npeak resident memory of this process: {peak:.0f} MiB"
+          + (f"; CUDA peak {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB"
+             if dev.type == "cuda" else ""))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Dataset tools: summary, validation, Minari export, D4RL-style HDF5 import.
+"""Dataset tools: summary, validation, task subsets, Minari export, D4RL-style HDF5 import.
 
     python pipelines/dataset.py info DIR
     python pipelines/dataset.py validate DIR            # exit 1 on any problem
+    python pipelines/dataset.py subset DIR --tasks push-v3 [reach-v3 ...] --out NEW_DIR
     python pipelines/dataset.py export-minari DIR --out MINARI_DIR [--view sub-optimal]
     python pipelines/dataset.py import-d4rl FILE.hdf5 --task NAME --out DIR
 """
@@ -43,6 +44,15 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _subset(args: argparse.Namespace) -> int:
+    from mtdiff.data.subset import write_subset
+
+    tasks = [t for spec in args.tasks for t in spec.split(",") if t]
+    out = write_subset(args.dir, args.out, tasks)
+    print(f"subset of {len(tasks)} task(s) of {args.dir} -> {out}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from mtdiff.data.interop import export_minari
 
@@ -75,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("dir")
     s.add_argument("--fast", action="store_true", help="skip checksums")
     s.set_defaults(fn=_validate)
+    s = sub.add_parser("subset", help="a new dataset of some of this one's tasks")
+    s.add_argument("dir")
+    s.add_argument("--tasks", nargs="+", required=True, help="task names (or a,b,c)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=_subset)
     s = sub.add_parser("export-minari", help="write Minari datasets (one per task)")
     s.add_argument("dir")
     s.add_argument("--out", required=True)

@@ -55,6 +55,35 @@ def test_export_minari_opens_with_minari(write_dataset, tmp_path):
     np.testing.assert_allclose(ep.observations[:10], ours.observations[:10])
 
 
+def test_subset_has_the_tasks_own_statistics_and_validates(write_dataset, tmp_path):
+    from mtdiff.data.prompts import load_prompts
+    from mtdiff.data.subset import PARTIAL, write_subset
+
+    root = write_dataset(tasks=("a", "b", "c"))
+    out = tmp_path / "sub"
+    r = _tool("subset", str(root), "--tasks", "b", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert _tool("validate", str(out)).returncode == 0
+    sub, full = load_dataset(out), load_dataset(root)
+    assert sub.task_names == ["b"] and list(load_prompts(out)) == ["b"]
+    np.testing.assert_array_equal(sub.tasks["b"].observations, full.tasks["b"].observations)
+    # statistics are the subset's own, not the pooled ones of the three tasks
+    mean = read_manifest(out)["stats"]["observation"]["mean"]
+    np.testing.assert_allclose(mean, full.tasks["b"].observations.mean(0), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(mean, read_manifest(root)["stats"]["observation"]["mean"])
+    # the same call again returns the finished subset; other tasks into it are refused
+    assert write_subset(root, out, ["b"]) == out and not (out / PARTIAL).exists()
+    r = _tool("subset", str(root), "--tasks", "a", "--out", str(out))
+    assert r.returncode == 2 and "already holds another dataset" in r.stderr
+    r = _tool("subset", str(root), "--tasks", "push-v3", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "unknown task 'push-v3'" in r.stderr
+    # a folder left by a killed call is started over
+    killed = tmp_path / "killed"
+    (killed / "data" / "a").mkdir(parents=True)
+    (killed / PARTIAL).touch()
+    assert load_dataset(write_subset(root, killed, ["a", "c"])).task_names == ["a", "c"]
+
+
 def _d4rl_file(path: Path, n: int = 500, nan: bool = False, drop: str | None = None) -> Path:
     rng = np.random.default_rng(0)
     data = {"observations": rng.normal(size=(n, 4)), "actions": rng.uniform(-1, 1, (n, 2)),

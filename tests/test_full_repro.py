@@ -39,6 +39,7 @@ def test_full_repro_smoke_runs_and_resumes(tmp_path):
     redo.unlink()
     kept = {p: p.stat().st_mtime_ns for p in [*offline.glob("runs/*/*.json"),
                                               *offline.glob("*/*/manifest.json"),
+                                              *offline.glob("single/*/*/manifest.json"),
                                               *offline.glob("quality/*.json")]}
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=600)
@@ -46,7 +47,7 @@ def test_full_repro_smoke_runs_and_resumes(tmp_path):
     for stage in STAGES:
         want = "done" if stage.startswith(("evaluate", "synth", "report")) else "skipped (done)"
         assert f"{stage}: {want} in" in second.stdout, second.stdout
-    assert "[offline] TD3-BC: 1 run(s) to do, 7 finished earlier" in second.stdout
+    assert "[offline] TD3-BC: 1 run(s) to do, 8 finished earlier" in second.stdout
     assert redo.exists() and all(p.stat().st_mtime_ns == t for p, t in kept.items())
     _check_offline_outputs(tmp_path / "run")
     report = json.loads(next((tmp_path / "run" / "eval").glob("maze2d-*/eval-maze2d.json"))
@@ -56,6 +57,7 @@ def test_full_repro_smoke_runs_and_resumes(tmp_path):
     assert "59.53" in md  # the paper's Table 1 number beside ours
     assert re.search(r"\| box-close-v3 \| unseen \| 23\.46 ± 7\.11 \| \d+\.\d\d ± ", md), md
     assert "| MTDiff-S | 0.0174 |" in md and "_not run_: no data-quality" not in md
+    assert "fig6_single_task.png" in md and "_not run_: no single-task" not in md
 
     # Done for this config: the stage is skipped, reading back what it wrote.
     from mtdiff.config import get_preset
@@ -82,14 +84,17 @@ def test_full_repro_smoke_runs_and_resumes(tmp_path):
             if c.data.tags["stage"].startswith("collect"):
                 assert "dataset_hash" in c.data.tags and c.data.metrics["transitions"] > 0
             if c.data.tags["stage"] == "synthesize-offline":
-                assert {"success_original", "success_mtdiff-s", "dynamics_error_rad",
+                assert {"success_original", "success_mtdiff-s", "success_mtdiff-s-single",
+                        "dynamics_error_rad",
                         "l2_distance_s4rl", "td3bc/reach-v3/s4rl/s0/success_rate",
                         "quality/box-close-v3/mtdiff-s/dynamics_error"} <= set(c.data.metrics)
 
 
 def _check_offline_outputs(run: Path) -> Path:
-    """Tables 2 and 4 written through the report contracts; returns the stage's folder."""
-    from mtdiff.report.contracts import METHODS, read_records
+    """Tables 2, 4 and Fig. 6 written through the report contracts; returns the stage's
+    folder."""
+    from mtdiff.data.reader import read_manifest
+    from mtdiff.report.contracts import METHODS, SINGLE_METHODS, read_records
 
     table2 = read_records("table2", run)
     assert sorted((r["task"], r["method"], r["seed"]) for r in table2) == sorted(
@@ -100,4 +105,11 @@ def _check_offline_outputs(run: Path) -> Path:
         (t, m) for t in ("reach-v3", "box-close-v3") for m in ("mtdiff-s", "rad", "s4rl"))
     [offline] = run.glob("offline/synth-*")
     assert len(list(offline.glob("plots/embedding-*.png"))) == 2
+    # Fig. 6: MTDiff-S-single of reach-v3, trained on a one-task subset of the data
+    fig6 = read_records("single_task", run)
+    assert sorted((r["task"], r["method"]) for r in fig6) == sorted(
+        ("reach-v3", m) for m in SINGLE_METHODS)
+    [single] = run.glob("data/metaworld-single-reach-v3-*")
+    assert list(read_manifest(single)["tasks"]) == ["reach-v3"]
+    assert (offline / "single" / "synthetic" / "reach-v3" / "manifest.json").exists()
     return offline

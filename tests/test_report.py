@@ -24,6 +24,7 @@ from mtdiff.report import (
     paper,
     read_records,
     write_quality,
+    write_single_task,
     write_table2,
     write_task_count,
 )
@@ -101,6 +102,10 @@ def _offline_records(out: Path, rng: np.random.Generator) -> None:
                         for m in ("original", "s4rl", "rad", "mtdiff-s")])
     write_task_count(out, [{"num_tasks": n, "seed": s, "success": float(rng.uniform(0, 1)),
                             "task": "coffee-push-v3"} for n in (10, 20, 30, 45) for s in (0, 1)])
+    write_single_task(out, [{"task": t, "method": m, "seed": s,
+                             "success": float(rng.uniform(0, 1))}
+                            for t in paper.FIG6_TASKS
+                            for m in ("original", "mtdiff-s-single", "mtdiff-s") for s in (0, 1)])
 
 
 @pytest.fixture
@@ -171,7 +176,7 @@ def test_report_puts_paper_numbers_beside_ours(full_run):
     assert "| coffee-push-v3 | 45 |" in md
 
     rep = out / "report"
-    for name in ("fig5_maze2d", "fig7_task_count", "success_per_task"):
+    for name in ("fig5_maze2d", "fig6_single_task", "fig7_task_count", "success_per_task"):
         assert (rep / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(rep / "table1.csv") as f:
         t1 = {r["method"]: r for r in csv.DictReader(f)}
@@ -179,7 +184,7 @@ def test_report_puts_paper_numbers_beside_ours(full_run):
     assert float(t1["MTDiff-P"]["near_optimal_ours_mean"]) == pytest.approx(
         100 * s["success_mean"], abs=1e-4)
     assert t1["MTDiff-P"]["sub_optimal_ours_mean"] == ""  # ours ran near-optimal only
-    for name in ("table2", "table4", "table4_per_task", "table6", "fig5", "fig7",
+    for name in ("table2", "table4", "table4_per_task", "table6", "fig5", "fig6", "fig7",
                  "success_per_task"):
         with open(rep / f"{name}.csv") as f:
             assert len(list(csv.DictReader(f))) > 0, name
@@ -189,8 +194,12 @@ def test_missing_inputs_say_not_run(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     md = build_report(out, read_checkpoints=False).read_text()
-    assert md.count("_not run_") == 6
+    assert md.count("_not run_") == 7
     assert "23.46 ± 7.11" in md  # Table 2 still shows the paper's legible cells
+    f6 = _section(md, "Fig. 6")
+    assert "_not run_: no single-task augmentation results" in f6
+    assert "offline/single_task.json" in f6 and paper.FIG6_NOTE in f6
+    assert md.index("## Fig. 6") < md.index("## Fig. 7")
     with pytest.raises(FileNotFoundError, match="full_repro"):
         build_report(tmp_path / "absent")
 
@@ -203,7 +212,7 @@ def test_only_maze_and_a_bad_contract(tmp_path):
     (out / "offline").mkdir()
     (out / "offline" / "table2.json").write_text('[{"task": "x"}]')
     md = build_report(out, preset="smoke", read_checkpoints=False).read_text()
-    assert md.count("_not run_") == 4  # Table 1, Table 6, Table 4, Fig. 7
+    assert md.count("_not run_") == 5  # Table 1, Table 6, Table 4, Figs. 6 and 7
     assert "Could not build" in md and "missing key 'seen'" in md
     assert (out / "report" / "fig5_maze2d.png").exists()
 
@@ -224,6 +233,46 @@ def test_contracts_validate_and_merge(tmp_path):
     assert not list((tmp_path / "offline").glob(".*.tmp"))
     with pytest.raises(ContractError, match="num_tasks"):
         write_task_count(tmp_path, [{"num_tasks": 0, "seed": 0, "success": 0.1, "task": "a"}])
+    single = {"task": "coffee-push-v3", "method": "rad", "seed": 0, "success": 0.5}
+    allowed = r"'rad' is not one of \('original', 'mtdiff-s-single', 'mtdiff-s'\)"
+    with pytest.raises(ContractError, match=allowed):
+        write_single_task(tmp_path, [single])
+    (tmp_path / "offline" / "single_task.json").write_text(json.dumps([single]))
+    with pytest.raises(ContractError, match=allowed):
+        read_records("single_task", tmp_path)
+
+
+def test_fig6_single_vs_multi_task(tmp_path):
+    """Fig. 6: per task, Original / MTDiff-S-single / MTDiff-S in %, mean ± std over seeds;
+    the paper's tasks first, a mean row (per seed over tasks) when there are several."""
+    base = {"original": (0.2, 0.4), "mtdiff-s-single": (0.3, 0.5), "mtdiff-s": (0.6, 0.8)}
+    write_single_task(tmp_path, [{"task": t, "method": m, "seed": s, "success": v[s] + d,
+                                  "preset": "local"}
+                                 for t, d in (("dial-turn-v3", 0.0), ("coffee-push-v3", 0.1))
+                                 for m, v in base.items() for s in (0, 1)])
+    md = build_report(tmp_path, read_checkpoints=False).read_text()
+    f6 = _section(md, "Fig. 6")
+    assert "_not run_" not in f6 and "Could not build" not in f6
+    rows = [ln for ln in f6.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert rows == ["| Task | Original (ours) | MTDiff-S-single (ours) | MTDiff-S (ours) | "
+                    "Ours: seeds |",
+                    "| coffee-push-v3 | 40.00 ± 10.00 | 50.00 ± 10.00 | 80.00 ± 10.00 | 2 |",
+                    "| dial-turn-v3 | 30.00 ± 10.00 | 40.00 ± 10.00 | 70.00 ± 10.00 | 2 |",
+                    "| mean over 2 tasks | 35.00 ± 10.00 | 45.00 ± 10.00 | 75.00 ± 10.00 | 2 |"]
+    assert "preset `local`" in f6 and paper.FIG6_NOTE in f6
+    rep = tmp_path / "report"
+    assert (rep / "fig6_single_task.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(rep / "fig6.csv") as f:
+        csv_rows = {r["task"]: r for r in csv.DictReader(f)}
+    assert float(csv_rows["coffee-push-v3"]["mtdiff_s_ours_mean"]) == pytest.approx(80.0)
+    assert float(csv_rows["dial-turn-v3"]["original_ours_std"]) == pytest.approx(10.0)
+    assert csv_rows["dial-turn-v3"]["preset"] == "local"
+
+    one = tmp_path / "one"  # one seed: the value itself, no ± and no mean row
+    write_single_task(one, [{"task": "disassemble-v3", "method": m, "seed": 0,
+                             "success": v[0]} for m, v in base.items()])
+    f6 = _section(build_report(one, read_checkpoints=False).read_text(), "Fig. 6")
+    assert "| disassemble-v3 | 20.00 | 30.00 | 60.00 | 1 |" in f6 and "| mean over" not in f6
 
 
 def test_paper_data():

@@ -51,9 +51,11 @@ def local() -> Config:
         eval=EvalConfig(episodes=6, seeds=(0,)),
         # Table 2 / 4 on 2 of MTDiff-S's MT10 tasks and 1 held-out task (its own 20k-row
         # noisy scripted dataset); one TD3-BC seed; 2 synthetic rows per original (paper).
+        # Fig. 6 (MTDiff-S-single) on push-v3.
         offline=OfflineConfig(steps=30_000, eval_every=10_000, eval_episodes=20, eval_envs=5,
                               tasks="reach-v3,push-v3,box-close-v3", seeds=(0,),
-                              heldout_transitions=20_000, quality_samples=200),
+                              single_tasks="push-v3", heldout_transitions=20_000,
+                              quality_samples=200),
     )
 
 
@@ -77,6 +79,7 @@ def smoke() -> Config:
         offline=OfflineConfig(steps=20, batch_size=32, hidden=32, eval_every=10,
                               eval_episodes=2, eval_envs=2, augment_copies=1,
                               tasks="reach-v3,box-close-v3", seeds=(0,), synth_transitions=64,
+                              single_tasks="reach-v3",
                               heldout_transitions=200, quality_samples=8, embedding="pca"),
     )
 

@@ -271,6 +271,11 @@ class OfflineConfig(_Validated):
     tasks: str = ("sweep-into-v3,coffee-push-v3,disassemble-v3,"
                   "box-close-v3,hand-insert-v3,bin-picking-v3")
     seeds: tuple[int, ...] = (0, 1, 2)  # TD3-BC seeds per Table 2 cell (paper: 3)
+    # Fig. 6: tasks (a task spec, "" for none) on which MTDiff-S-single -- the same model
+    # trained on that one task's data alone, with the multi-task model's batch size and
+    # steps -- is compared with the multi-task MTDiff-S. They must be among MTDiff-S's
+    # training tasks; the paper's three by default.
+    single_tasks: str = "coffee-push-v3,disassemble-v3,dial-turn-v3"
     synth_transitions: int | None = None  # per task; None: augment_copies x original rows
     prompt_episodes: int = 1  # expert demonstrations the synthesis prompt is cut from
     heldout_transitions: int = 1_000_000  # paper: a 1M original dataset per task

@@ -4,8 +4,8 @@
     contracts.py  the JSON files the offline-RL stages write for Table 2, Table 4, Figs. 6, 7
     sources.py    finding evaluation JSONs, checkpoints' presets and views, datasets
     table.py      a table type rendering Markdown and CSV from the same cells
-    tables.py     Tables 1, 2, 4, 6 (and the numbers behind Figs. 5, 7)
-    plots.py      Fig. 5, Fig. 7 and per-task success as PNGs
+    tables.py     Tables 1, 2, 4, 6 (and the numbers behind Figs. 5, 6, 7)
+    plots.py      Figs. 5, 6, 7 and per-task success as PNGs
     build.py      `build_report` (report.md + CSVs + PNGs) and `log_report_to_mlflow`
 
 Usage::

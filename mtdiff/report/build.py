@@ -64,7 +64,7 @@ def build_report(out_dir: str | Path, *, preset: str | None = None,
     """Scan a full-reproduction output folder and write its report; returns report.md's path.
 
     Writes `<dest>/report.md` (default `<out_dir>/report/`), a CSV per table and PNGs of
-    Figs. 5 and 7 and of per-task success. `preset` labels our numbers when a checkpoint
+    Figs. 5, 6 and 7 and of per-task success. `preset` labels our numbers when a checkpoint
     (or a record) does not say which preset produced them; `read_checkpoints=False` skips
     loading checkpoints (no torch import; the view is then the preset's default).
     """
@@ -139,6 +139,14 @@ def build_report(out_dir: str | Path, *, preset: str | None = None,
         files.append(detail.write_csv(rep))
         return [*_emit(main, rep, files), f"Per task: `{detail.name}.csv`"]
 
+    def fig6() -> list[str]:
+        recs = _records("single_task", out)
+        if recs is None:
+            return [*_not_run("no single-task augmentation results",
+                              contracts.contract_path("single_task", out)), "", paper.FIG6_NOTE]
+        files.append(plots.fig6_single_task(recs, rep / "fig6_single_task.png"))
+        return ["![](fig6_single_task.png)", "", *_emit(tables.fig6_table(recs, label), rep, files)]
+
     def fig7() -> list[str]:
         recs = _records("task_count", out)
         if recs is None:
@@ -152,6 +160,7 @@ def build_report(out_dir: str | Path, *, preset: str | None = None,
                         ("Table 6: return per task, MTDiff-P (App. I)", t6),
                         ("Table 2: augmentation for offline RL, TD3-BC (§5.3)", t2),
                         ("Table 4: quality of the synthetic data (App. E.2)", t4),
+                        ("Fig. 6: multi-task vs single-task MTDiff-S (§5.3)", fig6),
                         ("Fig. 7: MTDiff-S vs number of training tasks (§5.3)", fig7)):
         md += _section(title, body)
     md += ["## Files", "", *[f"- `{f.name}`" for f in files], ""]

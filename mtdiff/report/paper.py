@@ -1,4 +1,4 @@
-"""The paper's numbers as data (He et al., NeurIPS 2023: Tables 1, 2, 4, 6; Figs. 5, 7).
+"""The paper's numbers as data (He et al., NeurIPS 2023: Tables 1, 2, 4, 6; Figs. 5, 6, 7).
 
 Transcribed from our copy of the paper (`shared/paper/mtdiff-paper.md`). Success rates
 are in percent, as printed; returns are Meta-World episode returns. Task names are the
@@ -15,7 +15,7 @@ What our copy does not show is recorded as such, never guessed:
   bold mark. The percent improvements in §5.3's text are kept as notes only: they do not
   all match the printed cells.
 - Table 6 lists 49 of the 50 tasks: box-close has no row.
-- Figs. 5 and 7 are images that our copy lost: no numbers.
+- Figs. 5, 6 and 7 are images that our copy lost: no numbers.
 """
 
 from __future__ import annotations
@@ -200,6 +200,13 @@ TABLE6_MISSING: Final = ("box-close-v3",)
 FIG5_NOTE: Final = ("Fig. 5 (average scores on the 8 training maps, MTDiff-P vs PromptDT) "
                     "is an image our copy of the paper lost: no numbers. §5.2 and App. D "
                     "say MTDiff-P reaches the goal on the unseen map where PromptDT fails.")
+FIG6_NOTE: Final = ("Fig. 6 ('multi-task and single-task augmentation': TD3-BC on "
+                    "coffee-push, disassemble and dial-turn, augmented by MTDiff-S, by "
+                    "MTDiff-S-single, i.e. MTDiff-S retrained on that task's data only, and "
+                    "by SynthER) is an image our copy of the paper lost: no numbers. §5.3 says "
+                    "MTDiff-S outperforms both MTDiff-S-single and SynthER on these tasks. "
+                    "SynthER is not part of this reproduction.")
+FIG6_TASKS: Final = ("coffee-push-v3", "disassemble-v3", "dial-turn-v3")
 FIG7_NOTE: Final = ("Fig. 7 (coffee-push success over 3 seeds, MTDiff-S trained on 10, 20, "
                     "30 and 45 tasks) is an image our copy of the paper lost: no numbers. "
                     "§5.3 says success grows with the number of training tasks.")

@@ -1,4 +1,4 @@
-"""Figures of the report (matplotlib, Agg backend, PNG): Fig. 5, Fig. 7, per-task success.
+"""Figures of the report (matplotlib, Agg backend, PNG): Figs. 5, 6, 7, per-task success.
 
 matplotlib is imported inside each function, so importing this module costs nothing.
 """
@@ -12,9 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from mtdiff.report.contracts import SINGLE_METHODS
 from mtdiff.report.sources import EvalRun
+from mtdiff.report.tables import fig6_tasks
 
 _COLORS = {"train": "tab:blue", "unseen": "tab:green", "wrong": "tab:red"}
+_FIG6_BARS = {"original": ("Original", "tab:gray"),
+              "mtdiff-s-single": ("+ MTDiff-S-single", "tab:orange"),
+              "mtdiff-s": ("+ MTDiff-S (multi-task)", "tab:blue")}
 
 
 def _pyplot() -> Any:
@@ -66,6 +71,36 @@ def fig5_maze2d(run: EvalRun, path: str | Path) -> Path:
                    frameon=False)
     fig.suptitle(f"Maze2D, MTDiff-P (preset {run.preset}): mean ± std over "
                  f"{len(run.seeds)} seed(s)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def fig6_single_task(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Fig. 6: TD3-BC success per task on the original data and augmented by MTDiff-S-single
+    or MTDiff-S, grouped bars, std over seeds as error bars (`contracts`, "single_task")."""
+    plt = _pyplot()
+    vals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in records:
+        vals[(r["task"], r["method"])].append(100.0 * float(r["success"]))
+    tasks = fig6_tasks(records)
+    x = np.arange(len(tasks))
+    width = 0.8 / len(SINGLE_METHODS)
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(tasks) + 1.5), 4))
+    for i, m in enumerate(SINGLE_METHODS):
+        per = [vals.get((t, m), []) for t in tasks]
+        ax.bar(x + (i - (len(SINGLE_METHODS) - 1) / 2) * width,
+               [np.mean(v) if v else np.nan for v in per], width,
+               yerr=[np.std(v) if len(v) > 1 else 0.0 for v in per], capsize=3,
+               label=_FIG6_BARS[m][0], color=_FIG6_BARS[m][1])
+    ax.set_xticks(x, tasks, fontsize=8)
+    ax.set_ylim(0, 120)  # room for the legend above the bars
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_ylabel("TD3-BC success rate (%)")
+    seeds = sorted({len(v) for v in vals.values()})
+    ax.set_title(f"Fig. 6: multi-task vs single-task MTDiff-S ({'/'.join(map(str, seeds))} "
+                 "seed(s), mean ± std)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", ncols=3, frameon=False)
     fig.tight_layout()
     return _save(fig, Path(path))
 

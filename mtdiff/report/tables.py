@@ -1,4 +1,4 @@
-"""Tables shaped like the paper's Tables 1, 2, 4, 6: its numbers beside ours.
+"""Tables shaped like the paper's Tables 1, 2, 4, 6 and the numbers behind Figs. 5, 6, 7.
 
 Success rates are in percent (ours: mean ± std over seeds, the paper's convention);
 returns are per-episode Meta-World returns. "–" is a cell nobody produced (ours not run,
@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 
 from mtdiff.report import paper
+from mtdiff.report.contracts import SINGLE_METHODS
 from mtdiff.report.sources import EvalRun, task_set_name
 from mtdiff.report.table import MISSING, NOT_LEGIBLE, Stat, Table, Value
 
 VIEWS = ("near-optimal", "sub-optimal")
-METHOD_LABELS = {"original": "Original", "s4rl": "S4RL", "rad": "RAD", "mtdiff-s": "MTDiff-S"}
+METHOD_LABELS = {"original": "Original", "s4rl": "S4RL", "rad": "RAD", "mtdiff-s": "MTDiff-S",
+                 "mtdiff-s-single": "MTDiff-S-single"}
 
 
 def _pct(mean: float, std: float, n: int | None = None, suffix: str = "") -> Stat:
@@ -279,6 +281,57 @@ def fig5_table(run: EvalRun) -> Table:
                  meta={"ours": _provenance([run]), "paper": "not legible (figure lost)"},
                  preset=run.preset,
                  notes=[paper.FIG5_NOTE, "Ours: mean ± std over evaluation seeds."])
+
+
+def fig6_tasks(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Fig. 6's tasks in our records: the paper's three first (its order), then the rest."""
+    ours = {r["task"] for r in records}
+    return [t for t in paper.FIG6_TASKS if t in ours] + sorted(ours - set(paper.FIG6_TASKS))
+
+
+def _over_seeds(vals: Sequence[float]) -> Value:
+    """Success (%) over seeds: mean ± std for several, the value itself for one."""
+    if len(vals) > 1:
+        return _pct(float(np.mean(vals)), float(np.std(vals)), len(vals))
+    return f"{100.0 * vals[0]:.2f}" if vals else MISSING
+
+
+def _per_seed_mean(per_task: Sequence[dict[int, float]]) -> list[float]:
+    """Per seed, the mean over the tasks that have it (Table 1's convention)."""
+    seeds = sorted({s for d in per_task for s in d})
+    return [float(np.mean([d[s] for d in per_task if s in d])) for s in seeds]
+
+
+def fig6_table(records: Sequence[dict[str, Any]], preset: str) -> Table:
+    """The numbers behind Fig. 6: TD3-BC success (%) per task on the original data and on
+    it augmented by MTDiff-S-single or by (multi-task) MTDiff-S (`contracts`, "single_task")."""
+    vals: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+    for r in records:
+        vals[(r["task"], r["method"])][int(r["seed"])] = float(r["success"])
+    tasks = fig6_tasks(records)
+    rows: list[list[Value]] = []
+    for t in tasks:
+        per_m = [list(vals.get((t, m), {}).values()) for m in SINGLE_METHODS]
+        rows.append([t, *[_over_seeds(v) for v in per_m],
+                     ", ".join(str(n) for n in sorted({len(v) for v in per_m if v}))])
+    if len(tasks) > 1:
+        per_m = [_per_seed_mean([vals[(t, m)] for t in tasks if (t, m) in vals])
+                 for m in SINGLE_METHODS]
+        rows.append([f"mean over {len(tasks)} tasks", *[_over_seeds(v) for v in per_m],
+                     ", ".join(str(n) for n in sorted({len(v) for v in per_m if v}))])
+    presets = sorted({str(r.get("preset", preset)) for r in records}) or [preset]
+    cols = [f"{METHOD_LABELS[m]} (ours)" for m in SINGLE_METHODS]
+    return Table("fig6", "Fig. 6: TD3-BC success (%), multi-task vs single-task MTDiff-S",
+                 ["Task", *cols, "Ours: seeds"], rows,
+                 meta={"paper": "not legible (figure lost)",
+                       "ours": f"preset `{', '.join(presets)}`, {len(records)} records "
+                               "(offline/single_task.json)"},
+                 preset=", ".join(presets), stat_columns=tuple(cols),
+                 notes=["Original: TD3-BC on the task's data; MTDiff-S-single / MTDiff-S: on "
+                        "it plus data from MTDiff-S trained on that task only / on many tasks.",
+                        "Ours: mean ± std over TD3-BC seeds (one seed: its value); the mean "
+                        "row takes, per seed, the mean over tasks, then mean ± std over seeds.",
+                        paper.FIG6_NOTE])
 
 
 def fig7_table(records: Sequence[dict[str, Any]], preset: str) -> Table:

@@ -15,15 +15,19 @@ For each task of `offline.tasks`:
 4. TD3-BC on original / +S4RL / +RAD / +MTDiff-S for every seed in `offline.seeds`, one
    Ray task (1 CPU) each; a task's S4RL run starts when its original run has finished;
 5. Table 4: dynamics error and L2 distance of the MTDiff-S / RAD / S4RL transitions, and a
-   2-D embedding of them with the original data (`plots/`).
+   2-D embedding of them with the original data (`plots/`);
+6. Fig. 6, for each task of `offline.single_tasks`: MTDiff-S-single (`single_task.py`)
+   trained on that task's data alone, its synthetic data (`single/`), and TD3-BC on it
+   beside the original and multi-task MTDiff-S columns (a Fig. 6 task outside
+   `offline.tasks` gets only those two).
 
 Everything lives under `<out>/offline/synth-<hash>/`; the hash covers what shapes the
-results except the task list and seeds, so adding a task or seed reuses finished ones.
+results except the task lists and seeds, so adding a task or seed reuses finished ones.
 Each TD3-BC result (`runs/<task>/<method>-s<seed>.json`) and each task's quality records
 (`quality/<task>.json`) is written atomically when it is done, so a killed run resumes
-without redoing finished work. At the end the report contracts (`<out>/offline/table2.json`
-and `quality.json`, `mtdiff.report.contracts`) are written from them, and `done.json`
-marks the stage finished for that task list and those seeds.
+without redoing finished work. At the end the report contracts (`<out>/offline/table2.json`,
+`quality.json` and `single_task.json`, `mtdiff.report.contracts`) are written from them,
+and `done.json` marks the stage finished for those task lists and seeds.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from mtdiff.report import contracts
 
 DONE = "done.json"
 AUGMENTED = ("s4rl", "rad", "mtdiff-s")  # methods whose data is original + augmentation
+UNHASHED = ("tasks", "seeds", "single_tasks")  # settings that only select which runs happen
 
 
 @dataclass
@@ -68,8 +73,8 @@ class TaskSource:
 
 def stage_dir(cfg: Config, checkpoint: str | Path, out: str | Path) -> Path:
     """`<out>/offline/synth-<hash>`: hash of the checkpoint and every setting that shapes the
-    results, except `offline.tasks` and `offline.seeds` (they only select which runs)."""
-    offline = {k: v for k, v in to_dict(cfg.offline).items() if k not in ("tasks", "seeds")}
+    results, except those that only select which runs happen (`UNHASHED`)."""
+    offline = {k: v for k, v in to_dict(cfg.offline).items() if k not in UNHASHED}
     ckpt = os.path.relpath(Path(checkpoint).resolve(), Path(out).resolve())
     h = config_hash({"offline": offline, "checkpoint": ckpt, "view": cfg.data.view,
                      "collect": cfg.collect, "episode_steps": cfg.metaworld.episode_steps,
@@ -150,7 +155,7 @@ def _column_data(src: TaskSource, method: str, seed: int, cfg: OfflineConfig,
 
     if method == "original":
         return src.original
-    if method == "mtdiff-s":
+    if method in ("mtdiff-s", "mtdiff-s-single"):  # the source holds that model's data
         return src.augmented
     if method == "rad":
         return concat([src.original, rad_augment(src.original, low=cfg.rad_low,
@@ -167,23 +172,23 @@ def _s4rl(src: TaskSource, seed: int, cfg: OfflineConfig, root: Path) -> Transit
     return s4rl_augment(src.original, agent, eps=cfg.s4rl_eps, copies=cfg.augment_copies)
 
 
-def run_td3bc_table(cfg: Config, sources: list[TaskSource], root: Path
+def run_td3bc_table(cfg: Config, cells: list[tuple[TaskSource, str]], root: Path
                     ) -> dict[tuple[str, str, int], dict[str, Any]]:
-    """Every (task, method, seed) TD3-BC run, finished ones read back; fan-out over Ray."""
+    """TD3-BC for every (source, method) cell and seed, finished ones read back; fan-out
+    over Ray. An S4RL cell needs the same task's "original" cell (its Q-function)."""
     import ray
 
     from mtdiff.runtime import init_ray
 
     o, results = cfg.offline, {}
     todo = []
-    for src in sources:
+    for src, m in cells:
         for seed in o.seeds:
-            for m in contracts.METHODS:
-                f = _result_path(root, src.task, m, seed)
-                if f.exists():
-                    results[(src.task, m, seed)] = json.loads(f.read_text())
-                else:
-                    todo.append((src, m, seed))
+            f = _result_path(root, src.task, m, seed)
+            if f.exists():
+                results[(src.task, m, seed)] = json.loads(f.read_text())
+            else:
+                todo.append((src, m, seed))
     print(f"[offline] TD3-BC: {len(todo)} run(s) to do, {len(results)} finished earlier")
     if not todo:
         return results
@@ -258,11 +263,15 @@ def task_quality(cfg: Config, src: TaskSource, root: Path) -> list[dict[str, Any
     return recs
 
 
-def _summary(table2: list[dict[str, Any]], quality: list[dict[str, Any]]) -> dict[str, float]:
+def _summary(table2: list[dict[str, Any]], quality: list[dict[str, Any]],
+             fig6: list[dict[str, Any]]) -> dict[str, float]:
     m: dict[str, float] = {}
     for method in contracts.METHODS:
         vals = [r["success"] for r in table2 if r["method"] == method]
         m[f"success_{method}"] = float(np.mean(vals))
+    single = [r["success"] for r in fig6 if r["method"] == "mtdiff-s-single"]
+    if single:
+        m["success_mtdiff-s-single"] = float(np.mean(single))
     for method in AUGMENTED:
         rows = [r for r in quality if r["method"] == method]
         m[f"dynamics_error_{method}"] = float(np.mean([r["dynamics_error"] for r in rows]))
@@ -271,7 +280,7 @@ def _summary(table2: list[dict[str, Any]], quality: list[dict[str, Any]]) -> dic
 
 
 def _log_mlflow(results: dict[tuple[str, str, int], dict[str, Any]],
-                quality: list[dict[str, Any]], out: Path) -> None:
+                quality: list[dict[str, Any]], out: Path, kinds: tuple[str, ...]) -> None:
     """Curves, per-task numbers and the contract files into the active MLflow run."""
     from mtdiff.offline.run import active_mlflow
 
@@ -287,7 +296,7 @@ def _log_mlflow(results: dict[tuple[str, str, int], dict[str, Any]],
         mlflow.log_metrics({f"quality/{r['task']}/{r['method']}/dynamics_error":
                             r["dynamics_error"],
                             f"quality/{r['task']}/{r['method']}/l2_distance": r["l2_distance"]})
-    for kind in ("table2", "quality"):
+    for kind in kinds:
         mlflow.log_artifact(str(contracts.contract_path(kind, out)), artifact_path="offline")
 
 
@@ -296,38 +305,55 @@ def run(cfg: Config, *, checkpoint: str | Path, data: str | Path, out: str | Pat
     """Synthesize + TD3-BC for `cfg.offline.tasks` with the MTDiff-S `checkpoint` trained
     on the dataset `data`; skipped when done for the same config, else resumed."""
     from mtdiff.envs.metaworld import resolve_tasks
+    from mtdiff.synth.single_task import METHOD as SINGLE
+    from mtdiff.synth.single_task import train_single
     from mtdiff.train.core import load_checkpoint
     from mtdiff.train.stage import find_checkpoint
 
     out, o = Path(out), cfg.offline
     tasks = resolve_tasks(o.tasks)
+    single = resolve_tasks(o.single_tasks) if o.single_tasks else []
+    kinds = ("table2", "quality", "single_task") if single else ("table2", "quality")
     root = stage_dir(cfg, checkpoint, out)
     done = root / DONE
-    want = {"tasks": tasks, "seeds": list(o.seeds)}
-    if done.exists() and all(contracts.contract_path(k, out).exists()
-                             for k in ("table2", "quality")):
+    want = {"tasks": tasks, "seeds": list(o.seeds), "single_tasks": single}
+    if done.exists() and all(contracts.contract_path(k, out).exists() for k in kinds):
         marker = json.loads(done.read_text())
-        if {k: marker.get(k) for k in want} == want:
+        if {k: marker.get(k, []) for k in want} == want:
             return OfflineStageResult(root, True, marker["metrics"])
     meta = load_checkpoint(find_checkpoint(checkpoint))["meta"]
     if meta.get("kind") != "mtdiff-s" or meta.get("suite") != "metaworld":
         raise ValueError(f"{checkpoint} is a {meta.get('kind')} checkpoint of "
                          f"{meta.get('suite')}; synthesize-offline needs Meta-World MTDiff-S")
     trained = set(meta["tasks"])
+    untrained = [t for t in single if t not in trained]
+    if untrained:
+        raise ValueError(f"offline.single_tasks {untrained}: MTDiff-S-single is compared with "
+                         f"MTDiff-S on tasks both were trained on ({sorted(trained)}); pick "
+                         "from those or set offline.single_tasks=\"\"")
     unseen = [t for t in tasks if t not in trained]
     heldout = heldout_dataset(cfg, unseen, out) if unseen else None
     sources = [build_source(cfg, checkpoint, t, t in trained,
                             Path(data) if t in trained else heldout, root)
-               for t in tasks]
-    results = run_td3bc_table(cfg, sources, root)
+               for t in tasks + [t for t in single if t not in tasks]]
+    singles = [build_source(cfg, train_single(cfg, t, data, out, len(trained)), t, True,
+                            Path(data), root / "single") for t in single]
+    cells = [(s, m) for s in sources
+             for m in (contracts.METHODS if s.task in tasks else ("original", "mtdiff-s"))]
+    results = run_td3bc_table(cfg, cells + [(s, SINGLE) for s in singles], root)
     seen = {s.task: s.seen for s in sources}
-    table2 = [{"task": t, "seen": seen[t], "method": m, "seed": s, "success": r["success"],
-               "mean_return": r["mean_return"], "transitions": r["transitions"],
-               "preset": cfg.preset} for (t, m, s), r in results.items()]
-    quality = [r for src in sources for r in task_quality(cfg, src, root)]
+    rows = [{"task": t, "seen": seen[t], "method": m, "seed": s, "success": r["success"],
+             "mean_return": r["mean_return"], "transitions": r["transitions"],
+             "preset": cfg.preset} for (t, m, s), r in results.items()]
+    table2 = [r for r in rows if r["task"] in tasks and r["method"] in contracts.METHODS]
+    fig6 = [r for r in rows if r["task"] in single and r["method"] in contracts.SINGLE_METHODS]
+    quality = [r for src in sources if src.task in tasks
+               for r in task_quality(cfg, src, root)]
     contracts.write_table2(out, table2)
     contracts.write_quality(out, quality)
-    metrics = _summary(table2, quality)
-    _log_mlflow(results, quality, out)
+    if single:
+        contracts.write_single_task(out, fig6)
+    metrics = _summary(table2, quality, fig6)
+    _log_mlflow(results, quality, out, kinds)
     atomic_write_json(done, {**want, "metrics": metrics, "checkpoint": str(checkpoint)})
     return OfflineStageResult(root, False, metrics)

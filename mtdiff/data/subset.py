@@ -1,0 +1,67 @@
+"""A dataset made of some of another dataset's tasks.
+
+Used to train a model on fewer tasks than were collected (MTDiff-S-single of Fig. 6: one
+task's data) without collecting again. The selected tasks' shards and indexes are copied
+as they are (checksums stay valid), their prompt sets kept, and a new manifest written
+last with the subset's own normalisation statistics: a model trained on the subset
+normalises with the statistics of what it saw, as if the subset had been collected alone.
+
+    python pipelines/dataset.py subset SRC --tasks push-v3 --out DIR
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from mtdiff.data.prompts import load_prompts, write_prompts
+from mtdiff.data.reader import check_tasks, read_manifest
+from mtdiff.data.schema import DatasetError
+from mtdiff.data.writer import MANIFEST, finalize_dataset, task_dir
+
+PARTIAL = ".subset-partial"  # marks a folder this module is still writing
+
+
+def subset_hash(source_hash: str, tasks: list[str]) -> str:
+    """The subset's `config_hash`: the source's plus the chosen tasks (order-free)."""
+    from mtdiff.config import config_hash
+
+    return f"subset-{source_hash}-{config_hash(sorted(tasks))}"
+
+
+def write_subset(src: str | Path, out: str | Path, tasks: list[str]) -> Path:
+    """Write the dataset of `tasks` from `src` into `out`; returns `out`.
+
+    Idempotent: a finished subset of the same source and tasks is returned as it is; a
+    folder left by a killed call (marked `.subset-partial`) is started over. Raises
+    DatasetError for unknown tasks or when `out` holds something else.
+    """
+    src, out = Path(src), Path(out)
+    man = read_manifest(src)
+    if not tasks:
+        raise DatasetError(f"a subset of {src} needs at least one task")
+    check_tasks(tasks, list(man["tasks"]), str(src))
+    want = subset_hash(man["config_hash"], tasks)
+    if (out / MANIFEST).exists():
+        have = read_manifest(out).get("config_hash")
+        if have == want:
+            return out
+        raise DatasetError(f"{out} already holds another dataset (config hash {have}); "
+                           "write the subset into a new folder")
+    if out.exists() and any(out.iterdir()) and not (out / PARTIAL).exists():
+        raise DatasetError(f"{out} is not empty and is not a dataset; choose a new folder")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    (out / PARTIAL).touch()
+    for task in tasks:
+        shutil.copytree(task_dir(src, task), task_dir(out, task))
+    entry = man["tasks"][tasks[0]]
+    prompts = load_prompts(src)
+    write_prompts(out, {t: prompts[t] for t in tasks if t in prompts}, int(entry["obs_dim"]),
+                  int(entry["act_dim"]))
+    finalize_dataset(out, suite=man["suite"], source=man.get("source", "unknown"), tasks=tasks,
+                     config={"subset_of": str(src.resolve()), "source_hash": man["config_hash"],
+                             "tasks": tasks},
+                     config_hash=want)
+    (out / PARTIAL).unlink()
+    return out
