@@ -144,6 +144,14 @@ def table6(runs: Sequence[EvalRun]) -> Table:
                      _paper(sub, ".1f") if sub else absent,
                      ours.get("sub-optimal", {}).get(t, MISSING)])
     n = {v: len(x) for v, x in ours.items()}
+    # Meta-World evaluation ends an episode at its first success by default
+    # (eval.stop_on_success): returns then count only up to that step.
+    cut = [r for r in runs if r.summary.get("eval", {}).get("stop_on_success")]
+    cut_note = ([f"Ours ({', '.join(sorted({r.view or '?' for r in cut}))}): returns count "
+                 "only up to each episode's first success (the evaluation ran with "
+                 "eval.stop_on_success=true), the paper's over the whole episode: not "
+                 "comparable. Evaluate with `--set eval.stop_on_success=false` for this "
+                 "table."] if cut else [])
     return Table(
         "table6", "Table 6: MTDiff-P's evaluated return per task on MT50-rand",
         ["Task", "Near-optimal (paper)", "Near-optimal (ours)", "Sub-optimal (paper)",
@@ -156,7 +164,7 @@ def table6(runs: Sequence[EvalRun]) -> Table:
                       "Sub-optimal (ours)"),
         notes=["Ours: mean ± std over all episodes of the task (every seed), own prompt.",
                "Our copy of the paper's Table 6 has 49 rows: box-close has none.",
-               *_view_note(runs)])
+               *cut_note, *_view_note(runs)])
 
 
 def _change(ours: float, base: float | None) -> str:
