@@ -140,6 +140,10 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
             if done_rows != bar.n:  # redraw on progress only (a log file gets one line each)
                 bar.n = done_rows
                 bar.refresh()
+        # Maze2D goal episodes end at G, so the planned rows are an upper bound: the bar
+        # ends at what was written, not at 45%.
+        bar.total = bar.n
+        bar.refresh()
     elapsed = time.time() - t0
     write_prompts(root, prompts, plan.obs_dim, plan.act_dim)
     manifest = finalize_dataset(
