@@ -130,8 +130,8 @@ def main() -> None:
         print(f"{name:26s} {r['steps']:6d} {r['wall_s']:7.1f} {r['steps_per_s']:8.1f} "
               f"{r['steps_per_cpu_s']:12.1f}")
     if not args.skip_rllib:
-        print(f"\nlean / rllib: {one['steps_per_s'] / rows[2][1]['steps_per_s']:.1f}x "
-              f"(wall), {one['steps_per_cpu_s'] / rows[2][1]['steps_per_cpu_s']:.1f}x (CPU)")
+        print(f"\nlean / rllib: {one['steps_per_s'] / rl['steps_per_s']:.1f}x "
+              f"(wall), {one['steps_per_cpu_s'] / rl['steps_per_cpu_s']:.1f}x (CPU)")
     print(f"denormals flushed / kept: {one['steps_per_cpu_s'] / kept['steps_per_cpu_s']:.2f}x "
           "(steps/CPU-s)")
     print(f"scaling 1 -> 2 tasks: {agg:.1f} vs {one['steps_per_s']:.1f} steps/s = "

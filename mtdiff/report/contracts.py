@@ -71,6 +71,9 @@ _SPECS: Final[dict[str, tuple[str, dict[str, type | tuple[type, ...]], tuple[str
     "single_task": (SINGLE_TASK_FILE, {"task": str, "method": str, "seed": int,
                                        "success": (int, float)}, ("task", "method", "seed")),
 }
+# contract -> the values its "method" key may take
+_METHODS: Final[dict[str, tuple[str, ...]]] = {"table2": METHODS, "quality": METHODS,
+                                               "single_task": SINGLE_METHODS}
 
 
 def _check(kind: str, rows: Iterable[Mapping[str, Any]], where: str) -> list[dict[str, Any]]:
@@ -92,7 +95,7 @@ def _check(kind: str, rows: Iterable[Mapping[str, Any]], where: str) -> list[dic
                 raise ContractError(f"{where}[{i}]: {key!r} must be {_tname(typ)}, got {val!r}")
             if isinstance(val, float) and not math.isfinite(val):
                 raise ContractError(f"{where}[{i}]: {key!r} is {val!r}; numbers must be finite")
-        methods = SINGLE_METHODS if kind == "single_task" else METHODS
+        methods = _METHODS.get(kind, ())
         if "method" in keys and row["method"] not in methods:
             raise ContractError(f"{where}[{i}]: method {row['method']!r} is not one of {methods}")
         if "success" in keys and not 0.0 <= row["success"] <= 1.0:

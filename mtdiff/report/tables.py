@@ -23,6 +23,11 @@ METHOD_LABELS = {"original": "Original", "s4rl": "S4RL", "rad": "RAD", "mtdiff-s
                  "mtdiff-s-single": "MTDiff-S-single"}
 
 
+def _record_presets(records: Sequence[dict[str, Any]], preset: str) -> str:
+    """The presets named by contract records (`preset` where a record names none)."""
+    return ", ".join(sorted({str(r.get("preset", preset)) for r in records}) or [preset])
+
+
 def _pct(mean: float, std: float, n: int | None = None, suffix: str = "") -> Stat:
     return Stat(100.0 * mean, 100.0 * std, ".2f", n, suffix)
 
@@ -182,11 +187,10 @@ def table2(records: Sequence[dict[str, Any]], preset: str) -> Table:
     """
     vals: dict[tuple[str, str], list[float]] = defaultdict(list)
     seen: dict[str, bool] = {}
-    presets: set[str] = set()
     for r in records:
         vals[(r["task"], r["method"])].append(float(r["success"]))
         seen[r["task"]] = bool(r["seen"])
-        presets.add(str(r.get("preset", preset)))
+    presets = _record_presets(records, preset)
     by_base = {paper.base_name(t): t for t in seen}
     paper_rows = {paper.base_name(p.task): p for p in paper.TABLE2}
     order = [p.task for p in paper.TABLE2] + [t for t in seen
@@ -225,10 +229,10 @@ def table2(records: Sequence[dict[str, Any]], preset: str) -> Table:
         "table2", "Table 2: TD3-BC success rate (%) on original and augmented data",
         cols, rows,
         meta={"paper": "3 seeds, 500 episodes per task; MTDiff-S trained on 45 tasks",
-              "ours": f"preset `{', '.join(sorted(presets)) or preset}`, "
+              "ours": f"preset `{presets}`, "
                       f"{len(records)} records (offline/table2.json)"},
         stat_columns=tuple(c for c in cols if c.endswith(")")),
-        preset=", ".join(sorted(presets)) or preset,
+        preset=presets,
         notes=["Our copy of Table 2 prints 4 column headers but 3 numbers per row: the "
                "first is Original (the printed changes are relative to it); the column of "
                "the other two is not legible, so they are listed as printed in the last "
@@ -256,13 +260,13 @@ def table4(records: Sequence[dict[str, Any]], preset: str) -> tuple[Table, Table
                      MISSING if pl is None else pl,
                      Stat(float(np.mean(l2)), float(np.std(l2)), ".4g", len(l2)) if l2 else MISSING,
                      len({r["task"] for r in rs}) or MISSING])
-    presets = sorted({str(r.get("preset", preset)) for r in records}) or [preset]
+    presets = _record_presets(records, preset)
     main = Table(
         "table4", "Table 4: quality of the augmented data (App. E.2)",
         ["Method", "Dynamics error (paper)", "Dynamics error (ours)",
          "L2 distance from dataset (paper)", "L2 distance from dataset (ours)", "Ours: tasks"],
-        rows, meta={"ours": f"preset `{', '.join(presets)}` (offline/quality.json)"},
-        preset=", ".join(presets),
+        rows, meta={"ours": f"preset `{presets}` (offline/quality.json)"},
+        preset=presets,
         stat_columns=("Dynamics error (ours)", "L2 distance from dataset (ours)"),
         notes=["Ours: mean ± std over tasks. 'Original' (if present) is the metric on real "
                "transitions: the floor of our dynamics-error measurement.",
@@ -272,7 +276,7 @@ def table4(records: Sequence[dict[str, Any]], preset: str) -> tuple[Table, Table
                    ["Task", "Method", "Dynamics error", "L2 distance from dataset"],
                    [[r["task"], r["method"], float(r["dynamics_error"]),
                      float(r["l2_distance"])] for r in records],
-                   preset=", ".join(presets))
+                   preset=presets)
     return main, detail
 
 
@@ -327,14 +331,14 @@ def fig6_table(records: Sequence[dict[str, Any]], preset: str) -> Table:
                  for m in SINGLE_METHODS]
         rows.append([f"mean over {len(tasks)} tasks", *[_over_seeds(v) for v in per_m],
                      ", ".join(str(n) for n in sorted({len(v) for v in per_m if v}))])
-    presets = sorted({str(r.get("preset", preset)) for r in records}) or [preset]
+    presets = _record_presets(records, preset)
     cols = [f"{METHOD_LABELS[m]} (ours)" for m in SINGLE_METHODS]
     return Table("fig6", "Fig. 6: TD3-BC success (%), multi-task vs single-task MTDiff-S",
                  ["Task", *cols, "Ours: seeds"], rows,
                  meta={"paper": "not legible (figure lost)",
-                       "ours": f"preset `{', '.join(presets)}`, {len(records)} records "
+                       "ours": f"preset `{presets}`, {len(records)} records "
                                "(offline/single_task.json)"},
-                 preset=", ".join(presets), stat_columns=tuple(cols),
+                 preset=presets, stat_columns=tuple(cols),
                  notes=["Original: TD3-BC on the task's data; MTDiff-S-single / MTDiff-S: on "
                         "it plus data from MTDiff-S trained on that task only / on many tasks.",
                         "Ours: mean ± std over TD3-BC seeds (one seed: its value); the mean "
@@ -350,10 +354,10 @@ def fig7_table(records: Sequence[dict[str, Any]], preset: str) -> Table:
     rows: list[list[Value]] = [[t, n, _pct(float(np.mean(v)), float(np.std(v)), len(v)),
                                 len(v), NOT_LEGIBLE]
                                for (t, n), v in sorted(vals.items())]
-    presets = sorted({str(r.get("preset", preset)) for r in records}) or [preset]
+    presets = _record_presets(records, preset)
     return Table("fig7", "Fig. 7: TD3-BC success (%) vs number of MTDiff-S training tasks",
                  ["Task", "MTDiff-S training tasks", "Success (ours)", "Ours: seeds",
                   "Success (paper)"], rows,
-                 meta={"ours": f"preset `{', '.join(presets)}` (offline/task_count.json)"},
-                 preset=", ".join(presets),
+                 meta={"ours": f"preset `{presets}` (offline/task_count.json)"},
+                 preset=presets,
                  notes=[paper.FIG7_NOTE])

@@ -45,6 +45,7 @@ from mtdiff.config import Config, OfflineConfig, config_hash, to_dict
 from mtdiff.data.io import atomic_write_json
 from mtdiff.offline.transitions import Transitions, concat, from_task
 from mtdiff.report import contracts
+from mtdiff.synth.single_task import METHOD as SINGLE
 
 DONE = "done.json"
 AUGMENTED = ("s4rl", "rad", "mtdiff-s")  # methods whose data is original + augmentation
@@ -155,7 +156,7 @@ def _column_data(src: TaskSource, method: str, seed: int, cfg: OfflineConfig,
 
     if method == "original":
         return src.original
-    if method in ("mtdiff-s", "mtdiff-s-single"):  # the source holds that model's data
+    if method in ("mtdiff-s", SINGLE):  # the source holds that model's synthetic data
         return src.augmented
     if method == "rad":
         return concat([src.original, rad_augment(src.original, low=cfg.rad_low,
@@ -269,9 +270,9 @@ def _summary(table2: list[dict[str, Any]], quality: list[dict[str, Any]],
     for method in contracts.METHODS:
         vals = [r["success"] for r in table2 if r["method"] == method]
         m[f"success_{method}"] = float(np.mean(vals))
-    single = [r["success"] for r in fig6 if r["method"] == "mtdiff-s-single"]
+    single = [r["success"] for r in fig6 if r["method"] == SINGLE]
     if single:
-        m["success_mtdiff-s-single"] = float(np.mean(single))
+        m[f"success_{SINGLE}"] = float(np.mean(single))
     for method in AUGMENTED:
         rows = [r for r in quality if r["method"] == method]
         m[f"dynamics_error_{method}"] = float(np.mean([r["dynamics_error"] for r in rows]))
@@ -305,7 +306,6 @@ def run(cfg: Config, *, checkpoint: str | Path, data: str | Path, out: str | Pat
     """Synthesize + TD3-BC for `cfg.offline.tasks` with the MTDiff-S `checkpoint` trained
     on the dataset `data`; skipped when done for the same config, else resumed."""
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.synth.single_task import METHOD as SINGLE
     from mtdiff.synth.single_task import train_single
     from mtdiff.train.core import load_checkpoint
     from mtdiff.train.stage import find_checkpoint
@@ -339,7 +339,8 @@ def run(cfg: Config, *, checkpoint: str | Path, data: str | Path, out: str | Pat
     singles = [build_source(cfg, train_single(cfg, t, data, out, len(trained)), t, True,
                             Path(data), root / "single") for t in single]
     cells = [(s, m) for s in sources
-             for m in (contracts.METHODS if s.task in tasks else ("original", "mtdiff-s"))]
+             for m in (contracts.METHODS if s.task in tasks
+                       else [m for m in contracts.SINGLE_METHODS if m != SINGLE])]
     results = run_td3bc_table(cfg, cells + [(s, SINGLE) for s in singles], root)
     seen = {s.task: s.seen for s in sources}
     rows = [{"task": t, "seen": seen[t], "method": m, "seed": s, "success": r["success"],

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mtdiff.config import Config
 
-METHOD = "mtdiff-s-single"
+METHOD = "mtdiff-s-single"  # its column in the Fig. 6 contract (`contracts.SINGLE_METHODS`)
 
 
 def single_config(cfg: Config, trained_tasks: int) -> Config:
