@@ -43,6 +43,25 @@ def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0))
 
 
+def alive_nodes() -> list[dict[str, Any]]:
+    """The Ray nodes that are alive: ``{"id", "ip", "resources"}`` each."""
+    import ray
+
+    return [{"id": n["NodeID"], "ip": n.get("NodeManagerAddress", ""),
+             "resources": dict(n.get("Resources", {}))} for n in ray.nodes() if n.get("Alive")]
+
+
+def largest_node(resource: str, *, having: str | None = None) -> float:
+    """The most of `resource` any single alive node has (among nodes that also have
+    `having`, e.g. GPU); 0 when none has it. What one worker can ever be given."""
+    best = 0.0
+    for n in alive_nodes():
+        res = n["resources"]
+        if having is None or res.get(having, 0.0) > 0:
+            best = max(best, float(res.get(resource, 0.0)))
+    return best
+
+
 def cluster_cpus() -> float:
     """CPUs in the Ray cluster."""
     import ray

@@ -44,8 +44,7 @@ def evaluate_trial(config: dict[str, Any]) -> None:
     from mtdiff.config import from_dict
     from mtdiff.eval.stage import plan_jobs
     from mtdiff.eval.suites import run_job, summarize
-    from mtdiff.train.core import load_checkpoint
-    from mtdiff.train.stage import find_checkpoint
+    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
     params = _expand(config["params"])
     cfg = apply_overrides(from_dict(config["base"]), [f"{k}={v}" for k, v in params.items()])
@@ -73,7 +72,7 @@ def train_eval_trial(config: dict[str, Any]) -> None:
     from mtdiff.eval.stage import plan_jobs
     from mtdiff.eval.suites import run_job, summarize
     from mtdiff.train import run as train
-    from mtdiff.train.core import load_checkpoint
+    from mtdiff.train.checkpoints import load_checkpoint
 
     params = _expand(config["params"])
     cfg = apply_overrides(from_dict(config["base"]), [f"{k}={v}" for k, v in params.items()])

@@ -37,13 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
 
-    from mtdiff.config import ConfigError, from_dict
+    from mtdiff.config import ConfigError
     from mtdiff.eval.stage import run
-    from mtdiff.train.core import CheckpointError, load_checkpoint
-    from mtdiff.train.stage import find_checkpoint
+    from mtdiff.train.checkpoints import CheckpointError, checkpoint_config
 
     try:
-        cfg = from_dict(load_checkpoint(find_checkpoint(args.checkpoint))["meta"]["config"])
+        cfg = checkpoint_config(args.checkpoint)
         d = {k: v for k, v in {"sampler": args.sampler, "sample_steps": args.steps,
                                "guidance": args.guidance, "temperature": args.temperature}.items()
              if v is not None}

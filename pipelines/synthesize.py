@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mtdiff.data.schema import DatasetError
     from mtdiff.synth.stage import combine, run
-    from mtdiff.train.core import CheckpointError
+    from mtdiff.train.checkpoints import CheckpointError
 
     try:
         out = run(args.checkpoint, tasks=args.task, num=args.num, out=args.out,

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mtdiff.data.schema import DatasetError
     from mtdiff.train import run
-    from mtdiff.train.core import CheckpointError
+    from mtdiff.train.checkpoints import CheckpointError
 
     try:
         ckpt = run(cfg, data=args.data, out=args.out, track=not args.no_mlflow)

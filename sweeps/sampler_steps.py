@@ -42,12 +42,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from ray import tune
 
-    from mtdiff.config import apply_overrides, from_dict
+    from mtdiff.config import apply_overrides
     from mtdiff.sweeps import evaluate_trial, run_sweep
-    from mtdiff.train.core import load_checkpoint
-    from mtdiff.train.stage import find_checkpoint
+    from mtdiff.train.checkpoints import checkpoint_config
 
-    cfg = from_dict(load_checkpoint(find_checkpoint(args.checkpoint))["meta"]["config"])
+    cfg = checkpoint_config(args.checkpoint)
     fixed = [f"eval.episodes={args.episodes}", f"eval.seeds={','.join(map(str, args.seeds))}"]
     if args.max_steps:
         fixed.append(f"eval.max_steps={args.max_steps}")

@@ -18,6 +18,7 @@ from mtdiff.config.sections import (
     DataConfig,
     DiffusionConfig,
     EvalConfig,
+    ExperimentConfig,
     Maze2DConfig,
     MetaWorldConfig,
     ModelConfig,
@@ -29,7 +30,7 @@ from mtdiff.config.sections import (
 
 __all__ = [
     "PRESETS", "CollectConfig", "Config", "ConfigError", "DataConfig", "DiffusionConfig",
-    "EvalConfig", "Maze2DConfig", "MetaWorldConfig", "ModelConfig", "OfflineConfig", "Preset",
+    "EvalConfig", "ExperimentConfig", "Maze2DConfig", "MetaWorldConfig", "ModelConfig", "OfflineConfig", "Preset",
     "SACConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "config_hash", "flatten",
     "from_dict", "get_preset", "local", "paper", "smoke", "to_dict",
 ]

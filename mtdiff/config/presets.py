@@ -11,6 +11,7 @@ from mtdiff.config.sections import (
     DataConfig,
     DiffusionConfig,
     EvalConfig,
+    ExperimentConfig,
     Maze2DConfig,
     MetaWorldConfig,
     ModelConfig,
@@ -57,6 +58,11 @@ def local() -> Config:
                               tasks="push-v3,box-close-v3", seeds=(0,),
                               single_tasks="push-v3", heldout_transitions=20_000,
                               quality_samples=200),
+        # One seed, the near-optimal view, no Fig. 7 within the hour on 2 cores;
+        # `--set experiment.views=near-optimal,sub-optimal --set experiment.seeds=0,1,2`
+        # expands it (`--plan` shows the jobs first).
+        experiment=ExperimentConfig(methods=("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s"),
+                                    views=("near-optimal",), seeds=(0,), task_counts=()),
     )
 
 
@@ -82,6 +88,9 @@ def smoke() -> Config:
                               tasks="reach-v3,box-close-v3", seeds=(0,), synth_transitions=64,
                               single_tasks="reach-v3",
                               heldout_transitions=200, quality_samples=8, embedding="pca"),
+        # Two seeds so the grid (and the report's spread over seeds) is exercised.
+        experiment=ExperimentConfig(methods=("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s"),
+                                    views=("near-optimal",), seeds=(0, 1), task_counts=()),
     )
 
 

@@ -83,8 +83,7 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     from tqdm import tqdm
 
     from mtdiff.runtime import init_ray
-    from mtdiff.train.core import load_checkpoint
-    from mtdiff.train.stage import find_checkpoint
+    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
     ckpt = find_checkpoint(checkpoint)
     meta = load_checkpoint(ckpt)["meta"]

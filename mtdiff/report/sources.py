@@ -76,7 +76,7 @@ def checkpoint_meta(checkpoint: str | Path) -> dict[str, Any]:
     if not f.is_file():
         return {}
     try:
-        from mtdiff.train.core import load_checkpoint
+        from mtdiff.train.checkpoints import load_checkpoint
 
         return dict(load_checkpoint(f)["meta"])
     except Exception as e:  # noqa: BLE001 - a report is built even if one checkpoint is bad
