@@ -30,7 +30,8 @@ from mtdiff.config.sections import (
 
 __all__ = [
     "PRESETS", "CollectConfig", "Config", "ConfigError", "DataConfig", "DiffusionConfig",
-    "EvalConfig", "ExperimentConfig", "Maze2DConfig", "MetaWorldConfig", "ModelConfig", "OfflineConfig", "Preset",
+    "EvalConfig", "ExperimentConfig", "Maze2DConfig", "MetaWorldConfig", "ModelConfig",
+    "OfflineConfig", "Preset",
     "SACConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "config_hash", "flatten",
     "from_dict", "get_preset", "local", "paper", "smoke", "to_dict",
 ]
