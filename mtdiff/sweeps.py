@@ -204,9 +204,10 @@ def task_count_trial(config: dict[str, Any]) -> None:
     import mlflow
     import ray.tune
 
-    from mtdiff.config import config_hash, from_dict
+    from mtdiff.config import from_dict
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.synth.offline_stage import build_source, td3bc_job
+    from mtdiff.experiment.layout import Layout
+    from mtdiff.offline.jobs import load_task, synthesize_data, td3bc_cell
     from mtdiff.train import run as train
 
     params = _expand(config["params"])
@@ -218,13 +219,17 @@ def task_count_trial(config: dict[str, Any]) -> None:
     data = Path(config["data"][spec])
     ckpt = train(cfg, data=data, out=config["train_out"], track=False,
                  cpus_per_worker=config.get("trainer_cpus_per_worker", 1))
-    root = Path(config["out"]) / f"tasks{n}-{config_hash([spec, str(ckpt), to_dict(cfg.offline)])}"
-    src = build_source(cfg, ckpt, task, True, data, root)
+    lay = Layout.at(config["out"])
+    offline = {k: v for k, v in to_dict(cfg.offline).items() if k not in ("seeds", "tasks")}
+    key = {"checkpoint": str(ckpt), "offline": offline, "tasks": spec, "view": cfg.data.view}
+    src = synthesize_data(cfg, str(ckpt), task, str(data), cfg.data.view, lay.synthesis(task, key))
     metrics: dict[str, float] = {"num_tasks": float(n)}
     for seed in cfg.offline.seeds:
-        f = root / "runs" / task / f"mtdiff-s-s{seed}.json"
-        rec = json.loads(f.read_text()) if f.exists() else td3bc_job(
-            src.augmented, task, cfg.offline, seed, cfg.metaworld.episode_steps, str(f), None)
+        out = lay.td3bc(task, f"mtdiff-s-{spec}", seed, key)
+        f = out / "result.json"
+        rec = json.loads(f.read_text()) if f.exists() else td3bc_cell(
+            cfg, load_task(src["augmented"], task, "near-optimal"), task=task, seed=seed,
+            out=out, method=f"mtdiff-s-{spec}", num_tasks=n, seen=True)
         metrics[f"success_s{seed}"] = rec["success"]
     metrics["success"] = sum(metrics[f"success_s{s}"] for s in cfg.offline.seeds) / len(
         cfg.offline.seeds)

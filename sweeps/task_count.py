@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mtdiff.collect import run as collect
     from mtdiff.envs.metaworld import resolve_tasks
+    from mtdiff.experiment.layout import Layout
     from mtdiff.report.contracts import write_task_count
     from mtdiff.sweeps import run_sweep, task_count_trial
 
@@ -56,17 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --task {args.task} is not in set(s) {missing}: MTDiff-S must have been "
               "trained on it (Fig. 7 varies only how many other tasks it saw)", file=sys.stderr)
         return 2
+    lay = Layout.at(out)
     data = {}
     for s in args.sets:
         c = replace(cfg, metaworld=replace(cfg.metaworld, tasks=s))
         data[s] = str(collect(c, suite="metaworld", progress=False,
-                              out=out / "data" / f"metaworld-{c.collection_hash('metaworld')}"))
+                              out=lay.dataset(c, "metaworld")))
     res = run_sweep(args.name, cfg, {"metaworld.tasks": tune.grid_search(args.sets)},
                     task_count_trial, storage=out / "sweeps", cpus_per_trial=1,
                     trainer_cpus=cfg.train.num_workers, max_concurrent=args.max_concurrent,
-                    trial_config={"data": data, "train_out": str(out / "train"),
-                                  "trainer_cpus_per_worker": 1,
-                                  "out": str(out / "offline" / "task-count"),
+                    trial_config={"data": data, "train_out": str(lay.train_root("metaworld")),
+                                  "trainer_cpus_per_worker": 1, "out": str(lay.out),
                                   "task": args.task})
     rows = [{"num_tasks": sizes[params["metaworld.tasks"]], "seed": seed, "task": args.task,
              "success": float(m[f"success_s{seed}"]), "tasks": params["metaworld.tasks"],

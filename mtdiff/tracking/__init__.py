@@ -88,8 +88,13 @@ def _ray_node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def _params(cfg: Config, params: dict[str, Any] | None) -> dict[str, Any]:
-    out = dict(flatten(cfg))
+def _params(cfg: Config, params: dict[str, Any] | None,
+            sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The config (or its `sections`) as flat params, `params` taking precedence."""
+    flat = flatten(cfg)
+    if sections is not None:
+        flat = {k: v for k, v in flat.items() if k.split(".", 1)[0] in sections}
+    out = dict(flat)
     out.update(params or {})
     return out
 
@@ -156,24 +161,54 @@ def stage_run(cfg: Config, stage: str, *, name: str, output: str | Path, track: 
 
 @contextmanager
 def job_run(spec: dict[str, Any], cfg: Config, *, name: str, stage: str,
-            params: dict[str, Any] | None = None, **tags: Any) -> Iterator[Any]:
+            sections: tuple[str, ...], params: dict[str, Any] | None = None, **tags: Any
+            ) -> Iterator[Any]:
     """A job's child run under the experiment graph's parent, from inside its Ray task.
 
-    spec: ``{"uri", "experiment_id", "parent_id", "output"}`` from the driver; the run
-    carries the job's own config as params, its `config_hash`, the node it ran on
-    (`ray_node_id`) and the graph's output folder (so a rerun can close it if it is left
-    RUNNING). Ends FAILED when the job raises.
+    spec: ``{"uri", "experiment_id", "parent_id", "output"}`` from the driver. The run
+    carries the config `sections` the job uses (e.g. data, model, diffusion, train for a
+    training job: its own model kind, seed, view) and `params` (its grid fields) as
+    params, a `config_hash` of exactly those, the node it ran on (`ray_node_id`) and the
+    graph's output folder (so a rerun can close it if it is left RUNNING). Ends FAILED
+    when the job raises.
     """
     import mlflow
 
+    from mtdiff.config import to_dict
+
     mlflow.set_tracking_uri(spec["uri"])
     mlflow.set_experiment(experiment_id=spec["experiment_id"])
+    own = config_hash({"sections": {s: to_dict(getattr(cfg, s)) for s in sections},
+                       "job": params or {}})
     active = mlflow.start_run(run_name=name, tags={
-        **common_tags(cfg, stage, **tags), "mlflow.parentRunId": spec["parent_id"],
-        "output": spec["output"], "job": name})
+        **common_tags(cfg, stage, **tags), "config_hash": own,
+        "mlflow.parentRunId": spec["parent_id"], "output": spec["output"], "job": name})
     with _ended(active):
-        mlflow.log_params(_params(cfg, params))
+        mlflow.log_params(_params(cfg, params, ("preset", *sections)))
         yield active
+
+
+def start_parent(cfg: Config, *, name: str, output: str | Path, **tags: Any) -> dict[str, Any]:
+    """Open the experiment graph's parent run in this (the driver's) process; returns the
+    spec jobs need to open their child runs under it (`job_run`). End it with
+    `end_parent`."""
+    import mlflow
+
+    uri = setup(cfg)
+    output = str(Path(output).resolve())
+    active = mlflow.start_run(run_name=name, tags=common_tags(cfg, "full_repro", output=output,
+                                                              **tags))
+    mlflow.log_params(_params(cfg, None))
+    return {"uri": uri, "experiment_id": active.info.experiment_id,
+            "parent_id": active.info.run_id, "output": output}
+
+
+def end_parent(ok: bool) -> None:
+    """End the parent run: FINISHED when every job finished, else FAILED."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.end_run("FINISHED" if ok else "FAILED")
 
 
 def parent_name(preset: str, cfg: Config) -> str:
@@ -189,27 +224,34 @@ def log_params(params: dict[str, Any]) -> None:
     mlflow.log_params(params)
 
 
+def active() -> Any | None:
+    """The `mlflow` module when a run is active in this process, else None. A run can only
+    be active if mlflow was imported already, so this never pays for importing it when
+    tracking is off."""
+    import sys
+
+    mlflow = sys.modules.get("mlflow")
+    return mlflow if mlflow is not None and mlflow.active_run() is not None else None
+
+
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     """Metrics on the active run (no-op when no run is active)."""
-    import mlflow
-
-    if mlflow.active_run() is not None and metrics:
+    mlflow = active()
+    if mlflow is not None and metrics:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
 def set_tags(tags: dict[str, Any]) -> None:
     """Tags on the active run (no-op when no run is active)."""
-    import mlflow
-
-    if mlflow.active_run() is not None:
+    mlflow = active()
+    if mlflow is not None:
         mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
-    """A file (or a folder's files) as artifacts of the active run."""
-    import mlflow
-
-    if mlflow.active_run() is None:
+    """A file (or a folder's files) as artifacts of the active run (no-op without one)."""
+    mlflow = active()
+    if mlflow is None:
         return
     p = Path(path)
     if p.is_dir():
@@ -220,9 +262,8 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
 
 def log_table(rows: list[dict[str, Any]], artifact_file: str) -> None:
     """A table (list of flat records) as a JSON table artifact the UI renders."""
-    import mlflow
-
-    if mlflow.active_run() is None or not rows:
+    mlflow = active()
+    if mlflow is None or not rows:
         return
     cols = sorted({k for r in rows for k in r})
     mlflow.log_table({c: [r.get(c) for r in rows] for c in cols}, artifact_file=artifact_file)
@@ -232,9 +273,8 @@ def log_dataset(manifest: dict[str, Any], path: str | Path, *, context: str = "t
                 view: str | None = None) -> None:
     """The dataset as an MLflow dataset input (`mlflow.data`) of the active run, with its
     lineage tags and size / quality metrics."""
-    import mlflow
-
-    if mlflow.active_run() is None:
+    mlflow = active()
+    if mlflow is None:
         return
     tasks = manifest["tasks"]
     n = sum(int(t["transitions"]) for t in tasks.values())
@@ -268,9 +308,12 @@ class RunLogger:
         self.active = spec is not None and enabled
         self._monitor = None
         if self.active:
+            import logging
+
             import mlflow
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+            logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
             self.client = mlflow.MlflowClient(tracking_uri=spec["uri"])
             self.run_id = spec["run_id"]
             self._monitor = SystemMetricsMonitor(self.run_id, tracking_uri=spec["uri"],

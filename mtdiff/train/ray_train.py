@@ -10,6 +10,7 @@ command again (same output folder and run name) resumes from it too.
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import time
@@ -60,6 +61,9 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     from mtdiff.train.core import build_setup, to_torch
     from mtdiff.train.learner import build_learner
 
+    # Ray Train logs every report at INFO from the worker ("Reporting training result"):
+    # the progress line below says the same once.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     cfg = from_dict(loop_cfg["config"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

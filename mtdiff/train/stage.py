@@ -10,12 +10,12 @@ from mtdiff.train.checkpoints import CHECKPOINT_FILE, find_checkpoint, latest_ch
 
 
 def run_name(cfg: Config, data: str | Path) -> str:
-    """Run folder name: model kind (+ backbone) + hash of the dataset and what shapes the
-    weights."""
+    """Run folder name (`mtdiff.experiment.layout.train_run_name`) for the dataset at
+    `data`."""
     from mtdiff.data.reader import read_manifest
+    from mtdiff.experiment.layout import train_run_name
 
-    kind = cfg.model.kind + ("-unet" if cfg.model.backbone == "unet" else "")
-    return f"train-{kind}-{cfg.training_hash(read_manifest(data)['config_hash'])}"
+    return train_run_name(cfg, read_manifest(data)["config_hash"])
 
 
 def finished_checkpoint(cfg: Config, data: str | Path, out: str | Path) -> Path | None:
