@@ -206,7 +206,7 @@ def task_count_trial(config: dict[str, Any]) -> None:
 
     from mtdiff.config import from_dict
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.experiment.layout import Layout
+    from mtdiff.layout import Layout
     from mtdiff.offline.jobs import load_task, synthesize_data, td3bc_cell
     from mtdiff.train import run as train
 

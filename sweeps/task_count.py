@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mtdiff.collect import run as collect
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.experiment.layout import Layout
+    from mtdiff.layout import Layout
     from mtdiff.report.contracts import write_task_count
     from mtdiff.sweeps import run_sweep, task_count_trial
 

@@ -18,7 +18,7 @@ from typing import Any
 from mtdiff.config import Config
 from mtdiff.experiment.grid import ClusterInfo, build_jobs
 from mtdiff.experiment.jobs import Job, done_result
-from mtdiff.experiment.layout import Layout
+from mtdiff.layout import Layout
 
 
 class GraphError(ValueError):
@@ -71,6 +71,20 @@ def check_fits(jobs: list[Job], cluster: ClusterInfo) -> None:
                     "train.cpus_per_worker=1) or add a larger node")
 
 
+def check_not_job_copy(out: str | Path) -> None:
+    """Refuse a relative output folder in a driver started by `ray job submit
+    --working-dir`: it would resolve inside the job's private copy of the working
+    directory, which no other node sees and Ray deletes after the job."""
+    import os
+
+    cwd = Path(os.getcwd())
+    if not Path(out).is_absolute() and "runtime_resources" in cwd.parts:
+        raise GraphError(f"--out {out} is relative, and this driver runs in the job's own "
+                         f"copy of the working directory ({cwd}), which other nodes do not see "
+                         "and Ray deletes after the job; give an absolute folder on a "
+                         "filesystem every node mounts, e.g. --out /shared/runs/repro")
+
+
 def check_shared(out: Path, nodes: list[dict[str, Any]]) -> None:
     """Refuse an output folder that some node cannot see (module docstring)."""
     if len(nodes) < 2:
@@ -117,6 +131,7 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
     from mtdiff import tracking
     from mtdiff.runtime import alive_nodes, init_ray
 
+    check_not_job_copy(out)
     lay = Layout.at(out)
     if plan_only:
         import os

@@ -4,7 +4,7 @@ Figs. 6 / 7 from `offline`) expanded into jobs with their dependencies and resou
     collect/<suite>                                  one per suite (and held-out / task sets)
     train/<suite>/<method>[/<view>]/s<seed>          per planner or synthesizer cell
     evaluate/<suite>/<method>[/<view>]/s<seed>       per trained planner
-    synthesize/..., offline/..., quality/...         `mtdiff.offline.grid`
+    synthesize/..., offline/..., quality/...         `mtdiff.experiment.offline_cells`
     report                                           last, from every job's record
 
 Resources come from the config and from what the cluster's *nodes* offer
@@ -19,7 +19,7 @@ from typing import Any
 
 from mtdiff.config import Config, apply_overrides
 from mtdiff.experiment.jobs import Job, finalize_keys
-from mtdiff.experiment.layout import Layout
+from mtdiff.layout import Layout
 from mtdiff.methods import Method, get_method
 
 TRAIN_SECTIONS = ("data", "model", "diffusion", "train")  # what shapes a model's weights
@@ -102,7 +102,7 @@ def _seeds(cfg: Config, method: Method) -> list[int]:
 
 def build_jobs(cfg: Config, out: str, cluster: ClusterInfo) -> list[Job]:
     """Every job of the reproduction `cfg` writes under `out`, in dependency order."""
-    from mtdiff.offline.grid import offline_jobs
+    from mtdiff.experiment.offline_cells import offline_jobs
 
     lay = Layout.at(out)
     exp = cfg.experiment

@@ -93,7 +93,7 @@ def write_contracts(root: str | Path, graph: list[str]) -> None:
     """The offline-RL report contracts (`mtdiff.report.contracts`: Table 2, Table 4,
     Figs. 6 and 7) from the records of the graph's finished offline and quality jobs."""
     from mtdiff.experiment.jobs import read_record
-    from mtdiff.experiment.layout import Layout
+    from mtdiff.layout import Layout
     from mtdiff.report import contracts
 
     lay = Layout.at(root)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mtdiff.experiment.jobs import RUNNERS, Job, done_result
-from mtdiff.experiment.layout import Layout
+from mtdiff.layout import Layout
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Each function runs inside one Ray task as ``fn(job, inputs) -> result`` (see
 `mtdiff.experiment.jobs`); `job.params` holds the absolute paths it reads and writes,
-`inputs` the results of the jobs it depends on. `mtdiff.offline.grid` builds them.
+`inputs` the results of the jobs it depends on. `mtdiff.experiment.offline_cells` builds them.
 
 - `synthesize`: MTDiff-S data of one task — `synth_transitions` transitions (default
   `augment_copies` x the original's rows) from a prompt cut from `prompt_episodes` fresh
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config, OfflineConfig
-from mtdiff.offline.transitions import Transitions, concat, from_task
+from mtdiff.data.transitions import Transitions, concat, from_task
 
 AUGMENTED = ("s4rl", "rad", "mtdiff-s")  # Table 4's methods (original + augmentation)
 

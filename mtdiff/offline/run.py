@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtdiff.config import OfflineConfig
+from mtdiff.data.transitions import Transitions
 from mtdiff.envs.metaworld import MAX_EPISODE_STEPS
 from mtdiff.offline.evaluate import evaluate_policy
 from mtdiff.offline.td3bc import TD3BC
-from mtdiff.offline.transitions import Transitions
 
 
 @dataclass

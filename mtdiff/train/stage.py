@@ -10,10 +10,10 @@ from mtdiff.train.checkpoints import CHECKPOINT_FILE, find_checkpoint, latest_ch
 
 
 def run_name(cfg: Config, data: str | Path) -> str:
-    """Run folder name (`mtdiff.experiment.layout.train_run_name`) for the dataset at
+    """Run folder name (`mtdiff.layout.train_run_name`) for the dataset at
     `data`."""
     from mtdiff.data.reader import read_manifest
-    from mtdiff.experiment.layout import train_run_name
+    from mtdiff.layout import train_run_name
 
     return train_run_name(cfg, read_manifest(data)["config_hash"])
 

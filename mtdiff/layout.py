@@ -1,4 +1,5 @@
-"""The run-folder layout, owned here: every path a reproduction writes, by what made it.
+"""The run-folder layout, owned here (used by the experiment graph, the stages, the sweeps
+and the report): every path a reproduction writes, by what made it.
 
     <out>/data/<suite>-<hash>/                       datasets (`Config.collection_hash`)
     <out>/data/metaworld-single-<task>-<hash>/       one task's subset (Fig. 6)

@@ -1,4 +1,4 @@
-"""The offline-RL part of the grid (paper §5.3): Tables 2 and 4, Figs. 6 and 7 as jobs.
+"""The offline-RL cells of the grid (paper §5.3): Tables 2 and 4, Figs. 6 and 7 as jobs.
 
 For each task of `offline.tasks` (original data: its rows of the Meta-World dataset
 MTDiff-S was trained on, view `data.view`; a task MTDiff-S never saw gets a small noisy
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mtdiff.config import Config, to_dict
 from mtdiff.experiment.jobs import Job
-from mtdiff.experiment.layout import Layout
+from mtdiff.layout import Layout
 
 if TYPE_CHECKING:
     from mtdiff.experiment.grid import ClusterInfo
