@@ -82,6 +82,24 @@ def _logged(path: Path):
             sys.stdout, sys.stderr = old
 
 
+FAIL_ENV = "MTDIFF_TEST_FAIL_JOB"  # "<job>[:<tries>],...": make those jobs fail (drills)
+
+
+def _injected_failure(job: Job, lay: Layout) -> None:
+    """Fault injection for tests and drills: fail a job named in $MTDIFF_TEST_FAIL_JOB (its
+    first `tries` attempts, every attempt when no count is given). Attempts are counted in
+    a file next to its log: each one is a fresh process."""
+    for spec in filter(None, os.environ.get(FAIL_ENV, "").split(",")):
+        name, _, count = spec.partition(":")
+        if name != job.name:
+            continue
+        tries = lay.job_log(job.name).with_suffix(".injected")
+        n = int(tries.read_text()) + 1 if tries.exists() else 1
+        tries.write_text(str(n))
+        if not count or n <= int(count):
+            raise RuntimeError(f"injected failure of {job.name} (try {n}, {FAIL_ENV})")
+
+
 def execute(job: Job, spec: dict[str, Any], dep_names: list[str],
             *dep_results: dict[str, Any]) -> dict[str, Any]:
     """A job inside its Ray task: log file, MLflow child run, the kind's runner, the
@@ -103,16 +121,21 @@ def execute(job: Job, spec: dict[str, Any], dep_names: list[str],
     node = ray.get_runtime_context().get_node_id()
     with _logged(lay.job_log(job.name)) as log:
         t0 = time.time()
+
+        def work() -> dict[str, Any]:
+            _injected_failure(job, lay)
+            return fn(job, inputs)
+
         try:
             if spec.get("mlflow"):
                 with tracking.job_run(spec["mlflow"], job.cfg, name=job.name, stage=job.kind,
                                       sections=job.sections,
                                       params={f"job.{k}": v for k, v in job.config.items()},
                                       job_key=job.key):
-                    result = fn(job, inputs)
+                    result = work()
                     tracking.log_metrics({"job_seconds": time.time() - t0})
             else:
-                result = fn(job, inputs)
+                result = work()
         except BaseException:
             log.write(traceback.format_exc())
             raise
