@@ -41,6 +41,7 @@ from mtdiff.report.stats import bootstrap_ci, difference, stratified_bootstrap_c
 
 REPO = Path(__file__).resolve().parents[1]
 T, F = True, False
+KEY = "0123456789ab"  # every job's key in these graphs
 
 
 # --- writers in the graph's formats ---------------------------------------------------------
@@ -48,7 +49,7 @@ def _record(lay: Layout, name: str, kind: str, config: dict[str, Any],
             result: dict[str, Any]) -> None:
     """A finished job's record, with the keys `mtdiff.experiment.runner.execute` writes."""
     atomic_write_json(lay.job_record(name), {
-        "record": True, "name": name, "kind": kind, "key": "0123456789ab", "state": "done",
+        "record": True, "name": name, "kind": kind, "key": KEY, "state": "done",
         "config": config, "result": result, "seconds": 1.0, "node": "node-a", "host": "vm",
         "finished": "2026-01-01 00:00:00", "code_version": "test"})
 
@@ -57,7 +58,7 @@ def _graph(lay: Layout, names: list[str]) -> None:
     """graph.json as the driver writes it (the report job last)."""
     atomic_write_json(lay.graph, {"seconds": 9.0, "jobs": [
         {"name": n, "kind": n.split("/")[0], "deps": [], "resources": {}, "config": {},
-         "key": "k", "state": "done" if lay.job_record(n).exists() else "failed",
+         "key": KEY, "state": "done" if lay.job_record(n).exists() else "failed",
          "seconds": 1.0, "node": "node-a", "record": str(lay.job_record(n)),
          "log": str(lay.job_log(n)), "error": ""} for n in [*names, "report"]]})
 
@@ -211,8 +212,11 @@ def test_bootstrap_against_hand_computed_cases():
     # [0, 0, 0, 1]: a resample's mean is k/4, k ~ Binomial(4, 1/4): P(k=0) = 0.316 >
     # 2.5%, P(k <= 2) = 0.949 < 97.5% < P(k <= 3) = 0.996 -> CI [0, 0.75].
     assert bootstrap_ci([0, 0, 0, 1]) == (0.0, 0.75)
-    # the same with values that are not 0/1 (index resampling, not the binomial draw)
-    assert bootstrap_ci([0, 0, 0, 10]) == (0.0, 7.5)
+    assert bootstrap_ci([0, 0, 0, 100]) == (0.0, 75.0)  # any two values: same law
+    # more than two values (index resampling): the sum of 4 draws from {0,1,2,3} is <= 1
+    # with probability 5/256 = 2.0% and <= 2 with 15/256 = 5.9% -> 2.5th percentile of
+    # the mean 2/4; by symmetry the 97.5th is 10/4.
+    assert bootstrap_ci([0, 1, 2, 3]) == (0.5, 2.5)
     # two values: P(both low) = 1/4 > 2.5% -> the interval between them
     assert bootstrap_ci([37.5, 62.5]) == (37.5, 62.5)
     assert bootstrap_ci([3.0]) == (3.0, 3.0)
@@ -418,6 +422,24 @@ def test_unreadable_evaluation_is_a_problem_not_a_crash(run):
     assert "- problem: evaluate/maze2d/promptdt/s1: evaluation" in md
     assert "1 seed, 8 ep; CI: episodes" in _line(_section(md, "Fig. 5"), "| PromptDT |")
     assert "preset: `local`" in md  # named by the TD3-BC records
+
+
+def test_stale_records_are_not_read(run):
+    """A record made under another config (its key is not the graph's) or whose outputs
+    are gone: listed, its cell left out."""
+    keys = {j["name"]: j["key"] for j in json.loads((run / "graph.json").read_text())["jobs"]}
+    keys.pop("report")
+    keys["evaluate/metaworld/mtdiff-p/near-optimal/s1"] = "another-key0"
+    eval_file = json.loads(Layout.at(run).job_record("evaluate/metaworld/mtdiff-p-unet/"
+                                                    "near-optimal/s0").read_text())
+    Path(eval_file["result"]["eval_file"]).unlink()
+    md = build_report(run, graph=keys).read_text()
+    stale = _line(md, "- **2 jobs with a stale record**")
+    assert "`evaluate/metaworld/mtdiff-p/near-optimal/s1`" in stale
+    assert "`evaluate/metaworld/mtdiff-p-unet/near-optimal/s0`" in stale
+    # MTDiff-P now rests on seed 0 alone (37.5 %): over its 8 episodes
+    assert "| MTDiff-P | 59.53 ± 1.12 | 37.50 ± 51.75 " in md and "1 seed, 8 ep; CI: episodes" in md
+    assert "- problem:" not in md
 
 
 def test_moved_run_folder_still_reads(run, tmp_path):

@@ -6,6 +6,7 @@ through the stage's own `run` function — the same one `pipelines/*.py` call.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,40 +86,35 @@ def report(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     p = job.params
     write_contracts(p["root"], p["graph"])
-    path = build_report(p["root"], preset=job.cfg.preset, graph=list(p["graph"]))
+    # "graph": the job names, or names -> keys (then records of another key are stale)
+    path = build_report(p["root"], preset=job.cfg.preset, graph=p["graph"])
     tracking.log_artifact(Path(path).parent, artifact_path="report")
     results = Path(path).parent / RESULTS_FILE
     return {"report": str(path), "results": str(results), "outputs": [str(path), str(results)]}
 
 
-def write_contracts(root: str | Path, graph: list[str]) -> None:
+def write_contracts(root: str | Path, graph: Sequence[str] | Mapping[str, str]) -> None:
     """The offline-RL results as contract files (`mtdiff.report.contracts`: Table 2,
-    Table 4, Figs. 6 and 7), from the records of the graph's finished offline and quality
-    jobs: an export for other tools (the report reads the records themselves). Fig. 7's
-    file is merged, so records a `sweeps/task_count.py` run wrote there stay."""
-    from mtdiff.experiment.jobs import read_record
-    from mtdiff.experiment.layout import Layout
+    Table 4, Figs. 6 and 7), from the graph's finished offline and quality records
+    (`report.records.load_graph`: `graph` is job names, or names -> keys): an export for
+    other tools (the report reads the records themselves). Fig. 7's file is merged, so
+    records a `sweeps/task_count.py` run wrote there stay."""
     from mtdiff.report import contracts
+    from mtdiff.report.offline_tables import fig6_records
+    from mtdiff.report.records import load_graph
 
-    lay = Layout.at(root)
-    recs = [r for r in (read_record(lay.job_record(n)) for n in graph)
-            if r is not None and r.get("state") == "done"]
+    recs = load_graph(root, graph)
     keep = ("task", "seen", "method", "seed", "success", "mean_return", "transitions",
             "episodes", "preset", "num_tasks")
-    runs = [{k: r["result"][k] for k in keep if k in r["result"]}
-            for r in recs if r["kind"] == "offline"]
+    runs = [{k: r[k] for k in keep if k in r} for r in recs.offline()]
     table2 = [r for r in runs if r["method"] in contracts.METHODS and "num_tasks" not in r]
-    single_tasks = {r["task"] for r in runs if r["method"] == "mtdiff-s-single"}
-    fig6 = [r for r in runs if r["task"] in single_tasks and r["method"] in
-            contracts.SINGLE_METHODS and "num_tasks" not in r]
     # "source": the report shows the file's other records (a sweep's) beside the graph's
     fig7 = [{**r, "method": "mtdiff-s", "source": "graph"} for r in runs if "num_tasks" in r]
-    quality = [q for r in recs if r["kind"] == "quality" for q in r["result"]["records"]]
     if table2:
         contracts.write_table2(root, table2)
-    if quality:
-        contracts.write_quality(root, quality)
-    if fig6:
-        contracts.write_single_task(root, fig6)
+    if recs.quality():
+        contracts.write_quality(root, recs.quality())
+    if fig6_records(runs):
+        contracts.write_single_task(root, fig6_records(runs))
     if fig7:
         contracts.write_task_count(root, fig7, merge=True)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mtdiff.data.io import atomic_write_json, atomic_write_text
 from mtdiff.report import contracts, offline_tables, paper, planning, plots
 from mtdiff.report.cells import Results
 from mtdiff.report.claims import Claim, claims_markdown
-from mtdiff.report.records import EvalRun, GraphRecords, load_graph
+from mtdiff.report.records import EvalRun, GraphRecords, load_graph, local_path
 from mtdiff.report.table import Table
 
 REPORT_FILE = "report.md"
@@ -174,15 +174,19 @@ def _inputs(recs: GraphRecords, evals: list[EvalRun]) -> list[str]:
     kinds = Counter(r["kind"] for r in recs.done.values())
     lines = [f"- graph: {len(recs.names)} jobs, {len(recs.done)} finished ("
              + ", ".join(f"{v} {k}" for k, v in kinds.items()) + ")"]
-    if recs.missing:
-        shown = ", ".join(f"`{n}`" for n in recs.missing[:12])
-        more = f" and {len(recs.missing) - 12} more" if len(recs.missing) > 12 else ""
-        lines.append(f"- **without a finished record** (failed, blocked or not run; their "
-                     f"cells are absent): {shown}{more}")
+    for names, what in ((recs.missing, "without a finished record** (failed, blocked or not "
+                         "run"), (recs.stale, "with a stale record** (made by another config "
+                                  "than this graph's, or its outputs are gone")):
+        if names:
+            shown = ", ".join(f"`{n}`" for n in names[:12])
+            more = f" and {len(names) - 12} more" if len(names) > 12 else ""
+            lines.append(f"- **{len(names)} jobs {what}; their cells are absent): "
+                         f"{shown}{more}")
     for r in recs.of_kind("collect"):
         res = r["result"]
         size = res.get("transitions")
-        lines.append(f"- dataset `{res.get('dataset')}` (`{r['name']}`, hash `{res.get('hash')}`"
+        where = local_path(res.get("dataset", "?"), recs.root)
+        lines.append(f"- dataset `{where}` (`{r['name']}`, hash `{res.get('hash')}`"
                      f"): {len(res.get('tasks', []))} tasks"
                      + (f", {size:,} transitions" if isinstance(size, int) else ""))
     for e in evals:
@@ -194,9 +198,11 @@ def _inputs(recs: GraphRecords, evals: list[EvalRun]) -> list[str]:
 
 
 def build_report(out_dir: str | Path, *, preset: str | None = None,
-                 graph: list[str] | None = None, dest: str | Path | None = None) -> Path:
-    """Read the records of `graph`'s jobs (default: `<out_dir>/graph.json`'s) and write the
-    report; returns report.md's path.
+                 graph: Sequence[str] | Mapping[str, str] | None = None,
+                 dest: str | Path | None = None) -> Path:
+    """Read the records of `graph`'s jobs (names, or names -> keys: a record of another key
+    is stale; default: `<out_dir>/graph.json`'s) and write the report; returns report.md's
+    path.
 
     Writes `<dest>/report.md` (default `<out_dir>/report/`), `results.json` (every cell:
     mean, std, CI, seeds, episodes, the paper's number; the resolved differences), a CSV

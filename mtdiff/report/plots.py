@@ -146,7 +146,7 @@ def fig7_task_count(cells: Mapping[str, Mapping[int, CellStats]], path: str | Pa
     ax.margins(x=0.08)
     ax.set_xlabel("tasks MTDiff-S was trained on")
     ax.set_ylabel("TD3-BC success rate (%)")
-    ax.set_title(f"Fig. 7: success vs number of training tasks ({CI_NOTE})", fontsize=10)
+    ax.set_title(f"Fig. 7: success vs number of training tasks\n({CI_NOTE})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -4,7 +4,9 @@ Every job of a reproduction leaves `<out>/jobs/<name>.json` (`Layout.job_record`
 kind, the fields that make it differ from its siblings (`config`: suite, method, view,
 seed, task) and its `result`. The report takes the job names of the graph (the report
 job's `graph` parameter, or `<out>/graph.json`'s jobs) and reads exactly those records:
-no folder is found by its name.
+no folder is found by its name. Given the jobs' keys too (graph.json holds them), a
+record left by an earlier config (another key) is stale and not read; a record whose
+outputs are gone is not read either.
 
 - evaluate records name their evaluation JSON (`result.eval_file`: a summary and the
   per-episode results, `mtdiff.eval.stage.run`);
@@ -20,11 +22,12 @@ recorded path that is gone is looked up under the run folder by its trailing par
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtdiff.experiment.jobs import read_record
+from mtdiff.experiment.jobs import outputs_exist, read_record
 from mtdiff.experiment.layout import Layout
 
 
@@ -34,6 +37,11 @@ class GraphError(ValueError):
 
 def graph_names(root: str | Path) -> list[str]:
     """The job names of `<root>/graph.json` (written by the driver at the end of a run)."""
+    return list(graph_keys(root))
+
+
+def graph_keys(root: str | Path) -> dict[str, str]:
+    """Job name -> key of `<root>/graph.json`'s jobs (the report job left out)."""
     path = Layout.at(root).graph
     try:
         doc = json.loads(path.read_text())
@@ -46,7 +54,7 @@ def graph_names(root: str | Path) -> list[str]:
     jobs = doc.get("jobs") if isinstance(doc, dict) else None
     if not isinstance(jobs, list):
         raise GraphError(f"{path} has no list of jobs; rerun full_repro to rewrite it")
-    return [j["name"] for j in jobs if j.get("name") != "report"]
+    return {j["name"]: str(j.get("key", "")) for j in jobs if j.get("name") != "report"}
 
 
 def local_path(recorded: str | Path, root: Path) -> Path:
@@ -96,6 +104,7 @@ class GraphRecords:
     names: list[str]
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> record
     missing: list[str] = field(default_factory=list)  # no finished record (failed, pending)
+    stale: list[str] = field(default_factory=list)  # a record of another key, or outputs gone
     problems: list[str] = field(default_factory=list)  # unreadable outputs
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
@@ -133,21 +142,32 @@ class GraphRecords:
         return sorted(found)
 
 
-def load_graph(root: str | Path, graph: list[str] | None = None) -> GraphRecords:
-    """The records of `graph`'s jobs under `root` (default: `<root>/graph.json`'s)."""
+def load_graph(root: str | Path,
+               graph: Sequence[str] | Mapping[str, str] | None = None) -> GraphRecords:
+    """The records of `graph`'s jobs under `root`: job names, or names -> keys (a record
+    with another key is stale); default: `<root>/graph.json`'s names and keys."""
     lay = Layout.at(root)
     if not lay.out.is_dir():
         raise FileNotFoundError(f"no output folder at {lay.out}; run `python pipelines/"
                                 "full_repro.py --out DIR` first and pass that DIR")
-    names = list(graph) if graph is not None else graph_names(lay.out)
-    recs = GraphRecords(lay.out, names)
-    for name in names:
+    keys = dict(graph) if isinstance(graph, Mapping) else (
+        dict.fromkeys(graph, "") if graph is not None else graph_keys(lay.out))
+    recs = GraphRecords(lay.out, list(keys))
+    for name, key in keys.items():
         rec = read_record(lay.job_record(name))
-        if rec is not None and rec.get("state") == "done":
-            recs.done[name] = rec
-        else:
+        if rec is None or rec.get("state") != "done":
             recs.missing.append(name)
+        elif (key and rec.get("key") != key) or not outputs_exist(_localized(rec, lay.out)):
+            recs.stale.append(name)
+        else:
+            recs.done[name] = rec
     return recs
+
+
+def _localized(rec: dict[str, Any], root: Path) -> dict[str, Any]:
+    """A record's result with its outputs looked up under `root` (`local_path`)."""
+    res = rec.get("result") or {}
+    return {"outputs": [str(local_path(p, root)) for p in res.get("outputs", [])]}
 
 
 def task_set_name(tasks: list[str]) -> str:

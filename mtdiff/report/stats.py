@@ -51,12 +51,14 @@ def _percentiles(boot: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def _resample_means(values: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
-    """(resamples,) means of `values` resampled with replacement. 0/1 values (successes)
-    draw the count of ones from the binomial, the same distribution without the (B, n)
-    index array."""
+    """(resamples,) means of `values` resampled with replacement. Two-valued data
+    (successes: 0 / 1 or 0 / 100) draw the count of the higher value from the binomial:
+    the same distribution, without the (B, n) index array."""
     n = len(values)
-    if np.isin(values, (0.0, 1.0)).all():
-        return rng.binomial(n, float(values.mean()), size=resamples) / n
+    lo, hi = float(values.min()), float(values.max())
+    if np.all((values == lo) | (values == hi)):
+        k = rng.binomial(n, float(np.mean(values == hi)), size=resamples)
+        return lo + (hi - lo) * k / n
     return values[rng.integers(0, n, size=(resamples, n))].mean(axis=1)  # (B, n) -> (B,)
 
 
