@@ -72,10 +72,18 @@ def test_full_repro_smoke_runs_and_resumes(tmp_path):
     maze = json.loads(next(out.glob("eval/maze2d-*/eval-maze2d.json")).read_text())
     assert {"train", "unseen", "unseen_wrong_prompt"} <= set(maze["summary"])
     md = (out / "report" / "report.md").read_text()
-    assert "59.53" in md  # the paper's Table 1 number beside ours
+    # the paper's Table 1 number beside ours: mean ± std [95% CI] over the 2 smoke seeds
+    assert re.search(r"\| MTDiff-P \| 59\.53 ± 1\.12 \| \d+\.\d\d ± \d+\.\d\d \[\d+\.\d\d, "
+                     r"\d+\.\d\d\] \| 2 seeds, \d+ ep; CI: seeds \|", md), md
     assert re.search(r"\| box-close-v3 \| unseen \| 23\.46 ± 7\.11 \| \d+\.\d\d ± ", md), md
     assert "| MTDiff-S | 0.0174 |" in md and "_not run_: no data-quality" not in md
     assert "fig6_single_task.png" in md and "_not run_: no single-task" not in md
+    assert "![](maze2d_paths.png)" in md and "- problem:" not in md
+    results = json.loads((out / "report" / "results.json").read_text())
+    [p1] = [c for c in results["cells"] if c["table"] == "table1" and c["method"] == "mtdiff-p"
+            and c["view"] == "near-optimal"]
+    assert p1["seeds"] == [0, 1] and p1["ci_over"] == "seeds" and p1["paper_mean"] == 59.53
+    assert p1["ci_low"] <= p1["mean"] <= p1["ci_high"] and p1["episodes"] > 0
 
     import mlflow
 

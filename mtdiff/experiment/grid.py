@@ -130,6 +130,9 @@ def build_jobs(cfg: Config, out: str, cluster: ClusterInfo) -> list[Job]:
                     resources={"CPU": 1.0}, always=True, sections=("experiment",),
                     params={"root": str(lay.out), "graph": [j.name for j in jobs]}))
     finalize_keys(jobs)
+    # The report reads each job's record only if it was made under this graph's key
+    # (a record left by another config is stale).
+    jobs[-1].params["graph"] = {j.name: j.key for j in jobs[:-1]}
     return jobs
 
 

@@ -6,6 +6,7 @@ through the stage's own `run` function — the same one `pipelines/*.py` call.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,43 +78,43 @@ def evaluate(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def report(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The report from the graph's results: contracts, tables with spread and CIs,
-    plots, `results.json`; logged as the run's artifacts."""
+    """The report from the records of the graph's jobs (`params.graph`): tables with
+    spread and CIs, resolved differences, plots, `results.json`; the offline-RL contract
+    files beside it; logged as the run's artifacts."""
     from mtdiff import tracking
-    from mtdiff.report import build_report
+    from mtdiff.report import RESULTS_FILE, build_report
 
     p = job.params
     write_contracts(p["root"], p["graph"])
-    path = build_report(p["root"], preset=job.cfg.preset)
+    # "graph": the job names, or names -> keys (then records of another key are stale)
+    path = build_report(p["root"], preset=job.cfg.preset, graph=p["graph"])
     tracking.log_artifact(Path(path).parent, artifact_path="report")
-    return {"report": str(path), "outputs": [str(path)]}
+    results = Path(path).parent / RESULTS_FILE
+    return {"report": str(path), "results": str(results), "outputs": [str(path), str(results)]}
 
 
-def write_contracts(root: str | Path, graph: list[str]) -> None:
-    """The offline-RL report contracts (`mtdiff.report.contracts`: Table 2, Table 4,
-    Figs. 6 and 7) from the records of the graph's finished offline and quality jobs."""
-    from mtdiff.experiment.jobs import read_record
-    from mtdiff.layout import Layout
+def write_contracts(root: str | Path, graph: Sequence[str] | Mapping[str, str]) -> None:
+    """The offline-RL results as contract files (`mtdiff.report.contracts`: Table 2,
+    Table 4, Figs. 6 and 7), from the graph's finished offline and quality records
+    (`report.records.load_graph`: `graph` is job names, or names -> keys): an export for
+    other tools (the report reads the records themselves). Fig. 7's file is merged, so
+    records a `sweeps/task_count.py` run wrote there stay."""
     from mtdiff.report import contracts
+    from mtdiff.report.offline_tables import fig6_records
+    from mtdiff.report.records import load_graph
 
-    lay = Layout.at(root)
-    recs = [r for r in (read_record(lay.job_record(n)) for n in graph)
-            if r is not None and r.get("state") == "done"]
+    recs = load_graph(root, graph)
     keep = ("task", "seen", "method", "seed", "success", "mean_return", "transitions",
             "episodes", "preset", "num_tasks")
-    runs = [{k: r["result"][k] for k in keep if k in r["result"]}
-            for r in recs if r["kind"] == "offline"]
+    runs = [{k: r[k] for k in keep if k in r} for r in recs.offline()]
     table2 = [r for r in runs if r["method"] in contracts.METHODS and "num_tasks" not in r]
-    single_tasks = {r["task"] for r in runs if r["method"] == "mtdiff-s-single"}
-    fig6 = [r for r in runs if r["task"] in single_tasks and r["method"] in
-            contracts.SINGLE_METHODS and "num_tasks" not in r]
-    fig7 = [{**r, "method": "mtdiff-s"} for r in runs if "num_tasks" in r]
-    quality = [q for r in recs if r["kind"] == "quality" for q in r["result"]["records"]]
+    # "source": the report shows the file's other records (a sweep's) beside the graph's
+    fig7 = [{**r, "method": "mtdiff-s", "source": "graph"} for r in runs if "num_tasks" in r]
     if table2:
         contracts.write_table2(root, table2)
-    if quality:
-        contracts.write_quality(root, quality)
-    if fig6:
-        contracts.write_single_task(root, fig6)
+    if recs.quality():
+        contracts.write_quality(root, recs.quality())
+    if fig6_records(runs):
+        contracts.write_single_task(root, fig6_records(runs))
     if fig7:
-        contracts.write_task_count(root, fig7)
+        contracts.write_task_count(root, fig7, merge=True)
