@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
 
+    from mtdiff.cli import check_tracking, writable_dir
     from mtdiff.config import ConfigError, from_dict
     from mtdiff.eval.stage import run
     from mtdiff.train.core import CheckpointError, load_checkpoint
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = from_dict(load_checkpoint(find_checkpoint(args.checkpoint))["meta"]["config"])
+        out = writable_dir(args.out)
+        if not args.no_mlflow:
+            check_tracking(cfg)
         d = {k: v for k, v in {"sampler": args.sampler, "sample_steps": args.steps,
                                "guidance": args.guidance, "temperature": args.temperature}.items()
              if v is not None}
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                                "seeds": tuple(args.seeds) if args.seeds else None}.items()
              if v is not None}
         ecfg = dataclasses.replace(cfg.eval, **e)
-        summary = run(args.checkpoint, suite=args.suite, out=args.out, cfg_overrides=cfg,
+        summary = run(args.checkpoint, suite=args.suite, out=out, cfg_overrides=cfg,
                       eval_cfg=ecfg, diffusion=dcfg, tasks=args.tasks, maps=args.maps,
                       wrong_prompt=not args.no_wrong_prompt, track=not args.no_mlflow)
     except (CheckpointError, ConfigError, ValueError, KeyError) as err:
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {group:<20} success {summary[group]['success_mean']:.3f}")
     for t, v in a["tasks"].items():
         print(f"  {t:<28} success {v['success_mean']:.3f}  return {v['return_mean']:.1f}")
-    print(f"results: {args.out}/eval-{args.suite}.json")
+    print(f"results: {out}/eval-{args.suite}.json")
     return 0
 
 

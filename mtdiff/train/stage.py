@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from mtdiff.config import Config, flatten
+from mtdiff.data.reader import verify_checksums
 from mtdiff.train.core import CHECKPOINT_FILE, CheckpointError, load_checkpoint
 
 
@@ -69,6 +70,7 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
         return latest[0]
     if latest is not None:
         print(f"[train] resuming {out / name} from step {latest[1]} ({latest[0]})")
+    verify_checksums(data)  # damaged shards: one clear error before any worker starts
     init_ray()
     spec = None
     mlflow_run = None
