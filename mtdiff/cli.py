@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import NoReturn
 
-from mtdiff.config import PRESETS, Config, ConfigError, apply_overrides, get_preset
+from mtdiff.config import PRESETS, Config, ConfigError, TrackingConfig, apply_overrides, get_preset
 
 USER_ERROR = 2  # the exit code of every user error (argparse's own too)
 RUN_FAILED = 1
@@ -62,12 +62,16 @@ def writable_dir(path: str | Path, flag: str = "--out") -> Path:
     return p
 
 
-def check_tracking(cfg: Config, timeout_s: float = 5.0) -> None:
+def check_tracking(tracking: TrackingConfig, timeout_s: float = 5.0) -> None:
     """Exit with one line (exit 2) when the configured MLflow store cannot be used; call it
-    before any Ray work (MLflow otherwise retries an unreachable server for minutes)."""
+    before any Ray work (MLflow otherwise retries an unreachable server for minutes).
+
+    Commands whose config comes from a checkpoint check ``TrackingConfig()`` ($MLFLOW_
+    TRACKING_URI or the default store) before loading it (torch takes seconds to import),
+    then the checkpoint's own section."""
     from mtdiff.tracking.server import TrackingError, check_reachable
 
     try:
-        check_reachable(cfg.tracking.resolved_uri(), timeout_s)
+        check_reachable(tracking.resolved_uri(), timeout_s)
     except TrackingError as e:
         fail(str(e))

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args, extra=extra)
     args.out = writable_dir(args.out)
     if args.track:
-        check_tracking(cfg)
+        check_tracking(cfg.tracking)
 
     from mtdiff.collect import run
     from mtdiff.data.schema import DatasetError

@@ -38,16 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from mtdiff.cli import check_tracking, writable_dir
-    from mtdiff.config import ConfigError, from_dict
+    from mtdiff.config import ConfigError, TrackingConfig, from_dict
+
+    out = writable_dir(args.out)
+    if not args.no_mlflow:
+        check_tracking(TrackingConfig())  # before torch's import: the usual store
+
     from mtdiff.eval.stage import run
     from mtdiff.train.core import CheckpointError, load_checkpoint
     from mtdiff.train.stage import find_checkpoint
 
     try:
         cfg = from_dict(load_checkpoint(find_checkpoint(args.checkpoint))["meta"]["config"])
-        out = writable_dir(args.out)
-        if not args.no_mlflow:
-            check_tracking(cfg)
+        if not args.no_mlflow and cfg.tracking.uri:
+            check_tracking(cfg.tracking)  # the checkpoint names its own store
         d = {k: v for k, v in {"sampler": args.sampler, "sample_steps": args.steps,
                                "guidance": args.guidance, "temperature": args.temperature}.items()
              if v is not None}

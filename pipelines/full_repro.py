@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     # Checked before choose_preset starts Ray; the tracking section is the same in every preset.
     if not args.no_mlflow:
-        check_tracking(config_from_args(args, args.preset or "local"))
+        check_tracking(config_from_args(args, args.preset or "local").tracking)
     if args.preset is None:
         from mtdiff.repro import choose_preset
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mlflow:
         from mtdiff.config import get_preset
 
-        check_tracking(get_preset(preset))
+        check_tracking(get_preset(preset).tracking)
     if Path(args.run).is_dir():
         writable_dir(args.dest or Path(args.run) / "report", "--dest" if args.dest else "--run")
     try:

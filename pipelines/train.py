@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args, extra=[f"model.kind={args.model}"])
     out = writable_dir(args.out)
     if not args.no_mlflow:
-        check_tracking(cfg)
+        check_tracking(cfg.tracking)
 
     from mtdiff.data.schema import DatasetError
     from mtdiff.train import run

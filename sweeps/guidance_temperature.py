@@ -33,9 +33,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="trials at once (default: one per CPU of the cluster)")
     args = p.parse_args(argv)
 
+    from mtdiff.cli import check_tracking, writable_dir
+    from mtdiff.config import TrackingConfig
+
+    storage = writable_dir(args.storage, "--storage")
+    check_tracking(TrackingConfig())  # before torch and Ray are imported: the usual store
+
     from ray import tune
 
-    from mtdiff.cli import check_tracking, writable_dir
     from mtdiff.sweeps import evaluate_trial, exit_code, run_sweep_or_exit
     from mtdiff.sweeps.cli import checkpoint_config
 
@@ -45,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         fixed.append(f"eval.max_steps={args.max_steps}")
     ckpt, cfg = checkpoint_config(args.checkpoint, fixed, suite=args.suite,
                                   tasks=args.tasks, maps=args.maps)
-    storage = writable_dir(args.storage, "--storage")
-    check_tracking(cfg)
+    check_tracking(cfg.tracking)
     space = {"diffusion.guidance": tune.grid_search(args.alphas),
              "diffusion.temperature": tune.grid_search(args.betas)}
     out = run_sweep_or_exit(args.name, cfg, space, evaluate_trial, storage=storage,

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"{args.data} is not a finished dataset (no manifest.json); collect one with "
              "`python pipelines/collect.py --suite ... --out DIR`")
     out = writable_dir(args.out)
-    check_tracking(cfg)
+    check_tracking(cfg.tracking)
 
     from ray import tune
 

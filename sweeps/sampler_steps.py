@@ -42,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     settings = [parse_setting(s) for s in args.settings]
 
+    from mtdiff.cli import check_tracking, writable_dir
+    from mtdiff.config import TrackingConfig
+
+    storage = writable_dir(args.storage, "--storage")
+    check_tracking(TrackingConfig())  # before torch and Ray are imported: the usual store
+
     from ray import tune
 
-    from mtdiff.cli import check_tracking, writable_dir
     from mtdiff.sweeps import evaluate_trial, exit_code, run_sweep_or_exit
     from mtdiff.sweeps.cli import checkpoint_config
 
@@ -53,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         fixed.append(f"eval.max_steps={args.max_steps}")
     ckpt, cfg = checkpoint_config(args.checkpoint, fixed, suite=args.suite,
                                   tasks=args.tasks, maps=args.maps)
-    storage = writable_dir(args.storage, "--storage")
-    check_tracking(cfg)
+    check_tracking(cfg.tracking)
     out = run_sweep_or_exit(args.name, cfg, {"sampler": tune.grid_search(settings)},
                             evaluate_trial, storage=storage,
                             trial_config={"checkpoint": ckpt, "suite": args.suite,

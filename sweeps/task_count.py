@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--task {args.task} is not in set(s) {missing}: MTDiff-S must have been trained "
              "on it (Fig. 7 varies only how many other tasks it saw)")
     out = writable_dir(args.out)
-    check_tracking(cfg)  # before the collections start Ray
+    check_tracking(cfg.tracking)  # before the collections start Ray
     data = {}
     for s in args.sets:
         c = replace(cfg, metaworld=replace(cfg.metaworld, tasks=s))

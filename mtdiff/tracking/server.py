@@ -44,10 +44,12 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     parsed = urlparse(uri)
     scheme = parsed.scheme.split("+")[0].lower()  # "postgresql+psycopg2" -> "postgresql"
     if scheme == "sqlite":
-        path = unquote(parsed.path)
-        if path in ("", "/") or path == "/:memory:":
+        # SQLAlchemy's rule: what follows "sqlite:///" is the path (absolute when it starts
+        # with "/", so four slashes), relative to the working directory otherwise.
+        path = unquote(uri.split(":///", 1)[1].split("?", 1)[0]) if ":///" in uri else ""
+        if path in ("", ":memory:"):
             return
-        _writable_folder(Path(path).parent, uri)
+        _writable_folder(Path(path).resolve().parent, uri)
         return
     if scheme in ("", "file"):
         _writable_folder(Path(unquote(parsed.path) if scheme else uri), uri)
@@ -59,13 +61,13 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         with socket.create_connection((parsed.hostname, port), timeout=timeout_s):
             pass
     except OSError as e:
-        reason = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        reason = (f"no answer within {timeout_s:g} s" if isinstance(e, TimeoutError)
+                  else e.strerror or str(e))
         fix = ("start it (e.g. `mlflow server --host 127.0.0.1 --port "
                f"{port}`), " if parsed.hostname in ("127.0.0.1", "localhost", "::1") else
                "check that it runs and that this machine can reach it, ")
         raise TrackingError(
-            f"the MLflow tracking server {uri} cannot be reached ({reason} within "
-            f"{timeout_s:g} s); {fix}set MLFLOW_TRACKING_URI (or --set tracking.uri=...) to "
-            "a reachable one, or turn tracking off (--no-mlflow where the command has it)"
-        ) from None
+            f"the MLflow tracking server {uri} cannot be reached ({reason}); {fix}set "
+            "MLFLOW_TRACKING_URI (or --set tracking.uri=...) to a reachable one, or turn "
+            "tracking off (--no-mlflow where the command has it)") from None
 
