@@ -8,6 +8,7 @@ run's end on a fast machine (issue 14: 8,000 of 8,000 rows written before the po
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -21,9 +22,24 @@ def pause_env(what: str, after: int, flag: Path) -> dict[str, str]:
 
 
 def wait_for_pause(proc: subprocess.Popen, flag: Path, timeout: float = 240) -> None:
-    """Wait until the run reached its pause point; it must still be running."""
+    """Wait until the run reached its pause point; it must still be running. On failure
+    the run's process group is killed first (nothing is left running)."""
     deadline = time.time() + timeout
     while not flag.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    assert flag.exists(), f"the run did not reach its pause point (exit code {proc.poll()})"
-    assert proc.poll() is None
+    code = proc.poll()
+    if not flag.exists() or code is not None:
+        kill_group(proc)
+    assert flag.exists(), f"the run did not reach its pause point in {timeout} s (exit {code})"
+    assert code is None, f"the run ended (exit {code}) instead of waiting at its pause point"
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group `proc` leads (started with start_new_session=True): the
+    driver and the Ray instance it started (Ray's workers have groups of their own and
+    exit with their raylet)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

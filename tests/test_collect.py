@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from mtdiff import keys
 from mtdiff.config import apply_overrides, get_preset
 from mtdiff.data.reader import load_dataset, read_manifest, validate_dataset
 from mtdiff.data.writer import INDEX, TaskIndex
-from tests.killing import pause_env, wait_for_pause
+from tests.killing import kill_group, pause_env, wait_for_pause
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
@@ -71,8 +70,7 @@ def test_killed_collection_resumes_exactly(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=pause_env("shards", 2, flag))
     wait_for_pause(proc, flag)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
-    proc.wait()
+    kill_group(proc)
     partial = TaskIndex.load(killed / "data" / "train-0" / INDEX)
     assert len(partial.shards) == 2 and 800 <= partial.rows < 8000 and not partial.done
     r = _cli(str(REPO / "pipelines/collect.py"), *args, "--out", str(killed), cwd=tmp_path)

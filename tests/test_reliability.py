@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.killing import pause_env, wait_for_pause
+from tests.killing import kill_group, pause_env, wait_for_pause
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -234,20 +233,20 @@ def test_verify_checksums_names_the_file(dataset):
 # ------------------------------------------------------------- local Ray instances
 
 
-def _listeners(pgid: int) -> list[tuple[str, int, str]]:
-    """(address, port, process name) of every listening TCP socket of the process group."""
+def _listeners(root: int) -> list[tuple[str, int, str]]:
+    """(address, port, process name) of every listening TCP socket of process `root` and
+    its descendants (Ray's workers are the raylet's children, in groups of their own)."""
     import psutil
 
-    out = []
-    for c in psutil.net_connections(kind="tcp"):
-        if c.status != psutil.CONN_LISTEN or c.pid is None:
-            continue
+    procs = {root: "driver"}
+    for child in psutil.Process(root).children(recursive=True):
         try:
-            if os.getpgid(c.pid) == pgid:
-                out.append((c.laddr.ip, c.laddr.port, psutil.Process(c.pid).name()))
-        except (ProcessLookupError, psutil.NoSuchProcess):
+            procs[child.pid] = child.name()
+        except psutil.NoSuchProcess:
             continue
-    return out
+    return [(c.laddr.ip, c.laddr.port, procs[c.pid])
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.pid in procs]
 
 
 def _train_cmd(data: Path, out: Path, steps: int) -> list[str]:
@@ -264,13 +263,13 @@ def test_local_ray_listens_on_loopback_only(dataset, tmp_path):
                             start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=pause_env("checkpoint_step", 10, flag))
     try:
-        wait_for_pause(proc, flag)
+        wait_for_pause(proc, flag, timeout=400)
         found = _listeners(proc.pid)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
     names = {n for _, _, n in found}
-    assert "gcs_server" in names and "raylet" in names, found  # the instance was seen
+    # the whole instance was seen: its servers and the paused training worker
+    assert {"gcs_server", "raylet"} <= names and any("RayTrainWorker" in n for n in names), found
     exposed = [x for x in found if x[0] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
     assert not exposed, exposed
 
@@ -286,18 +285,17 @@ def other_ray_instance() -> Iterator[str]:
         port = s.getsockname()[1]
     tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Unix socket paths are limited
     ray_cli = Path(sys.executable).with_name("ray")
-    proc = subprocess.Popen([str(ray_cli), "start", "--head", f"--port={port}",
-                             f"--temp-dir={tmp}", "--num-cpus=1", "--include-dashboard=false"],
-                            start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    log = Path(tmp) / "start.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([str(ray_cli), "start", "--head", f"--port={port}",
+                                 f"--temp-dir={tmp}", "--num-cpus=1",
+                                 "--include-dashboard=false"],
+                                start_new_session=True, stdout=f, stderr=subprocess.STDOUT)
     try:
-        assert proc.wait(timeout=180) == 0, "ray start failed"
+        assert proc.wait(timeout=300) == 0, f"ray start failed: {log.read_text()[-3000:]}"
         yield f"127.0.0.1:{port}"
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # GCS, raylet, ... stay in its group
-        except ProcessLookupError:
-            pass
+        kill_group(proc)  # GCS, raylet, ... stay in the group of `ray start`
         shutil.rmtree(tmp, ignore_errors=True)
 
 

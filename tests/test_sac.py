@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -164,7 +163,7 @@ def test_killed_sac_collection_resumes_exactly(tmp_path):
     from mtdiff.collect.sac import collect_task_lean
     from mtdiff.data.reader import load_dataset, validate_dataset
     from mtdiff.data.writer import INDEX, TaskIndex
-    from tests.killing import pause_env, wait_for_pause
+    from tests.killing import kill_group, pause_env, wait_for_pause
 
     sets = ["metaworld.transitions_per_task=2000", "collect.shard_rows=500"]
     args = ["--tasks", "reach-v3", *[a for s in sets for a in ("--set", s)]]
@@ -179,8 +178,7 @@ def test_killed_sac_collection_resumes_exactly(tmp_path):
                             stderr=subprocess.DEVNULL, env=pause_env("shards", 1, flag))
     index = killed / "data" / "reach-v3" / INDEX
     wait_for_pause(proc, flag, timeout=180)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(proc)
     partial = TaskIndex.load(index)
     assert len(partial.shards) == 1 and 500 <= partial.rows < 2000 and not partial.done
     assert (index.parent / "sac-ckpt-000001").is_dir()  # written, never committed

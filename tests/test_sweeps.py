@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.killing import kill_group, wait_for_pause
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
 
@@ -193,12 +195,8 @@ def test_killed_sweep_reruns_only_unfinished_trials(maze_checkpoint, tmp_path):
     flag = tmp_path / "paused"
     proc = _gt(ckpt, storage, *args, cwd=tmp_path, uri=uri, popen=True,
                env={"MTDIFF_TEST_PAUSE_AFTER_TRIALS": "2", "MTDIFF_TEST_PAUSED_FLAG": str(flag)})
-    deadline = time.time() + 500
-    while not flag.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert flag.exists() and proc.poll() is None, "the sweep did not reach trial 3"
-    os.killpg(proc.pid, 9)  # the driver, Tune and the paused trial
-    proc.wait()
+    wait_for_pause(proc, flag, timeout=600)  # trial 3 runs, in its child run
+    kill_group(proc)  # the driver, Tune and the paused trial
     before = _records(storage)
     assert len(before) == 2  # killed mid-run: exactly 2 of 4 trials finished
     killed = {c.info.run_id: c for c in _children(uri)}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +20,7 @@ from mtdiff.train.core import (
     save_checkpoint,
     to_torch,
 )
-from tests.killing import pause_env, wait_for_pause
+from tests.killing import kill_group, pause_env, wait_for_pause
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,17 +107,16 @@ def test_killed_training_resumes_from_checkpoint(write_dataset, tmp_path):
     extra = ["--set", "train.steps=2000", "--set", "train.checkpoint_every=50",
              "--set", "data.history=2"]
     flag = tmp_path / "paused"
-    # The worker stops for good after the checkpoint at step 100: the kill lands mid-run.
+    # The worker stops for good after the checkpoint at step 50: the kill lands mid-run.
     proc = subprocess.Popen(_train_cmd(data, out, *extra), cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=pause_env("checkpoint_step", 100, flag))
-    wait_for_pause(proc, flag)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+                            env=pause_env("checkpoint_step", 50, flag))
+    wait_for_pause(proc, flag, timeout=400)
+    kill_group(proc)
     first = sorted(out.glob("*/checkpoint_*/checkpoint.pt"))
     assert first, "no checkpoint was written before the kill"
     killed_at = max(int(load_checkpoint(p.parent)["step"]) for p in first)
-    assert killed_at == 100
+    assert killed_at == 50
     r = subprocess.run(_train_cmd(data, out, *extra), cwd=tmp_path, capture_output=True,
                        text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
