@@ -1,11 +1,30 @@
-"""Command-line plumbing shared by the thin scripts in `pipelines/` and `sweeps/`."""
+"""Command-line plumbing shared by the thin scripts in `pipelines/` and `sweeps/`.
+
+Exit codes, the same for every entry point (README, "Exit codes"): 0 done; 2 a user
+error found before any work starts (arguments, configuration, input data, an output
+folder that cannot be written, an unreachable tracking server), with one line on stderr
+naming the problem and the fix; 1 a run that failed while working (a stage or trial
+raised; rerunning the same command resumes), and `dataset.py validate` finding problems.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
+from typing import NoReturn
 
-from mtdiff.config import PRESETS, Config, ConfigError, apply_overrides, get_preset
+from mtdiff.config import PRESETS, Config, ConfigError, TrackingConfig, apply_overrides, get_preset
+
+USER_ERROR = 2  # the exit code of every user error (argparse's own too)
+RUN_FAILED = 1
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``error: <message>`` (one line) on stderr and exit with `USER_ERROR`."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(USER_ERROR)
 
 
 def add_config_args(parser: argparse.ArgumentParser, *, default_preset: str | None = "local",
@@ -18,9 +37,41 @@ def add_config_args(parser: argparse.ArgumentParser, *, default_preset: str | No
                         help="override any config field, e.g. --set train.lr=1e-4 (repeatable)")
 
 
-def config_from_args(args: argparse.Namespace, preset: str | None = None) -> Config:
-    """The preset with the overrides applied; a bad value exits with the config's message."""
+def config_from_args(args: argparse.Namespace, preset: str | None = None,
+                     extra: list[str] | None = None) -> Config:
+    """The preset with the overrides (then `extra`) applied; a bad value exits with the
+    config's message (exit 2)."""
     try:
-        return apply_overrides(get_preset(preset or args.preset), args.overrides)
+        return apply_overrides(get_preset(preset or args.preset),
+                               [*args.overrides, *(extra or [])])
     except ConfigError as e:
-        sys.exit(f"error: bad configuration: {e}")
+        fail(f"bad configuration: {e}")
+
+
+def writable_dir(path: str | Path, flag: str = "--out") -> Path:
+    """`path` made absolute, created if missing, and proven writable (a file is written
+    and removed in it); exits with one line (exit 2) when it cannot be."""
+    p = Path(path).expanduser().resolve()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".mtdiff-write-check-"):
+            pass
+    except OSError as e:
+        fail(f"{flag} {path}: cannot write there ({e.strerror or e}); choose a folder you "
+             "can write to")
+    return p
+
+
+def check_tracking(tracking: TrackingConfig, timeout_s: float = 5.0) -> None:
+    """Exit with one line (exit 2) when the configured MLflow store cannot be used; call it
+    before any Ray work (MLflow otherwise retries an unreachable server for minutes).
+
+    Commands whose config comes from a checkpoint check ``TrackingConfig()`` ($MLFLOW_
+    TRACKING_URI or the default store) before loading it (torch takes seconds to import),
+    then the checkpoint's own section."""
+    from mtdiff.tracking.server import TrackingError, check_reachable
+
+    try:
+        check_reachable(tracking.resolved_uri(), timeout_s)
+    except TrackingError as e:
+        fail(str(e))

@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+# The address init_ray exported into $RAY_ADDRESS, and what was there before (restored when
+# Ray is initialised again in this process after a shutdown: that instance is gone).
+_exported: dict[str, str | None] = {}
+
+
+def _free_port() -> int:
+    """A TCP port free on loopback right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def init_ray(**kwargs: Any) -> None:
     """Connect to the cluster in $RAY_ADDRESS (what `ray up` + `ray job submit` give), or
-    start a local Ray instance. Does nothing when Ray is already initialised."""
+    start a local Ray instance. Does nothing when Ray is already initialised.
+
+    A local instance listens on loopback only (127.0.0.1; see `_loopback_node`). Then the
+    instance's GCS address is exported as $RAY_ADDRESS, in this process and in every Ray
+    worker's environment: Ray's own helpers that look the cluster up (Train V2's
+    placement-group cleaner queries the state API) otherwise scan the machine for GCS
+    processes and fail with "Found multiple active Ray instances" when other Ray
+    instances run on the same machine.
+    """
     import ray
 
     if ray.is_initialized():
         return
+    if _exported and os.environ.get("RAY_ADDRESS") == _exported["address"]:
+        _restore_address()  # the instance we exported was shut down: decide afresh
     address = os.environ.get("RAY_ADDRESS") or None
     # The dashboard serves Ray's state API, which Train V2's placement-group cleaner polls:
     # without it every training run logged "Failed to query Ray Train Controller actor
@@ -30,10 +56,109 @@ def init_ray(**kwargs: Any) -> None:
     # original print, so every progress line of a training worker reached the console twice;
     # RAY_TRAIN_ENABLE_PRINT_PATCH=0 keeps plain prints.
     poll = os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
-    opts.setdefault("runtime_env", {"env_vars": {
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": poll, "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
-    ray.init(address=address, **opts)
+    runtime_env = opts.setdefault("runtime_env", {})
+    env_vars = runtime_env.setdefault("env_vars", {})
+    # A trainer whose workers wait for CPUs (other jobs of the graph hold them) keeps its
+    # place in Ray's queue: Train V2 gives up a worker group that is not placed within
+    # RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S (60 s) and asks again, over and over; the graph
+    # checks up front that every request fits on a node, so waiting is always right.
+    for k, v in {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                 "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": poll,
+                 "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "86400",
+                 "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}.items():
+        env_vars.setdefault(k, v)
+    if address is not None and address.startswith("ray://"):
+        ray.init(address=address, **opts)  # Ray Client: the cluster's processes are remote
+        return
+    from ray._private.services import canonicalize_bootstrap_address
+
+    # What ray.init itself does with the address: None means "start a new local instance".
+    bootstrap = canonicalize_bootstrap_address(address)
+    port_var = "RAY_GCS_SERVER_PORT"  # read by Ray when it starts a head (GCS) process
+    saved_port = os.environ.get(port_var)
+    local = bootstrap is None
+    if local:
+        # A local instance for this run: its GCS port is chosen here so that the workers'
+        # environment can name it before it exists.
+        port = _free_port()
+        bootstrap = f"127.0.0.1:{port}"
+        os.environ[port_var] = str(port)
+        opts.setdefault("dashboard_host", "127.0.0.1")
+    env_vars.setdefault("RAY_ADDRESS", bootstrap)
+    try:
+        with _loopback_node(local):
+            ray.init(address=address, **opts)
+    finally:
+        if saved_port is None:
+            os.environ.pop(port_var, None)
+        else:
+            os.environ[port_var] = saved_port
+    gcs = ray.get_runtime_context().gcs_address
+    if not _exported:
+        _exported["previous"] = os.environ.get("RAY_ADDRESS")
+    _exported["address"] = gcs
+    os.environ["RAY_ADDRESS"] = gcs  # for what this process starts (Ray's CLI, state API)
+
+
+@contextmanager
+def _loopback_node(on: bool) -> Iterator[None]:
+    """While a local instance starts: make Ray give the node the loopback address.
+
+    A node's servers (GCS, raylet, agents, workers) bind to the node IP when it is a
+    loopback address and to all interfaces otherwise, and ``ray.init(_node_ip_address=
+    "127.0.0.1")`` is turned into the machine's address (`resolve_ip_for_localhost`).
+    Ray's local-only mode, its default on macOS and Windows, keeps 127.0.0.1: the switch
+    is $RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read at import into
+    ``ray._private.ray_constants.ENABLE_RAY_CLUSTER`` (so set there too: Ray is already
+    imported here) and inherited by the processes ray.init starts. Both are put back
+    afterwards; the running instance keeps its address.
+    """
+    if not on:
+        yield
+        return
+    from ray._private import ray_constants
+
+    var = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+    saved_env, saved_const = os.environ.get(var), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[var] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_const
+        if saved_env is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = saved_env
+
+
+def _restore_address() -> None:
+    prev = _exported.pop("previous", None)
+    _exported.clear()
+    if prev is None:
+        os.environ.pop("RAY_ADDRESS", None)
+    else:
+        os.environ["RAY_ADDRESS"] = prev
+
+
+def test_pause(what: str, done: int) -> None:
+    """Kill tests' hook: block this process for good once `done` (committed shards,
+    saved checkpoints, finished trials, ...) reaches $MTDIFF_TEST_PAUSE_AFTER_<WHAT>.
+
+    A test that kills a run must kill it mid-run on any machine; polling for progress
+    and killing races the run's end on a fast one. With the variable set the run stops at
+    a known point and waits for the kill. When $MTDIFF_TEST_PAUSED_FLAG names a file, it
+    is created first, so the test knows the pause is reached. Unset (always, outside
+    tests): nothing happens.
+    """
+    limit = os.environ.get(f"MTDIFF_TEST_PAUSE_AFTER_{what.upper()}")
+    if not limit or done < int(limit):
+        return
+    flag = os.environ.get("MTDIFF_TEST_PAUSED_FLAG")
+    if flag:
+        Path(flag).touch()
+    while True:
+        time.sleep(3600)
 
 
 def cluster_gpus() -> float:

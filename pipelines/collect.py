@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mtdiff.cli import add_config_args, config_from_args
-from mtdiff.config import Config, apply_overrides
+from mtdiff.cli import add_config_args, check_tracking, config_from_args, writable_dir
+from mtdiff.config import Config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,15 +32,17 @@ def main(argv: list[str] | None = None) -> int:
                         "run with its learning curves, plus a plot of all of them")
     add_config_args(p)
     args = p.parse_args(argv)
-    cfg = config_from_args(args)
     extra = []
     if args.source:
         extra.append(f"metaworld.source={args.source}")
-    if args.tasks:
+    if args.tasks is not None:  # `--tasks ''` is an error, not "the preset's tasks"
         extra.append(f"metaworld.tasks={'MT50' if args.tasks == 'all' else args.tasks}")
-    if args.maps:
+    if args.maps is not None:
         extra.append(f"maze2d.train_maps={','.join(args.maps)}")
-    cfg = apply_overrides(cfg, extra)
+    cfg = config_from_args(args, extra=extra)
+    args.out = writable_dir(args.out)
+    if args.track:
+        check_tracking(cfg.tracking)
 
     from mtdiff.collect import run
     from mtdiff.data.schema import DatasetError

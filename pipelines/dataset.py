@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--prompt-len", type=int, default=20)
     s.set_defaults(fn=_import)
     args = p.parse_args(argv)
+    if getattr(args, "out", None) is not None:
+        from mtdiff.cli import writable_dir
+
+        writable_dir(args.out)
     try:
         return args.fn(args)
     except DatasetError as e:

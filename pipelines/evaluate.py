@@ -37,12 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
 
-    from mtdiff.config import ConfigError
+    from mtdiff.cli import check_tracking, writable_dir
+    from mtdiff.config import ConfigError, TrackingConfig
+
+    out = writable_dir(args.out)
+    if not args.no_mlflow:
+        check_tracking(TrackingConfig())  # before torch's import: the usual store
+
     from mtdiff.eval.stage import run
     from mtdiff.train.checkpoints import CheckpointError, checkpoint_config
 
     try:
         cfg = checkpoint_config(args.checkpoint)
+        if not args.no_mlflow and cfg.tracking.uri:
+            check_tracking(cfg.tracking)  # the checkpoint names its own store
         d = {k: v for k, v in {"sampler": args.sampler, "sample_steps": args.steps,
                                "guidance": args.guidance, "temperature": args.temperature}.items()
              if v is not None}
@@ -54,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                                "seeds": tuple(args.seeds) if args.seeds else None}.items()
              if v is not None}
         ecfg = dataclasses.replace(cfg.eval, **e)
-        summary = run(args.checkpoint, suite=args.suite, out=args.out, cfg_overrides=cfg,
+        summary = run(args.checkpoint, suite=args.suite, out=out, cfg_overrides=cfg,
                       eval_cfg=ecfg, diffusion=dcfg, tasks=args.tasks, maps=args.maps,
                       wrong_prompt=not args.no_wrong_prompt, track=not args.no_mlflow)
     except (CheckpointError, ConfigError, ValueError, KeyError) as err:
@@ -69,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {group:<20} success {summary[group]['success_mean']:.3f}")
     for t, v in a["tasks"].items():
         print(f"  {t:<28} success {v['success_mean']:.3f}  return {v['return_mean']:.1f}")
-    print(f"results: {args.out}/eval-{args.suite}.json")
+    print(f"results: {out}/eval-{args.suite}.json")
     return 0
 
 

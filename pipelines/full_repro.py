@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mtdiff.cli import add_config_args, config_from_args
+from mtdiff.cli import add_config_args, check_tracking, config_from_args, writable_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="with --plan: a JSON array of jobs")
     add_config_args(p, default_preset=None)
     args = p.parse_args(argv)
+    # Checked before choose_preset starts Ray; the tracking section is the same in every preset.
+    if not args.no_mlflow:
+        check_tracking(config_from_args(args, args.preset or "local").tracking)
     if args.preset is None:
         from mtdiff.repro import choose_preset
 
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         preset = args.preset
     cfg = config_from_args(args, preset)
-    out = args.out or f"runs/repro-{preset}"
+    out = writable_dir(args.out or f"runs/repro-{preset}")
 
     from mtdiff.config import ConfigError
     from mtdiff.data.schema import DatasetError

@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mlflow", action="store_true", help="log the report folder to MLflow")
     args = p.parse_args(argv)
 
+    from mtdiff.cli import check_tracking, writable_dir
     from mtdiff.report import ContractError, GraphError, build_report, log_report_to_mlflow
 
     preset = args.preset
@@ -39,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --mlflow needs --preset (the MLflow run is tagged with it)",
               file=sys.stderr)
         return 2
+    if args.mlflow:
+        from mtdiff.config import get_preset
+
+        check_tracking(get_preset(preset).tracking)
+    if Path(args.run).is_dir():
+        writable_dir(args.dest or Path(args.run) / "report", "--dest" if args.dest else "--run")
     try:
         path = build_report(args.run, preset=preset, dest=args.dest)
     except (FileNotFoundError, GraphError, ContractError) as e:

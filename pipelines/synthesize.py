@@ -27,12 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--combine-with", help="original dataset to combine with")
     args = p.parse_args(argv)
 
+    from mtdiff.cli import writable_dir
+    from mtdiff.data.reader import verify_checksums
     from mtdiff.data.schema import DatasetError
     from mtdiff.synth.stage import combine, run
     from mtdiff.train.checkpoints import CheckpointError
 
+    out_dir = writable_dir(args.out)
     try:
-        out = run(args.checkpoint, tasks=args.task, num=args.num, out=args.out,
+        if args.combine_with:
+            verify_checksums(args.combine_with)  # before any work (it is read at the end)
+        out = run(args.checkpoint, tasks=args.task, num=args.num, out=out_dir,
                   prompt_episodes=args.prompt_episodes, seed=args.seed, batch=args.batch)
         print(f"synthetic dataset: {out}")
         if args.combine_with:

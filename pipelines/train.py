@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mtdiff.cli import add_config_args, config_from_args
-from mtdiff.config import apply_overrides
+from mtdiff.cli import add_config_args, check_tracking, config_from_args, writable_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,14 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mlflow", action="store_true")
     add_config_args(p)
     args = p.parse_args(argv)
-    cfg = apply_overrides(config_from_args(args), [f"model.kind={args.model}"])
+    cfg = config_from_args(args, extra=[f"model.kind={args.model}"])
+    out = writable_dir(args.out)
+    if not args.no_mlflow:
+        check_tracking(cfg.tracking)
 
     from mtdiff.data.schema import DatasetError
     from mtdiff.train import run
     from mtdiff.train.checkpoints import CheckpointError
 
     try:
-        ckpt = run(cfg, data=args.data, out=args.out, track=not args.no_mlflow)
+        ckpt = run(cfg, data=args.data, out=out, track=not args.no_mlflow)
     except (DatasetError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -29,30 +29,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="guidance-temperature")
     p.add_argument("--storage", default="runs/sweeps")
     p.add_argument("--scheduler", choices=("asha",))
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="trials at once (default: one per CPU of the cluster)")
     args = p.parse_args(argv)
+
+    from mtdiff.cli import check_tracking, writable_dir
+    from mtdiff.config import TrackingConfig
+
+    storage = writable_dir(args.storage, "--storage")
+    check_tracking(TrackingConfig())  # before torch and Ray are imported: the usual store
 
     from ray import tune
 
-    from mtdiff.config import apply_overrides
-    from mtdiff.sweeps import evaluate_trial, run_sweep
-    from mtdiff.train.checkpoints import checkpoint_config
+    from mtdiff.sweeps import evaluate_trial, exit_code, run_sweep_or_exit
+    from mtdiff.sweeps.cli import checkpoint_config
 
-    cfg = checkpoint_config(args.checkpoint)
     fixed = [f"eval.episodes={args.episodes}", "eval.seeds=0",
              f"diffusion.sampler={args.sampler}", f"diffusion.sample_steps={args.steps}"]
     if args.max_steps:
         fixed.append(f"eval.max_steps={args.max_steps}")
-    cfg = apply_overrides(cfg, fixed)
+    ckpt, cfg = checkpoint_config(args.checkpoint, fixed, suite=args.suite,
+                                  tasks=args.tasks, maps=args.maps)
+    check_tracking(cfg.tracking)
     space = {"diffusion.guidance": tune.grid_search(args.alphas),
              "diffusion.temperature": tune.grid_search(args.betas)}
-    out = run_sweep(args.name, cfg, space, evaluate_trial, storage=args.storage,
-                    trial_config={"checkpoint": args.checkpoint, "suite": args.suite,
-                                  "tasks": args.tasks, "maps": args.maps},
-                    scheduler=args.scheduler)
+    out = run_sweep_or_exit(args.name, cfg, space, evaluate_trial, storage=storage,
+                            trial_config={"checkpoint": ckpt, "suite": args.suite,
+                                          "tasks": args.tasks, "maps": args.maps},
+                            scheduler=args.scheduler, max_concurrent=args.max_concurrent)
     for params, success in sorted(out["results"], key=lambda r: -(r[1] or 0)):
-        print(f"  {params}  success {success:.3f}")
+        print(f"  {params}  success {'n/a' if success is None else f'{success:.3f}'}")
     print(f"best: {out['best']}; MLflow parent run {out['parent_run_id']}")
-    return 0
+    return exit_code(out)
 
 
 if __name__ == "__main__":

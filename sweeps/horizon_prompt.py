@@ -18,7 +18,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     """Build the (H, J) grid and run it."""
-    from mtdiff.cli import add_config_args, config_from_args
+    from mtdiff.cli import add_config_args, check_tracking, config_from_args, fail, writable_dir
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", required=True, help="a dataset folder (from pipelines/collect.py)")
@@ -34,31 +34,30 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     if not (Path(args.data) / "manifest.json").exists():
-        print(f"error: {args.data} is not a finished dataset (no manifest.json); collect one "
-              "with `python pipelines/collect.py --suite ... --out DIR`", file=sys.stderr)
-        return 2
+        fail(f"{args.data} is not a finished dataset (no manifest.json); collect one with "
+             "`python pipelines/collect.py --suite ... --out DIR`")
+    out = writable_dir(args.out)
+    check_tracking(cfg.tracking)
 
     from ray import tune
 
-    from mtdiff.sweeps import run_sweep, train_eval_trial
+    from mtdiff.sweeps import exit_code, run_sweep_or_exit, train_eval_trial
 
-    out = Path(args.out).resolve()
     space = {"data.horizon": tune.grid_search(args.horizons),
              "data.prompt_len": tune.grid_search(args.prompt_lens)}
-    res = run_sweep(args.name, cfg, space, train_eval_trial, storage=out / "sweeps",
-                    cpus_per_trial=1, trainer_cpus=cfg.train.num_workers,
-                    scheduler=args.scheduler,
-                    trial_config={"data": str(Path(args.data).resolve()),
-                                  "train_out": str(out / "train"), "suite": args.suite,
-                                  "tasks": args.tasks, "maps": args.maps,
-                                  "trainer_cpus_per_worker": 1})
+    res = run_sweep_or_exit(args.name, cfg, space, train_eval_trial, storage=out / "sweeps",
+                            cpus_per_trial=1, trainer_cpus=cfg.train.num_workers,
+                            scheduler=args.scheduler,
+                            trial_config={"data": args.data, "train_out": out / "train",
+                                          "suite": args.suite, "tasks": args.tasks,
+                                          "maps": args.maps, "trainer_cpus_per_worker": 1})
     print(f"\n{'H':>4}{'J':>5}{'success':>10}")
     for params, success in sorted(res["results"], key=lambda r: (r[0]["data.horizon"],
                                                                  r[0]["data.prompt_len"])):
         print(f"{params['data.horizon']:>4}{params['data.prompt_len']:>5}"
               f"{float('nan') if success is None else success:>10.3f}")
     print(f"best: {res['best']}; MLflow parent run {res['parent_run_id']}")
-    return 0
+    return exit_code(res)
 
 
 if __name__ == "__main__":

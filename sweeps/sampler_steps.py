@@ -19,8 +19,10 @@ def parse_setting(text: str) -> dict[str, object]:
     """'ddim-20' -> {"diffusion.sampler": "ddim", "diffusion.sample_steps": 20}."""
     name, _, steps = text.rpartition("-")
     if name not in ("ddpm", "ddim", "dpmsolver") or not steps.isdigit():
-        raise SystemExit(f"--settings: {text!r} is not SAMPLER-STEPS with SAMPLER one of "
-                         "ddpm, ddim, dpmsolver (e.g. ddim-20)")
+        from mtdiff.cli import fail
+
+        fail(f"--settings: {text!r} is not SAMPLER-STEPS with SAMPLER one of ddpm, ddim, "
+             "dpmsolver (e.g. ddim-20)")
     return {"diffusion.sampler": name, "diffusion.sample_steps": int(steps)}
 
 
@@ -40,21 +42,27 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     settings = [parse_setting(s) for s in args.settings]
 
+    from mtdiff.cli import check_tracking, writable_dir
+    from mtdiff.config import TrackingConfig
+
+    storage = writable_dir(args.storage, "--storage")
+    check_tracking(TrackingConfig())  # before torch and Ray are imported: the usual store
+
     from ray import tune
 
-    from mtdiff.config import apply_overrides
-    from mtdiff.sweeps import evaluate_trial, run_sweep
-    from mtdiff.train.checkpoints import checkpoint_config
+    from mtdiff.sweeps import evaluate_trial, exit_code, run_sweep_or_exit
+    from mtdiff.sweeps.cli import checkpoint_config
 
-    cfg = checkpoint_config(args.checkpoint)
     fixed = [f"eval.episodes={args.episodes}", f"eval.seeds={','.join(map(str, args.seeds))}"]
     if args.max_steps:
         fixed.append(f"eval.max_steps={args.max_steps}")
-    cfg = apply_overrides(cfg, fixed)
-    out = run_sweep(args.name, cfg, {"sampler": tune.grid_search(settings)}, evaluate_trial,
-                    storage=args.storage,
-                    trial_config={"checkpoint": args.checkpoint, "suite": args.suite,
-                                  "tasks": args.tasks, "maps": args.maps})
+    ckpt, cfg = checkpoint_config(args.checkpoint, fixed, suite=args.suite,
+                                  tasks=args.tasks, maps=args.maps)
+    check_tracking(cfg.tracking)
+    out = run_sweep_or_exit(args.name, cfg, {"sampler": tune.grid_search(settings)},
+                            evaluate_trial, storage=storage,
+                            trial_config={"checkpoint": ckpt, "suite": args.suite,
+                                          "tasks": args.tasks, "maps": args.maps})
     by = {f"{p['sampler']['diffusion.sampler']}-{p['sampler']['diffusion.sample_steps']}": m
           for p, m in out["trials"]}
     base = by.get(args.settings[0])
@@ -65,12 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         if m is None:
             print(f"{s:<16}  (no result)")
             continue
-        speed = base["plan_s_per_env_step"] / m["plan_s_per_env_step"] if base else float("nan")
-        diff = m["success"] - base["success"] if base else float("nan")
-        print(f"{s:<16}{m['success']:>9.3f}{m['plan_s_per_env_step']:>17.4f}{speed:>9.1f}x"
+        nan = float("nan")
+        speed = (base["plan_s_per_env_step"] / m["plan_s_per_env_step"]
+                 if base and m.get("plan_s_per_env_step") else nan)
+        diff = m.get("success", nan) - base.get("success", nan) if base else nan
+        print(f"{s:<16}{m.get('success', nan):>9.3f}{m.get('plan_s_per_env_step', nan):>17.4f}"
+              f"{speed:>9.1f}x"
               f"{diff:>+22.3f}")
     print(f"MLflow parent run {out['parent_run_id']}")
-    return 0
+    return exit_code(out)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
     """Collect each set's data, run the sweep, write the Fig. 7 records."""
-    from mtdiff.cli import add_config_args, config_from_args
+    from mtdiff.cli import add_config_args, check_tracking, config_from_args, fail, writable_dir
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sets", nargs="+", default=["tasks-10", "tasks-20", "tasks-30", "tasks-45"],
@@ -44,31 +43,35 @@ def main(argv: list[str] | None = None) -> int:
     from mtdiff.envs.metaworld import resolve_tasks
     from mtdiff.layout import Layout
     from mtdiff.report.contracts import write_task_count
-    from mtdiff.sweeps import run_sweep, task_count_trial
+    from mtdiff.sweeps import exit_code, run_sweep_or_exit, task_count_trial
 
-    out = Path(args.out).resolve()
     try:
         sizes = {s: len(resolve_tasks(s)) for s in args.sets}
         missing = [s for s in args.sets if args.task not in resolve_tasks(s)]
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        fail(str(e))
     if missing:
-        print(f"error: --task {args.task} is not in set(s) {missing}: MTDiff-S must have been "
-              "trained on it (Fig. 7 varies only how many other tasks it saw)", file=sys.stderr)
-        return 2
+        fail(f"--task {args.task} is not in set(s) {missing}: MTDiff-S must have been trained "
+             "on it (Fig. 7 varies only how many other tasks it saw)")
+    out = writable_dir(args.out)
+    check_tracking(cfg.tracking)  # before the collections start Ray
     lay = Layout.at(out)
     data = {}
     for s in args.sets:
         c = replace(cfg, metaworld=replace(cfg.metaworld, tasks=s))
-        data[s] = str(collect(c, suite="metaworld", progress=False,
-                              out=lay.dataset(c, "metaworld")))
-    res = run_sweep(args.name, cfg, {"metaworld.tasks": tune.grid_search(args.sets)},
-                    task_count_trial, storage=out / "sweeps", cpus_per_trial=1,
-                    trainer_cpus=cfg.train.num_workers, max_concurrent=args.max_concurrent,
-                    trial_config={"data": data, "train_out": str(lay.train_root("metaworld")),
-                                  "trainer_cpus_per_worker": 1, "out": str(lay.out),
-                                  "task": args.task})
+        try:
+            data[s] = str(collect(c, suite="metaworld", progress=False,
+                                  out=lay.dataset(c, "metaworld")))
+        except ValueError as e:  # DatasetError: a folder of another dataset, ...
+            fail(str(e))
+    res = run_sweep_or_exit(args.name, cfg, {"metaworld.tasks": tune.grid_search(args.sets)},
+                            task_count_trial, storage=out / "sweeps", cpus_per_trial=1,
+                            trainer_cpus=cfg.train.num_workers,
+                            max_concurrent=args.max_concurrent,
+                            trial_config={"data": data,
+                                          "train_out": lay.train_root("metaworld"),
+                                          "trainer_cpus_per_worker": 1, "out": lay.out,
+                                          "task": args.task})
     rows = [{"num_tasks": sizes[params["metaworld.tasks"]], "seed": seed, "task": args.task,
              "success": float(m[f"success_s{seed}"]), "tasks": params["metaworld.tasks"],
              "preset": cfg.preset}
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = params["metaworld.tasks"]
         print(f"{sizes[spec]:>6}  {spec:<24}{m.get('success', float('nan')):>32.3f}")
     print(f"records: {path}\nMLflow parent run {res['parent_run_id']}")
-    return 0
+    return exit_code(res)
 
 
 if __name__ == "__main__":

@@ -232,7 +232,7 @@ def test_mlflow_server_runs_on_the_head_and_every_node_gets_its_address() -> Non
     head_start = view.get_head_start_ray_commands()
     server = next(c for c in head_start if "mlflow server" in c)
     for flag in ("--backend-store-uri sqlite:///$HOME/mlflow/mlflow.db", "--serve-artifacts",
-                 "--artifacts-destination", "--host 0.0.0.0", "--port 5000", "nohup"):
+                 "--artifacts-destination", "--host $HEAD_IP", "--port 5000", "nohup"):
         assert flag in server, flag
     assert re.search(r"mlflow server.*&\)", server), "not started in the background"
     # the server starts before Ray; the URI is exported in the shell that starts Ray
@@ -240,7 +240,7 @@ def test_mlflow_server_runs_on_the_head_and_every_node_gets_its_address() -> Non
     assert head_start.index(server) < head_start.index(start_head)
     assert start_head.index("export MLFLOW_TRACKING_URI=http://") < start_head.index(
         "ray start")
-    assert "ray.util.get_node_ip_address()" in start_head and "):5000" in start_head
+    assert "export MLFLOW_TRACKING_URI=http://$HEAD_IP:5000;" in start_head
     start_worker = next(c for c in view.get_worker_start_ray_commands() if "ray start" in c)
     assert "export MLFLOW_TRACKING_URI=http://$RAY_HEAD_IP:5000;" in start_worker
     assert start_worker.index("MLFLOW_TRACKING_URI") < start_worker.index("ray start")
@@ -267,4 +267,46 @@ def test_readme_cluster_section_matches() -> None:
     section = text.split("## On a cluster", 1)[1].split("\n## ", 1)[0]
     for needle in ("ray up cluster.yaml", "ray job submit", "pipelines/full_repro.py",
                    "ray job logs", "ray down cluster.yaml", CUDA_TORCH):
+        assert needle in section, needle
+
+
+HEAD_IP = "HEAD_IP=$(python -c 'import ray.util; print(ray.util.get_node_ip_address())');"
+
+
+def test_head_services_listen_on_the_private_address_with_loopback_relays() -> None:
+    """No 0.0.0.0: MLflow and the dashboard listen on the head's private address (what
+    workers use), each with a loopback relay that `ray dashboard`'s SSH tunnels reach
+    (they forward to localhost:<remote port> on the head)."""
+    view = autoscaler_view(load())
+    head_start = view.get_head_start_ray_commands()
+    text = "\n".join(head_start + view.get_head_setup_commands())
+    assert not re.search(r"(?<![\d.])0\.0\.0\.0(?![\d/])", text)  # (10.0.0.0/8 is NFS's)
+    server = next(c for c in head_start if "mlflow server" in c)
+    start_head = next(c for c in head_start if "ray start --head" in c)
+    for cmd in (server, start_head):
+        assert cmd.startswith(HEAD_IP), cmd  # each command runs in its own shell
+    assert "--dashboard-host=$HEAD_IP" in start_head
+    # /health is asked where the server listens (127.0.0.1 answers only through the relay)
+    assert "curl -sf http://$HEAD_IP:5000/health" in server
+    assert "127.0.0.1:5000" not in server
+    relay = next(c for c in head_start if "socat" in c)
+    assert relay.startswith(HEAD_IP)
+    assert head_start.index(relay) > head_start.index(start_head) > head_start.index(server)
+    assert "for port in 5000 8265; do" in relay
+    assert "socat TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork TCP:$HEAD_IP:$port" in relay
+    assert 'pgrep -f "socat TCP-LISTEN:$port,bind=127.0.0.1"' in relay  # once per head
+    assert "setsid nohup" in relay
+    setup = "\n".join(view.get_head_setup_commands())
+    assert re.search(r"apt-get .*install -y -q .*\bsocat\b", setup)
+    # the tunnels the README gives land on the relays' ports
+    section = README.read_text().split("## On a cluster", 1)[1].split("\n## ", 1)[0]
+    assert "ray dashboard cluster.yaml  " in section
+    assert "ray dashboard cluster.yaml --port 5000 --remote-port 5000" in section
+
+
+def test_readme_says_how_to_turn_on_mlflow_basic_auth() -> None:
+    section = README.read_text().split("## On a cluster", 1)[1].split("\n## ", 1)[0]
+    for needle in ("--app-name basic-auth", "MLFLOW_FLASK_SERVER_SECRET_KEY",
+                   "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_TRACKING_USERNAME",
+                   "MLFLOW_TRACKING_PASSWORD", "mlflow[auth]"):
         assert needle in section, needle

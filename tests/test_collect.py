@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from mtdiff import keys
 from mtdiff.config import apply_overrides, get_preset
 from mtdiff.data.reader import load_dataset, read_manifest, validate_dataset
 from mtdiff.data.writer import INDEX, TaskIndex
+from tests.killing import kill_group, pause_env, wait_for_pause
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
@@ -58,25 +57,22 @@ def test_maze2d_smoke_collection_cli(tmp_path):
 
 
 def test_killed_collection_resumes_exactly(tmp_path):
-    """Kill the driver (and so its Ray workers) after some shards; rerun; compare with a
-    clean run: identical rows, none lost, none twice."""
+    """Kill the driver (and so its Ray workers) after 2 committed shards, with the third
+    one's rows generated but not committed; rerun; compare with a clean run: identical
+    rows, none lost, none twice."""
     args = ["--suite", "maze2d", "--preset", "smoke", "--no-progress",
             "--set", "maze2d.train_maps=train-0", "--set", "maze2d.episodes_per_map=40",
             "--set", "collect.shard_rows=400"]
     killed = tmp_path / "killed"
+    flag = tmp_path / "paused"
     proc = subprocess.Popen([sys.executable, str(REPO / "pipelines/collect.py"), *args,
                              "--out", str(killed)], cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    index = killed / "data" / "train-0" / INDEX
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if index.exists() and TaskIndex.load(index).rows >= 800:
-            break
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
-    proc.wait()
-    partial = TaskIndex.load(index)
-    assert 800 <= partial.rows < 8000 and not partial.done
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=pause_env("shards", 2, flag))
+    wait_for_pause(proc, flag)
+    kill_group(proc)
+    partial = TaskIndex.load(killed / "data" / "train-0" / INDEX)
+    assert len(partial.shards) == 2 and 800 <= partial.rows < 8000 and not partial.done
     r = _cli(str(REPO / "pipelines/collect.py"), *args, "--out", str(killed), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     clean = tmp_path / "clean"

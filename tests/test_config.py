@@ -89,3 +89,35 @@ def test_hash_is_stable_and_sensitive():
 def test_flatten_for_mlflow():
     flat = flatten(get_preset("smoke"))
     assert flat["train.lr"] == 2e-4 and flat["maze2d.train_maps"] == "train-0,train-1"
+
+
+def _float_fields() -> list[str]:
+    """Every float-typed field of the config (optional floats and tuples of floats too)."""
+    import dataclasses
+    import typing
+
+    from mtdiff.config import Config
+
+    out = []
+    for section, cls in typing.get_type_hints(Config).items():
+        if dataclasses.is_dataclass(cls):
+            out += [f"{section}.{name}" for name, tp in typing.get_type_hints(cls).items()
+                    if float in (tp, *typing.get_args(tp))]
+    return out
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_non_finite_floats_are_rejected_for_every_float_field(value):
+    """`train.lr=inf` used to be accepted (and nan in fields without a range check)."""
+    fields = _float_fields()
+    assert {"train.lr", "metaworld.scripted_noise"} <= set(fields) and len(fields) > 30
+    for f in fields:
+        with pytest.raises(ConfigError, match="expected a finite number"):
+            apply_overrides(get_preset("smoke"), [f"{f}={value}"])
+
+
+def test_empty_metaworld_task_spec_is_rejected():
+    with pytest.raises(ConfigError, match=r"MetaWorldConfig.tasks: empty task spec"):
+        apply_overrides(get_preset("smoke"), ["metaworld.tasks="])
+    with pytest.raises(ConfigError, match="empty task spec"):
+        apply_overrides(get_preset("smoke"), ["metaworld.tasks= , "])

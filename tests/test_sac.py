@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -165,26 +163,25 @@ def test_killed_sac_collection_resumes_exactly(tmp_path):
     from mtdiff.collect.sac import collect_task_lean
     from mtdiff.data.reader import load_dataset, validate_dataset
     from mtdiff.data.writer import INDEX, TaskIndex
+    from tests.killing import kill_group, pause_env, wait_for_pause
 
     sets = ["metaworld.transitions_per_task=2000", "collect.shard_rows=500"]
     args = ["--tasks", "reach-v3", *[a for s in sets for a in ("--set", s)]]
     killed = tmp_path / "killed"
+    flag = tmp_path / "paused"
+    # Stops for good when the second shard is about to be committed: its rows, and the
+    # agent checkpoint already written for it, die with the process.
     proc = subprocess.Popen([sys.executable, str(REPO / "pipelines/collect.py"), "--suite",
                              "metaworld", "--source", "sac", "--preset", "smoke",
                              "--no-progress", *args, "--out", str(killed)], cwd=tmp_path,
                             start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env=pause_env("shards", 1, flag))
     index = killed / "data" / "reach-v3" / INDEX
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if index.exists() and TaskIndex.load(index).rows >= 500:
-            break
-        time.sleep(0.1)
-    time.sleep(0.5)  # into the next shard: its rows die with the process
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    wait_for_pause(proc, flag, timeout=180)
+    kill_group(proc)
     partial = TaskIndex.load(index)
-    assert 500 <= partial.rows < 2000 and not partial.done
+    assert len(partial.shards) == 1 and 500 <= partial.rows < 2000 and not partial.done
+    assert (index.parent / "sac-ckpt-000001").is_dir()  # written, never committed
     assert partial.state["ckpt"] == f"sac-ckpt-{len(partial.shards) - 1:06d}"
     r = _collect(*args, "--out", str(killed), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from mtdiff.train.core import (
     save_checkpoint,
     to_torch,
 )
+from tests.killing import kill_group, pause_env, wait_for_pause
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,17 +106,17 @@ def test_killed_training_resumes_from_checkpoint(write_dataset, tmp_path):
     out = tmp_path / "train"
     extra = ["--set", "train.steps=2000", "--set", "train.checkpoint_every=50",
              "--set", "data.history=2"]
+    flag = tmp_path / "paused"
+    # The worker stops for good after the checkpoint at step 50: the kill lands mid-run.
     proc = subprocess.Popen(_train_cmd(data, out, *extra), cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and not list(out.glob("*/checkpoint_*/checkpoint.pt")):
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # at once: 1950 steps (~15 s) remain
-    proc.wait()
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=pause_env("checkpoint_step", 50, flag))
+    wait_for_pause(proc, flag, timeout=400)
+    kill_group(proc)
     first = sorted(out.glob("*/checkpoint_*/checkpoint.pt"))
     assert first, "no checkpoint was written before the kill"
     killed_at = max(int(load_checkpoint(p.parent)["step"]) for p in first)
-    assert killed_at < 2000
+    assert killed_at == 50
     r = subprocess.run(_train_cmd(data, out, *extra), cwd=tmp_path, capture_output=True,
                        text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]

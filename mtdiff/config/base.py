@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from typing import Any, Literal
@@ -49,6 +50,9 @@ def _check_type(where: str, value: Any, tp: Any) -> None:
     elif tp is float:
         _check(isinstance(value, int | float) and not isinstance(value, bool), where,
                f"expected a number, got {value!r}")
+        # No field means anything by inf or nan: inf passes the sections' `> 0` checks, and
+        # either one surfaces only later, as a nan loss or a hang.
+        _check(math.isfinite(value), where, f"expected a finite number, got {value!r}")
     elif tp is int:
         _check(isinstance(value, int) and not isinstance(value, bool), where,
                f"expected an integer, got {value!r}")

@@ -66,6 +66,9 @@ class MetaWorldConfig(_Validated):
 
     def _validate(self) -> None:
         _positive(self, "transitions_per_task", "episode_steps")
+        _check(any(t.strip() for t in self.tasks.split(",")), "MetaWorldConfig.tasks",
+               f"empty task spec {self.tasks!r}; give a set name (MT10, MT50, tasks-10, ..., "
+               "all) or comma-separated task names such as 'reach-v3,push-v3'")
         _check(all(n >= 0 for n in self.scripted_noise), "MetaWorldConfig.scripted_noise",
                "noise levels must be >= 0")
 

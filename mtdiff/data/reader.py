@@ -51,6 +51,48 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     return manifest
 
 
+# Datasets already verified in this process, by the (file, size, mtime) of every shard:
+# full_repro trains four models on two datasets, each check reads every byte.
+_verified: set[tuple[Any, ...]] = set()
+
+
+def verify_checksums(root: str | Path) -> None:
+    """Check every shard the manifest lists against its recorded size and SHA-256; raise a
+    DatasetError naming the first damaged file. Cheap to call again (remembered per
+    process while the files are unchanged).
+
+    Call it before Ray work that reads the shards: damaged bytes otherwise surface inside
+    the workers as a misleading decode error or NaN, once per restarted worker.
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    shards = [(task, s) for task, e in manifest["tasks"].items() for s in e["shards"]]
+    stamp: list[Any] = [str(root.resolve())]
+    for task, shard in shards:
+        path = root / shard["file"]
+        if not path.exists():
+            raise DatasetError(f"{path}: shard listed in the manifest is missing; the dataset "
+                               f"was copied incompletely - copy it again or re-collect task "
+                               f"{task!r}")
+        st = path.stat()
+        stamp.append((shard["file"], st.st_size, st.st_mtime_ns))
+    key = tuple(stamp)
+    if key in _verified:
+        return
+    for task, shard in shards:
+        path = root / shard["file"]
+        size = path.stat().st_size
+        if "bytes" in shard and size != shard["bytes"]:
+            raise DatasetError(f"{path}: {size} bytes on disk, {shard['bytes']} when written - "
+                               "the file is truncated or was modified; restore it from a copy "
+                               f"or re-collect task {task!r}")
+        if "sha256" in shard and file_sha256(path) != shard["sha256"]:
+            raise DatasetError(f"{path}: checksum mismatch (its SHA-256 differs from the one "
+                               "recorded when it was written) - the file is damaged; restore it "
+                               f"from a copy or re-collect task {task!r}")
+    _verified.add(key)
+
+
 def _check_order(path: Path, episode: np.ndarray, step: np.ndarray,
                  prev: tuple[int, int] | None) -> tuple[int, int]:
     """Rows must continue (episode, step) order from `prev`; returns the last pair."""
@@ -115,7 +157,9 @@ def read_shard(root: Path, task: str, shard: dict[str, Any], obs_dim: int, act_d
         if not finite.all():
             row = int(np.flatnonzero(~finite.reshape(len(finite), -1).all(-1))[0])
             raise DatasetError(f"{path}: column {col!r} contains NaN or inf (first in row {row}); "
-                               f"the collector diverged - re-collect task {task!r}")
+                               "the collector diverged or the file is damaged (`python "
+                               f"pipelines/dataset.py validate {root}` checks checksums) - "
+                               f"re-collect task {task!r}")
     return arrays
 
 

@@ -56,7 +56,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     import ray.train.torch
 
     from mtdiff.config import from_dict
-    from mtdiff.runtime import set_torch_threads
+    from mtdiff.runtime import set_torch_threads, test_pause
     from mtdiff.train.checkpoints import write_checkpoint
     from mtdiff.train.core import build_setup, to_torch
     from mtdiff.train.learner import build_learner
@@ -117,6 +117,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
                 ray.train.report({**metrics, "step": step},
                                  checkpoint=ray.train.Checkpoint.from_directory(d)
                                  if rank == 0 else None)
+            test_pause("checkpoint_step", step)  # kill tests: after this checkpoint, wait
     tracker.close()
 
 

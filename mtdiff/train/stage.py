@@ -35,7 +35,7 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
     never be placed. Paths are made absolute here: Ray Train workers run elsewhere.
     """
     from mtdiff import tracking
-    from mtdiff.data.reader import read_manifest
+    from mtdiff.data.reader import read_manifest, verify_checksums
     from mtdiff.runtime import init_ray
     from mtdiff.train.ray_train import build_trainer
 
@@ -47,6 +47,7 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
         return latest[0]
     if latest is not None:
         print(f"[train] resuming {out / name} from step {latest[1]} ({latest[0]})")
+    verify_checksums(data)  # damaged shards: one clear error before any worker starts
     init_ray()
     t0 = time.time()
     with tracking.stage_run(cfg, "train", name=name, output=out / name, track=track,

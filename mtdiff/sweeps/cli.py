@@ -1,0 +1,30 @@
+"""What the sweep scripts over one checkpoint share: reading it, with user errors as one line."""
+
+from __future__ import annotations
+
+from mtdiff.config import Config
+
+
+def checkpoint_config(checkpoint: str, overrides: list[str], *, suite: str,
+                      tasks: list[str] | None, maps: list[str] | None) -> tuple[str, Config]:
+    """(absolute checkpoint folder, its training Config with `overrides`).
+
+    The evaluation jobs are planned once here, so that a bad suite, task or map fails
+    before any trial starts. A missing or unreadable checkpoint, a bad override or a bad
+    task/map exits 2 with one line.
+    """
+    from mtdiff.cli import fail
+    from mtdiff.config import apply_overrides, from_dict
+    from mtdiff.eval.stage import plan_jobs
+    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
+
+    try:
+        ckpt = find_checkpoint(checkpoint)  # resolved: trials run in other folders
+        meta = load_checkpoint(ckpt)["meta"]
+        cfg = apply_overrides(from_dict(meta["config"]), overrides)
+        if meta["suite"] != suite:
+            raise ValueError(f"the checkpoint was trained on {meta['suite']!r}, not {suite!r}")
+        plan_jobs(suite, meta, cfg, cfg.eval, tasks=tasks, maps=maps, wrong_prompt=False)
+    except (ValueError, KeyError) as e:  # CheckpointError, ConfigError, unknown task/map
+        fail(str(e))
+    return str(ckpt), cfg

@@ -1,0 +1,191 @@
+"""The trial functions Tune runs, and what every trial does around its work.
+
+Every trial's `config` holds: ``trial`` ({"key", "params", "sample"}: one point of the
+grid), ``base`` (the Config as a dict), ``mlflow`` (where the parent run is), ``records``
+(the folder of finished trials' records) and its own inputs (checkpoint, data, ...), all
+paths absolute (a trial runs in its own working directory, on any node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mtdiff.config import Config, apply_overrides, to_dict
+from mtdiff.sweeps.records import find_child_run, read_records, write_record
+
+
+def expand_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Swept values that are dicts set several fields at once (e.g. sampler and its step
+    count together: ``{"diffusion.sampler": "ddim", "diffusion.sample_steps": 20}``)."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        out.update(v if isinstance(v, dict) else {k: v})
+    return out
+
+
+def _trial_name(params: dict[str, Any]) -> str:
+    return ",".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
+
+
+def _child_run(spec: dict[str, str], key: str, name: str, params: dict[str, Any]) -> None:
+    """Start (or, for a trial cut short earlier, resume) the trial's MLflow child run."""
+    import mlflow
+
+    mlflow.set_tracking_uri(spec["uri"])
+    existing = find_child_run(spec, key)
+    if existing is not None:
+        mlflow.start_run(run_id=existing)  # same params: they were logged when it started
+        return
+    mlflow.start_run(experiment_id=spec["experiment_id"], run_name=name,
+                     tags={"mlflow.parentRunId": spec["parent_id"], "stage": "sweep-trial",
+                           "sweep": spec["sweep"], "trial_key": key})
+    mlflow.log_params(params)
+
+
+@contextmanager
+def _trial(config: dict[str, Any], extra_params: Callable[[Config], dict[str, Any]] | None = None
+           ) -> Iterator[tuple[Config, dict[str, Any]]]:
+    """The trial's Config (base + swept values) and swept values, inside its MLflow child
+    run, which ends FINISHED, or FAILED when the body raises."""
+    import mlflow
+
+    from mtdiff.config import from_dict
+    from mtdiff.runtime import test_pause
+
+    params = expand_params(config["trial"]["params"])
+    cfg = apply_overrides(from_dict(config["base"]), [f"{k}={v}" for k, v in params.items()])
+    logged = {**params, **(extra_params(cfg) if extra_params else {})}
+    _child_run(config["mlflow"], config["trial"]["key"], _trial_name(params), logged)
+    test_pause("trials", len(read_records(config["records"])))  # kill tests: mid-sweep
+    try:
+        yield cfg, params
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run()
+
+
+def _finish(config: dict[str, Any], metrics: dict[str, float], **tags: str) -> dict[str, float]:
+    """Log the trial's final metrics and write its record (the trial is then done for good:
+    a resumed sweep does not run it again)."""
+    import mlflow
+
+    mlflow.log_metrics(metrics)
+    if tags:
+        mlflow.set_tags(tags)
+    t = config["trial"]
+    write_record(config["records"], t["key"], t["params"], t["sample"], metrics)
+    return metrics
+
+
+def _eval_metrics(results: list[dict[str, Any]], summarize: Callable) -> dict[str, float]:
+    """Success and planning cost of evaluation results so far."""
+    steps = sum(r["env_steps"] for r in results)
+    return {"success": summarize(results)["success_mean"],
+            "plan_s_per_env_step": sum(r["plan_seconds"] for r in results) / max(steps, 1),
+            "env_steps_per_s": steps / max(sum(r["seconds"] for r in results), 1e-9)}
+
+
+def evaluate_trial(config: dict[str, Any]) -> None:
+    """Trial: evaluate a planner checkpoint with swept sampling values (α, β, steps, ...).
+
+    config (besides the common keys): "checkpoint", "suite", "tasks", "maps". Evaluation
+    runs in the trial's own process (nested Ray fan-out inside trials would compete with
+    the trials for CPUs).
+    """
+    import ray.tune
+
+    from mtdiff.eval.stage import plan_jobs
+    from mtdiff.eval.suites import run_job, summarize
+    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
+
+    with _trial(config) as (cfg, _):
+        ckpt = find_checkpoint(config["checkpoint"])
+        meta = load_checkpoint(ckpt)["meta"]
+        jobs = plan_jobs(config["suite"], meta, cfg, cfg.eval, tasks=config.get("tasks"),
+                         maps=config.get("maps"), wrong_prompt=False)
+        results = []
+        for i, job in enumerate(jobs):
+            results.append(run_job(job, str(ckpt), cfg.diffusion, cfg.eval.target_return))
+            if i + 1 < len(jobs):  # progress for the scheduler (ASHA) between jobs
+                ray.tune.report({**_eval_metrics(results, summarize), "jobs_done": i + 1})
+        metrics = _finish(config, _eval_metrics(results, summarize))
+    ray.tune.report({**metrics, "jobs_done": len(jobs)})
+
+
+def train_eval_trial(config: dict[str, Any]) -> None:
+    """Trial: train MTDiff-P with swept values (horizon, prompt length, ...) on Ray Train,
+    then evaluate it; the driver function builds the TorchTrainer (Train V2 pattern).
+
+    config (besides the common keys): "data", "train_out", "suite", "tasks", "maps",
+    "trainer_cpus_per_worker".
+    """
+    import ray.tune
+
+    from mtdiff.eval.stage import plan_jobs
+    from mtdiff.eval.suites import run_job, summarize
+    from mtdiff.train import run as train
+    from mtdiff.train.checkpoints import load_checkpoint
+
+    with _trial(config) as (cfg, _):
+        ckpt = train(cfg, data=config["data"], out=config["train_out"], track=False,
+                     cpus_per_worker=config.get("trainer_cpus_per_worker", 1))
+        meta = load_checkpoint(ckpt)["meta"]
+        jobs = plan_jobs(config["suite"], meta, cfg, cfg.eval, tasks=config.get("tasks"),
+                         maps=config.get("maps"), wrong_prompt=False)
+        results = [run_job(j, str(ckpt), cfg.diffusion, cfg.eval.target_return) for j in jobs]
+        metrics = _finish(config, {"success": summarize(results)["success_mean"]},
+                          checkpoint=str(ckpt))
+    ray.tune.report(metrics)
+
+
+def task_count_trial(config: dict[str, Any]) -> None:
+    """Trial (Fig. 7): MTDiff-S trained on one task set -> synthesize for `task` -> TD3-BC
+    on original + synthetic data, one run per `offline.seeds`. The driver function builds
+    the TorchTrainer (`mtdiff.train.run`, Train V2 pattern); TD3-BC runs in the trial.
+
+    config (besides the common keys): "data": {spec: dataset}, "train_out", "out"
+    (synthesis + TD3-BC results), "task". Finished TD3-BC runs are read back, so a
+    resumed trial does not redo them.
+    """
+    import json
+    from dataclasses import replace
+
+    import ray.tune
+
+    from mtdiff.envs.metaworld import resolve_tasks
+    from mtdiff.layout import Layout
+    from mtdiff.offline.jobs import load_task, synthesize_data, td3bc_cell
+    from mtdiff.train import run as train
+
+    def num_tasks(cfg: Config) -> dict[str, Any]:
+        return {"num_tasks": len(resolve_tasks(cfg.metaworld.tasks))}
+
+    with _trial(config, num_tasks) as (cfg, _):
+        cfg = replace(cfg, model=replace(cfg.model, kind="mtdiff-s"))
+        spec, task = cfg.metaworld.tasks, config["task"]
+        n = len(resolve_tasks(spec))
+        data = Path(config["data"][spec])
+        ckpt = train(cfg, data=data, out=config["train_out"], track=False,
+                     cpus_per_worker=config.get("trainer_cpus_per_worker", 1))
+        lay = Layout.at(config["out"])
+        offline = {k: v for k, v in to_dict(cfg.offline).items() if k not in ("seeds", "tasks")}
+        key = {"checkpoint": str(ckpt), "offline": offline, "tasks": spec,
+               "view": cfg.data.view}
+        src = synthesize_data(cfg, str(ckpt), task, str(data), cfg.data.view,
+                              lay.synthesis(task, key))
+        metrics: dict[str, float] = {"num_tasks": float(n)}
+        for seed in cfg.offline.seeds:
+            out = lay.td3bc(task, f"mtdiff-s-{spec}", seed, key)
+            f = out / "result.json"
+            rec = json.loads(f.read_text()) if f.exists() else td3bc_cell(
+                cfg, load_task(src["augmented"], task, "near-optimal"), task=task, seed=seed,
+                out=out, method=f"mtdiff-s-{spec}", num_tasks=n, seen=True)
+            metrics[f"success_s{seed}"] = rec["success"]
+        metrics["success"] = sum(metrics[f"success_s{s}"] for s in cfg.offline.seeds) / len(
+            cfg.offline.seeds)
+        _finish(config, metrics, checkpoint=str(ckpt))
+    ray.tune.report(metrics)
