@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(p, default_preset=None)
     args = p.parse_args(argv)
     # Checked before choose_preset starts Ray; the tracking section is the same in every preset.
-    if not args.no_mlflow:
+    if not args.no_mlflow and not args.plan:
         check_tracking(config_from_args(args, args.preset or "local").tracking)
     if args.preset is None:
         from mtdiff.repro import choose_preset
@@ -44,14 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         preset = args.preset
     cfg = config_from_args(args, preset)
-    out = writable_dir(args.out or f"runs/repro-{preset}")
 
     from mtdiff.config import ConfigError
     from mtdiff.data.schema import DatasetError
-    from mtdiff.experiment.driver import GraphError, run
+    from mtdiff.experiment.driver import GraphError, check_not_job_copy, run
     from mtdiff.tracking import OutputBusyError
 
+    out = args.out or f"runs/repro-{preset}"
     try:
+        check_not_job_copy(out)  # a relative folder in a job-submitted driver: refused
+        out = out if args.plan else writable_dir(out)  # --plan writes nothing
         return run(cfg, out=out, track=not args.no_mlflow, plan_only=args.plan,
                    plan_json=args.json)
     except (DatasetError, ConfigError, GraphError, OutputBusyError, ValueError) as e:

@@ -61,9 +61,11 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     from mtdiff.train.core import build_setup, to_torch
     from mtdiff.train.learner import build_learner
 
-    # Ray Train logs every report at INFO from the worker ("Reporting training result"):
-    # the progress line below says the same once.
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    # Ray Train logs every report at INFO from the worker ("Reporting training result", a
+    # logger named by its module's file path): the progress line below says the same once.
+    from ray.train.v2._internal.execution import context as _ctx
+
+    logging.getLogger(_ctx.__file__).setLevel(logging.WARNING)
     cfg = from_dict(loop_cfg["config"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
