@@ -76,7 +76,9 @@ class Layout:
     def evaluation(self, cfg: Config, suite: str, train_run: Path) -> Path:
         """The evaluation of a training run under `cfg`'s evaluation and sampling
         settings."""
-        h = config_hash({"eval": cfg.eval, "diffusion": cfg.diffusion,
+        # where it runs (CPUs / GPUs per task) does not change the results
+        ev = {k: v for k, v in to_dict(cfg.eval).items() if not k.startswith("num_")}
+        h = config_hash({"eval": ev, "diffusion": cfg.diffusion,
                          "maze2d": [cfg.maze2d.unseen_maps, cfg.maze2d.eval_episode_steps]})
         return self.out / "eval" / f"{suite}-{train_run.name}-{h[:8]}"
 

@@ -94,6 +94,10 @@ def test_worker_cpus_come_from_the_largest_node_never_the_cluster_total():
     train = next(j for j in jobs if j.kind == "train")
     assert train.inner["GPU"] == 1.0 and train.inner["CPU"] == 2.0
     assert next(j for j in jobs if j.kind == "synthesize").resources["GPU"] == 1.0
+    ev = next(j for j in jobs if j.kind == "evaluate")
+    assert ev.inner["GPU"] > 0 and ev.cfg.eval.num_gpus_per_actor > 0  # planning on GPUs
+    cpu_ev = next(j for j in _jobs("smoke") if j.name == ev.name)
+    assert cpu_ev.params["out"] == ev.params["out"]  # same results wherever they run
     assert next(j for j in jobs if j.kind == "offline").resources["GPU"] > 0
 
 

@@ -168,6 +168,9 @@ def evaluate_job(cfg: Config, lay: Layout, train: Job, cluster: ClusterInfo) -> 
     from pathlib import Path
 
     suite = train.config["suite"]
+    if cluster.gpus > 0 and cfg.eval.num_gpus_per_actor == 0:
+        # planning is the GPU's work on a GPU cluster: a share of one per batch of envs
+        cfg = replace(cfg, eval=replace(cfg.eval, num_gpus_per_actor=0.25))
     gpu = cfg.eval.num_gpus_per_actor
     return Job(train.name.replace("train/", "evaluate/", 1), "evaluate", cfg,
                dict(train.config), deps=[train.name], resources={"CPU": 0.0},

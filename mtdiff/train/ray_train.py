@@ -55,15 +55,15 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
+    # Ray Train logs every report at INFO from the worker ("Reporting training result", a
+    # logger named by its module's file path): the progress line below says the same once.
+    from ray.train.v2._internal.execution import context as _ctx
+
     from mtdiff.config import from_dict
     from mtdiff.runtime import set_torch_threads, test_pause
     from mtdiff.train.checkpoints import write_checkpoint
     from mtdiff.train.core import build_setup, to_torch
     from mtdiff.train.learner import build_learner
-
-    # Ray Train logs every report at INFO from the worker ("Reporting training result", a
-    # logger named by its module's file path): the progress line below says the same once.
-    from ray.train.v2._internal.execution import context as _ctx
 
     logging.getLogger(_ctx.__file__).setLevel(logging.WARNING)
     cfg = from_dict(loop_cfg["config"])
