@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mtdiff.config import ConfigError
+from mtdiff.config.sections import DIFFUSION_KINDS
+
+__all__ = ["DIFFUSION_KINDS", "METHODS", "Method", "get_method", "method_of_kind", "register"]
 
 Role = Literal["planner", "synthesizer"]
-DIFFUSION_KINDS = ("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,17 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            suites=("metaworld",)),
     Method("mtdiff-s", "mtdiff-s", "MTDiff-S", role="synthesizer", fields="synth",
            suites=("metaworld",)),
+    # Table 1's baselines (mtdiff.baselines; paper §5.1, App. B). The task-id-conditioned
+    # ones on Meta-World; Prompt-DT also on Maze2D (paper Figs. 4, 5: training and unseen
+    # maps against MTDiff-P).
+    *(Method(name, name, label, fields=fields, learner=f"mtdiff.baselines.{name}:{cls}",
+             policy=f"mtdiff.baselines.{name}:policy_from_checkpoint", suites=suites)
+      for name, label, fields, cls, suites in (
+          ("mtbc", "MTBC", "qlearning", "MTBCLearner", ("metaworld",)),
+          ("mtiql", "MTIQL", "qlearning", "MTIQLLearner", ("metaworld",)),
+          ("mtcql", "MTCQL", "qlearning", "MTCQLLearner", ("metaworld",)),
+          ("mtdt", "MTDT", "sequence", "MTDTLearner", ("metaworld",)),
+          ("promptdt", "PromptDT", "sequence", "PromptDTLearner", ("metaworld", "maze2d")))),
 )}
 
 
