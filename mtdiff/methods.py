@@ -20,7 +20,8 @@ from typing import Any, Literal
 from mtdiff.config import ConfigError
 from mtdiff.config.sections import DIFFUSION_KINDS
 
-__all__ = ["DIFFUSION_KINDS", "METHODS", "Method", "get_method", "method_of_kind", "register"]
+__all__ = ["DIFFUSION_KINDS", "METHODS", "Method", "get_method", "method_of_kind",
+           "method_of_meta", "register"]
 
 Role = Literal["planner", "synthesizer"]
 
@@ -38,6 +39,11 @@ class Method:
     learner: str = "mtdiff.train.learner:DiffusionLearner"  # factory(cfg, setup, device)
     policy: str = "mtdiff.eval.policy:PlannerPolicy"  # factory(checkpoint state, device, ...)
     suites: tuple[str, ...] = ("metaworld", "maze2d")  # where the paper reports it
+
+    @property
+    def diffusion(self) -> bool:
+        """True for the diffusion models (whose policies take the sampler settings)."""
+        return self.kind in DIFFUSION_KINDS
 
     def load(self, what: Literal["learner", "policy"]) -> Any:
         """The learner or policy factory (imported now)."""
@@ -85,3 +91,12 @@ def method_of_kind(kind: str, backbone: str = "gpt2") -> Method:
                 backbone != "gpt2"):
             return m
     raise ConfigError(f"no method trains model kind {kind!r} with backbone {backbone!r}")
+
+
+def method_of_meta(meta: dict[str, Any]) -> Method:
+    """The method that wrote a checkpoint (its `meta`: the method's name, or for older
+    checkpoints the model kind and backbone)."""
+    if "method" in meta:
+        return get_method(meta["method"])
+    backbone = meta.get("config", {}).get("model", {}).get("backbone", "gpt2")
+    return method_of_kind(meta["kind"], backbone)

@@ -16,10 +16,13 @@ before the step:
 The paper reports MTCQL as failing ("-"): it is here to be measured, not tuned.
 Batches: the "qlearning" fields.
 
-Against TorchRL's `CQLLoss` (TD(0), l2, deterministic backup) on the same batch, weights
-and random stream: the actor, alpha and Q losses are equal; the penalty is equal with
-``cql_next_action_obs="next"`` (TorchRL scores pi(.|s')'s actions at s'), and with the
-default wherever s' = s (tests/test_baselines.py).
+Against TorchRL 0.14.1's `CQLLoss` (TD(0), l2, deterministic backup) on the same batch,
+weights and random stream (tests/test_baseline_losses.py): the actor, alpha and Q losses
+are equal, and so are the penalty's inputs -- the same sampled actions and Q values, with
+``cql_next_action_obs="next"`` (TorchRL scores pi(.|s')'s actions at s'), or with the
+default wherever s' = s. The penalties differ in one reduction: TorchRL takes the
+log-sum-exp per sampled row over its 3 sources (a (B n, 3) tensor), where CQL's and
+CORL's code take it per state over all 3 n sampled actions (ours).
 """
 
 from __future__ import annotations
@@ -110,7 +113,7 @@ def critic_losses(actor: nn.Module, q: nn.Module, batch: dict[str, torch.Tensor]
     ood = torch.logsumexp(cat / b.cql_temp, dim=-1) * b.cql_temp  # (2, B)
     return {"q_loss": (q_data - y).pow(2).mean(dim=1).sum(),
             "cql_loss": b.cql_alpha * (ood - q_data).mean(dim=1).sum(),
-            "q_data": q_data.detach().mean()}
+            "q_data": q_data.detach(), "cql_cat": cat.detach()}
 
 
 class MTCQLLearner(BaselineLearner):
@@ -147,7 +150,7 @@ class MTCQLLearner(BaselineLearner):
         return {"loss": loss.detach(), "grad_norm": norm,
                 "actor_loss": pol["actor_loss"].detach(), "alpha_loss": pol["alpha_loss"].detach(),
                 "q_loss": crit["q_loss"].detach(), "cql_loss": crit["cql_loss"].detach(),
-                "q_data": crit["q_data"], "alpha": log_alpha.detach().exp(),
+                "q_data": crit["q_data"].mean(), "alpha": log_alpha.detach().exp(),
                 "entropy": -pol["log_pi"].mean()}
 
 

@@ -138,13 +138,10 @@ def load_policy(path: str | Path, *, device: str | torch.device = "cpu",
     `diffusion` and `target_return` are the planners' sampling settings (other methods
     take what applies to them: a return-conditioned one the target return).
     """
-    from mtdiff.methods import get_method, method_of_kind
+    from mtdiff.methods import method_of_meta
     from mtdiff.train.checkpoints import checkpoint_meta
 
-    meta = checkpoint_meta(path)
-    backbone = meta.get("config", {}).get("model", {}).get("backbone", "gpt2")
-    method = get_method(meta["method"]) if "method" in meta else \
-        method_of_kind(meta["kind"], backbone)
+    method = method_of_meta(checkpoint_meta(path))
     if method.role != "planner":
         raise ValueError(f"{path} holds a {method.label} checkpoint, which does not act in "
                          "an environment; give a planner's checkpoint (e.g. MTDiff-P)")
