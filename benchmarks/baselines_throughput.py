@@ -5,8 +5,9 @@ J=20, L=2; the baselines' CORL / official-DT values; the DTs on the same GPT-2) 
 (8 windows per task x 50 tasks = 400; "each baseline has the same batch size ... as
 MTDiff") on a Meta-World-shaped dataset (obs 39, act 4) of real Parquet shards. Each
 method runs the plain single-process loop the Ray Train workers run (sample a batch,
-`learner.update`), fp32; the rate is taken after one warm-up step. MTDiff-P is the
-baseline of the ratio column.
+`learner.update`), fp32. The methods take their steps in rounds, one step each per round
+in a rotating order, so a machine whose load drifts (a shared one) slows them alike; the
+first round is a warm-up. MTDiff-P is the baseline of the ratio column.
 
     python benchmarks/baselines_throughput.py [--steps 6] [--tasks 50] [--methods mtbc ...]
 """
@@ -17,6 +18,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -30,8 +32,8 @@ from mtdiff.train.learner import build_learner
 METHODS = ("mtdiff-p", "mtbc", "mtiql", "mtcql", "mtdt", "promptdt", "mtdiff-p-unet")
 
 
-def rate(method: str, data: str, steps: int) -> tuple[float, int, int]:
-    """(samples/s after one warm-up step, batch size, trained parameters) of `method`."""
+def make(method: str, data: str, steps: int) -> tuple[Callable[[], None], int, int]:
+    """(one training step of `method`, batch size, trained parameters)."""
     m = get_method(method)
     cfg = apply_overrides(get_preset("paper"), [f"model.kind={m.kind}", *m.overrides,
                                                 "data.history=2", f"train.steps={steps}"])
@@ -39,19 +41,14 @@ def rate(method: str, data: str, steps: int) -> tuple[float, int, int]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     learner = build_learner(cfg, setup, device)
-    params = sum(p.numel() for mod in getattr(learner, "modules", {"m": learner.model}).values()
-                 for p in mod.parameters())
+    mods = learner.modules if hasattr(learner, "modules") else {"model": learner.model}
+    params = sum(p.numel() for mod in mods.values() for p in mod.parameters())
 
     def step() -> None:
         out = learner.update(to_torch(setup.sampler.sample(), device))
         float(out["loss"])  # wait for the step (one host sync, as a logging step does)
 
-    step()
-    t0 = time.perf_counter()
-    for _ in range(steps - 1):
-        step()
-    return (steps - 1) * setup.sampler.batch_size / (time.perf_counter() - t0), \
-        setup.sampler.batch_size, params
+    return step, setup.sampler.batch_size, params
 
 
 def main() -> None:
@@ -72,9 +69,19 @@ def main() -> None:
         data = os.path.join(tmp, "data")
         write_random_dataset(data, tasks=args.tasks, episodes=10, episode_len=500, obs_dim=39,
                              act_dim=4)
+        steps = {m: make(m, data, args.steps) for m in methods}
+        seconds = dict.fromkeys(methods, 0.0)
+        for r in range(args.steps):
+            order = methods[r % len(methods):] + methods[:r % len(methods)]
+            for m in order:
+                t0 = time.perf_counter()
+                steps[m][0]()
+                if r > 0:  # round 0 is the warm-up
+                    seconds[m] += time.perf_counter() - t0
+            print(f"  round {r + 1}/{args.steps} done", flush=True)
         for m in methods:
-            rows.append((m, *rate(m, data, args.steps)))
-            print(f"  {m}: {rows[-1][1]:.1f} samples/s", flush=True)
+            _, batch, params = steps[m]
+            rows.append((m, (args.steps - 1) * batch / seconds[m], batch, params))
     base = rows[0][1]
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else \
         f"CPU, {args.threads} threads"

@@ -179,10 +179,10 @@ def test_policies_act_with_the_right_shapes_and_use_their_condition(write_datase
     if kind == "promptdt":
         assert pol.conditioning == "prompt"
         prompts = np.stack([pol.sample_prompts(t, 1, rng)[0] for t in ("a", "b", "c")])
-        pol.begin(obs, prompts=prompts, task_ids=None, tasks=["a", "b", "c"])
+        pol.begin(obs, prompts=prompts, task_ids=None, env_tasks=["a", "b", "c"])
     else:
         assert pol.conditioning == "task_id"
-        pol.begin(obs, prompts=None, task_ids=np.array([0, 1, 2]), tasks=None)
+        pol.begin(obs, prompts=None, task_ids=np.array([0, 1, 2]))
     a = pol.act(np.arange(3))
     assert a.shape == (3, 2) and np.abs(a).max() <= 1.0
     # The same state, three tasks (ids or prompts): three different actions.
@@ -199,7 +199,7 @@ def test_dt_policy_keeps_the_last_k_steps_and_lowers_the_return(write_dataset, t
     K = pol.K
     rng = np.random.default_rng(0)
     pol.begin(rng.normal(size=(2, 6)).astype(np.float32), prompts=None,
-              task_ids=np.array([0, 2]), tasks=None)
+              task_ids=np.array([0, 2]))
     assert pol.r[:, 0, 0].tolist() == [1.0, 1.0]
     ranges = np.array([pol.ranges["a"], pol.ranges["c"]], np.float32)
     for _ in range(K + 2):
@@ -337,3 +337,23 @@ def test_train_rejects_a_backbone_a_method_has_not(capsys):
     rc = _script("train").main(["--model", "mtbc", "--data", "x", "--out", "y",
                                 "--set", "model.backbone=unet"])
     assert rc == 2 and "no method trains model kind 'mtbc'" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_promptdt_plays_training_and_unseen_maze2d_maps(maze_checkpoint, tmp_path):
+    """Fig. 4's comparison needs Prompt-DT on Maze2D: an unseen map gets a prompt cut from
+    fresh expert demonstrations and the median return range of the training maps."""
+    from mtdiff.eval.suites import EvalJob, run_job
+
+    data = maze_checkpoint[0].parent / "data"  # the fixture's real Maze2D dataset (train-0)
+    cfg = _cfg("promptdt", "maze2d.train_maps=train-0", "maze2d.unseen_maps=unseen-0")
+    setup = build_setup(cfg, data)
+    learner = build_learner(cfg, setup, CPU)
+    learner.update(to_torch(setup.sampler.sample(), CPU))
+    write_checkpoint(tmp_path / "pdt", **learner.state_dict(), step=1, meta=setup.meta)
+    for spec, group in (("train-0", "train"), ("unseen-0", "unseen")):
+        r = run_job(EvalJob("maze2d", spec, 0, 2, 4, keep_paths=True, extra={"group": group}),
+                    str(tmp_path / "pdt"), None, 1.0, device="cpu")
+        assert r["task"] == spec and r["group"] == group and len(r["success"]) == 2
+        assert all(1 <= n <= 4 for n in r["lengths"])
+        assert [len(p) for p in r["paths"]] == [n + 1 for n in r["lengths"]]  # xy per step

@@ -154,7 +154,7 @@ class TaskIdPolicy(PolicyBase):
         self.task_ids = np.zeros(0, np.int64)
 
     def begin(self, obs: np.ndarray, *, prompts: np.ndarray | None,
-              task_ids: np.ndarray | None, tasks: list[str] | None = None) -> None:
+              task_ids: np.ndarray | None, env_tasks: list[str] | None = None) -> None:
         """Keep the first observations and each environment's task id."""
         if task_ids is None:
             raise ValueError(f"{type(self.actor).__name__} conditions on task ids; give "

@@ -49,7 +49,7 @@ class SequencePolicy(PolicyBase):
         self._begun = False
 
     def begin(self, obs: np.ndarray, *, prompts: np.ndarray | None,
-              task_ids: np.ndarray | None, tasks: list[str] | None = None) -> None:
+              task_ids: np.ndarray | None, env_tasks: list[str] | None = None) -> None:
         """Start N episodes: the first step's (R = target, s_0, t = 0)."""
         obs = np.asarray(obs, np.float32)
         N, od, ad = len(obs), self.model.obs_dim, self.model.act_dim
@@ -57,14 +57,14 @@ class SequencePolicy(PolicyBase):
             if task_ids is None:
                 raise ValueError("MT-DT conditions on task ids; give task_ids")
             self.task_ids = np.asarray(task_ids, np.int64)
-            names = tasks or [self.tasks[i] for i in self.task_ids]
+            names = env_tasks or [self.tasks[i] for i in self.task_ids]
         else:
             if prompts is None:
                 raise ValueError("Prompt-DT needs a prompt (N, J, obs+act) per environment")
             p = np.asarray(prompts, np.float32)
             self.prompt = np.concatenate([self.nz.normalize(keys.OBSERVATION, p[..., :od]),
                                           self.nz.normalize(keys.ACTION, p[..., od:])], -1)
-            names = tasks or []
+            names = env_tasks or []
         self.range = np.array([self.ranges.get(t, self.default_range) for t in names]
                               if names else [self.default_range] * N, np.float32)  # (N,)
         self.s = np.zeros((N, self.K, od), np.float32)  # normalised states

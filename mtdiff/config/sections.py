@@ -182,7 +182,8 @@ class BaselineConfig(_Validated):
     defaults for IQL / CQL / BC (App. B: "we build MTIQL / MTCQL based on CORL") and the
     official Decision Transformer's for MT-DT / Prompt-DT ("other hyperparameters the
     same as the official version"); App. B's own values where it gives them (Mish MLPs of
-    3 layers, a task embedding of size 12 for MT-DT).
+    3 layers, a task embedding of size 12 for MT-DT). MTDiff's own optimisation fields
+    (train.lr, grad_clip, ema_decay, bf16) do not apply to the baselines (fp32, no EMA).
     """
 
     # Width of every hidden layer of the 3-layer Mish MLPs (actor, task embedding, the

@@ -4,7 +4,7 @@ Every evaluated method (MTDiff-P and its variants, the baselines, a distilled pl
 is a `Policy`: it acts for N environments at once and keeps whatever context it needs
 (a state history, a return-to-go, a token context) between calls:
 
-    policy.begin(obs0, prompts=..., task_ids=..., tasks=...)  # (N, obs_dim) first obs.
+    policy.begin(obs0, prompts=..., task_ids=..., env_tasks=...)  # (N, obs_dim) first obs.
     for t in ...:
         actions = policy.act(idx)                     # (n, act_dim) for envs idx
         ... step envs idx ...
@@ -13,7 +13,7 @@ is a `Policy`: it acts for N environments at once and keeps whatever context it 
 Conditioning: a policy declares ``conditioning = "prompt"`` (it takes (N, J, obs+act)
 prompt windows of the task, `sample_prompts` draws them from its prompt sets) or
 ``"task_id"`` (indices into its training tasks: the one-hot variants and MT-BC & co.).
-``tasks`` names each environment's task (the one its prompt or task id stands for):
+``env_tasks`` names each environment's task (the one its prompt or task id stands for):
 policies that need per-task constants at test time use it (the Decision Transformers:
 the task's return scale, as DT's per-environment target returns); others ignore it.
 
@@ -42,7 +42,7 @@ class Policy(Protocol):
     prompts: dict[str, np.ndarray]  # task -> (P, J, obs+act) raw prompt windows
 
     def begin(self, obs: np.ndarray, *, prompts: np.ndarray | None,
-              task_ids: np.ndarray | None, tasks: list[str] | None = None) -> None: ...
+              task_ids: np.ndarray | None, env_tasks: list[str] | None = None) -> None: ...
 
     def act(self, idx: np.ndarray) -> np.ndarray: ...
 
@@ -99,7 +99,7 @@ class PlannerPolicy(PolicyBase):
         return self.planner.history
 
     def begin(self, obs: np.ndarray, *, prompts: np.ndarray | None,
-              task_ids: np.ndarray | None, tasks: list[str] | None = None) -> None:
+              task_ids: np.ndarray | None, env_tasks: list[str] | None = None) -> None:
         """History before the first step repeats the initial state (training's padding)."""
         obs = np.asarray(obs, np.float32)
         self.hist = np.repeat(obs[:, None], self.history, axis=1)  # (N, L, obs_dim)
