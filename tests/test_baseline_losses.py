@@ -53,6 +53,10 @@ def _batch(seed: int = 0, same_next: bool = False) -> dict[str, torch.Tensor]:
             keys.BATCH_TASK_ID: torch.tensor([2, 0, 1, 1, 0, 2, 2, 1, 0, 0, 2, 1])}
 
 
+def _sat(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    return batch[keys.BATCH_OBS], batch[keys.BATCH_ACTION], batch[keys.BATCH_TASK_ID]
+
+
 def _td(batch: dict[str, torch.Tensor]) -> TensorDict:
     """The batch in TorchRL's layout (next-step entries under "next")."""
     done = batch[keys.BATCH_DONE].bool()[:, None]
@@ -88,6 +92,17 @@ def _single_critics(q: MultiHeadQ) -> list[TensorDictModule]:
     return out
 
 
+def _move_current_critics(loss, q: MultiHeadQ) -> None:
+    """Step the current critics away from their targets (TorchRL copies them at
+    construction), the same on both sides: a target / current swap then shows."""
+    g = torch.Generator().manual_seed(5)
+    ours = dict(q.named_parameters())
+    with torch.no_grad():
+        for key, theirs in loss.qvalue_network_params.items(True, True):
+            theirs.add_(0.1 * torch.randn(theirs.shape, generator=g))  # (2, 1, ...) stacked
+            ours[".".join(key[2:])].copy_(theirs.squeeze(1))
+
+
 def _prob_actor(actor: nn.Module, dist) -> ProbabilisticActor:
     return ProbabilisticActor(
         TensorDictModule(_Call(actor, lambda m, s, t: m(s, t)), in_keys=["observation", "task_id"],
@@ -117,7 +132,6 @@ def test_mtiql_losses_equal_torchrl_iql_loss(deterministic):
     v = MultiHeadV(OBS, TASKS, hidden=8)
     q_target = copy.deepcopy(q)
     batch = _batch(1)
-    ours = mtiql.iql_losses(actor, q, q_target, v, batch, cfg)
     if deterministic:  # TorchRL's IQL needs a distribution: only V and Q are compared here
         actor_td = _prob_actor(GaussianActor(OBS, ACT, TASKS, hidden=8, task_dim=4), gaussian)
     else:
@@ -128,6 +142,9 @@ def test_mtiql_losses_equal_torchrl_iql_loss(deterministic):
                    temperature=cfg.baselines.iql_beta, expectile=cfg.baselines.iql_expectile,
                    deactivate_vmap=True)
     loss.make_value_estimator(ValueEstimators.TD0, gamma=cfg.baselines.discount)
+    _move_current_critics(loss, q)
+    assert not torch.allclose(q(*_sat(batch)), q_target(*_sat(batch)))
+    ours = mtiql.iql_losses(actor, q, q_target, v, batch, cfg)
     td = _td(batch)
     torch.testing.assert_close(ours["v_loss"], loss.value_loss(td.clone())[0], **TOL)
     # TorchRL sums the twin critics' squared errors; CORL (ours) averages them.
@@ -147,7 +164,9 @@ def _cql_pair(cfg, same_next: bool = False):
                    min_q_weight=b.cql_alpha, num_random=b.cql_n_actions,
                    deterministic_backup=True, deactivate_vmap=True)
     loss.make_value_estimator(ValueEstimators.TD0, gamma=b.discount)
-    return actor, q, copy.deepcopy(q), loss, _batch(2, same_next)
+    q_target = copy.deepcopy(q)
+    _move_current_critics(loss, q)
+    return actor, q, q_target, loss, _batch(2, same_next)
 
 
 def _compare_cql(cfg, same_next: bool) -> dict[str, torch.Tensor]:

@@ -357,3 +357,38 @@ def test_promptdt_plays_training_and_unseen_maze2d_maps(maze_checkpoint, tmp_pat
         assert r["task"] == spec and r["group"] == group and len(r["success"]) == 2
         assert all(1 <= n <= 4 for n in r["lengths"])
         assert [len(p) for p in r["paths"]] == [n + 1 for n in r["lengths"]]  # xy per step
+
+
+@pytest.mark.parametrize("variant", ["mtdt", "promptdt"])
+def test_dt_predicts_a_t_from_the_tokens_up_to_s_t(variant):
+    """Causal and read at the state token: a_t's prediction changes with s_t and R_t, the
+    prompt (Prompt-DT) or task (MT-DT), never with a_t or anything later."""
+    from mtdiff.baselines.dt import DecisionTransformer
+    from mtdiff.models.gpt2 import GPTConfig
+
+    torch.manual_seed(0)
+    K, J = 4, 3
+    model = DecisionTransformer(obs_dim=3, act_dim=2, context=K, max_timestep=20,
+                                gpt=GPTConfig(d_model=16, n_layer=2, n_head=2, dropout=0.0),
+                                num_tasks=2, task_dim=4 if variant == "mtdt" else 0,
+                                prompt_len=J if variant == "promptdt" else 0).eval()
+    x = [torch.randn(1, K, 3), torch.randn(1, K, 2), torch.rand(1, K, 1),
+         torch.arange(K)[None]]
+    cond = {"task_id": torch.tensor([0]), "prompt": torch.randn(1, J, 5)}
+
+    def pred(xs, c):
+        return model(*xs, task_id=c["task_id"],
+                     prompt=c["prompt"] if variant == "promptdt" else None)[0]
+
+    base = pred(x, cond)
+    t = 1
+    for i, name in ((0, "s"), (1, "a"), (2, "R")):
+        y = [v.clone() for v in x]
+        y[i][0, t] += 1.0
+        changed = (pred(y, cond) - base).abs().amax(-1) > 1e-6  # (K,) per step
+        assert not changed[:t].any()  # nothing before t sees step t
+        assert changed[t].item() == (name != "a")  # a_t is predicted without a_t
+        assert changed[t + 1:].all()
+    other = ({**cond, "task_id": torch.tensor([1])} if variant == "mtdt"
+             else {**cond, "prompt": torch.randn(1, J, 5)})
+    assert ((pred(x, other) - base).abs().amax(-1) > 1e-6).all()
