@@ -7,7 +7,8 @@ MTDiff") on a Meta-World-shaped dataset (obs 39, act 4) of real Parquet shards. 
 method runs the plain single-process loop the Ray Train workers run (sample a batch,
 `learner.update`), fp32. The methods take their steps in rounds, one step each per round
 in a rotating order, so a machine whose load drifts (a shared one) slows them alike; the
-first round is a warm-up. MTDiff-P is the baseline of the ratio column.
+first round is a warm-up. Printed: samples/s over the timed steps, the slowest and
+fastest step's rate, and the ratio to MTDiff-P (the baseline).
 
     python benchmarks/baselines_throughput.py [--steps 6] [--tasks 50] [--methods mtbc ...]
 """
@@ -20,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from mtdiff.config import apply_overrides, get_preset
@@ -70,26 +72,30 @@ def main() -> None:
         write_random_dataset(data, tasks=args.tasks, episodes=10, episode_len=500, obs_dim=39,
                              act_dim=4)
         steps = {m: make(m, data, args.steps) for m in methods}
-        seconds = dict.fromkeys(methods, 0.0)
+        seconds: dict[str, list[float]] = {m: [] for m in methods}
         for r in range(args.steps):
             order = methods[r % len(methods):] + methods[:r % len(methods)]
             for m in order:
                 t0 = time.perf_counter()
                 steps[m][0]()
                 if r > 0:  # round 0 is the warm-up
-                    seconds[m] += time.perf_counter() - t0
+                    seconds[m].append(time.perf_counter() - t0)
             print(f"  round {r + 1}/{args.steps} done", flush=True)
         for m in methods:
             _, batch, params = steps[m]
-            rows.append((m, (args.steps - 1) * batch / seconds[m], batch, params))
+            per_step = batch / np.array(seconds[m])  # samples/s of each timed step
+            rows.append((m, batch * len(per_step) / sum(seconds[m]), batch, params,
+                         per_step.min(), per_step.max()))
     base = rows[0][1]
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else \
         f"CPU, {args.threads} threads"
     print(f"\nTraining throughput, paper config, batch {rows[0][2]} ({args.tasks} tasks x 8), "
           f"{args.steps - 1} timed steps, {dev}")
-    print(f"{'method':<16}{'label':<18}{'params':>12}{'samples/s':>12}{'x MTDiff-P':>12}")
-    for m, r, _, n in rows:
-        print(f"{m:<16}{get_method(m).label:<18}{n:>12,}{r:>12.1f}{r / base:>12.2f}")
+    print(f"{'method':<16}{'label':<18}{'params':>12}{'samples/s':>12}{'(min-max step)':>18}"
+          f"{'x MTDiff-P':>12}")
+    for m, r, _, n, lo, hi in rows:
+        print(f"{m:<16}{get_method(m).label:<18}{n:>12,}{r:>12.1f}{f'({lo:.1f}-{hi:.1f})':>18}"
+              f"{r / base:>12.2f}")
 
 
 if __name__ == "__main__":
