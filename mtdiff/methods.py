@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mtdiff.config import ConfigError
+from mtdiff.config.sections import DIFFUSION_KINDS
+
+__all__ = ["DIFFUSION_KINDS", "METHODS", "Method", "get_method", "method_of_kind",
+           "method_of_meta", "register"]
 
 Role = Literal["planner", "synthesizer"]
-DIFFUSION_KINDS = ("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class Method:
     policy: str = "mtdiff.eval.policy:PlannerPolicy"  # factory(checkpoint state, device, ...)
     suites: tuple[str, ...] = ("metaworld", "maze2d")  # where the paper reports it
 
+    @property
+    def diffusion(self) -> bool:
+        """True for the diffusion models (whose policies take the sampler settings)."""
+        return self.kind in DIFFUSION_KINDS
+
     def load(self, what: Literal["learner", "policy"]) -> Any:
         """The learner or policy factory (imported now)."""
         module, _, attr = getattr(self, what).partition(":")
@@ -50,6 +58,17 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            suites=("metaworld",)),
     Method("mtdiff-s", "mtdiff-s", "MTDiff-S", role="synthesizer", fields="synth",
            suites=("metaworld",)),
+    # Table 1's baselines (mtdiff.baselines; paper §5.1, App. B). The task-id-conditioned
+    # ones on Meta-World; Prompt-DT also on Maze2D (paper Figs. 4, 5: training and unseen
+    # maps against MTDiff-P).
+    *(Method(name, name, label, fields=fields, learner=f"mtdiff.baselines.{name}:{cls}",
+             policy=f"mtdiff.baselines.{name}:policy_from_checkpoint", suites=suites)
+      for name, label, fields, cls, suites in (
+          ("mtbc", "MTBC", "qlearning", "MTBCLearner", ("metaworld",)),
+          ("mtiql", "MTIQL", "qlearning", "MTIQLLearner", ("metaworld",)),
+          ("mtcql", "MTCQL", "qlearning", "MTCQLLearner", ("metaworld",)),
+          ("mtdt", "MTDT", "sequence", "MTDTLearner", ("metaworld",)),
+          ("promptdt", "PromptDT", "sequence", "PromptDTLearner", ("metaworld", "maze2d")))),
 )}
 
 
@@ -72,3 +91,12 @@ def method_of_kind(kind: str, backbone: str = "gpt2") -> Method:
                 backbone != "gpt2"):
             return m
     raise ConfigError(f"no method trains model kind {kind!r} with backbone {backbone!r}")
+
+
+def method_of_meta(meta: dict[str, Any]) -> Method:
+    """The method that wrote a checkpoint (its `meta`: the method's name, or for older
+    checkpoints the model kind and backbone)."""
+    if "method" in meta:
+        return get_method(meta["method"])
+    backbone = meta.get("config", {}).get("model", {}).get("backbone", "gpt2")
+    return method_of_kind(meta["kind"], backbone)

@@ -13,6 +13,7 @@ from mtdiff.config.base import ConfigError, config_hash, to_dict
 from mtdiff.config.overrides import apply_overrides, flatten, from_dict
 from mtdiff.config.presets import PRESETS, Preset, get_preset, local, paper, smoke
 from mtdiff.config.sections import (
+    BaselineConfig,
     CollectConfig,
     Config,
     DataConfig,
@@ -29,7 +30,8 @@ from mtdiff.config.sections import (
 )
 
 __all__ = [
-    "PRESETS", "CollectConfig", "Config", "ConfigError", "DataConfig", "DiffusionConfig",
+    "PRESETS", "BaselineConfig", "CollectConfig", "Config", "ConfigError", "DataConfig",
+    "DiffusionConfig",
     "EvalConfig", "ExperimentConfig", "Maze2DConfig", "MetaWorldConfig", "ModelConfig",
     "OfflineConfig", "Preset",
     "SACConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "config_hash", "flatten",

@@ -4,7 +4,7 @@ Every evaluated method (MTDiff-P and its variants, the baselines, a distilled pl
 is a `Policy`: it acts for N environments at once and keeps whatever context it needs
 (a state history, a return-to-go, a token context) between calls:
 
-    policy.begin(obs0, prompts=..., task_ids=...)    # (N, obs_dim) first observations
+    policy.begin(obs0, prompts=..., task_ids=..., env_tasks=...)  # (N, obs_dim) first obs.
     for t in ...:
         actions = policy.act(idx)                     # (n, act_dim) for envs idx
         ... step envs idx ...
@@ -13,6 +13,9 @@ is a `Policy`: it acts for N environments at once and keeps whatever context it 
 Conditioning: a policy declares ``conditioning = "prompt"`` (it takes (N, J, obs+act)
 prompt windows of the task, `sample_prompts` draws them from its prompt sets) or
 ``"task_id"`` (indices into its training tasks: the one-hot variants and MT-BC & co.).
+``env_tasks`` names each environment's task (the one its prompt or task id stands for):
+policies that need per-task constants at test time use it (the Decision Transformers:
+the task's return scale, as DT's per-environment target returns); others ignore it.
 
 `load_policy(checkpoint, ...)` builds the policy of whatever method trained the
 checkpoint (`mtdiff.methods`).
@@ -39,7 +42,7 @@ class Policy(Protocol):
     prompts: dict[str, np.ndarray]  # task -> (P, J, obs+act) raw prompt windows
 
     def begin(self, obs: np.ndarray, *, prompts: np.ndarray | None,
-              task_ids: np.ndarray | None) -> None: ...
+              task_ids: np.ndarray | None, env_tasks: list[str] | None = None) -> None: ...
 
     def act(self, idx: np.ndarray) -> np.ndarray: ...
 
@@ -96,7 +99,7 @@ class PlannerPolicy(PolicyBase):
         return self.planner.history
 
     def begin(self, obs: np.ndarray, *, prompts: np.ndarray | None,
-              task_ids: np.ndarray | None) -> None:
+              task_ids: np.ndarray | None, env_tasks: list[str] | None = None) -> None:
         """History before the first step repeats the initial state (training's padding)."""
         obs = np.asarray(obs, np.float32)
         self.hist = np.repeat(obs[:, None], self.history, axis=1)  # (N, L, obs_dim)
@@ -135,13 +138,10 @@ def load_policy(path: str | Path, *, device: str | torch.device = "cpu",
     `diffusion` and `target_return` are the planners' sampling settings (other methods
     take what applies to them: a return-conditioned one the target return).
     """
-    from mtdiff.methods import get_method, method_of_kind
+    from mtdiff.methods import method_of_meta
     from mtdiff.train.checkpoints import checkpoint_meta
 
-    meta = checkpoint_meta(path)
-    backbone = meta.get("config", {}).get("model", {}).get("backbone", "gpt2")
-    method = get_method(meta["method"]) if "method" in meta else \
-        method_of_kind(meta["kind"], backbone)
+    method = method_of_meta(checkpoint_meta(path))
     if method.role != "planner":
         raise ValueError(f"{path} holds a {method.label} checkpoint, which does not act in "
                          "an environment; give a planner's checkpoint (e.g. MTDiff-P)")

@@ -34,13 +34,15 @@ class RolloutResult:
 
 def rollout(policy: Policy, envs: list[gym.Env], *, max_steps: int,
             prompts: np.ndarray | None = None, task_ids: np.ndarray | None = None,
-            reset_options: list[dict] | None = None, seeds: list[int] | None = None,
+            env_tasks: list[str] | None = None, reset_options: list[dict] | None = None,
+            seeds: list[int] | None = None,
             stop_on_success: bool = False, keep_paths: bool = False,
             on_step: Callable[[int], None] | None = None) -> RolloutResult:
     """Run one episode in each of `envs` with `policy`, all acting together.
 
     prompts: (N, J, obs+act) raw prompt windows, one per environment (prompt-conditioned
-    policies); or task_ids (N,) for task-id-conditioned ones.
+    policies); or task_ids (N,) for task-id-conditioned ones; env_tasks: each environment's
+    task name (for policies with per-task constants, `mtdiff.eval.policy`).
     """
     import time
 
@@ -48,7 +50,7 @@ def rollout(policy: Policy, envs: list[gym.Env], *, max_steps: int,
     obs = np.stack([env.reset(seed=None if seeds is None else seeds[i],
                               options=None if reset_options is None else reset_options[i])[0]
                     for i, env in enumerate(envs)]).astype(np.float32)  # (N, obs_dim)
-    policy.begin(obs, prompts=prompts, task_ids=task_ids)
+    policy.begin(obs, prompts=prompts, task_ids=task_ids, env_tasks=env_tasks)
     active = np.ones(N, bool)
     res = RolloutResult(np.zeros(N, bool), np.zeros(N), np.zeros(N, int), np.full(N, -1))
     paths = [[o] for o in obs] if keep_paths else []

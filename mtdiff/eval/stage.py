@@ -78,10 +78,12 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
         eval_cfg: EvalConfig | None = None, diffusion: DiffusionConfig | None = None,
         tasks: list[str] | None = None, maps: list[str] | None = None,
         wrong_prompt: bool = True, track: bool = True) -> dict[str, Any]:
-    """Evaluate a planner checkpoint on a suite; returns (and writes) the results."""
+    """Evaluate a planner checkpoint (any planner method of `mtdiff.methods`) on a suite;
+    returns (and writes) the results. `diffusion` applies to the diffusion planners."""
     import ray
     from tqdm import tqdm
 
+    from mtdiff.methods import method_of_meta
     from mtdiff.runtime import init_ray
     from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
@@ -92,6 +94,10 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     dcfg = diffusion or cfg.diffusion
     if meta["suite"] != suite:
         raise ValueError(f"the checkpoint was trained on {meta['suite']!r}, not {suite!r}")
+    method = method_of_meta(meta)
+    if method.role != "planner":
+        raise ValueError(f"{ckpt} holds a {method.label} checkpoint, which does not act in an "
+                         "environment; give a planner's checkpoint (e.g. MTDiff-P, a baseline)")
     jobs = plan_jobs(suite, meta, cfg, ecfg, tasks=tasks, maps=maps, wrong_prompt=wrong_prompt)
     init_ray()
     remote = ray.remote(run_job).options(num_cpus=ecfg.num_cpus_per_actor,
@@ -108,8 +114,8 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     wall = time.time() - t0
     own = [r for r in results if r.get("prompt", "own") == "own"]
     summary: dict[str, Any] = {"suite": suite, "checkpoint": str(ckpt), "wall_seconds": wall,
-                               "diffusion": to_dict(dcfg), "eval": to_dict(ecfg),
-                               "all": summarize(own)}
+                               "method": method.name, "diffusion": to_dict(dcfg),
+                               "eval": to_dict(ecfg), "all": summarize(own)}
     for group in ("train", "unseen", "heldout"):
         sel = [r for r in own if r.get("group") == group]
         if sel:
@@ -158,11 +164,15 @@ def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path], out: Path,
     """Into the job's run (or a run of its own): settings, headline and per-task success,
     the per-task table and the plots."""
     from mtdiff import tracking
+    from mtdiff.methods import get_method
 
     # The settings used (they override the checkpoint's config when given on the command
-    # line); inside a job its run already holds them.
-    settings = {**{f"diffusion.{k}": v for k, v in summary["diffusion"].items()},
+    # line); inside a job its run already holds them. The sampler's only for diffusion.
+
+    settings = {"method": summary["method"],
                 **{f"eval.{k}": v for k, v in summary["eval"].items()}}
+    if get_method(summary["method"]).diffusion:
+        settings.update({f"diffusion.{k}": v for k, v in summary["diffusion"].items()})
     with tracking.stage_run(cfg, "evaluate", name=f"evaluate-{summary['suite']}-{run}",
                             output=out, params=settings, suite=summary["suite"]):
         metrics = {"success_mean": summary["all"]["success_mean"],

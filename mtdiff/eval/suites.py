@@ -90,7 +90,8 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
         prompts = policy.sample_prompts(src, job.episodes, rng)
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=job.episodes)]
     res = rollout(policy, envs, max_steps=job.max_steps, prompts=prompts, task_ids=task_ids,
-                  seeds=seeds, stop_on_success=job.stop_on_success, keep_paths=job.keep_paths)
+                  env_tasks=[src] * job.episodes, seeds=seeds, stop_on_success=job.stop_on_success,
+                  keep_paths=job.keep_paths)
     for e in envs:
         e.close()
     return {

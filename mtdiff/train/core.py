@@ -64,12 +64,14 @@ def build_setup(cfg: Config, data_dir: str | Path, *, seed: int = 0,
 
     method = method_of_kind(cfg.model.kind, cfg.model.backbone)
     fields = method.fields
+    # Window length: H for the planners; the Decision Transformers' context K.
+    horizon = cfg.baselines.dt_context if fields == "sequence" else cfg.data.horizon
     sampler = WindowSampler(
-        ds, prompts, normalizer, horizon=cfg.data.horizon, history=history,
+        ds, prompts, normalizer, horizon=horizon, history=history,
         prompt_len=cfg.data.prompt_len, batch_per_task=batch_per_task or cfg.data.batch_per_task,
         return_scale=cfg.data.return_scale, return_discount=cfg.data.return_discount,
         fields=fields, seed=seed)
-    build = {"obs_dim": ds.obs_dim, "act_dim": ds.act_dim, "horizon": cfg.data.horizon,
+    build = {"obs_dim": ds.obs_dim, "act_dim": ds.act_dim, "horizon": horizon,
              "history": history, "prompt_len": cfg.data.prompt_len,
              "num_tasks": len(ds.task_names)}
     model = build_model(cfg.model, **build) if cfg.model.kind in DIFFUSION_KINDS else None
