@@ -37,14 +37,18 @@ def test_jobs_are_unique_ordered_and_depend_on_earlier_jobs(preset):
 
 
 def test_paper_grid_has_every_cell():
+    from mtdiff.methods import METHODS
+
     jobs = _jobs("paper")
     kinds = [j.kind for j in jobs]
-    cfg = get_preset("paper")
-    exp = cfg.experiment
-    mw_planners = [m for m in exp.methods if m != "mtdiff-s"]
-    # Meta-World planners x views x seeds, Maze2D MTDiff-P x seeds
-    evals = len(mw_planners) * len(exp.views) * len(exp.seeds) + len(exp.seeds)
-    assert kinds.count("evaluate") == evals
+    exp = get_preset("paper").experiment
+    planners = [m for m in exp.methods if METHODS[m].role == "planner"]
+    assert len(planners) == 8  # Table 1's seven + the U-Net ablation (Table 3)
+    maze = [m for m in planners if "maze2d" in METHODS[m].suites]
+    assert sorted(maze) == ["mtdiff-p", "promptdt"]
+    # Meta-World planners x views x seeds, Maze2D's x seeds
+    evals = len(planners) * len(exp.views) * len(exp.seeds) + len(maze) * len(exp.seeds)
+    assert kinds.count("evaluate") == evals == 54
     trains = evals + 3 + 3 * 3 + 4 * 3  # + MTDiff-S, MTDiff-S-single (3 tasks), Fig. 7
     assert kinds.count("train") == trains
     # Table 2: 6 tasks x 4 columns x 3 seeds; Fig. 6: the single column of its 3 tasks
@@ -67,6 +71,17 @@ def test_a_job_config_carries_its_own_method_view_and_seed():
     assert e.cfg.model.kind == "mtdiff-p-onehot" and e.cfg.train.seed == 1
     assert len({jobs[n].params["out"] for n in jobs if n.startswith("train/")}) == sum(
         n.startswith("train/") for n in jobs)  # one folder per training cell
+
+
+def test_one_setting_expands_the_local_grid_to_every_method_and_view():
+    from mtdiff.methods import METHODS
+
+    full = {j.name for j in _jobs("local", "experiment.grid=full")}
+    for m, spec in METHODS.items():
+        if spec.role == "planner":
+            for v in ("near-optimal", "sub-optimal"):
+                assert f"evaluate/metaworld/{m}/{v}/s0" in full
+    assert "evaluate/maze2d/promptdt/s0" in full
 
 
 def test_adding_a_seed_or_method_keeps_every_existing_job_done():

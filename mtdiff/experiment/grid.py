@@ -88,7 +88,7 @@ def _views(cfg: Config, suite: str, method: Method) -> list[str | None]:
         return [None]  # one dataset, no views
     if method.role == "synthesizer":
         return [cfg.data.view]  # Table 2 augments this view's data
-    return list(cfg.experiment.views)
+    return cfg.experiment.view_names()
 
 
 def _seeds(cfg: Config, method: Method) -> list[int]:
@@ -106,7 +106,7 @@ def build_jobs(cfg: Config, out: str, cluster: ClusterInfo) -> list[Job]:
 
     lay = Layout.at(out)
     exp = cfg.experiment
-    methods = [get_method(m) for m in exp.methods]
+    methods = [get_method(m) for m in exp.method_names()]
     jobs: list[Job] = []
     for suite in exp.suites:
         jobs.append(collect_job(cfg, lay, suite))
@@ -124,7 +124,7 @@ def build_jobs(cfg: Config, out: str, cluster: ClusterInfo) -> list[Job]:
                     jobs.append(t)
                     if m.role == "planner":
                         jobs.append(evaluate_job(mcfg, lay, t, cluster))
-    if "metaworld" in exp.suites and "mtdiff-s" in exp.methods:
+    if "metaworld" in exp.suites and "mtdiff-s" in exp.method_names():
         jobs += offline_jobs(cfg, lay, cluster)
     jobs.append(Job("report", "report", cfg, {}, deps=[j.name for j in jobs],
                     resources={"CPU": 1.0}, always=True, sections=("experiment",),
