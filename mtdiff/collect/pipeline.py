@@ -85,7 +85,12 @@ def _plan(cfg: Config, suite: str) -> SuitePlan:
         from mtdiff.collect.metaworld import plan_metaworld
 
         return plan_metaworld(cfg)
-    raise DatasetError(f"unknown suite {suite!r}; use 'maze2d' or 'metaworld'")
+    if suite in ("cheetah-vel", "ant-dir"):
+        from mtdiff.collect.mujoco import plan_mujoco
+
+        return plan_mujoco(cfg, suite)
+    raise DatasetError(f"unknown suite {suite!r}; use 'maze2d', 'metaworld', 'cheetah-vel' "
+                       "or 'ant-dir'")
 
 
 def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> Path:
@@ -148,7 +153,7 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
     write_prompts(root, prompts, plan.obs_dim, plan.act_dim)
     manifest = finalize_dataset(
         root, suite=suite, source=plan.source, tasks=[j.task for j in data_jobs],
-        config=to_dict({"collect": cfg.collect, suite: getattr(cfg, suite)}),
+        config=to_dict({"collect": cfg.collect, suite: cfg.suite_section(suite)}),
         config_hash=chash, extra={"details": plan.details, "prompt_tasks": sorted(prompts),
                                   "collect_seconds": round(elapsed, 2)},
     )

@@ -15,6 +15,7 @@ from mtdiff.config.sections import (
     Maze2DConfig,
     MetaWorldConfig,
     ModelConfig,
+    MujocoSuiteConfig,
     OfflineConfig,
     SACConfig,
     TrainConfig,
@@ -22,6 +23,11 @@ from mtdiff.config.sections import (
 
 Preset = Literal["smoke", "local", "paper"]
 PRESETS: tuple[str, ...] = ("smoke", "local", "paper")
+
+# `local`'s Cheetah-vel / Ant-dir training tasks: two per suite, among the held-out tasks'
+# goals. Cheetah-vel: 0.83 and 1.65 m/s (held out: 0.23, 0.6, 1.2, 1.8, 2.03 m/s).
+# Ant-dir: 316 and 67 degrees (held out: 8, 70, 77, 277, 293 degrees; mujoco_tasks.json).
+LOCAL_TASKS = {"cheetah-vel": "cheetah-vel-10,cheetah-vel-21", "ant-dir": "ant-dir-0,ant-dir-1"}
 
 
 def paper() -> Config:
@@ -42,6 +48,17 @@ def local() -> Config:
         # Scripted experts: SAC for 10 tasks x 50k steps would take ~40 min of 2 cores alone.
         metaworld=MetaWorldConfig(tasks="MT10", source="scripted", transitions_per_task=50_000),
         sac=SACConfig(learning_starts=5_000, eval_every=5_000, eval_episodes=5),
+        # Cheetah-vel / Ant-dir (Table 5): SAC is the only source, at ~116 env steps/s per
+        # core with learning. Two training tasks x 30k steps and the 5 held-out tasks x
+        # 10k steps (prompts) = 110k steps per suite, ~16 min of one core, ~8-10 min on 2.
+        # The data: 50 sampled episodes of each final policy (10k rows per task).
+        cheetah_vel=MujocoSuiteConfig(tasks=LOCAL_TASKS["cheetah-vel"],
+                                      heldout_tasks="cheetah-vel:heldout",
+                                      transitions_per_task=30_000, heldout_transitions=10_000,
+                                      expert_episodes=50),
+        ant_dir=MujocoSuiteConfig(tasks=LOCAL_TASKS["ant-dir"], heldout_tasks="ant-dir:heldout",
+                                  transitions_per_task=30_000, heldout_transitions=10_000,
+                                  expert_episodes=50),
         # Sized for CPU: a step of this model at batch 64-80 costs ~0.3 s on one core, so
         # 2,000 steps is ~10 min per model. H=16 (the planner replans every step anyway).
         # fp32: bf16 autocast measured slower than fp32 for a model this small on CPU.
@@ -78,6 +95,15 @@ def smoke() -> Config:
         # SAC plumbing only (CI): small nets so 2 x 2,000 steps take seconds.
         sac=SACConfig(hidden=64, batch_size=64, learning_starts=200, eval_every=1_000,
                       eval_episodes=2),
+        # Two training tasks (1,000 SAC steps: one evaluation point each), one held-out task;
+        # 50-step episodes.
+        cheetah_vel=MujocoSuiteConfig(tasks="cheetah-vel-0,cheetah-vel-1",
+                                      heldout_tasks="cheetah-vel-2", episode_steps=50,
+                                      transitions_per_task=1_000, heldout_transitions=300,
+                                      expert_episodes=4),
+        ant_dir=MujocoSuiteConfig(tasks="ant-dir-0,ant-dir-1", heldout_tasks="ant-dir-6",
+                                  episode_steps=50, transitions_per_task=1_000,
+                                  heldout_transitions=300, expert_episodes=4),
         data=DataConfig(horizon=8, prompt_len=5, batch_per_task=4),
         model=ModelConfig(d_model=32, n_layer=2, n_head=2),
         diffusion=DiffusionConfig(num_steps=20, sample_steps=5, sampler="ddim"),
