@@ -39,7 +39,6 @@ this module is cheap: MuJoCo loads when the first environment is made.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 from dataclasses import dataclass
@@ -134,26 +133,16 @@ def resolve_tasks(spec: str, *, suite: str | None = None) -> list[str]:
     mix. Order is kept, duplicates dropped. With `suite`, every task must belong to it.
     An unknown name raises `ValueError` naming it, with close matches and the set names.
     """
+    from mtdiff.envs.task_specs import resolve_spec
+
     sets = _sets()
-    names_all = [t for s in SUITES for t in get_suite(s).tasks]
-    items = [item.strip() for item in spec.split(",") if item.strip()]
-    if not items:
-        raise ValueError(f"empty task spec {spec!r}; give a task set ({', '.join(sets)}) or "
-                         "comma-separated task names such as 'cheetah-vel-0,cheetah-vel-1'")
-    out: list[str] = []
-    for item in items:
-        if item.lower() in sets:
-            names = sets[item.lower()]
-        elif item in names_all:
-            names = (item,)
-        else:
-            close = difflib.get_close_matches(item, [*sets, *names_all], n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
-            raise ValueError(
-                f"unknown MuJoCo task or task set {item!r}; {hint}task sets: "
-                f"{', '.join(sets)}; task names are '<suite>-<index>' such as 'cheetah-vel-7' "
-                "(cheetah-vel-0..39, ant-dir-0..49)")
-        out.extend(n for n in names if n not in out)
+    out = resolve_spec(
+        spec, sets, [t for s in SUITES for t in get_suite(s).tasks], what="MuJoCo task",
+        set_list=", ".join(sets),
+        names_hint="task names are '<suite>-<index>' such as 'cheetah-vel-7' "
+                   "(cheetah-vel-0..39, ant-dir-0..49)",
+        empty_hint=f"give a task set ({', '.join(sets)}) or comma-separated task names such "
+                   "as 'cheetah-vel-0,cheetah-vel-1'")
     if suite is not None:
         other = [t for t in out if t not in get_suite(suite).tasks]
         if other:
