@@ -25,7 +25,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from mtdiff.collect.pipeline import SuitePlan, TaskJob, prompt_windows, task_see
 from mtdiff.collect.sac_env import SACEnv
 from mtdiff.config import Config, to_dict
 from mtdiff.data.writer import TaskWriter
+
+if TYPE_CHECKING:
+    from mtdiff.collect.sac import SACAgent
 
 SAC_DIR = "sac"  # <out>/sac/: the SAC runs whose buffer is not the dataset
 _EXPERT, _PROMPT = 2, 3  # seed purposes (derive_seed(task seed, purpose, episode))
@@ -107,7 +110,7 @@ def _task_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
     return prompt_windows(demos, cfg, job.seed)
 
 
-def final_agent(task: str, cfg: Config, at: Path, seed: int, env: SACEnv):  # noqa: ANN201
+def final_agent(task: str, cfg: Config, at: Path, seed: int, env: SACEnv) -> SACAgent:
     """The agent of a finished SAC run (its last committed checkpoint, weights only)."""
     import torch
 
@@ -123,7 +126,7 @@ def final_agent(task: str, cfg: Config, at: Path, seed: int, env: SACEnv):  # no
     return agent
 
 
-def policy_episode(agent, env: SACEnv, task: str, seed: int, *,  # noqa: ANN001
+def policy_episode(agent: SACAgent, env: SACEnv, task: str, seed: int, *,
                    deterministic: bool) -> dict[str, np.ndarray]:
     """One episode of the agent's policy (tanh(mean) or sampled), seeded by `seed`."""
     e = env.make(task, seed)
@@ -142,7 +145,8 @@ def policy_episode(agent, env: SACEnv, task: str, seed: int, *,  # noqa: ANN001
     return rec.episode()
 
 
-def _write_expert_data(job: TaskJob, cfg: Config, root: str, agent, env: SACEnv) -> None:  # noqa: ANN001
+def _write_expert_data(job: TaskJob, cfg: Config, root: str, agent: SACAgent,
+                       env: SACEnv) -> None:
     """`expert_episodes` sampled episodes of the final policy as the task's data
     (resumes after the last committed shard)."""
     sc = cfg.suite_section(job.payload.suite)
