@@ -242,18 +242,28 @@ def _cli(script: str, *args: str, cwd: Path, env: dict[str, str], timeout: float
                           env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
 
 
+class Collected:
+    """Suites collected with the smoke preset through the CLI, each once per module (on
+    first use), tracked in one MLflow store: ``root``, ``env`` (for the CLI), ``out(suite)``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+        self._done: dict[str, Path] = {}
+
+    def out(self, suite: str) -> Path:
+        if suite not in self._done:
+            r = _cli("collect.py", "--suite", suite, "--preset", "smoke", "--out",
+                     str(self.root / suite), "--track", "--no-progress", cwd=self.root,
+                     env=self.env)
+            assert r.returncode == 0, r.stderr[-3000:]
+            self._done[suite] = self.root / suite
+        return self._done[suite]
+
+
 @pytest.fixture(scope="module")
-def collected(tmp_path_factory):
-    """Both suites collected with the smoke preset through the CLI, tracked in one store."""
-    root = tmp_path_factory.mktemp("suites")
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    out = {}
-    for suite in ("cheetah-vel", "ant-dir"):
-        r = _cli("collect.py", "--suite", suite, "--preset", "smoke", "--out",
-                 str(root / suite), "--track", "--no-progress", cwd=root, env=env)
-        assert r.returncode == 0, r.stderr[-3000:]
-        out[suite] = root / suite
-    return root, env, out
+def collected(tmp_path_factory) -> Collected:
+    return Collected(tmp_path_factory.mktemp("suites"))
 
 
 @pytest.mark.integration
@@ -263,21 +273,20 @@ def test_smoke_collection_of_both_suites(collected):
     from mtdiff.data.prompts import load_prompts
     from mtdiff.data.reader import read_manifest, validate_dataset
 
-    root, env, out = collected
     cfg = get_preset("smoke")
     for suite, dims in (("cheetah-vel", (20, 6)), ("ant-dir", (27, 8))):
-        sc = cfg.suite_section(suite)
-        man = read_manifest(out[suite])
+        sc, out = cfg.suite_section(suite), collected.out(suite)
+        man = read_manifest(out)
         assert man["config_hash"] == cfg.collection_hash(suite)
         assert list(man["tasks"]) == resolve_tasks(sc.tasks)
-        assert validate_dataset(out[suite]) == []
+        assert validate_dataset(out) == []
         held = resolve_tasks(sc.heldout_tasks)
-        assert set(load_prompts(out[suite])) == {*man["tasks"], *held}
+        assert set(load_prompts(out)) == {*man["tasks"], *held}
         for entry in man["tasks"].values():  # expert data: episodes of the final policy
             assert (entry["obs_dim"], entry["act_dim"]) == dims
             assert entry["episodes"] == sc.expert_episodes
     # SAC's evaluation curve per task (training and held-out) in MLflow, return only.
-    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    client = mlflow.MlflowClient(collected.env["MLFLOW_TRACKING_URI"])
     exp = client.get_experiment_by_name("mtdiff")
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
     for task in ("cheetah-vel-0", "cheetah-vel-1", "ant-dir-0", "ant-dir-1"):
@@ -287,9 +296,9 @@ def test_smoke_collection_of_both_suites(collected):
     assert runs["sac-ant-dir-6"].data.tags["role"] == "heldout"
 
 
-def _train_and_evaluate(collected, suite: str) -> dict:
-    root, env, out = collected
-    r = _cli("train.py", "--model", "mtdiff-p", "--data", str(out[suite]), "--preset", "smoke",
+def _train_and_evaluate(collected: Collected, suite: str) -> dict:
+    root, env, data = collected.root, collected.env, collected.out(suite)
+    r = _cli("train.py", "--model", "mtdiff-p", "--data", str(data), "--preset", "smoke",
              "--set", "train.steps=4", "--set", "train.checkpoint_every=4",
              "--out", str(root / f"train-{suite}"), "--no-mlflow", cwd=root, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -333,8 +342,7 @@ def test_ant_dir_trains_and_evaluates_through_the_cli(collected):
 def test_dataset_rows_carry_no_success(collected):
     from mtdiff.data.reader import load_dataset
 
-    _, _, out = collected
-    ds = load_dataset(out["ant-dir"])
+    ds = load_dataset(collected.out("ant-dir"))
     for t in ds.tasks.values():
         assert not t.success.any() and np.abs(t.actions).max() <= 1.0
         # Ant episodes end at the time limit or when it falls: one end each.
