@@ -235,8 +235,7 @@ class EvalConfig(_Validated):
     episodes: int = 50  # per task (Meta-World) or map (Maze2D), per seed
     seeds: tuple[int, ...] = (0, 1, 2)
     target_return: float = 1.0  # R_max in the normalised return scale
-    # None: the suite's (500 Meta-World, maze2d.eval_episode_steps, <suite>.episode_steps)
-    max_steps: int | None = None
+    max_steps: int | None = None  # None: the suite's (500 Meta-World, maze2d.eval_episode_steps)
     num_cpus_per_actor: float = 1.0
     num_gpus_per_actor: float = 0.0
     # Meta-World: end an episode at its first success. The success rate (Tables 1, 6) is
