@@ -10,7 +10,8 @@ backend (`mtdiff.collect.sac.collect_task_lean`, resumable like Meta-World's). T
   ``"buffer"``: the SAC run's whole replay buffer, written straight to
   ``<out>/data/<task>/`` (App. G's Meta-World recipe);
 - a held-out task's SAC run (``heldout_transitions`` steps, in ``<out>/sac/``) only serves
-  its prompts;
+  its prompts; it starts from scratch, or (``heldout_init="nearest"``) from the final
+  agent of the training task with the closest goal, which it then waits for;
 - every task's prompts are cut from `collect.prompt_episodes` episodes of its final policy
   acting deterministically, i.e. the end of its SAC run (not the best evaluation round).
 
@@ -44,10 +45,27 @@ _EXPERT, _PROMPT = 2, 3  # seed purposes (derive_seed(task seed, purpose, episod
 
 @dataclass(frozen=True)
 class MujocoJob:
-    """A task job's payload: its suite and whether it is a training or held-out task."""
+    """A task job's payload: its suite, whether it is a training or held-out task, and the
+    training task whose final agent a held-out run starts from (None: from scratch)."""
 
     suite: str
     role: Literal["train", "heldout"]
+    init_from: str | None = None
+
+
+def nearest_task(task: str, candidates: list[str]) -> str:
+    """The candidate whose goal is closest to `task`'s: |v - v'| for velocities, the angle
+    between directions (wrapping at 2 pi) for Ant-dir; ties go to the first listed."""
+    from mtdiff.envs.mujoco_tasks import get_suite, suite_of
+
+    spec = get_suite(suite_of(task))
+    g = spec.goals[spec.index(task)]
+
+    def dist(other: str) -> float:
+        d = abs(spec.goals[spec.index(other)] - g)
+        return min(d, 2 * np.pi - d) if spec.goal == "direction" else d
+
+    return min(candidates, key=dist)
 
 
 def sac_env_for(cfg: Config, suite: str, role: str) -> SACEnv:
@@ -83,9 +101,13 @@ def plan_mujoco(cfg: Config, suite: str) -> SuitePlan:
         sc.expert_episodes * sc.episode_steps
     jobs = [TaskJob(t, _task_job, MujocoJob(suite, "train"), rows,
                     task_seed(cfg.collect.seed, t)) for t in tasks]
-    jobs += [TaskJob(t, _task_job, MujocoJob(suite, "heldout"), 0,
-                     task_seed(cfg.collect.seed, t)) for t in heldout]
+    for t in heldout:
+        src = nearest_task(t, tasks) if sc.heldout_init == "nearest" else None
+        jobs.append(TaskJob(t, _task_job, MujocoJob(suite, "heldout", src), 0,
+                            task_seed(cfg.collect.seed, t), after=(src,) if src else ()))
     details = {"tasks": tasks, "heldout_prompt_tasks": heldout, "dataset": sc.dataset,
+               "heldout_init": {j.task: j.payload.init_from for j in jobs
+                                if j.payload.role == "heldout"},
                "goal": spec.goal, "goals": {t: spec.goals[spec.index(t)] for t in
                                             [*tasks, *heldout]},
                "success_defined": False, "sac_dir": SAC_DIR, "sac": to_dict(cfg.sac)}
@@ -101,7 +123,13 @@ def _task_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
     p: MujocoJob = job.payload
     env = sac_env_for(cfg, p.suite, p.role)
     at = sac_root(root, cfg, p.suite, p.role)
-    collect_task_lean(job.task, cfg, str(at), job.seed, env)
+    init = None
+    if p.init_from is not None:  # the training task's run is complete (`TaskJob.after`)
+        init = final_agent(p.init_from, cfg, sac_root(root, cfg, p.suite, "train"),
+                           task_seed(cfg.collect.seed, p.init_from),
+                           sac_env_for(cfg, p.suite, "train")).state_dict()
+    collect_task_lean(job.task, cfg, str(at), job.seed, env, init_state=init,
+                      learning_starts=0 if init is not None else None)
     agent = final_agent(job.task, cfg, at, job.seed, env)
     if p.role == "train" and cfg.suite_section(p.suite).dataset == "expert":
         _write_expert_data(job, cfg, root, agent, env)

@@ -43,6 +43,9 @@ class TaskJob:
     payload: Any  # what fn needs (a map, a task name, ...)
     rows: int  # transitions this job writes (0: prompts only)
     seed: int
+    # Tasks whose jobs must finish first (listed earlier in the plan): Ray starts this job
+    # only then, holding no CPU while it waits.
+    after: tuple[str, ...] = ()
 
 
 @dataclass
@@ -118,11 +121,13 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
     plan = _plan(cfg, suite)
     init_ray()
     remote = ray.remote(_run_job)
-    refs = {}
+    refs, by_task = {}, {}
     for job in plan.jobs:
-        refs[remote.options(num_cpus=cfg.collect.num_cpus_per_task,
-                            num_gpus=cfg.collect.num_gpus_per_task if job.rows else 0,
-                            name=f"collect:{suite}:{job.task}").remote(job, cfg, str(root))] = job
+        deps = [by_task[t] for t in job.after]  # resolved by Ray before the job starts
+        ref = remote.options(num_cpus=cfg.collect.num_cpus_per_task,
+                             num_gpus=cfg.collect.num_gpus_per_task if job.rows else 0,
+                             name=f"collect:{suite}:{job.task}").remote(job, cfg, str(root), *deps)
+        refs[ref], by_task[job.task] = job, ref
     total = sum(j.rows for j in plan.jobs)
     data_jobs = [j for j in plan.jobs if j.rows]
     prompts: dict[str, np.ndarray] = {}
@@ -162,7 +167,7 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
     return root
 
 
-def _run_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
+def _run_job(job: TaskJob, cfg: Config, root: str, *_after: Any) -> np.ndarray:
     from mtdiff.runtime import set_torch_threads
 
     set_torch_threads(1)

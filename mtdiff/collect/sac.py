@@ -300,10 +300,14 @@ def make_agent(cfg: Config, obs_dim: int, act_dim: int, seed: int) -> SACAgent:
 
 
 def collect_task_lean(task: str, cfg: Config, root: str, seed: int,
-                      env_spec: SACEnv | None = None) -> None:
+                      env_spec: SACEnv | None = None, *,
+                      init_state: dict[str, Any] | None = None,
+                      learning_starts: int | None = None) -> None:
     """Train this module's SAC on `task` from scratch, streaming every transition
     into the task's shards; resumes from the last committed checkpoint. `env_spec`: the
-    suite (default Meta-World's)."""
+    suite (default Meta-World's). `init_state`: an agent's `state_dict()` to start a fresh
+    run from (fine-tuning; its random generator is reseeded with `seed`);
+    `learning_starts`: overrides `sac.learning_starts` (uniform random actions before)."""
     import time
 
     from mtdiff.collect.metaworld import EpisodeRecorder, SACTaskRun, evaluate
@@ -313,8 +317,12 @@ def collect_task_lean(task: str, cfg: Config, root: str, seed: int,
         return
     spec = run.env
     sc, T, obs_dim, act_dim = cfg.sac, spec.episode_steps, spec.obs_dim, spec.act_dim
+    starts = sc.learning_starts if learning_starts is None else learning_starts
     agent = make_agent(cfg, obs_dim, act_dim, seed)
     buffer = ReplayBuffer(run.total, obs_dim, act_dim, sc.batch_size, agent.device)
+    if run.ckpt_dir is None and init_state is not None:
+        agent.load_state_dict(init_state)
+        agent.gen.manual_seed(seed)  # this run's own random stream
     if run.ckpt_dir is not None:
         agent.load_state_dict(torch.load(run.ckpt_dir / "agent.pt", weights_only=True,
                                          map_location=agent.device))
@@ -333,12 +341,12 @@ def collect_task_lean(task: str, cfg: Config, root: str, seed: int,
         obs, _ = env.reset(seed=run.episode_seed())
         for t in range(n):
             step = run.steps + t  # env steps taken before this one
-            action = agent.random_action() if step < sc.learning_starts else agent.act(obs)
+            action = agent.random_action() if step < starts else agent.act(obs)
             next_obs, reward, term, trunc, info = env.step(action)
             rec.add(obs, action, float(reward), term, trunc or t == n - 1,
                     bool(info.get("success", False)))
             buffer.add(obs, action, float(reward), next_obs, term)
-            if step + 1 >= sc.learning_starts and buffer.size >= sc.batch_size:
+            if step + 1 >= starts and buffer.size >= sc.batch_size:
                 for _ in range(sc.updates_per_step):
                     losses = agent.update(buffer)
             obs = next_obs

@@ -46,6 +46,13 @@ class MujocoSuiteConfig(_Validated):
     # Prompt-DT's paper does not state it).
     transitions_per_task: int = 1_000_000
     heldout_transitions: int = 1_000_000  # SAC env steps per held-out task (prompts only)
+    # How a held-out task's SAC run starts. "scratch" (default; Prompt-DT trained an expert
+    # per task): a fresh agent. "nearest": the final agent of the training task with the
+    # closest goal (velocity, or angle), fine-tuned on the held-out task without random
+    # warm-up; it waits for that task's run. `local` uses it: 10k steps from scratch do
+    # not learn (measured: the prompts' mean velocity stayed ~0 m/s on all 5 held-out
+    # Cheetah-vel tasks), so the held-out prompts showed no task at all.
+    heldout_init: Literal["scratch", "nearest"] = "scratch"
     dataset: Literal["buffer", "expert"] = "expert"
     # Episodes of the final policy per training task in "expert" mode. Paper preset: 500
     # (100k transitions); Prompt-DT ships per-task "expert" pickles whose size its paper
@@ -59,6 +66,8 @@ class MujocoSuiteConfig(_Validated):
                "needs at least one training task, e.g. 'cheetah-vel:train'")
         _check(self.dataset in ("buffer", "expert"), "MujocoSuiteConfig.dataset",
                f"{self.dataset!r} is not one of 'buffer', 'expert'")
+        _check(self.heldout_init in ("scratch", "nearest"), "MujocoSuiteConfig.heldout_init",
+               f"{self.heldout_init!r} is not one of 'scratch', 'nearest'")
 
 
 def cheetah_vel_default() -> MujocoSuiteConfig:
