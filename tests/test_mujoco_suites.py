@@ -216,6 +216,52 @@ def test_buffer_mode_writes_the_whole_sac_run_and_prompts_from_its_policy(tmp_pa
     np.testing.assert_array_equal(_task_job(job, cfg, str(tmp_path)), prompts)
 
 
+def test_heldout_run_fine_tunes_the_nearest_training_agent(tmp_path):
+    import torch
+
+    from mtdiff.collect.mujoco import (
+        SAC_DIR,
+        _task_job,
+        final_agent,
+        nearest_task,
+        plan_mujoco,
+        sac_env_for,
+    )
+    from mtdiff.collect.sac import make_agent
+
+    assert nearest_task("cheetah-vel-15", ["cheetah-vel-10", "cheetah-vel-21"]) == \
+        "cheetah-vel-10"  # 1.2 m/s: 0.375 from 0.825, 0.45 from 1.65
+    # Ant-dir-17 (8 deg): 52 deg from ant-dir-0 (316 deg, across 0) and 59 from ant-dir-1.
+    assert nearest_task("ant-dir-17", ["ant-dir-1", "ant-dir-0"]) == "ant-dir-0"
+    cfg = apply_overrides(get_preset("smoke"), [
+        "cheetah_vel.dataset=buffer", "cheetah_vel.tasks=cheetah-vel-3,cheetah-vel-30",
+        "cheetah_vel.heldout_tasks=cheetah-vel-2", "cheetah_vel.transitions_per_task=300",
+        "cheetah_vel.heldout_transitions=100", "sac.learning_starts=150", "sac.batch_size=32"])
+    plan = plan_mujoco(cfg, "cheetah-vel")
+    held = plan.jobs[-1]
+    assert (held.task, held.after, held.payload.init_from) == (
+        "cheetah-vel-2", ("cheetah-vel-3",), "cheetah-vel-3")
+    assert plan.details["heldout_init"] == {"cheetah-vel-2": "cheetah-vel-3"}
+    train = plan.jobs[0]
+    _task_job(train, cfg, str(tmp_path))  # the one it depends on (Ray orders them)
+    _task_job(held, cfg, str(tmp_path))
+    src = final_agent(train.task, cfg, tmp_path, train.seed, sac_env_for(cfg, "cheetah-vel",
+                                                                          "train"))
+    tuned = final_agent(held.task, cfg, tmp_path / SAC_DIR, held.seed,
+                        sac_env_for(cfg, "cheetah-vel", "heldout"))
+    scratch = make_agent(cfg, 20, 6, held.seed)
+    obs = torch.randn(256, 20, generator=torch.Generator().manual_seed(0))
+
+    def gap(a, b) -> float:
+        with torch.no_grad():
+            return float((a.actor.dist(obs)[0] - b.actor.dist(obs)[0]).abs().mean())
+
+    # 100 steps, updates from step 32 (no random warm-up): a few small steps from the source.
+    assert 0 < gap(tuned, src) < gap(scratch, src) / 5
+    scratch_cfg = apply_overrides(cfg, ["cheetah_vel.heldout_init=scratch"])
+    assert plan_mujoco(scratch_cfg, "cheetah-vel").jobs[-1].after == ()
+
+
 def test_summary_leaves_success_undefined_and_averages_returns():
     from mtdiff.eval.suites import summarize
 
@@ -294,6 +340,9 @@ def test_smoke_collection_of_both_suites(collected):
         assert [m.step for m in hist] == [1000], task  # eval_every 1000 of 1000 steps
         assert "success" not in " ".join(runs[f"sac-{task}"].data.metrics)
     assert runs["sac-ant-dir-6"].data.tags["role"] == "heldout"
+    # Held-out runs fine-tune the nearest training task's agent (smoke, as local).
+    assert read_manifest(collected.out("ant-dir"))["details"]["heldout_init"] == {
+        "ant-dir-6": "ant-dir-1"}  # 70 deg: 3 from ant-dir-1 (67), 114 from ant-dir-0 (316)
 
 
 def _train_and_evaluate(collected: Collected, suite: str) -> dict:

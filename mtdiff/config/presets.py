@@ -97,15 +97,16 @@ def smoke() -> Config:
         # SAC plumbing only (CI): small nets so 2 x 2,000 steps take seconds.
         sac=SACConfig(hidden=64, batch_size=64, learning_starts=200, eval_every=1_000,
                       eval_episodes=2),
-        # Two training tasks (1,000 SAC steps: one evaluation point each), one held-out task;
-        # 50-step episodes.
+        # Two training tasks (1,000 SAC steps: one evaluation point each), one held-out task
+        # started from its nearest training task's agent (as `local`); 50-step episodes.
         cheetah_vel=MujocoSuiteConfig(tasks="cheetah-vel-0,cheetah-vel-1",
                                       heldout_tasks="cheetah-vel-2", episode_steps=50,
                                       transitions_per_task=1_000, heldout_transitions=300,
-                                      expert_episodes=4),
+                                      heldout_init="nearest", expert_episodes=4),
         ant_dir=MujocoSuiteConfig(tasks="ant-dir-0,ant-dir-1", heldout_tasks="ant-dir-6",
                                   episode_steps=50, transitions_per_task=1_000,
-                                  heldout_transitions=300, expert_episodes=4),
+                                  heldout_transitions=300, heldout_init="nearest",
+                                  expert_episodes=4),
         data=DataConfig(horizon=8, prompt_len=5, batch_per_task=4),
         model=ModelConfig(d_model=32, n_layer=2, n_head=2),
         diffusion=DiffusionConfig(num_steps=20, sample_steps=5, sampler="ddim"),
