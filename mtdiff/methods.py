@@ -52,7 +52,9 @@ class Method:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("mtdiff-p", "mtdiff-p", "MTDiff-P"),
+    # MTDiff-P and Prompt-DT are the two methods of Table 5 (Cheetah-vel, Ant-dir).
+    Method("mtdiff-p", "mtdiff-p", "MTDiff-P",
+           suites=("metaworld", "maze2d", "cheetah-vel", "ant-dir")),
     Method("mtdiff-p-onehot", "mtdiff-p-onehot", "MTDiff-P-onehot", suites=("metaworld",)),
     Method("mtdiff-p-unet", "mtdiff-p", "MTDiff-P (U-Net)", overrides=("model.backbone=unet",),
            suites=("metaworld",)),
@@ -68,7 +70,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
           ("mtiql", "MTIQL", "qlearning", "MTIQLLearner", ("metaworld",)),
           ("mtcql", "MTCQL", "qlearning", "MTCQLLearner", ("metaworld",)),
           ("mtdt", "MTDT", "sequence", "MTDTLearner", ("metaworld",)),
-          ("promptdt", "PromptDT", "sequence", "PromptDTLearner", ("metaworld", "maze2d")))),
+          ("promptdt", "PromptDT", "sequence", "PromptDTLearner",
+           ("metaworld", "maze2d", "cheetah-vel", "ant-dir")))),
 )}
 
 

@@ -1,5 +1,6 @@
 """Evaluate a planner -- MTDiff-P and its variants, or a baseline of Table 1 (MTBC, MTIQL,
-MTCQL, MT-DT, Prompt-DT) -- on MT50-rand (Tables 1/6) or Maze2D (Fig. 4): the same
+MTCQL, MT-DT, Prompt-DT) -- on MT50-rand (Tables 1/6), Maze2D (Fig. 4), or by average
+return on Cheetah-vel / Ant-dir (Table 5; these suites define no success): the same
 environments, episodes, seeds and success for every method. The sampler options
 (--sampler, --steps, --guidance, --temperature) are the diffusion planners'.
 
@@ -7,6 +8,7 @@ environments, episodes, seeds and success for every method. The sampler options
         --episodes 20 --sampler ddim --steps 20 --guidance 1.2 --temperature 0.5
     python pipelines/evaluate.py --checkpoint CKPT --suite maze2d --maps my-map.txt
     python pipelines/evaluate.py --checkpoint CKPT --suite metaworld --tasks MT10 --episodes 50
+    python pipelines/evaluate.py --checkpoint CKPT --suite cheetah-vel   # trained + held-out
 
 Writes <out>/eval-<suite>.json (and maze2d-paths.png) and logs an MLflow run.
 """
@@ -22,8 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run `mtdiff.eval.stage.run`, print the headline numbers."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="checkpoint folder, run folder or file")
-    p.add_argument("--suite", choices=("metaworld", "maze2d"), required=True)
-    p.add_argument("--tasks", nargs="+", help="Meta-World tasks or a set name (default: trained)")
+    p.add_argument("--suite", choices=("metaworld", "maze2d", "cheetah-vel", "ant-dir"),
+                   required=True)
+    p.add_argument("--tasks", nargs="+", help="Meta-World tasks or a set name (default: trained); "
+                   "Cheetah-vel / Ant-dir tasks or sets (default: trained + held-out)")
     p.add_argument("--maps", nargs="+", help="Maze2D maps: names or text files (default: "
                    "training + unseen maps)")
     p.add_argument("--episodes", type=int, help="episodes per task/map and seed")
@@ -83,14 +87,20 @@ def main(argv: list[str] | None = None) -> int:
     how = (f"{dcfg.sampler}, {dcfg.sample_steps} steps, alpha={dcfg.guidance}, "
            f"beta={dcfg.temperature}" if method.diffusion
            else f"target return {ecfg.target_return}" if method.fields == "sequence" else "")
-    print(f"{args.suite}: {method.label} success {a['success_mean']:.3f} ± {a['success_std']:.3f} "
-          f"over seeds {a['seeds']}{f' ({how})' if how else ''}; "
+    scored = a["success_mean"] is not None  # None: the suite defines no success
+    head = (f"success {a['success_mean']:.3f} ± {a['success_std']:.3f}" if scored else
+            f"return {a['return_mean']:.2f} ± {a['return_std']:.2f} (success undefined)")
+    print(f"{args.suite}: {method.label} {head} over seeds {a['seeds']}"
+          f"{f' ({how})' if how else ''}; "
           f"{summary['env_steps_per_s']:.1f} env steps/s")
     for group in ("train", "unseen", "unseen_wrong_prompt", "heldout"):
         if group in summary:
-            print(f"  {group:<20} success {summary[group]['success_mean']:.3f}")
+            g = summary[group]
+            print(f"  {group:<20} " + (f"success {g['success_mean']:.3f}" if scored else
+                                       f"return {g['return_mean']:.2f} ± {g['return_std']:.2f}"))
     for t, v in a["tasks"].items():
-        print(f"  {t:<28} success {v['success_mean']:.3f}  return {v['return_mean']:.1f}")
+        succ = f"success {v['success_mean']:.3f}  " if scored else ""
+        print(f"  {t:<28} {succ}return {v['return_mean']:.1f}")
     print(f"results: {out}/eval-{args.suite}.json")
     return 0
 

@@ -46,9 +46,12 @@ def test_paper_grid_has_every_cell():
     assert len(planners) == 8  # Table 1's seven + the U-Net ablation (Table 3)
     maze = [m for m in planners if "maze2d" in METHODS[m].suites]
     assert sorted(maze) == ["mtdiff-p", "promptdt"]
-    # Meta-World planners x views x seeds, Maze2D's x seeds
-    evals = len(planners) * len(exp.views) * len(exp.seeds) + len(maze) * len(exp.seeds)
-    assert kinds.count("evaluate") == evals == 54
+    # Meta-World planners x views x seeds, Maze2D's x seeds, Table 5: MTDiff-P and
+    # Prompt-DT on Cheetah-vel and Ant-dir x seeds
+    evals = (len(planners) * len(exp.views) * len(exp.seeds) + len(maze) * len(exp.seeds)
+             + 2 * 2 * len(exp.seeds))
+    assert kinds.count("evaluate") == evals == 66
+    assert "evaluate/ant-dir/promptdt/s2" in {j.name for j in jobs}
     trains = evals + 3 + 3 * 3 + 4 * 3  # + MTDiff-S, MTDiff-S-single (3 tasks), Fig. 7
     assert kinds.count("train") == trains
     # Table 2: 6 tasks x 4 columns x 3 seeds; Fig. 6: the single column of its 3 tasks

@@ -22,7 +22,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from mtdiff import keys
 from mtdiff.collect.pipeline import SuitePlan, TaskJob, prompt_windows, task_seed
 from mtdiff.config import Config, to_dict
 from mtdiff.data.writer import TaskWriter
+
+if TYPE_CHECKING:
+    from mtdiff.collect.sac_env import SACEnv
 
 CKPT_PREFIX = "sac-ckpt-"  # data/<task>/sac-ckpt-000003/: the agent when shard 3 committed
 
@@ -134,12 +137,15 @@ class SACTaskRun:
     last row, not a row itself), which the checkpoint carries as `replay.pt`.
     """
 
-    def __init__(self, task: str, cfg: Config, root: str, seed: int) -> None:
-        from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM
+    def __init__(self, task: str, cfg: Config, root: str, seed: int,
+                 env: SACEnv | None = None) -> None:
+        from mtdiff.collect.sac_env import metaworld_sac_env
 
         self.task, self.cfg, self.seed = task, cfg, seed
-        self.total = cfg.metaworld.transitions_per_task
-        self.writer = TaskWriter(root, task, OBS_DIM, ACT_DIM, cfg.collect.shard_rows)
+        self.env = env or metaworld_sac_env(cfg)  # the suite: widths, budget, envs
+        self.total = self.env.transitions
+        self.writer = TaskWriter(root, task, self.env.obs_dim, self.env.act_dim,
+                                 cfg.collect.shard_rows)
         self.dir = self.writer.dir
         state = dict(self.writer.index.state)
         self.steps = self.writer.committed_rows  # env steps == rows written
@@ -240,15 +246,16 @@ class SACTaskRun:
 
 
 def evaluate(policy: Callable[[np.ndarray], np.ndarray], task: str, cfg: Config, seed: int,
-             round_: int) -> tuple[float, float]:
+             round_: int, env_spec: SACEnv | None = None) -> tuple[float, float]:
     """(mean return, success rate) of `sac.eval_episodes` episodes of `policy`.
 
-    Success = `info["success"]` at any step. Seeds depend on (task seed, round) only, so
-    evaluation never touches the training stream and a resumed run repeats it exactly.
+    Success = `info["success"]` at any step (0 in suites without it). Seeds depend on (task
+    seed, round) only, so evaluation never touches the training stream and a resumed run
+    repeats it exactly. `env_spec`: the suite (default Meta-World's).
     """
-    from mtdiff.envs.metaworld import make_env
+    from mtdiff.collect.sac_env import metaworld_sac_env
 
-    env = make_env(task, seed=seed, max_episode_steps=cfg.metaworld.episode_steps)
+    env = (env_spec or metaworld_sac_env(cfg)).make(task, seed)
     returns, successes = [], []
     for k in range(cfg.sac.eval_episodes):
         obs, _ = env.reset(seed=derive_seed(seed, 1, round_, k))
@@ -256,7 +263,7 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], task: str, cfg: Config,
         while not done:
             obs, r, term, trunc, info = env.step(policy(obs))
             ret += float(r)
-            succ = succ or bool(info["success"])
+            succ = succ or bool(info.get("success", False))
             done = term or trunc
         returns.append(ret)
         successes.append(succ)
@@ -267,11 +274,12 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], task: str, cfg: Config,
 class EpisodeRecorder:
     """Preallocated arrays of one episode in the dataset's format (see `scripted`)."""
 
-    def __init__(self, steps: int) -> None:
+    def __init__(self, steps: int, obs_dim: int | None = None,
+                 act_dim: int | None = None) -> None:
         from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM
 
-        self.obs = np.empty((steps, OBS_DIM), np.float32)
-        self.act = np.empty((steps, ACT_DIM), np.float32)
+        self.obs = np.empty((steps, obs_dim or OBS_DIM), np.float32)
+        self.act = np.empty((steps, act_dim or ACT_DIM), np.float32)
         self.rew = np.empty(steps, np.float32)
         self.term = np.zeros(steps, bool)
         self.trunc = np.zeros(steps, bool)

@@ -43,6 +43,9 @@ class TaskJob:
     payload: Any  # what fn needs (a map, a task name, ...)
     rows: int  # transitions this job writes (0: prompts only)
     seed: int
+    # Tasks whose jobs must finish first (listed earlier in the plan): Ray starts this job
+    # only then, holding no CPU while it waits.
+    after: tuple[str, ...] = ()
 
 
 @dataclass
@@ -85,7 +88,12 @@ def _plan(cfg: Config, suite: str) -> SuitePlan:
         from mtdiff.collect.metaworld import plan_metaworld
 
         return plan_metaworld(cfg)
-    raise DatasetError(f"unknown suite {suite!r}; use 'maze2d' or 'metaworld'")
+    if suite in ("cheetah-vel", "ant-dir"):
+        from mtdiff.collect.mujoco import plan_mujoco
+
+        return plan_mujoco(cfg, suite)
+    raise DatasetError(f"unknown suite {suite!r}; use 'maze2d', 'metaworld', 'cheetah-vel' "
+                       "or 'ant-dir'")
 
 
 def planned_tasks(cfg: Config, suite: str) -> int:
@@ -118,11 +126,13 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
     plan = _plan(cfg, suite)
     init_ray()
     remote = ray.remote(_run_job)
-    refs = {}
+    refs, by_task = {}, {}
     for job in plan.jobs:
-        refs[remote.options(num_cpus=cfg.collect.num_cpus_per_task,
-                            num_gpus=cfg.collect.num_gpus_per_task if job.rows else 0,
-                            name=f"collect:{suite}:{job.task}").remote(job, cfg, str(root))] = job
+        deps = [by_task[t] for t in job.after]  # resolved by Ray before the job starts
+        ref = remote.options(num_cpus=cfg.collect.num_cpus_per_task,
+                             num_gpus=cfg.collect.num_gpus_per_task if job.rows else 0,
+                             name=f"collect:{suite}:{job.task}").remote(job, cfg, str(root), *deps)
+        refs[ref], by_task[job.task] = job, ref
     total = sum(j.rows for j in plan.jobs)
     data_jobs = [j for j in plan.jobs if j.rows]
     prompts: dict[str, np.ndarray] = {}
@@ -153,7 +163,7 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
     write_prompts(root, prompts, plan.obs_dim, plan.act_dim)
     manifest = finalize_dataset(
         root, suite=suite, source=plan.source, tasks=[j.task for j in data_jobs],
-        config=to_dict({"collect": cfg.collect, suite: getattr(cfg, suite)}),
+        config=to_dict({"collect": cfg.collect, suite: cfg.suite_section(suite)}),
         config_hash=chash, extra={"details": plan.details, "prompt_tasks": sorted(prompts),
                                   "collect_seconds": round(elapsed, 2)},
     )
@@ -162,7 +172,7 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
     return root
 
 
-def _run_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
+def _run_job(job: TaskJob, cfg: Config, root: str, *_after: Any) -> np.ndarray:
     from mtdiff.runtime import set_torch_threads
 
     set_torch_threads(1)

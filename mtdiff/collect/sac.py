@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
+    from mtdiff.collect.sac_env import SACEnv
     from mtdiff.config import Config
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # CleanRL's bounds of the policy's log std
@@ -290,22 +291,38 @@ class SACAgent:
 # ----------------------------------------------------------------------------------------
 
 
-def collect_task_lean(task: str, cfg: Config, root: str, seed: int) -> None:
+def make_agent(cfg: Config, obs_dim: int, act_dim: int, seed: int) -> SACAgent:
+    """A fresh agent with `cfg.sac`'s hyper-parameters (CUDA when Ray gave us a GPU)."""
+    sc = cfg.sac
+    hyper = SACHyper(hidden=sc.hidden, lr=sc.lr, gamma=sc.gamma, tau=sc.tau,
+                     batch_size=sc.batch_size)
+    return SACAgent(obs_dim, act_dim, hyper, seed=seed)
+
+
+def collect_task_lean(task: str, cfg: Config, root: str, seed: int,
+                      env_spec: SACEnv | None = None, *,
+                      init_state: dict[str, Any] | None = None,
+                      learning_starts: int | None = None) -> None:
     """Train this module's SAC on `task` from scratch, streaming every transition
-    into the task's shards; resumes from the last committed checkpoint."""
+    into the task's shards; resumes from the last committed checkpoint. `env_spec`: the
+    suite (default Meta-World's). `init_state`: an agent's `state_dict()` to start a fresh
+    run from (fine-tuning; its random generator is reseeded with `seed`);
+    `learning_starts`: overrides `sac.learning_starts` (uniform random actions before)."""
     import time
 
     from mtdiff.collect.metaworld import EpisodeRecorder, SACTaskRun, evaluate
-    from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM, make_env
 
-    run = SACTaskRun(task, cfg, root, seed)
+    run = SACTaskRun(task, cfg, root, seed, env=env_spec)
     if run.done:
         return
-    sc, T = cfg.sac, cfg.metaworld.episode_steps
-    hyper = SACHyper(hidden=sc.hidden, lr=sc.lr, gamma=sc.gamma, tau=sc.tau,
-                     batch_size=sc.batch_size)
-    agent = SACAgent(OBS_DIM, ACT_DIM, hyper, seed=seed)  # CUDA when Ray gave us a GPU
-    buffer = ReplayBuffer(run.total, OBS_DIM, ACT_DIM, sc.batch_size, agent.device)
+    spec = run.env
+    sc, T, obs_dim, act_dim = cfg.sac, spec.episode_steps, spec.obs_dim, spec.act_dim
+    starts = sc.learning_starts if learning_starts is None else learning_starts
+    agent = make_agent(cfg, obs_dim, act_dim, seed)
+    buffer = ReplayBuffer(run.total, obs_dim, act_dim, sc.batch_size, agent.device)
+    if run.ckpt_dir is None and init_state is not None:
+        agent.load_state_dict(init_state)
+        agent.gen.manual_seed(seed)  # this run's own random stream
     if run.ckpt_dir is not None:
         agent.load_state_dict(torch.load(run.ckpt_dir / "agent.pt", weights_only=True,
                                          map_location=agent.device))
@@ -315,28 +332,28 @@ def collect_task_lean(task: str, cfg: Config, root: str, seed: int) -> None:
     def save(folder: Path) -> None:
         torch.save(agent.state_dict(), folder / "agent.pt")
 
-    env = make_env(task, seed=seed, max_episode_steps=T)
+    env = spec.make(task, seed)
     clock, clock_steps = time.perf_counter(), run.steps
     losses: dict[str, torch.Tensor] = {}
     while run.steps < run.total:
         n = min(T, run.total - run.steps)  # the last episode may be cut by the budget
-        rec = EpisodeRecorder(n)
+        rec = EpisodeRecorder(n, obs_dim, act_dim)
         obs, _ = env.reset(seed=run.episode_seed())
         for t in range(n):
             step = run.steps + t  # env steps taken before this one
-            action = agent.random_action() if step < sc.learning_starts else agent.act(obs)
+            action = agent.random_action() if step < starts else agent.act(obs)
             next_obs, reward, term, trunc, info = env.step(action)
             rec.add(obs, action, float(reward), term, trunc or t == n - 1,
-                    bool(info["success"]))
+                    bool(info.get("success", False)))
             buffer.add(obs, action, float(reward), next_obs, term)
-            if step + 1 >= sc.learning_starts and buffer.size >= sc.batch_size:
+            if step + 1 >= starts and buffer.size >= sc.batch_size:
                 for _ in range(sc.updates_per_step):
                     losses = agent.update(buffer)
             obs = next_obs
             if (step + 1) % sc.eval_every == 0:
                 sps = (step + 1 - clock_steps) / (time.perf_counter() - clock)
                 ret, succ = evaluate(lambda o: agent.act(o, deterministic=True), task, cfg,
-                                     seed, (step + 1) // sc.eval_every)
+                                     seed, (step + 1) // sc.eval_every, spec)
                 run.log_eval(step + 1, ret, succ, sps,
                              **{k: float(v) for k, v in losses.items()})  # one sync
                 clock, clock_steps = time.perf_counter(), step + 1  # eval time excluded

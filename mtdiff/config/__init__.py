@@ -13,6 +13,7 @@ from mtdiff.config.base import ConfigError, config_hash, to_dict
 from mtdiff.config.overrides import apply_overrides, flatten, from_dict
 from mtdiff.config.presets import PRESETS, Preset, get_preset, local, paper, smoke
 from mtdiff.config.sections import (
+    SUITES,
     BaselineConfig,
     CollectConfig,
     Config,
@@ -23,6 +24,7 @@ from mtdiff.config.sections import (
     Maze2DConfig,
     MetaWorldConfig,
     ModelConfig,
+    MujocoSuiteConfig,
     OfflineConfig,
     SACConfig,
     TrackingConfig,
@@ -33,7 +35,7 @@ __all__ = [
     "PRESETS", "BaselineConfig", "CollectConfig", "Config", "ConfigError", "DataConfig",
     "DiffusionConfig",
     "EvalConfig", "ExperimentConfig", "Maze2DConfig", "MetaWorldConfig", "ModelConfig",
-    "OfflineConfig", "Preset",
+    "MujocoSuiteConfig", "OfflineConfig", "Preset", "SUITES",
     "SACConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "config_hash", "flatten",
     "from_dict", "get_preset", "local", "paper", "smoke", "to_dict",
 ]

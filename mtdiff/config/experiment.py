@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mtdiff.config.base import _check, _positive, _Validated
+from mtdiff.config.suites import MUJOCO_SUITES
 
 
 @dataclass
@@ -18,7 +19,9 @@ class ExperimentConfig(_Validated):
     seed is one entry here, not new code.
     """
 
-    suites: tuple[str, ...] = ("maze2d", "metaworld")
+    # Paper: Meta-World and Maze2D (§5), Cheetah-vel and Ant-dir (App. H, Table 5: MTDiff-P
+    # and Prompt-DT only).
+    suites: tuple[str, ...] = ("maze2d", "metaworld", "cheetah-vel", "ant-dir")
     # Method names of `mtdiff.methods.METHODS`; each runs on the suites it applies to
     # (Maze2D: MTDiff-P and Prompt-DT). Paper: Table 1's methods, the U-Net ablation
     # (Table 3) and MTDiff-S (Tables 2, 4).
@@ -62,8 +65,9 @@ class ExperimentConfig(_Validated):
         _check(all(v in ("near-optimal", "sub-optimal") for v in self.views),
                "ExperimentConfig.views", f"{self.views}: views are near-optimal, sub-optimal")
         _check(len(self.views) > 0, "ExperimentConfig.views", "needs at least one view")
-        _check(all(s in ("maze2d", "metaworld") for s in self.suites), "ExperimentConfig.suites",
-               f"{self.suites}: known suites are maze2d, metaworld")
+        known = ("maze2d", "metaworld", *MUJOCO_SUITES)
+        _check(all(s in known for s in self.suites), "ExperimentConfig.suites",
+               f"{self.suites}: known suites are {', '.join(known)}")
         _check(self.retries >= 0, "ExperimentConfig.retries", "must be >= 0")
         if self.max_concurrent_train is not None:
             _positive(self, "max_concurrent_train")

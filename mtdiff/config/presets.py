@@ -16,6 +16,7 @@ from mtdiff.config.sections import (
     Maze2DConfig,
     MetaWorldConfig,
     ModelConfig,
+    MujocoSuiteConfig,
     OfflineConfig,
     SACConfig,
     TrainConfig,
@@ -23,6 +24,11 @@ from mtdiff.config.sections import (
 
 Preset = Literal["smoke", "local", "paper"]
 PRESETS: tuple[str, ...] = ("smoke", "local", "paper")
+
+# `local`'s Cheetah-vel / Ant-dir training tasks: two per suite, among the held-out tasks'
+# goals. Cheetah-vel: 0.83 and 1.65 m/s (held out: 0.23, 0.6, 1.2, 1.8, 2.03 m/s).
+# Ant-dir: 316 and 67 degrees (held out: 8, 70, 77, 277, 293 degrees; mujoco_tasks.json).
+LOCAL_TASKS = {"cheetah-vel": "cheetah-vel-10,cheetah-vel-21", "ant-dir": "ant-dir-0,ant-dir-1"}
 
 
 def paper() -> Config:
@@ -43,6 +49,19 @@ def local() -> Config:
         # Scripted experts: SAC for 10 tasks x 50k steps would take ~40 min of 2 cores alone.
         metaworld=MetaWorldConfig(tasks="MT10", source="scripted", transitions_per_task=50_000),
         sac=SACConfig(learning_starts=5_000, eval_every=5_000, eval_episodes=5),
+        # Cheetah-vel / Ant-dir (Table 5): SAC is the only source, at ~116 env steps/s per
+        # core with learning. Two training tasks x 30k steps, then the 5 held-out tasks x
+        # 10k steps (prompts), each fine-tuning the final agent of the nearest training
+        # task (from scratch, 10k steps learn nothing: see heldout_init) = 110k steps per
+        # suite, ~16 min of one core. The data: 50 sampled episodes of each final policy
+        # (10k rows per task). Far from expert at this size (README: measured curves).
+        cheetah_vel=MujocoSuiteConfig(tasks=LOCAL_TASKS["cheetah-vel"],
+                                      heldout_tasks="cheetah-vel:heldout",
+                                      transitions_per_task=30_000, heldout_transitions=10_000,
+                                      heldout_init="nearest", expert_episodes=50),
+        ant_dir=MujocoSuiteConfig(tasks=LOCAL_TASKS["ant-dir"], heldout_tasks="ant-dir:heldout",
+                                  transitions_per_task=30_000, heldout_transitions=10_000,
+                                  heldout_init="nearest", expert_episodes=50),
         # Sized for CPU: a step of this model at batch 64-80 costs ~0.3 s on one core, so
         # 2,000 steps is ~10 min per model. H=16 (the planner replans every step anyway).
         # fp32: bf16 autocast measured slower than fp32 for a model this small on CPU.
@@ -64,7 +83,9 @@ def local() -> Config:
         # One seed, the near-optimal view, no Fig. 7 within the hour on 2 cores;
         # `--set experiment.views=near-optimal,sub-optimal --set experiment.seeds=0,1,2`
         # expands it (`--plan` shows the jobs first).
-        experiment=ExperimentConfig(methods=("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s"),
+        # Table 5's suites: `--set experiment.suites=cheetah-vel,ant-dir`.
+        experiment=ExperimentConfig(suites=("maze2d", "metaworld"),
+                                    methods=("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s"),
                                     views=("near-optimal",), seeds=(0,), task_counts=()),
     )
 
@@ -81,6 +102,16 @@ def smoke() -> Config:
         # SAC plumbing only (CI): small nets so 2 x 2,000 steps take seconds.
         sac=SACConfig(hidden=64, batch_size=64, learning_starts=200, eval_every=1_000,
                       eval_episodes=2),
+        # Two training tasks (1,000 SAC steps: one evaluation point each), one held-out task
+        # started from its nearest training task's agent (as `local`); 50-step episodes.
+        cheetah_vel=MujocoSuiteConfig(tasks="cheetah-vel-0,cheetah-vel-1",
+                                      heldout_tasks="cheetah-vel-2", episode_steps=50,
+                                      transitions_per_task=1_000, heldout_transitions=300,
+                                      heldout_init="nearest", expert_episodes=4),
+        ant_dir=MujocoSuiteConfig(tasks="ant-dir-0,ant-dir-1", heldout_tasks="ant-dir-6",
+                                  episode_steps=50, transitions_per_task=1_000,
+                                  heldout_transitions=300, heldout_init="nearest",
+                                  expert_episodes=4),
         data=DataConfig(horizon=8, prompt_len=5, batch_per_task=4),
         model=ModelConfig(d_model=32, n_layer=2, n_head=2),
         diffusion=DiffusionConfig(num_steps=20, sample_steps=5, sampler="ddim"),
@@ -94,7 +125,8 @@ def smoke() -> Config:
                               single_tasks="reach-v3",
                               heldout_transitions=200, quality_samples=8, embedding="pca"),
         # Two seeds so the grid (and the report's spread over seeds) is exercised.
-        experiment=ExperimentConfig(methods=("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s"),
+        experiment=ExperimentConfig(suites=("maze2d", "metaworld"),
+                                    methods=("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s"),
                                     views=("near-optimal",), seeds=(0, 1), task_counts=()),
     )
 

@@ -12,6 +12,18 @@ from typing import Any, Literal
 from mtdiff.config.base import _check, _positive, _Validated, config_hash, to_dict
 from mtdiff.config.baselines import BaselineConfig
 from mtdiff.config.experiment import ExperimentConfig
+from mtdiff.config.suites import (
+    MUJOCO_SUITES,
+    MujocoSuiteConfig,
+    ant_dir_default,
+    check_suite_tasks,
+    cheetah_vel_default,
+    section_name,
+)
+
+# Every suite a dataset can come from: the paper's two (Table 1, Fig. 4) and Prompt-DT's
+# two MuJoCo benchmarks (App. H, Table 5).
+SUITES: tuple[str, ...] = ("maze2d", "metaworld", *MUJOCO_SUITES)
 
 # ----------------------------------------------------------------------------------------
 # Collection
@@ -146,10 +158,13 @@ class DataConfig(_Validated):
         _check(0.0 < self.return_discount <= 1.0, "DataConfig.return_discount", "must be in (0, 1]")
 
     def history_for(self, suite: str) -> int:
-        """L for a suite: the explicit value, else the paper's (2 Meta-World, 5 Maze2D)."""
+        """L for a suite: the explicit value, else the paper's (2 Meta-World, 5 Maze2D).
+
+        Cheetah-vel and Ant-dir: 2, Meta-World's (App. H gives none; both are continuous
+        control whose state carries the velocity the task is about)."""
         if self.history is not None:
             return self.history
-        return {"metaworld": 2, "maze2d": 5}[suite]
+        return {"metaworld": 2, "maze2d": 5, "cheetah-vel": 2, "ant-dir": 2}[suite]
 
 
 DIFFUSION_KINDS = ("mtdiff-p", "mtdiff-s", "mtdiff-p-onehot")
@@ -345,6 +360,9 @@ class Config(_Validated):
     maze2d: Maze2DConfig = field(default_factory=Maze2DConfig)
     metaworld: MetaWorldConfig = field(default_factory=MetaWorldConfig)
     sac: SACConfig = field(default_factory=SACConfig)
+    # Prompt-DT's MuJoCo benchmarks (App. H, Table 5); SAC data with the `sac` section.
+    cheetah_vel: MujocoSuiteConfig = field(default_factory=cheetah_vel_default)
+    ant_dir: MujocoSuiteConfig = field(default_factory=ant_dir_default)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
@@ -355,13 +373,22 @@ class Config(_Validated):
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
+    def _validate(self) -> None:
+        for suite in MUJOCO_SUITES:
+            check_suite_tasks(suite, self.suite_section(suite))
+
+    def suite_section(self, suite: str) -> Any:
+        """The section describing a suite's data (`maze2d`, `metaworld`, `cheetah_vel`,
+        `ant_dir`)."""
+        _check(suite in SUITES, "suite", f"unknown suite {suite!r}; use one of "
+               f"{', '.join(SUITES)}")
+        return getattr(self, section_name(suite))
+
     def collection_hash(self, suite: str) -> str:
         """Hash naming a suite's dataset: the shared collect section + the suite's own."""
-        _check(suite in ("maze2d", "metaworld"), "suite", f"unknown suite {suite!r}; "
-               "use 'maze2d' or 'metaworld'")
         parts: dict[str, Any] = {"suite": suite, "collect": self.collect,
-                                 suite: getattr(self, suite)}
-        if suite == "metaworld" and self.metaworld.source == "sac":
+                                 suite: self.suite_section(suite)}
+        if (suite == "metaworld" and self.metaworld.source == "sac") or suite in MUJOCO_SUITES:
             parts["sac"] = self.sac  # only then: scripted datasets keep their hashes
         return config_hash(parts)
 

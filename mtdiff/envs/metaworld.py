@@ -15,7 +15,6 @@ so a Ray driver can resolve task sets without loading the simulator.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -118,28 +117,15 @@ def resolve_tasks(spec: str) -> list[str]:
     dropped. An unknown name raises `ValueError` naming it, with close matches and the
     set names.
     """
-    sets = {name.lower(): tasks for name, tasks in TASK_SETS.items()}
-    sets["all"] = ALL_TASKS
-    items = [item.strip() for item in spec.split(",") if item.strip()]
-    if not items:
-        raise ValueError(f"empty task spec {spec!r}; give a set name ({', '.join(TASK_SETS)}, "
-                         "all) or comma-separated task names such as 'reach-v3,push-v3'")
-    out: list[str] = []
-    for item in items:
-        if item.lower() in sets:
-            names: tuple[str, ...] = sets[item.lower()]
-        elif item in ALL_TASKS:
-            names = (item,)
-        else:
-            close = difflib.get_close_matches(item, [*ALL_TASKS, *TASK_SETS], n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(map(repr, close))}? " if close else ""
-            raise ValueError(
-                f"unknown Meta-World task or task set {item!r}; {hint}task sets: "
-                f"{', '.join(TASK_SETS)}, all; task names are Meta-World v3 names such as "
-                "'reach-v3' (see mtdiff.envs.metaworld.ALL_TASKS)"
-            )
-        out.extend(n for n in names if n not in out)
-    return out
+    from mtdiff.envs.task_specs import resolve_spec
+
+    return resolve_spec(
+        spec, {**TASK_SETS, "all": ALL_TASKS}, ALL_TASKS, what="Meta-World task",
+        set_list=f"{', '.join(TASK_SETS)}, all",
+        names_hint="task names are Meta-World v3 names such as 'reach-v3' (see "
+                   "mtdiff.envs.metaworld.ALL_TASKS)",
+        empty_hint=f"give a set name ({', '.join(TASK_SETS)}, all) or comma-separated task "
+                   "names such as 'reach-v3,push-v3'")
 
 
 # ----------------------------------------------------------------------------------------

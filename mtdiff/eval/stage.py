@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config, DiffusionConfig, EvalConfig, from_dict, to_dict
+from mtdiff.config.suites import MUJOCO_SUITES, section_name
 from mtdiff.data.io import atomic_write_json
 from mtdiff.eval.suites import EvalJob, run_job, summarize
 
@@ -35,6 +36,8 @@ def plan_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig, *
                                         prompt_task=other,
                                         extra={"group": "unseen", "prompt": "wrong",
                                                "spec": spec}))
+    elif suite in MUJOCO_SUITES:
+        jobs = _mujoco_jobs(suite, meta, cfg, ecfg, tasks)
     else:
         from mtdiff.envs.metaworld import MAX_EPISODE_STEPS, resolve_tasks
 
@@ -46,6 +49,32 @@ def plan_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig, *
                                "prompt": "own"})
                 for t in names for seed in ecfg.seeds]
     return jobs
+
+
+def _mujoco_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig,
+                 tasks: list[str] | None) -> list[EvalJob]:
+    """Cheetah-vel / Ant-dir: the trained tasks and the held-out tasks the dataset has
+    prompts for (or `tasks`), `ecfg.episodes` full episodes each; scored by return."""
+    from mtdiff.data.prompts import load_prompts
+    from mtdiff.envs.mujoco_tasks import resolve_tasks
+
+    sc = cfg.suite_section(suite)
+    steps = ecfg.max_steps or sc.episode_steps
+    prompts_at = Path(meta["prompts"]).parent
+    have = set(load_prompts(prompts_at)) if Path(meta["prompts"]).exists() else set()
+    if tasks:
+        names = resolve_tasks(",".join(tasks), suite=suite)
+        missing = [t for t in names if t not in have and t not in meta["tasks"]]
+        if missing:
+            raise ValueError(f"no prompts for {', '.join(missing)} in {prompts_at}; collect "
+                             f"them as held-out tasks ({section_name(suite)}.heldout_tasks)")
+    else:
+        held = resolve_tasks(sc.heldout_tasks, suite=suite) if sc.heldout_tasks.strip() else []
+        names = [*meta["tasks"], *(t for t in held if t in have and t not in meta["tasks"])]
+    return [EvalJob(suite, t, seed, ecfg.episodes, steps, stop_on_success=False,
+                    extra={"group": "train" if t in meta["tasks"] else "heldout",
+                           "prompt": "own"})
+            for t in names for seed in ecfg.seeds]
 
 
 def _maze_figure(results: list[dict[str, Any]], path: Path) -> Path:
@@ -177,14 +206,19 @@ def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path], out: Path,
                             output=out, params=settings, suite=summary["suite"]):
         metrics = {"success_mean": summary["all"]["success_mean"],
                    "success_std": summary["all"]["success_std"],
+                   "return_mean": summary["all"]["return_mean"],
+                   "return_std": summary["all"]["return_std"],
                    "env_steps_per_s": summary["env_steps_per_s"],
                    "wall_seconds": summary["wall_seconds"]}
         for group in ("train", "unseen", "heldout", "unseen_wrong_prompt"):
             if group in summary:
                 metrics[f"{group}_success_mean"] = summary[group]["success_mean"]
+                metrics[f"{group}_return_mean"] = summary[group]["return_mean"]
         for t, v in summary["all"]["tasks"].items():
             metrics[f"success/{Path(t).stem}"] = v["success_mean"]
-        tracking.log_metrics(metrics)
+            metrics[f"return/{Path(t).stem}"] = v["return_mean"]
+        # Success is undefined (None) where a suite has none (Cheetah-vel, Ant-dir).
+        tracking.log_metrics({k: v for k, v in metrics.items() if v is not None})
         tracking.log_table([{"task": Path(t).stem, **v}
                             for t, v in summary["all"]["tasks"].items()], "success_per_task.json")
         for a in artifacts:

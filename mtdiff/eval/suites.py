@@ -2,7 +2,9 @@
 
 Meta-World (MT50-rand, paper Table 1/6): N episodes of a task on random goals, success =
 `info["success"]` at any of the 500 steps. Maze2D (Fig. 4): N episodes from random start
-cells to the map's goal G; success = reaching G within the step budget.
+cells to the map's goal G; success = reaching G within the step budget. Cheetah-vel and
+Ant-dir (App. H, Table 5): N full 200-step episodes of a task; the score is the return
+(success is undefined there: None in the results).
 
 Prompts: the task's (map's) prompt set stored with the training data; a map that has
 none (a map file given on the command line) gets one cut from fresh expert
@@ -17,6 +19,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+# Suites scored by return alone: their environments define no success.
+SUCCESS_UNDEFINED = ("cheetah-vel", "ant-dir")
 
 
 @dataclass
@@ -77,7 +82,10 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
                                                 load_map(src) if src != name else maze,
                                                 cfg, job.seed)
     else:
-        from mtdiff.envs.metaworld import make_env
+        if job.suite == "metaworld":
+            from mtdiff.envs.metaworld import make_env
+        else:  # Cheetah-vel, Ant-dir
+            from mtdiff.envs.mujoco_tasks import make_env
 
         name = job.task
         envs = [make_env(job.task, seed=job.seed * 100_003 + i, max_episode_steps=job.max_steps)
@@ -94,10 +102,12 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
                   keep_paths=job.keep_paths)
     for e in envs:
         e.close()
+    scored = job.suite not in SUCCESS_UNDEFINED  # Cheetah-vel, Ant-dir: return only
     return {
         "task": name, "seed": job.seed, "prompt_task": src, "episodes": job.episodes,
-        "success": res.success.tolist(), "returns": res.returns.tolist(),
-        "lengths": res.lengths.tolist(), "first_success": res.first_success.tolist(),
+        "success": res.success.tolist() if scored else None, "returns": res.returns.tolist(),
+        "lengths": res.lengths.tolist(),
+        "first_success": res.first_success.tolist() if scored else None,
         "env_steps": res.env_steps, "plan_seconds": res.plan_seconds, "seconds": res.seconds,
         "paths": [p[:, :2].tolist() for p in res.paths] if job.keep_paths else [],
         **job.extra,
@@ -106,23 +116,32 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
 
 def summarize(results: list[dict[str, Any]], key: str = "task") -> dict[str, Any]:
     """Per task: success and return (mean over episodes, then mean ± std over seeds);
-    overall: the mean over tasks per seed, then mean ± std over seeds (Table 1's shape)."""
+    overall: the mean over tasks per seed, then mean ± std over seeds (Table 1's shape),
+    for success and for return (Table 5's score). Success is None where the suite
+    defines none (results with ``success`` None: Cheetah-vel, Ant-dir)."""
     by_task: dict[str, dict[int, dict[str, float]]] = {}
     for r in results:
         by_task.setdefault(r[key], {})[r["seed"]] = {
-            "success": float(np.mean(r["success"])), "return": float(np.mean(r["returns"]))}
+            "success": np.nan if r["success"] is None else float(np.mean(r["success"])),
+            "return": float(np.mean(r["returns"]))}
+
+    def _or_none(x: float) -> float | None:
+        return None if np.isnan(x) else float(x)
+
     tasks = {}
     for t, seeds in by_task.items():
         s = np.array([v["success"] for v in seeds.values()])
         ret = np.array([v["return"] for v in seeds.values()])
-        tasks[t] = {"success_mean": float(s.mean()), "success_std": float(s.std()),
+        tasks[t] = {"success_mean": _or_none(s.mean()), "success_std": _or_none(s.std()),
                     "return_mean": float(ret.mean()), "return_std": float(ret.std())}
     seed_ids = sorted({r["seed"] for r in results})
-    per_seed = [np.mean([by_task[t][sd]["success"] for t in by_task if sd in by_task[t]])
-                for sd in seed_ids]
+    per_seed = {k: [np.mean([by_task[t][sd][k] for t in by_task if sd in by_task[t]])
+                    for sd in seed_ids] for k in ("success", "return")}
     steps = sum(r["env_steps"] for r in results)
     secs = sum(r["seconds"] for r in results)
-    return {"tasks": tasks, "success_mean": float(np.mean(per_seed)),
-            "success_std": float(np.std(per_seed)), "seeds": seed_ids,
+    return {"tasks": tasks, "success_mean": _or_none(np.mean(per_seed["success"])),
+            "success_std": _or_none(np.std(per_seed["success"])),
+            "return_mean": float(np.mean(per_seed["return"])),
+            "return_std": float(np.std(per_seed["return"])), "seeds": seed_ids,
             "env_steps": steps, "env_steps_per_s_per_job": steps / max(secs, 1e-9),
             "plan_seconds": sum(r["plan_seconds"] for r in results)}

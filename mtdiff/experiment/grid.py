@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mtdiff.config import Config, apply_overrides
+from mtdiff.config.suites import section_name
 from mtdiff.experiment.jobs import Job, finalize_keys
 from mtdiff.layout import Layout
 from mtdiff.methods import Method, get_method
@@ -142,9 +143,10 @@ def collect_job(cfg: Config, lay: Layout, suite: str, name: str | None = None,
     from mtdiff.collect.pipeline import planned_tasks
 
     n = planned_tasks(cfg, suite)
-    sac = ("sac",) if suite == "metaworld" and cfg.metaworld.source == "sac" else ()
+    sac = ("sac",) if suite != "maze2d" and (suite != "metaworld"
+                                             or cfg.metaworld.source == "sac") else ()
     return Job(name or f"collect/{suite}", "collect", cfg, config or {"suite": suite},
-               resources={"CPU": 0.0}, sections=("collect", suite, *sac),
+               resources={"CPU": 0.0}, sections=("collect", section_name(suite), *sac),
                inner={"CPU": cfg.collect.num_cpus_per_task, "GPU": cfg.collect.num_gpus_per_task,
                       "tasks": float(n)},
                params={"suite": suite, "out": str(lay.dataset(cfg, suite)),
@@ -175,6 +177,6 @@ def evaluate_job(cfg: Config, lay: Layout, train: Job, cluster: ClusterInfo) -> 
     return Job(train.name.replace("train/", "evaluate/", 1), "evaluate", cfg,
                dict(train.config), deps=[train.name], resources={"CPU": 0.0},
                inner={"CPU": cfg.eval.num_cpus_per_actor, "GPU": gpu},
-               sections=(*TRAIN_SECTIONS, "eval", suite),
+               sections=(*TRAIN_SECTIONS, "eval", section_name(suite)),
                params={"suite": suite, "model_job": train.name,
                        "out": str(lay.evaluation(cfg, suite, Path(train.params["out"])))})

@@ -27,6 +27,10 @@ def collect(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         from mtdiff.collect.metaworld import log_sac_runs
 
         log_sac_runs(job.cfg, root)  # a child run per task with its learning curve
+    elif p["suite"] in ("cheetah-vel", "ant-dir"):
+        from mtdiff.collect.mujoco import log_sac_curves
+
+        log_sac_curves(job.cfg, root, p["suite"])
     return {"dataset": str(root), "hash": man["config_hash"], "tasks": sorted(man["tasks"]),
             "transitions": sum(int(t["transitions"]) for t in man["tasks"].values()),
             "outputs": [str(Path(root) / MANIFEST)]}

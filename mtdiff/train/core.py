@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from mtdiff import keys
-from mtdiff.config import Config, to_dict
+from mtdiff.config import SUITES, Config, to_dict
 from mtdiff.data.normalize import Normalizer
 from mtdiff.data.prompts import load_prompts
 from mtdiff.data.reader import load_dataset
@@ -58,7 +58,7 @@ def build_setup(cfg: Config, data_dir: str | Path, *, seed: int = 0,
     ds = load_dataset(data_dir, view=cfg.data.view)
     prompts = load_prompts(data_dir)
     normalizer = Normalizer(ds.stats, cfg.data.normalizer)
-    history = cfg.data.history_for(ds.suite) if ds.suite in ("metaworld", "maze2d") else (
+    history = cfg.data.history_for(ds.suite) if ds.suite in SUITES else (
         cfg.data.history or 2)
     from mtdiff.methods import DIFFUSION_KINDS, method_of_kind
 
