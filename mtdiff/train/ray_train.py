@@ -27,7 +27,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     import ray.train.torch
 
     from mtdiff.config import from_dict
-    from mtdiff.runtime import set_torch_threads, test_pause
+    from mtdiff.runtime import pause_for_tests, set_torch_threads
     from mtdiff.train.core import (
         EMA,
         build_setup,
@@ -108,7 +108,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
                                     meta=setup.meta)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d)
                                  if rank == 0 else None)
-            test_pause("checkpoint_step", step)  # kill tests: after this checkpoint, wait
+            pause_for_tests("checkpoint_step", step)  # kill tests: wait here to be killed
     tracker.close()
 
 
