@@ -32,6 +32,7 @@ from mtdiff.data.normalize import Normalizer
 from mtdiff.diffusion import DiffusionSchedule
 from mtdiff.envs.metaworld import make_env, resolve_tasks
 from mtdiff.eval.planner import Planner, load_planner
+from mtdiff.eval.policy import PlannerPolicy
 from mtdiff.eval.rollout import rollout
 from mtdiff.models import build_model
 from mtdiff.train.core import LoadedModel
@@ -69,8 +70,9 @@ def run_mode(planner: Planner, groups: list[list[str]], episodes: int, max_steps
             envs += [make_env(t, seed=1000 + i, max_episode_steps=max_steps)
                      for i in range(episodes)]
             prompts.append(planner.sample_prompts(t, episodes, rng))
-        res = rollout(planner, envs, max_steps=max_steps, prompts=np.concatenate(prompts),
-                      diffusion=dcfg, seeds=list(range(len(envs))), stop_on_success=False)
+        res = rollout(PlannerPolicy(planner, diffusion=dcfg), envs, max_steps=max_steps,
+                      prompts=np.concatenate(prompts), seeds=list(range(len(envs))),
+                      stop_on_success=False)
         for e in envs:
             e.close()
         steps += res.env_steps

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from mtdiff.config import OfflineConfig
+from mtdiff.data.transitions import Transitions
 from mtdiff.offline.td3bc import TD3BC
-from mtdiff.offline.transitions import Transitions
 from mtdiff.synth.quality import nearest_distance
 
 OBS, ACT = 39, 4

@@ -32,3 +32,16 @@ BATCH_RETURN: Final = "returns"  # (B, 1)  normalised return-to-go R(tau)
 BATCH_TRANSITIONS: Final = "transitions"  # (B, H, obs_dim + act_dim + 1)  x0 of MTDiff-S
 BATCH_MASK: Final = "mask"  # (B, H) float, 1 where the window is inside the episode
 BATCH_TASK_ID: Final = "task_id"  # (B,) int64, index into the dataset's task list
+
+# Baselines (`mtdiff.baselines`): one-step transitions ("qlearning" fields) and K-step
+# return-conditioned sequences ("sequence" fields). States are normalised like the
+# planner's; actions stay in the environments' [-1, 1] units (tanh-bounded actors).
+BATCH_OBS: Final = "obs"  # (B, obs_dim)  s_t, normalised
+BATCH_ACTION: Final = "action"  # (B, act_dim)  a_t, raw (clipped to [-1, 1])
+BATCH_REWARD: Final = "reward"  # (B,)  r_t, raw
+BATCH_NEXT_OBS: Final = "next_obs"  # (B, obs_dim)  s_{t+1}, normalised
+BATCH_DONE: Final = "done"  # (B,) float, 1 where s_{t+1} is terminal (MDP end)
+BATCH_SEQ_OBS: Final = "seq_obs"  # (B, K, obs_dim)  s_t .. s_{t+K-1}, normalised
+BATCH_SEQ_ACTIONS: Final = "seq_actions"  # (B, K, act_dim)  a_t .. a_{t+K-1}, raw
+BATCH_RTG: Final = "rtg"  # (B, K, 1)  return-to-go / the task's return range
+BATCH_TIMESTEPS: Final = "timesteps"  # (B, K) int64, step index within the episode

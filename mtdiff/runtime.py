@@ -58,8 +58,13 @@ def init_ray(**kwargs: Any) -> None:
     poll = os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     runtime_env = opts.setdefault("runtime_env", {})
     env_vars = runtime_env.setdefault("env_vars", {})
+    # A trainer whose workers wait for CPUs (other jobs of the graph hold them) keeps its
+    # place in Ray's queue: Train V2 gives up a worker group that is not placed within
+    # RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S (60 s) and asks again, over and over; the graph
+    # checks up front that every request fits on a node, so waiting is always right.
     for k, v in {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                  "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": poll,
+                 "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "86400",
                  "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}.items():
         env_vars.setdefault(k, v)
     if address is not None and address.startswith("ray://"):
@@ -161,6 +166,25 @@ def cluster_gpus() -> float:
     import ray
 
     return float(ray.cluster_resources().get("GPU", 0.0))
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    """The Ray nodes that are alive: ``{"id", "ip", "resources"}`` each."""
+    import ray
+
+    return [{"id": n["NodeID"], "ip": n.get("NodeManagerAddress", ""),
+             "resources": dict(n.get("Resources", {}))} for n in ray.nodes() if n.get("Alive")]
+
+
+def largest_node(resource: str, *, having: str | None = None) -> float:
+    """The most of `resource` any single alive node has (among nodes that also have
+    `having`, e.g. GPU); 0 when none has it. What one worker can ever be given."""
+    best = 0.0
+    for n in alive_nodes():
+        res = n["resources"]
+        if having is None or res.get(having, 0.0) > 0:
+            best = max(best, float(res.get(resource, 0.0)))
+    return best
 
 
 def cluster_cpus() -> float:

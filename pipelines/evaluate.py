@@ -1,4 +1,7 @@
-"""Evaluate an MTDiff-P planner: MT50-rand success (Tables 1/6) or Maze2D (Fig. 4).
+"""Evaluate a planner -- MTDiff-P and its variants, or a baseline of Table 1 (MTBC, MTIQL,
+MTCQL, MT-DT, Prompt-DT) -- on MT50-rand (Tables 1/6) or Maze2D (Fig. 4): the same
+environments, episodes, seeds and success for every method. The sampler options
+(--sampler, --steps, --guidance, --temperature) are the diffusion planners'.
 
     python pipelines/evaluate.py --checkpoint runs/train/train-mtdiff-p-XXXX --suite maze2d \\
         --episodes 20 --sampler ddim --steps 20 --guidance 1.2 --temperature 0.5
@@ -38,20 +41,27 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from mtdiff.cli import check_tracking, writable_dir
-    from mtdiff.config import ConfigError, TrackingConfig, from_dict
+    from mtdiff.config import ConfigError, TrackingConfig
 
     out = writable_dir(args.out)
     if not args.no_mlflow:
         check_tracking(TrackingConfig())  # before torch's import: the usual store
 
     from mtdiff.eval.stage import run
-    from mtdiff.train.core import CheckpointError, load_checkpoint
-    from mtdiff.train.stage import find_checkpoint
+    from mtdiff.methods import method_of_meta
+    from mtdiff.train.checkpoints import CheckpointError, checkpoint_config, checkpoint_meta
 
     try:
-        cfg = from_dict(load_checkpoint(find_checkpoint(args.checkpoint))["meta"]["config"])
+        cfg = checkpoint_config(args.checkpoint)
         if not args.no_mlflow and cfg.tracking.uri:
             check_tracking(cfg.tracking)  # the checkpoint names its own store
+        method = method_of_meta(checkpoint_meta(args.checkpoint))
+        sampler_flags = [f for f, v in (("--sampler", args.sampler), ("--steps", args.steps),
+                                        ("--guidance", args.guidance),
+                                        ("--temperature", args.temperature)) if v is not None]
+        if sampler_flags and not method.diffusion:
+            raise ConfigError(f"{', '.join(sampler_flags)} set the diffusion sampler; "
+                              f"the {method.label} checkpoint acts without one (drop them)")
         d = {k: v for k, v in {"sampler": args.sampler, "sample_steps": args.steps,
                                "guidance": args.guidance, "temperature": args.temperature}.items()
              if v is not None}
@@ -70,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     a = summary["all"]
-    print(f"{args.suite}: success {a['success_mean']:.3f} ± {a['success_std']:.3f} over seeds "
-          f"{a['seeds']} ({dcfg.sampler}, {dcfg.sample_steps} steps, alpha={dcfg.guidance}, "
-          f"beta={dcfg.temperature}); {summary['env_steps_per_s']:.1f} env steps/s")
+    how = (f"{dcfg.sampler}, {dcfg.sample_steps} steps, alpha={dcfg.guidance}, "
+           f"beta={dcfg.temperature}" if method.diffusion
+           else f"target return {ecfg.target_return}" if method.fields == "sequence" else "")
+    print(f"{args.suite}: {method.label} success {a['success_mean']:.3f} ± {a['success_std']:.3f} "
+          f"over seeds {a['seeds']}{f' ({how})' if how else ''}; "
+          f"{summary['env_steps_per_s']:.1f} env steps/s")
     for group in ("train", "unseen", "unseen_wrong_prompt", "heldout"):
         if group in summary:
             print(f"  {group:<20} success {summary[group]['success_mean']:.3f}")

@@ -3,9 +3,11 @@
     python pipelines/report.py --run runs/repro-local
     python pipelines/report.py --run runs/repro-local --preset local --mlflow
 
-Reads what `pipelines/full_repro.py --out RUN` wrote and writes RUN/report/report.md, a
-CSV per table and the figures' PNGs; tables whose inputs are absent say "not run".
-With --mlflow the folder is logged as artifacts of an MLflow run named report-<preset>.
+Reads the job records of the graph `pipelines/full_repro.py --out RUN` ran (the job names
+in RUN/graph.json) and writes RUN/report/report.md, results.json (every cell with mean,
+std, 95% CI, seeds, episodes, the paper's number), a CSV per table and the figures;
+tables without records say "not run". With --mlflow the folder is logged as artifacts of
+an MLflow run named report-<preset>.
 """
 
 from __future__ import annotations
@@ -21,16 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--run", required=True, help="the reproduction's output folder (--out)")
     p.add_argument("--preset", choices=("smoke", "local", "paper"),
-                   help="label for numbers whose checkpoint does not say (default: from "
-                   "the checkpoints, else from a folder named repro-<preset>)")
+                   help="label for our numbers (default: the preset the records name, else "
+                   "from a folder named repro-<preset>)")
     p.add_argument("--dest", help="report folder (default: RUN/report)")
-    p.add_argument("--no-checkpoints", action="store_true",
-                   help="do not open checkpoints to read each model's preset and view")
     p.add_argument("--mlflow", action="store_true", help="log the report folder to MLflow")
     args = p.parse_args(argv)
 
     from mtdiff.cli import check_tracking, writable_dir
-    from mtdiff.report import ContractError, build_report, log_report_to_mlflow
+    from mtdiff.report import ContractError, GraphError, build_report, log_report_to_mlflow
 
     preset = args.preset
     m = re.fullmatch(r"repro-(smoke|local|paper)", Path(args.run).resolve().name)
@@ -47,9 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.run).is_dir():
         writable_dir(args.dest or Path(args.run) / "report", "--dest" if args.dest else "--run")
     try:
-        path = build_report(args.run, preset=preset, dest=args.dest,
-                            read_checkpoints=not args.no_checkpoints)
-    except (FileNotFoundError, ContractError) as e:
+        path = build_report(args.run, preset=preset, dest=args.dest)
+    except (FileNotFoundError, GraphError, ContractError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.mlflow:

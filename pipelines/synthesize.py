@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from mtdiff.data.reader import verify_checksums
     from mtdiff.data.schema import DatasetError
     from mtdiff.synth.stage import combine, run
-    from mtdiff.train.core import CheckpointError
+    from mtdiff.train.checkpoints import CheckpointError
 
     out_dir = writable_dir(args.out)
     try:

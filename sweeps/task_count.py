@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mtdiff.collect import run as collect
     from mtdiff.envs.metaworld import resolve_tasks
+    from mtdiff.layout import Layout
     from mtdiff.report.contracts import write_task_count
     from mtdiff.sweeps import exit_code, run_sweep_or_exit, task_count_trial
 
@@ -54,21 +55,22 @@ def main(argv: list[str] | None = None) -> int:
              "on it (Fig. 7 varies only how many other tasks it saw)")
     out = writable_dir(args.out)
     check_tracking(cfg.tracking)  # before the collections start Ray
+    lay = Layout.at(out)
     data = {}
     for s in args.sets:
         c = replace(cfg, metaworld=replace(cfg.metaworld, tasks=s))
         try:
-            data[s] = str(collect(c, suite="metaworld", progress=False, out=out / "data" /
-                                  f"metaworld-{c.collection_hash('metaworld')}"))
+            data[s] = str(collect(c, suite="metaworld", progress=False,
+                                  out=lay.dataset(c, "metaworld")))
         except ValueError as e:  # DatasetError: a folder of another dataset, ...
             fail(str(e))
     res = run_sweep_or_exit(args.name, cfg, {"metaworld.tasks": tune.grid_search(args.sets)},
                             task_count_trial, storage=out / "sweeps", cpus_per_trial=1,
                             trainer_cpus=cfg.train.num_workers,
                             max_concurrent=args.max_concurrent,
-                            trial_config={"data": data, "train_out": out / "train",
-                                          "trainer_cpus_per_worker": 1,
-                                          "out": out / "offline" / "task-count",
+                            trial_config={"data": data,
+                                          "train_out": lay.train_root("metaworld"),
+                                          "trainer_cpus_per_worker": 1, "out": lay.out,
                                           "task": args.task})
     rows = [{"num_tasks": sizes[params["metaworld.tasks"]], "seed": seed, "task": args.task,
              "success": float(m[f"success_s{seed}"]), "tasks": params["metaworld.tasks"],

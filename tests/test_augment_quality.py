@@ -9,9 +9,9 @@ import torch
 from mtdiff.collect.scripted import rollout_scripted, scripted_policy
 from mtdiff.config import OfflineConfig
 from mtdiff.data.reader import TaskData
+from mtdiff.data.transitions import Transitions, from_task, task_data_from_episodes
 from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM, make_env
 from mtdiff.offline.td3bc import TD3BC
-from mtdiff.offline.transitions import Transitions, from_task, task_data_from_episodes
 from mtdiff.synth.augment import rad_augment, s4rl_augment, value_gradient
 from mtdiff.synth.embedding import embedding_plot
 from mtdiff.synth.quality import (

@@ -184,3 +184,23 @@ def test_schema_is_explicit():
     assert s.names == list(keys.TRANSITION_COLUMNS)
     assert s.field(keys.OBSERVATION).type.list_size == 39
     assert s.field(keys.ACTION).type.list_size == 4
+
+
+def test_written_files_keep_the_users_umask(tmp_path):
+    """Issue 15, item 8: atomic writes used mkstemp's 0600; a group-shared output folder
+    needs the mode a plain open() gives under the user's umask."""
+    import os
+    import stat
+
+    from mtdiff.data import io
+
+    old = os.umask(0o027)
+    try:
+        io._UMASK.clear()
+        p = io.atomic_write_text(tmp_path / "a.txt", "x")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
+        io._UMASK.clear()
+    p = io.atomic_write_json(tmp_path / "b.json", {"a": 1})
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~old

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mtdiff.eval.planner import load_planner
+from mtdiff.eval.policy import PlannerPolicy, load_policy
 from mtdiff.eval.rollout import rollout
 from mtdiff.eval.suites import summarize
 
@@ -33,16 +34,33 @@ def test_batched_rollout_on_real_maze_envs(maze_checkpoint):
     planner = load_planner(ckpt)
     envs = [make_env("train-0", max_episode_steps=6) for _ in range(3)]
     prompts = planner.sample_prompts("train-0", 3, np.random.default_rng(1))
-    res = rollout(planner, envs, max_steps=10, prompts=prompts, seeds=[1, 2, 3], keep_paths=True)
+    res = rollout(PlannerPolicy(planner), envs, max_steps=10, prompts=prompts, seeds=[1, 2, 3],
+                  keep_paths=True)
     assert res.lengths.tolist() == [6, 6, 6]  # truncated by the env's own limit
     assert res.env_steps == 18 and len(res.paths) == 3 and res.paths[0].shape == (7, 4)
-    again = rollout(planner, [make_env("train-0", max_episode_steps=6) for _ in range(3)],
-                    max_steps=10, prompts=prompts, seeds=[1, 2, 3], keep_paths=True,
-                    generator=torch.Generator().manual_seed(0))
-    again2 = rollout(planner, [make_env("train-0", max_episode_steps=6) for _ in range(3)],
-                     max_steps=10, prompts=prompts, seeds=[1, 2, 3], keep_paths=True,
-                     generator=torch.Generator().manual_seed(0))
-    np.testing.assert_array_equal(again.paths[1], again2.paths[1])  # seeded = repeatable
+
+    def seeded():
+        policy = load_policy(ckpt, generator=torch.Generator().manual_seed(0))
+        assert isinstance(policy, PlannerPolicy) and policy.conditioning == "prompt"
+        return rollout(policy, [make_env("train-0", max_episode_steps=6) for _ in range(3)],
+                       max_steps=10, prompts=prompts, seeds=[1, 2, 3], keep_paths=True)
+
+    np.testing.assert_array_equal(seeded().paths[1], seeded().paths[1])  # seeded = repeatable
+
+
+def test_planner_policy_keeps_the_last_states_per_environment(maze_checkpoint):
+    ckpt, _ = maze_checkpoint
+    policy = load_policy(ckpt)
+    L = policy.history
+    obs0 = np.arange(3 * 4, dtype=np.float32).reshape(3, 4)
+    policy.begin(obs0, prompts=policy.sample_prompts("train-0", 3, np.random.default_rng(0)),
+                 task_ids=None)
+    assert policy.act(np.array([0, 2])).shape == (2, 2)
+    new = np.full((2, 4), -1.0, np.float32)
+    policy.observe(np.array([0, 2]), new, np.zeros(2))
+    np.testing.assert_array_equal(policy.hist[0, -1], new[0])  # newest state last
+    np.testing.assert_array_equal(policy.hist[0, : L - 1], np.repeat(obs0[:1], L - 1, 0))
+    np.testing.assert_array_equal(policy.hist[1], np.repeat(obs0[1:2], L, 0))  # untouched
 
 
 def test_summary_means_over_episodes_then_seeds():

@@ -9,12 +9,12 @@ import torch
 from mtdiff.collect.scripted import rollout_scripted
 from mtdiff.config import OfflineConfig
 from mtdiff.data.reader import TaskData, load_dataset
+from mtdiff.data.transitions import Transitions, concat, from_dataset, from_task
 from mtdiff.data.writer import TaskWriter, finalize_dataset
 from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM
 from mtdiff.offline.evaluate import evaluate_policy
 from mtdiff.offline.run import run_td3bc
 from mtdiff.offline.td3bc import TD3BC
-from mtdiff.offline.transitions import Transitions, concat, from_dataset, from_task
 
 torch.set_num_threads(1)
 TINY = OfflineConfig(hidden=64, batch_size=64, steps=20, eval_every=10, eval_episodes=2,

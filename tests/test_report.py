@@ -1,8 +1,13 @@
-"""The report: paper numbers beside ours, CSVs, PNGs, "not run" for absent inputs.
+"""The report from the experiment graph's job records: paper numbers beside ours, every
+cell with mean ± std and a 95% bootstrap CI (over seeds, or over episodes with one
+seed), results.json, the resolved differences, CSVs, PNGs, "not run" for absent inputs.
 
-Inputs are small synthetic files in the exact formats the stages write: evaluation JSONs
-as `mtdiff.eval.stage.run` writes them (episodes + the summary `summarize` makes of
-them), and the offline stage's JSON contracts written through `mtdiff.report.contracts`.
+Inputs are written in the exact formats the graph writes: job records at
+`Layout.job_record(name)` with the runner's keys, evaluation JSONs as
+`mtdiff.eval.stage.run` writes them (per-episode results + the summary the real
+`mtdiff.eval.suites.summarize` makes), `graph.json` as the driver writes it, and Fig. 7's
+sweep records through `mtdiff.report.contracts`. Episode outcomes are fixed so that
+every number asserted is computed by hand in the comments.
 """
 
 from __future__ import annotations
@@ -10,123 +15,181 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import sys
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from mtdiff.config import get_preset
+from mtdiff.data.io import atomic_write_json
+from mtdiff.experiment.jobs import Job
+from mtdiff.layout import Layout
 from mtdiff.report import (
     ContractError,
+    GraphError,
     build_report,
     log_report_to_mlflow,
     paper,
     read_records,
-    write_quality,
     write_single_task,
     write_table2,
     write_task_count,
 )
-from mtdiff.report.sources import find_evals
+from mtdiff.report.stats import bootstrap_ci, difference, stratified_bootstrap_ci, summarize
 
-MT10 = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3",
-        "drawer-close-v3", "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3",
-        "window-close-v3"]
 REPO = Path(__file__).resolve().parents[1]
+T, F = True, False
+KEY = "0123456789ab"  # every job's key in these graphs
 
 
-def _summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """`mtdiff.eval.suites.summarize`'s output shape (kept here: that module imports torch)."""
-    by_task: dict[str, dict[int, tuple[float, float]]] = {}
-    for r in results:
-        by_task.setdefault(r["task"], {})[r["seed"]] = (np.mean(r["success"]),
-                                                        np.mean(r["returns"]))
-    tasks = {t: {"success_mean": float(np.mean([v[0] for v in s.values()])),
-                 "success_std": float(np.std([v[0] for v in s.values()])),
-                 "return_mean": float(np.mean([v[1] for v in s.values()])),
-                 "return_std": float(np.std([v[1] for v in s.values()]))}
-             for t, s in by_task.items()}
-    seeds = sorted({r["seed"] for r in results})
-    per_seed = [np.mean([by_task[t][sd][0] for t in by_task]) for sd in seeds]
-    return {"tasks": tasks, "success_mean": float(np.mean(per_seed)),
-            "success_std": float(np.std(per_seed)), "seeds": seeds, "env_steps": 100,
-            "env_steps_per_s_per_job": 10.0, "plan_seconds": 1.0}
+# --- writers in the graph's formats ---------------------------------------------------------
+def _record(lay: Layout, name: str, kind: str, config: dict[str, Any],
+            result: dict[str, Any]) -> None:
+    """A finished job's record, with the keys `mtdiff.experiment.runner.execute` writes."""
+    atomic_write_json(lay.job_record(name), {
+        "record": True, "name": name, "kind": kind, "key": KEY, "state": "done",
+        "config": config, "result": result, "seconds": 1.0, "node": "node-a", "host": "vm",
+        "finished": "2026-01-01 00:00:00", "code_version": "test"})
 
 
-def _write_eval(out: Path, suite: str, kind: str, jobs: list[tuple[str, str, str]],
-                rng: np.random.Generator, seeds: tuple[int, ...] = (0, 1),
-                episodes: int = 4) -> dict[str, Any]:
-    """An eval JSON at `<out>/eval/<suite>-train-<kind>-<hash>/eval-<suite>.json`.
+def _graph(lay: Layout, names: list[str]) -> None:
+    """graph.json as the driver writes it (the report job last)."""
+    atomic_write_json(lay.graph, {"seconds": 9.0, "jobs": [
+        {"name": n, "kind": n.split("/")[0], "deps": [], "resources": {}, "config": {},
+         "key": KEY, "state": "done" if lay.job_record(n).exists() else "failed",
+         "seconds": 1.0, "node": "node-a", "record": str(lay.job_record(n)),
+         "log": str(lay.job_log(n)), "error": ""} for n in [*names, "report"]]})
 
-    jobs: (task or map, group, prompt "own"/"wrong").
-    """
-    results = []
-    for task, group, prompt in jobs:
-        for seed in seeds:
-            p = rng.uniform(0.1, 0.9)
-            results.append({
-                "task": task, "seed": seed, "prompt_task": task, "episodes": episodes,
-                "success": [bool(x) for x in rng.random(episodes) < p],
-                "returns": rng.uniform(0, 4000 if suite == "metaworld" else 200,
-                                       episodes).round(1).tolist(),
-                "lengths": [500] * episodes, "first_success": [-1] * episodes,
-                "env_steps": 500 * episodes, "plan_seconds": 1.0, "seconds": 2.0,
-                "group": group, "prompt": prompt})
+
+def _episodes(task: str, outcomes: list[bool], returns: list[float], group: str,
+              prompt: str = "own", seed: int = 0) -> dict[str, Any]:
+    """One (task, eval seed) result as `mtdiff.eval.suites.run_job` returns it."""
+    n = len(outcomes)
+    return {"task": task, "seed": seed, "prompt_task": task, "episodes": n,
+            "success": outcomes, "returns": returns, "lengths": [10] * n,
+            "first_success": [-1] * n, "env_steps": 10 * n, "plan_seconds": 0.1,
+            "seconds": 0.2, "group": group, "prompt": prompt}
+
+
+def _evaluate(lay: Layout, suite: str, method: str, view: str | None, seed: int,
+              results: list[dict[str, Any]]) -> str:
+    """An evaluate job: its evaluation JSON (as `eval.stage.run`) and its record (as
+    `experiment.kinds.evaluate`); returns the job name."""
+    from mtdiff.eval.suites import summarize as eval_summarize
+
+    cell = "/".join([suite, method, *([view] if view else []), f"s{seed}"])
+    name = f"evaluate/{cell}"
+    out = lay.out / "eval" / f"{suite}-train-{method}-{seed:012x}-abcd1234"
     own = [r for r in results if r["prompt"] == "own"]
-    summary: dict[str, Any] = {"suite": suite, "checkpoint": str(out / "no-such-checkpoint"),
-                               "wall_seconds": 3.0, "diffusion": {"sampler": "ddim"},
-                               "eval": {"episodes": episodes, "seeds": list(seeds),
-                                        "stop_on_success": suite == "metaworld"},
-                               "all": _summarize(own), "env_steps_per_s": 100.0}
+    summary: dict[str, Any] = {"suite": suite, "checkpoint": str(out / "ckpt"),
+                               "wall_seconds": 1.0, "diffusion": {"sampler": "ddim"},
+                               "eval": {"episodes": 4, "seeds": [0], "stop_on_success": True},
+                               "all": eval_summarize(own)}
     for group in ("train", "unseen", "heldout"):
         if any(r["group"] == group for r in own):
-            summary[group] = _summarize([r for r in own if r["group"] == group])
+            summary[group] = eval_summarize([r for r in own if r["group"] == group])
     if any(r["prompt"] == "wrong" for r in results):
-        summary["unseen_wrong_prompt"] = _summarize([r for r in results if r["prompt"] == "wrong"])
-    dest = out / "eval" / f"{suite}-train-{kind}-{len(kind):012x}"
-    dest.mkdir(parents=True)
-    (dest / f"eval-{suite}.json").write_text(json.dumps({"summary": summary,
-                                                         "episodes": results}))
-    return summary
+        summary["unseen_wrong_prompt"] = eval_summarize(
+            [r for r in results if r["prompt"] == "wrong"])
+    summary["env_steps_per_s"] = 10.0
+    eval_file = atomic_write_json(out / f"eval-{suite}.json",
+                                  {"summary": summary, "episodes": results})
+    config = {"suite": suite, "method": method, "view": view, "seed": seed}
+    groups = {g: summary[g]["success_mean"] for g in
+              ("all", "train", "unseen", "unseen_wrong_prompt", "heldout") if g in summary}
+    _record(lay, name, "evaluate", config, {
+        "eval_file": str(eval_file), "checkpoint": summary["checkpoint"], "success": groups,
+        "env_steps_per_s": 10.0, **config, "outputs": [str(eval_file)]})
+    return name
 
 
-def _offline_records(out: Path, rng: np.random.Generator) -> None:
-    rows = [{"task": t, "seen": seen, "method": m, "seed": s,
-             "success": float(rng.uniform(0.1, 0.9))}
-            for t, seen in (("box-close-v3", False), ("coffee-push-v3", True))
-            for m in ("original", "s4rl", "rad", "mtdiff-s") for s in (0, 1, 2)]
-    write_table2(out, rows)
-    write_quality(out, [{"task": t, "method": m, "dynamics_error": float(rng.uniform(0, 0.1)),
-                         "l2_distance": float(rng.uniform(0.3, 0.5))}
-                        for t in ("box-close-v3", "coffee-push-v3")
-                        for m in ("original", "s4rl", "rad", "mtdiff-s")])
-    write_task_count(out, [{"num_tasks": n, "seed": s, "success": float(rng.uniform(0, 1)),
-                            "task": "coffee-push-v3"} for n in (10, 20, 30, 45) for s in (0, 1)])
-    write_single_task(out, [{"task": t, "method": m, "seed": s,
-                             "success": float(rng.uniform(0, 1))}
-                            for t in paper.FIG6_TASKS
-                            for m in ("original", "mtdiff-s-single", "mtdiff-s") for s in (0, 1)])
+def _td3bc(lay: Layout, task: str, method: str, seed: int, successes: int, seen: bool,
+           **more: Any) -> str:
+    """An offline (TD3-BC) job's record, the keys of `offline.jobs.td3bc_cell`; 10
+    evaluation episodes, `successes` of them successful."""
+    name = f"offline/{task}/{method}/s{seed}"
+    res = {"task": task, "seed": seed, "method": method, "seen": seen, **more,
+           "success": successes / 10, "mean_return": 100.0 * successes,
+           "curve": [{"step": 10.0, "success_rate": successes / 10, "mean_return": 1.0}],
+           "seconds": 1.0, "transitions": 400, "episodes": 10, "preset": "local",
+           "agent": None, "outputs": []}
+    _record(lay, name, "offline", {"task": task, "method": method, "seed": seed, **more}, res)
+    return name
+
+
+# Meta-World episodes (4 per task, eval seed 0). MTDiff-P near-optimal, per training seed:
+#   s0: reach 2/4, push 1/4 -> (50 + 25) / 2 = 37.5 %;  s1: reach 3/4, push 2/4 -> 62.5 %
+#   mean 50.00, sample std |62.5 - 37.5| / sqrt(2) = 17.68, CI over 2 seeds [37.50, 62.50]
+# MTDiff-P-onehot, seed 0 only: reach 1/4, push 3/4 -> 50 %; over its 8 episodes: std
+#   of [1,0,0,0,1,1,1,0] x 100 = 53.45; CI [25, 75] (stratified bootstrap, see
+#   test_one_seed_ci_over_episodes).
+# U-Net: 0 everywhere -> Table 3's MTDiff-P > U-Net difference is 37.5 and 62.5 paired
+#   by seed: CI [37.50, 62.50], resolved.
+MW = {("mtdiff-p", 0): {"reach-v3": [T, T, F, F], "push-v3": [T, F, F, F]},
+      ("mtdiff-p", 1): {"reach-v3": [T, T, T, F], "push-v3": [T, T, F, F]},
+      ("mtdiff-p-unet", 0): {"reach-v3": [F] * 4, "push-v3": [F] * 4},
+      ("mtdiff-p-unet", 1): {"reach-v3": [F] * 4, "push-v3": [F] * 4},
+      ("mtdiff-p-onehot", 0): {"reach-v3": [T, F, F, F], "push-v3": [T, T, T, F]}}
+# MTDiff-P's reach-v3 returns: s0 mean 25, s1 mean 45 -> 35.0 ± 14.1 [25.0, 45.0]
+RETURNS = {0: [10.0, 20.0, 30.0, 40.0], 1: [30.0, 40.0, 50.0, 60.0]}
 
 
 @pytest.fixture
-def full_run(tmp_path: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
-    """A reproduction folder with every input the report reads."""
-    rng = np.random.default_rng(0)
-    out = tmp_path / "repro-local"
-    man = out / "data" / "metaworld-945f130519a4" / "manifest.json"
-    man.parent.mkdir(parents=True)
-    man.write_text(json.dumps({"suite": "metaworld", "config_hash": "945f130519a4",
-                               "source": "scripted", "tasks": {
-                                   t: {"transitions": 50_000} for t in MT10}}))
-    maze_jobs = [(f"train-{i}", "train", "own") for i in range(8)]
-    maze_jobs += [(m, "unseen", p) for m in ("unseen-0", "unseen-1") for p in ("own", "wrong")]
-    summaries = {"maze2d": _write_eval(out, "maze2d", "mtdiff-p", maze_jobs, rng)}
-    for kind in ("mtdiff-p", "mtdiff-p-onehot"):
-        summaries[kind] = _write_eval(out, "metaworld", kind,
-                                      [(t, "train", "own") for t in MT10], rng)
-    _offline_records(out, rng)
-    return out, summaries
+def run(tmp_path: Path) -> Path:
+    """A reproduction folder: a tiny graph of every kind of record the report reads."""
+    lay = Layout.at(tmp_path / "repro-local")
+    names: list[str] = []
+    _record(lay, "collect/metaworld", "collect", {"suite": "metaworld"},
+            {"dataset": str(lay.out / "data" / "metaworld-abc"), "hash": "abc",
+             "tasks": ["push-v3", "reach-v3"], "transitions": 4000, "outputs": []})
+    names.append("collect/metaworld")
+    for (method, seed), per_task in MW.items():
+        names.append(_evaluate(lay, "metaworld", method, "near-optimal", seed, [
+            _episodes(t, o, RETURNS[seed] if t == "reach-v3" and method == "mtdiff-p"
+                      else [0.0] * 4, "train") for t, o in per_task.items()]))
+    names.append("evaluate/metaworld/mtdiff-p-onehot/near-optimal/s1")  # failed: no record
+    # Maze2D: own prompt 3/4 on unseen-0 for both seeds, wrong prompt 0/4 -> resolved.
+    for method in ("mtdiff-p", "promptdt"):
+        for seed in (0, 1):
+            res = [_episodes(m, [T, T, F, F], [1.0] * 4, "train") for m in ("train-0", "train-1")]
+            res += [_episodes("unseen-0", [T, T, T, F] if method == "mtdiff-p" else [F] * 4,
+                              [1.0] * 4, "unseen"),
+                    _episodes("unseen-0", [F] * 4, [0.0] * 4, "unseen", prompt="wrong")]
+            names.append(_evaluate(lay, "maze2d", method, None, seed, res))
+            import matplotlib.pyplot as plt
+
+            plt.imsave(lay.out / "eval" / f"maze2d-train-{method}-{seed:012x}-abcd1234" /
+                       "maze2d-paths.png", np.full((30, 40, 3), 0.5 if seed else 0.8))
+    # Cheetah-vel: training tasks return -30 / -28 (MTDiff-P), -40 / -36 (PromptDT).
+    for method, (r0, r1) in (("mtdiff-p", (-30.0, -28.0)), ("promptdt", (-40.0, -36.0))):
+        for seed, r in ((0, r0), (1, r1)):
+            names.append(_evaluate(lay, "cheetah-vel", method, None, seed, [
+                _episodes("cheetah-vel-0", [F] * 4, [r] * 4, "train"),
+                _episodes("cheetah-vel-2", [F] * 4, [r - 10] * 4, "heldout")]))
+    # TD3-BC: box-close unseen, reach seen; successes out of 10 per seed.
+    table2 = {"original": (2, 4), "s4rl": (5, 5), "rad": (3, 3), "mtdiff-s": (6, 8)}
+    for task, seen in (("box-close-v3", False), ("reach-v3", True)):
+        for m, per_seed in table2.items():
+            for seed, k in enumerate(per_seed):
+                names.append(_td3bc(lay, task, m, seed, k, seen))
+    for seed, k in enumerate((1, 3)):
+        names.append(_td3bc(lay, "reach-v3", "mtdiff-s-single", seed, k, True))
+    for task in ("box-close-v3", "reach-v3"):
+        name = f"quality/{task}"
+        _record(lay, name, "quality", {"task": task}, {"records": [
+            {"task": task, "method": m, "dynamics_error": e, "l2_distance": 0.4,
+             "samples": 8, "unstable": 0, "preset": "local"}
+            for m, e in (("mtdiff-s", 0.02), ("rad", 0.06), ("s4rl", 0.0001))],
+            "plot": "", "outputs": []})
+        names.append(name)
+    # Fig. 7: the graph's 10-task MTDiff-S; a sweep wrote 20 tasks into the contract file
+    names.append(_td3bc(lay, "coffee-push-v3", "mtdiff-s-tasks-10", 0, 4, True, num_tasks=10))
+    write_task_count(lay.out, [{"num_tasks": 20, "seed": s, "success": v, "task":
+                                "coffee-push-v3"} for s, v in ((0, 0.5), (1, 0.7))])
+    _graph(lay, names)
+    return lay.out
 
 
 def _section(md: str, title: str) -> str:
@@ -140,83 +203,268 @@ def _line(md: str, start: str) -> str:
     return found[0]
 
 
-def test_report_puts_paper_numbers_beside_ours(full_run):
-    out, summaries = full_run
-    path = build_report(out, preset="local", read_checkpoints=False)
-    assert path == out / "report" / "report.md"
-    md = path.read_text()
-    assert "_not run_" not in md and "Could not build" not in md
+def _results(out: Path) -> dict[str, Any]:
+    return json.loads((out / "report" / "results.json").read_text())
 
-    # Table 1: the paper's 59.53 ± 1.12 and ours (the train group, in %) on one row.
-    s = summaries["mtdiff-p"]["train"]
-    row = _line(md, "| MTDiff-P |")
-    assert "59.53 ± 1.12" in row and "48.67 ± 1.32" in row
-    assert f"{100 * s['success_mean']:.2f} ± {100 * s['success_std']:.2f}" in row
-    assert "local" in row and "10 (MT10)" in row and "2 x 4" in row
-    assert "61.32 ± 0.89" in _line(md, "| MTDiff-P-onehot |")
-    assert _line(md, "| MTCQL |").count("–") >= 4  # nothing printed, nothing run
 
-    # Table 6: paper return beside ours (pooled over all episodes of the task).
-    with open(out / "eval" / next(p.name for p in (out / "eval").iterdir()
-                                  if "metaworld-train-mtdiff-p-" in p.name and "onehot"
-                                  not in p.name) / "eval-metaworld.json") as f:
-        eps = [e for e in json.load(f)["episodes"] if e["task"] == "reach-v3"]
-    rets = [x for e in eps for x in e["returns"]]
-    t6 = _section(md, "Table 6")
-    row6 = _line(t6, "| reach-v3 |")
-    assert "4144.2 ± 645.4" in row6 and f"{np.mean(rets):.1f} ± {np.std(rets):.1f}" in row6
-    assert "not in the paper's table" in _line(t6, "| box-close-v3 |")
-    assert "only up to each episode's first success" in t6  # eval.stop_on_success
+# --- statistics -------------------------------------------------------------------------
+def test_bootstrap_against_hand_computed_cases():
+    # [0, 0, 0, 1]: a resample's mean is k/4, k ~ Binomial(4, 1/4): P(k=0) = 0.316 >
+    # 2.5%, P(k <= 2) = 0.949 < 97.5% < P(k <= 3) = 0.996 -> CI [0, 0.75].
+    assert bootstrap_ci([0, 0, 0, 1]) == (0.0, 0.75)
+    assert bootstrap_ci([0, 0, 0, 100]) == (0.0, 75.0)  # any two values: same law
+    # more than two values (index resampling): the sum of 4 draws from {0,1,2,3} is <= 1
+    # with probability 5/256 = 2.0% and <= 2 with 15/256 = 5.9% -> 2.5th percentile of
+    # the mean 2/4; by symmetry the 97.5th is 10/4.
+    assert bootstrap_ci([0, 1, 2, 3]) == (0.5, 2.5)
+    # two values: P(both low) = 1/4 > 2.5% -> the interval between them
+    assert bootstrap_ci([37.5, 62.5]) == (37.5, 62.5)
+    assert bootstrap_ci([3.0]) == (3.0, 3.0)
+    # same seed, same interval; another seed may move it
+    assert bootstrap_ci(np.arange(20.0)) == bootstrap_ci(np.arange(20.0))
+    with pytest.raises(ValueError):
+        bootstrap_ci([])
 
-    # Table 2: Original legible, the lost column marked, the printed cells kept.
-    row2 = _line(_section(md, "Table 2"), "| box-close-v3 | unseen")
-    assert "23.46 ± 7.11" in row2 and "not legible" in row2 and "↑ 211%" in row2
-    assert "131%" in md  # §5.3's text, as a note
 
-    # Table 4 and Fig. 7.
-    assert "0.0174" in _line(md, "| MTDiff-S |") and "0.4552" in _line(md, "| MTDiff-S |")
-    assert "| coffee-push-v3 | 45 |" in md
+def test_one_seed_ci_over_episodes():
+    # Strata [1,0,0,0] and [1,1,1,0]: mean over tasks = (B1 + 4 - B2) / 8 with B1, B2 ~
+    # Binomial(4, 1/4): P(B1 - B2 <= -3) = 0.018 < 2.5% < P(<= -2) = 0.105 -> X = 2 / 8.
+    assert stratified_bootstrap_ci([[1, 0, 0, 0], [1, 1, 1, 0]]) == (0.25, 0.75)
+    cell = summarize({0: 0.5}, strata=[[1, 0, 0, 0], [1, 1, 1, 0]])
+    assert (cell.ci_over, cell.n, cell.episodes, cell.seeds) == ("episodes", 8, 8, (0,))
+    assert cell.std == pytest.approx(np.std([1, 0, 0, 0, 1, 1, 1, 0], ddof=1))
+    one = summarize({0: 0.5})  # one value, no episodes: no spread, no interval
+    assert (one.std, one.ci_low, one.ci_high, one.n) == (None, None, None, 1)
 
-    rep = out / "report"
-    for name in ("fig5_maze2d", "fig6_single_task", "fig7_task_count", "success_per_task"):
-        assert (rep / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with open(rep / "table1.csv") as f:
-        t1 = {r["method"]: r for r in csv.DictReader(f)}
-    assert float(t1["MTDiff-P"]["near_optimal_paper_mean"]) == 59.53
-    assert float(t1["MTDiff-P"]["near_optimal_ours_mean"]) == pytest.approx(
-        100 * s["success_mean"], abs=1e-4)
-    assert t1["MTDiff-P"]["sub_optimal_ours_mean"] == ""  # ours ran near-optimal only
-    for name in ("table2", "table4", "table4_per_task", "table6", "fig5", "fig6", "fig7",
-                 "success_per_task"):
-        with open(rep / f"{name}.csv") as f:
-            assert len(list(csv.DictReader(f))) > 0, name
+
+def test_difference_paired_by_seed():
+    a = summarize({0: 1.0, 1: 2.0, 2: 3.0})
+    b = summarize({0: 0.0, 1: 1.0, 2: 2.0})
+    d = difference(a, b)
+    assert (d.mean, d.ci_low, d.ci_high, d.over) == (1.0, 1.0, 1.0, "seeds (paired)")
+    assert d.resolved and d.sign == 1
+    # other seeds: resampled on their own; mean sums of 3 draws from {1,2,3} differ by
+    # <= -4 with probability 28/729 = 3.8% > 2.5%, so the CI reaches 1 - 4/3 < 0.
+    c = summarize({3: 0.0, 4: 1.0, 5: 2.0})
+    u = difference(a, c)
+    assert u.over == "seeds" and u.mean == 1.0 and u.ci_low < 0 < u.ci_high
+    assert not u.resolved and u.sign == 0
+    # one seed on a side: over episodes; no episodes: no CI
+    e = difference(summarize({0: 0.9}, strata=[[1] * 9 + [0]]),
+                   summarize({0: 0.1}, strata=[[0] * 9 + [1]]))
+    assert e.over == "episodes" and e.resolved and e.mean == pytest.approx(0.8)
+    assert difference(summarize({0: 1.0}), b) is None
+
+
+# --- the report -------------------------------------------------------------------------
+def test_table1_over_seeds_and_episodes(run):
+    md = build_report(run, preset="local").read_text()
+    t1 = _section(md, "Table 1")
+    row = _line(t1, "| MTDiff-P |")
+    assert row == ("| MTDiff-P | 59.53 ± 1.12 | 50.00 ± 17.68 [37.50, 62.50] | 2 seeds, 16 ep; "
+                   "CI: seeds | 48.67 ± 1.32 | – | – | 2 |")
+    assert _line(t1, "| MTDiff-P-onehot |") == (
+        "| MTDiff-P-onehot | 61.32 ± 0.89 | 50.00 ± 53.45 [25.00, 75.00] | 1 seed, 8 ep; "
+        "CI: episodes | 48.94 ± 0.95 | – | – | 2 |")
+    # a method the graph did not evaluate: the paper's numbers, "–" for ours
+    assert _line(t1, "| MTBC |") == "| MTBC | 60.39 ± 0.86 | – | – | 34.53 ± 1.25 | – | – | – |"
+    assert _line(t1, "| CARE [53] (online) |").count("–") == 6
+    assert not [ln for ln in t1.splitlines() if ln.startswith("| MTDiff-P (U-Net) |")]
+    # the failed job is named; its cell is absent
+    assert "`evaluate/metaworld/mtdiff-p-onehot/near-optimal/s1`" in _section(md, "Inputs")
+    with open(run / "report" / "table1.csv") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    p = rows["MTDiff-P"]
+    assert float(p["near_optimal_ours_mean"]) == 50.0
+    assert float(p["near_optimal_ours_ci_low"]) == 37.5 and float(p["near_optimal_paper_mean"]) \
+        == 59.53
+    assert rows["MTBC"]["near_optimal_ours_mean"] == ""
+    assert len(rows) == 9  # the paper's rows; U-Net is Table 3's
+    # per-task success and Table 6 (returns of reach-v3: 25 and 45 per seed)
+    assert "| reach-v3 | 62.50 ± 17.68 [50.00, 75.00] |" in md
+    row6 = _line(_section(md, "Table 6"), "| reach-v3 |")
+    assert row6 == "| reach-v3 | 4144.2 ± 645.4 | 35.0 ± 14.1 [25.0, 45.0] | 966.4 ± 842.9 | – |"
+    assert "not in the paper's table" in _line(_section(md, "Table 6"), "| box-close-v3 |")
+
+
+def test_results_json(run):
+    build_report(run, preset="local")
+    res = _results(run)
+    keys = {"table", "method", "label", "view", "tasks", "group", "metric", "unit", "seeds",
+            "episodes", "n", "mean", "std", "ci_low", "ci_high", "ci_over", "paper_mean",
+            "paper_std", "preset"}
+    assert res["cells"] and all(set(c) == keys for c in res["cells"])
+    [p] = [c for c in res["cells"] if c["table"] == "table1" and c["method"] == "mtdiff-p"
+           and c["view"] == "near-optimal"]
+    assert p == {"table": "table1", "method": "mtdiff-p", "label": "MTDiff-P",
+                 "view": "near-optimal", "tasks": "2", "group": "train", "metric": "success",
+                 "unit": "%", "seeds": [0, 1], "episodes": 16, "n": 2, "mean": 50.0,
+                 "std": pytest.approx(17.677670, abs=1e-6), "ci_low": 37.5, "ci_high": 62.5,
+                 "ci_over": "seeds", "paper_mean": 59.53, "paper_std": 1.12, "preset": "local"}
+    [one] = [c for c in res["cells"] if c["table"] == "table1"
+             and c["method"] == "mtdiff-p-onehot" and c["view"] == "near-optimal"]
+    assert (one["ci_over"], one["seeds"], one["n"], one["ci_low"]) == ("episodes", [0], 8, 25.0)
+    [bc] = [c for c in res["cells"] if c["table"] == "table1" and c["method"] == "mtbc"
+            and c["view"] == "sub-optimal"]
+    assert bc["mean"] is None and bc["seeds"] == [] and bc["paper_mean"] == 34.53
+    assert {c["table"] for c in res["cells"]} >= {
+        "table1", "table3", "table5", "table6", "success_per_task", "maze2d",
+        "maze2d_per_map", "table2", "table4", "fig6", "fig7"}
+    [t3] = [d for d in res["differences"] if d["table"] == "Table 3"]
+    assert t3 == {"table": "Table 3", "column": "near-optimal", "a": "MTDiff-P",
+                  "b": "MTDiff-P (U-Net)", "paper": "59.53 vs 55.67", "verdict": "holds",
+                  "diff_mean": 50.0, "ci_low": 37.5, "ci_high": 62.5, "over": "seeds (paired)"}
+
+
+def test_resolved_differences(run):
+    md = build_report(run, preset="local").read_text()
+    t3 = _section(md, "Table 3")
+    assert "| MTDiff-P (U-Net) | 55.67 ± 1.27 | 0.00 ± 0.00 [0.00, 0.00] |" in t3
+    assert ("- Table 3, near-optimal: paper MTDiff-P > MTDiff-P (U-Net) (59.53 vs 55.67); ours "
+            "+50.00 [+37.50, +62.50] over seeds (paired): **holds**") in t3
+    # MTDiff-P-onehot (1 seed) vs MTDiff-P (2 seeds): over episodes, equal means
+    assert re.search(r"paper MTDiff-P-onehot > MTDiff-P \(61\.32 vs 59\.53\); ours \+0\.00 "
+                     r"\[-\d+\.\d\d, \+\d+\.\d\d\] over episodes: \*\*not resolved\*\*",
+                     _section(md, "Table 1"))
+    maze = _section(md, "Fig. 5")
+    assert "unseen maps, MTDiff-P: paper own prompt > wrong prompt" in maze
+    assert ("ours +75.00 [+75.00, +75.00] over seeds (paired): **holds**" in
+            _line(maze, "- Maze2D, unseen maps, MTDiff-P:"))
+    assert "**not resolved**" in _line(maze, "- Maze2D, unseen maps, PromptDT:")  # 0 vs 0
+    assert "**holds**" in _line(maze, "- Maze2D, unseen maps, own prompt:")  # P 75 vs DT 0
+
+
+def test_maze_and_table5(run):
+    md = build_report(run, preset="local").read_text()
+    maze = _section(md, "Fig. 5")
+    assert _line(maze, "| MTDiff-P |").startswith(
+        "| MTDiff-P | 50.00 ± 0.00 [50.00, 50.00] | 2 seeds, 16 ep; CI: seeds | 75.00 ± 0.00")
+    assert _line(maze, "| PromptDT |")  # the paper's label without a registry entry
+    assert "![](maze2d_paths.png)" in maze and "| unseen-0 | unseen maps, wrong prompt |" in maze
+    for png in ("fig5_maze2d", "maze2d_paths", "success_per_task"):
+        assert (run / "report" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    t5 = _section(md, "Table 5")
+    # training tasks: MTDiff-P -30, -28 -> -29.00 ± 1.41; held-out 10 lower
+    assert _line(t5, "| MTDiff-P |").startswith(
+        "| MTDiff-P | -29.09 ± 0.31 | -29.00 ± 1.41 [-30.00, -28.00] | -39.00 ± 1.41 "
+        "[-40.00, -38.00] | 602.17 ± 1.68 | not run | not run |")
+    assert paper.TABLE5_NOTE in t5
+    assert "**holds**" in _line(t5, "- Table 5, cheetah-vel, train tasks:")
+
+
+def test_offline_tables(run):
+    md = build_report(run, preset="local").read_text()
+    t2 = _section(md, "Table 2")
+    # the smoke test's shape: paper's Original, then ours with a ±
+    assert re.search(r"\| box-close-v3 \| unseen \| 23\.46 ± 7\.11 \| \d+\.\d\d ± ", t2)
+    row = _line(t2, "| box-close-v3 | unseen |")
+    # Original 2/10, 4/10 -> 30.00 ± 14.14 [20, 40]; MTDiff-S 60, 80 -> ↑ 133%
+    assert "| 30.00 ± 14.14 [20.00, 40.00] |" in row
+    assert "| 70.00 ± 14.14 [60.00, 80.00] (↑ 133%) |" in row
+    assert "2 seeds, 20 ep; CI: seeds" in row and "not legible" in row
+    assert "| MTDiff-S | 0.0174 | 0.02 ± 0 [0.02, 0.02] |" in _section(md, "Table 4")
+    f6 = _section(md, "Fig. 6")
+    assert "| reach-v3 | 30.00 ± 14.14 [20.00, 40.00] | 20.00 ± 14.14 [10.00, 30.00] |" in f6
+    assert "fig6_single_task.png" in md and "_not run_" not in f6
+    f7 = _section(md, "Fig. 7")  # the graph's 10 tasks (1 seed, over episodes), the sweep's 20
+    assert "| coffee-push-v3 | 10 | 40.00 ± 51.64 [10.00, 70.00] | 1 seed, 10 ep; CI: episodes " \
+           "| graph |" in f7
+    assert "| coffee-push-v3 | 20 | 60.00 ± 14.14 [50.00, 70.00] | 2 seeds; CI: seeds " \
+           "| sweep |" in f7
+
+
+def test_report_job_writes_contracts_and_report(run):
+    """The graph's report job (`experiment.kinds.report`), as the runner calls it."""
+    from mtdiff.experiment.kinds import report
+
+    names = [j["name"] for j in json.loads((run / "graph.json").read_text())["jobs"]][:-1]
+    job = Job("report", "report", get_preset("smoke"), {}, deps=names, always=True,
+              params={"root": str(run), "graph": names})
+    res = report(job, {})
+    assert res["results"] == str(run / "report" / "results.json")
+    assert json.loads(Path(res["results"]).read_text())["preset"] == "smoke"
+    t2 = read_records("table2", run)
+    assert len(t2) == 16 and {r["task"] for r in t2} == {"box-close-v3", "reach-v3"}
+    assert len(read_records("quality", run)) == 6
+    # Fig. 7: the graph's record merged into the sweep's file, not read back as a sweep's
+    counts = read_records("task_count", run)
+    assert sorted((r["num_tasks"], str(r.get("source"))) for r in counts) == [
+        (10, "graph"), (20, "None"), (20, "None")]
+    md = Path(res["report"]).read_text()
+    assert md.count("| coffee-push-v3 | 10 |") == 1
 
 
 def test_missing_inputs_say_not_run(tmp_path):
-    out = tmp_path / "run"
-    out.mkdir()
-    md = build_report(out, read_checkpoints=False).read_text()
-    assert md.count("_not run_") == 7
-    assert "23.46 ± 7.11" in md  # Table 2 still shows the paper's legible cells
+    lay = Layout.at(tmp_path / "run")
+    lay.out.mkdir()
+    with pytest.raises(GraphError, match="full_repro"):
+        build_report(lay.out)
+    _graph(lay, ["evaluate/metaworld/mtdiff-p/near-optimal/s0"])  # never finished
+    md = build_report(lay.out).read_text()
+    # Table 1, Maze2D, Table 5, Table 6, Table 2, Table 4, Figs. 6 and 7
+    assert md.count("_not run_") == 8
+    assert "59.53 ± 1.12" in md and "23.46 ± 7.11" in md  # the paper's numbers stay
+    assert "| MTDiff-P | -29.09 ± 0.31 | not run |" in md
     f6 = _section(md, "Fig. 6")
-    assert "_not run_: no single-task augmentation results" in f6
-    assert "offline/single_task.json" in f6 and paper.FIG6_NOTE in f6
-    assert md.index("## Fig. 6") < md.index("## Fig. 7")
+    assert "_not run_: no single-task augmentation results" in f6 and paper.FIG6_NOTE in f6
+    assert "preset: `unknown`" in md
+    res = _results(lay.out)
+    assert all(c["mean"] is None for c in res["cells"]) and res["differences"] == []
     with pytest.raises(FileNotFoundError, match="full_repro"):
-        build_report(tmp_path / "absent")
+        build_report(tmp_path / "absent", graph=[])
 
 
-def test_only_maze_and_a_bad_contract(tmp_path):
-    out = tmp_path / "run"
-    rng = np.random.default_rng(1)
-    _write_eval(out, "maze2d", "mtdiff-p", [("train-0", "train", "own"),
-                                            ("unseen-0", "unseen", "own")], rng)
-    (out / "offline").mkdir()
-    (out / "offline" / "table2.json").write_text('[{"task": "x"}]')
-    md = build_report(out, preset="smoke", read_checkpoints=False).read_text()
-    assert md.count("_not run_") == 5  # Table 1, Table 6, Table 4, Figs. 6 and 7
-    assert "Could not build" in md and "missing key 'seen'" in md
-    assert (out / "report" / "fig5_maze2d.png").exists()
+def test_unreadable_evaluation_is_a_problem_not_a_crash(run):
+    eval_file = json.loads(Layout.at(run).job_record(
+        "evaluate/maze2d/promptdt/s1").read_text())["result"]["eval_file"]
+    Path(eval_file).write_text("{not json")
+    md = build_report(run).read_text()
+    assert "- problem: evaluate/maze2d/promptdt/s1: evaluation" in md
+    assert "1 seed, 8 ep; CI: episodes" in _line(_section(md, "Fig. 5"), "| PromptDT |")
+    assert "preset: `local`" in md  # named by the TD3-BC records
+
+
+def test_stale_records_are_not_read(run):
+    """A record made under another config (its key is not the graph's) or whose outputs
+    are gone: listed, its cell left out."""
+    keys = {j["name"]: j["key"] for j in json.loads((run / "graph.json").read_text())["jobs"]}
+    keys.pop("report")
+    keys["evaluate/metaworld/mtdiff-p/near-optimal/s1"] = "another-key0"
+    eval_file = json.loads(Layout.at(run).job_record("evaluate/metaworld/mtdiff-p-unet/"
+                                                    "near-optimal/s0").read_text())
+    Path(eval_file["result"]["eval_file"]).unlink()
+    md = build_report(run, graph=keys).read_text()
+    stale = _line(md, "- **2 jobs with a stale record**")
+    assert "`evaluate/metaworld/mtdiff-p/near-optimal/s1`" in stale
+    assert "`evaluate/metaworld/mtdiff-p-unet/near-optimal/s0`" in stale
+    # MTDiff-P now rests on seed 0 alone (37.5 %): over its 8 episodes
+    assert "| MTDiff-P | 59.53 ± 1.12 | 37.50 ± 51.75 " in md and "1 seed, 8 ep; CI: episodes" in md
+    assert "- problem:" not in md
+
+
+def test_moved_run_folder_still_reads(run, tmp_path):
+    import shutil
+
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(run), moved)
+    md = build_report(moved, preset="local").read_text()
+    assert "50.00 ± 17.68 [37.50, 62.50]" in md and "- problem:" not in md
+    assert (moved / "report" / "maze2d_paths.png").exists()
+
+
+def test_cli(run, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("report_cli", REPO / "pipelines/report.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.main(["--run", str(run), "--dest", str(tmp_path / "rep")]) == 0
+    assert f"report: {tmp_path / 'rep' / 'report.md'}" in capsys.readouterr().out
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "preset: `local`" in md and (tmp_path / "rep" / "results.json").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["--run", str(empty)]) == 2
+    assert "no job graph" in capsys.readouterr().err
+    assert cli.main(["--run", str(tmp_path / "absent")]) == 2
 
 
 def test_contracts_validate_and_merge(tmp_path):
@@ -244,39 +492,6 @@ def test_contracts_validate_and_merge(tmp_path):
         read_records("single_task", tmp_path)
 
 
-def test_fig6_single_vs_multi_task(tmp_path):
-    """Fig. 6: per task, Original / MTDiff-S-single / MTDiff-S in %, mean ± std over seeds;
-    the paper's tasks first, a mean row (per seed over tasks) when there are several."""
-    base = {"original": (0.2, 0.4), "mtdiff-s-single": (0.3, 0.5), "mtdiff-s": (0.6, 0.8)}
-    write_single_task(tmp_path, [{"task": t, "method": m, "seed": s, "success": v[s] + d,
-                                  "preset": "local"}
-                                 for t, d in (("dial-turn-v3", 0.0), ("coffee-push-v3", 0.1))
-                                 for m, v in base.items() for s in (0, 1)])
-    md = build_report(tmp_path, read_checkpoints=False).read_text()
-    f6 = _section(md, "Fig. 6")
-    assert "_not run_" not in f6 and "Could not build" not in f6
-    rows = [ln for ln in f6.splitlines() if ln.startswith("| ") and "---" not in ln]
-    assert rows == ["| Task | Original (ours) | MTDiff-S-single (ours) | MTDiff-S (ours) | "
-                    "Ours: seeds |",
-                    "| coffee-push-v3 | 40.00 ± 10.00 | 50.00 ± 10.00 | 80.00 ± 10.00 | 2 |",
-                    "| dial-turn-v3 | 30.00 ± 10.00 | 40.00 ± 10.00 | 70.00 ± 10.00 | 2 |",
-                    "| mean over 2 tasks | 35.00 ± 10.00 | 45.00 ± 10.00 | 75.00 ± 10.00 | 2 |"]
-    assert "preset `local`" in f6 and paper.FIG6_NOTE in f6
-    rep = tmp_path / "report"
-    assert (rep / "fig6_single_task.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with open(rep / "fig6.csv") as f:
-        csv_rows = {r["task"]: r for r in csv.DictReader(f)}
-    assert float(csv_rows["coffee-push-v3"]["mtdiff_s_ours_mean"]) == pytest.approx(80.0)
-    assert float(csv_rows["dial-turn-v3"]["original_ours_std"]) == pytest.approx(10.0)
-    assert csv_rows["dial-turn-v3"]["preset"] == "local"
-
-    one = tmp_path / "one"  # one seed: the value itself, no ± and no mean row
-    write_single_task(one, [{"task": "disassemble-v3", "method": m, "seed": 0,
-                             "success": v[0]} for m, v in base.items()])
-    f6 = _section(build_report(one, read_checkpoints=False).read_text(), "Fig. 6")
-    assert "| disassemble-v3 | 20.00 | 30.00 | 60.00 | 1 |" in f6 and "| mean over" not in f6
-
-
 def test_paper_data():
     from mtdiff.envs.metaworld import ALL_TASKS
 
@@ -284,96 +499,27 @@ def test_paper_data():
         set(ALL_TASKS)
     assert paper.TABLE6["reach-v3"][0] == paper.Cell(4144.2, 645.4)
     assert {r.task for r in paper.TABLE2} <= set(ALL_TASKS)
-    assert paper.TABLE1[7][1] == paper.Cell(59.53, 1.12)
-
-
-def test_cli(full_run, tmp_path, capsys):
-    out, _ = full_run
-    spec = importlib.util.spec_from_file_location("report_cli", REPO / "pipelines/report.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    assert cli.main(["--run", str(out), "--no-checkpoints", "--dest",
-                     str(tmp_path / "rep")]) == 0
-    assert f"report: {tmp_path / 'rep' / 'report.md'}" in capsys.readouterr().out
-    md = (tmp_path / "rep" / "report.md").read_text()
-    assert "preset: `local`" in md  # from the folder name repro-local
-    runs, problems = find_evals(out, read_checkpoints=False)
-    assert len(runs) == 3 and not problems
-    assert cli.main(["--run", str(tmp_path / "absent")]) == 2
-
-
-class _FakeMlflow:
-    """The two calls `log_report_to_mlflow` makes (importing mlflow costs seconds)."""
-
-    def __init__(self, active: bool) -> None:
-        self.active, self.logged = active, []
-
-    def active_run(self) -> object | None:
-        return object() if self.active else None
-
-    def log_artifacts(self, local_dir: str, artifact_path: str) -> None:
-        self.logged.append((local_dir, artifact_path))
-
-
-def test_log_report_to_mlflow(tmp_path, monkeypatch):
-    rep = build_report(tmp_path, read_checkpoints=False)
-    monkeypatch.delitem(sys.modules, "mlflow", raising=False)
-    assert log_report_to_mlflow(rep.parent) is False  # mlflow never imported: no run
-    fake = _FakeMlflow(active=False)
-    monkeypatch.setitem(sys.modules, "mlflow", fake)
-    assert log_report_to_mlflow(rep.parent) is False and fake.logged == []
-    fake.active = True
-    assert log_report_to_mlflow(rep) is True  # report.md's path works too
-    assert fake.logged == [(str(rep.parent), "report")]
+    assert [r[0] for r in paper.TABLE1] == ["CARE [53] (online)", "PaCo [56] (online)", "MTDT",
+                                            "PromptDT", "MTBC", "MTCQL", "MTIQL", "MTDiff-P",
+                                            "MTDiff-P-onehot"]
+    assert paper.TABLE1[7][1:] == (paper.Cell(59.53, 1.12), paper.Cell(48.67, 1.32), "mtdiff-p")
+    assert paper.TABLE3[1][1:] == (paper.Cell(55.67, 1.27), paper.Cell(47.42, 0.74),
+                                   "mtdiff-p-unet")
+    assert [r[1:3] for r in paper.TABLE5] == [(paper.Cell(-29.09, 0.31), paper.Cell(602.17, 1.68)),
+                                              (paper.Cell(-34.43, 2.33), paper.Cell(409.81, 9.69))]
 
 
 @pytest.mark.slow
-def test_log_report_to_real_mlflow(full_run, tmp_path):
+def test_log_report_to_real_mlflow(run, tmp_path):
     """Against a real SQLite store (slow only because importing mlflow is)."""
     import mlflow
 
-    out, _ = full_run
-    rep = build_report(out, preset="local", read_checkpoints=False)
+    rep = build_report(run, preset="local")
+    assert log_report_to_mlflow(rep.parent) is False  # no active run: nothing logged
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = mlflow.create_experiment("report", artifact_location=(tmp_path / "art").as_uri())
-    with mlflow.start_run(experiment_id=exp) as run:
-        assert log_report_to_mlflow(rep.parent)
-    names = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "report")}
-    assert {"report/report.md", "report/table1.csv", "report/fig5_maze2d.png"} <= names
-
-
-def test_unknown_preset_and_view_get_their_own_row(tmp_path):
-    out = tmp_path / "run"
-    _write_eval(out, "metaworld", "mtdiff-p", [("reach-v3", "train", "own")],
-                np.random.default_rng(2), seeds=(0,))
-    md = build_report(out, read_checkpoints=False).read_text()
-    row = _line(md, "| mtdiff-p (ours, view unknown) |")
-    assert "unknown" in row and "1 x 4" in row
-    assert _line(md, "| MTDiff-P |").count("–") == 5  # never put in a guessed column
-
-
-@pytest.mark.slow
-def test_preset_and_view_from_the_checkpoint(tmp_path):
-    """A checkpoint's metadata (as `mtdiff.train.core.save_checkpoint` writes it) decides
-    the preset and the dataset view (slow only because it imports torch)."""
-    import torch
-
-    out = tmp_path / "repro-local"
-    summary = _write_eval(out, "metaworld", "mtdiff-p", [("reach-v3", "train", "own")],
-                          np.random.default_rng(3))
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    meta = {"kind": "mtdiff-p", "config": {"preset": "paper"}, "tasks": ["reach-v3"],
-            "dataset": {"hash": "abc123", "view": "sub-optimal"}}
-    torch.save({"model": {}, "ema": {}, "step": 1, "meta": json.dumps(meta)},
-               ckpt / "checkpoint.pt")
-    path = next(out.glob("eval/*/eval-metaworld.json"))
-    doc = json.loads(path.read_text())
-    doc["summary"]["checkpoint"] = str(ckpt)
-    path.write_text(json.dumps(doc))
-    md = build_report(out, preset="local").read_text()
-    row = _line(md, "| MTDiff-P |")
-    s = summary["train"]
-    assert row.endswith(f"| 48.67 ± 1.32 | {100 * s['success_mean']:.2f} ± "
-                        f"{100 * s['success_std']:.2f} | paper | 1 | 2 x 4 |")
-    assert "dataset `abc123`" in md and "preset `paper` (checkpoint)" in md
+    with mlflow.start_run(experiment_id=exp) as active:
+        assert log_report_to_mlflow(rep)  # report.md's path works too
+    names = {a.path for a in mlflow.MlflowClient().list_artifacts(active.info.run_id, "report")}
+    assert {"report/report.md", "report/results.json", "report/table1.csv",
+            "report/fig5_maze2d.png"} <= names

@@ -130,3 +130,25 @@ def test_killed_training_resumes_from_checkpoint(write_dataset, tmp_path):
                            text=True, timeout=200)
     assert again.returncode == 0 and "already finished" in again.stdout
     assert all(torch.isfinite(v).all() for v in final["model"].values())
+
+
+@pytest.mark.integration
+def test_rerun_with_relative_out_resumes_past_a_damaged_newest_checkpoint(write_dataset, tmp_path):
+    """Issue 14, items 1 and 2: a relative --out (the workers run elsewhere) and a newest
+    checkpoint that Ray's run state still lists but that is damaged: the rerun resumes
+    from the newest *readable* one."""
+    data = write_dataset(tasks=("a", "b"), episodes=4, T=20)
+    cmd = [sys.executable, str(REPO / "pipelines/train.py"), "--model", "mtdiff-p", "--data",
+           str(data), "--out", "train", "--preset", "smoke", "--no-mlflow", "--set",
+           "train.steps=20", "--set", "train.checkpoint_every=10", "--set", "data.history=2"]
+    first = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert first.returncode == 0, first.stderr[-3000:]
+    ckpts = {int(load_checkpoint(p.parent)["step"]): p
+             for p in (tmp_path / "train").glob("*/checkpoint_*/checkpoint.pt")}
+    assert sorted(ckpts) == [10, 20]
+    ckpts[20].write_bytes(ckpts[20].read_bytes()[:200])  # cut short by a kill
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming" in again.stdout and "from step 10" in again.stdout, again.stdout[-2000:]
+    final = load_checkpoint(again.stdout.strip().splitlines()[-1].split("checkpoint: ")[1])
+    assert final["step"] == 20 and final["meta"]["resumed_from"] == 10

@@ -5,11 +5,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mtdiff.config import Config
 
 
-def run(*args: Any, **kwargs: Any) -> Any:
-    """Collect a dataset; see `mtdiff.collect.pipeline.run`."""
+def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> Path:
+    """Collect `suite` under `cfg` into `out`, resumably (`mtdiff.collect.pipeline.run`)."""
     from mtdiff.collect.pipeline import run as _run
 
-    return _run(*args, **kwargs)
+    return _run(cfg, suite=suite, out=out, progress=progress)

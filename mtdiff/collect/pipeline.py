@@ -88,6 +88,11 @@ def _plan(cfg: Config, suite: str) -> SuitePlan:
     raise DatasetError(f"unknown suite {suite!r}; use 'maze2d' or 'metaworld'")
 
 
+def planned_tasks(cfg: Config, suite: str) -> int:
+    """How many Ray tasks collecting `suite` under `cfg` starts (data and prompt-only)."""
+    return len(_plan(cfg, suite).jobs)
+
+
 def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> Path:
     """Collect `suite` under `cfg` into `out` (resumable); returns the dataset folder."""
     import ray

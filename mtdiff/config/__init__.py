@@ -13,11 +13,13 @@ from mtdiff.config.base import ConfigError, config_hash, to_dict
 from mtdiff.config.overrides import apply_overrides, flatten, from_dict
 from mtdiff.config.presets import PRESETS, Preset, get_preset, local, paper, smoke
 from mtdiff.config.sections import (
+    BaselineConfig,
     CollectConfig,
     Config,
     DataConfig,
     DiffusionConfig,
     EvalConfig,
+    ExperimentConfig,
     Maze2DConfig,
     MetaWorldConfig,
     ModelConfig,
@@ -28,8 +30,10 @@ from mtdiff.config.sections import (
 )
 
 __all__ = [
-    "PRESETS", "CollectConfig", "Config", "ConfigError", "DataConfig", "DiffusionConfig",
-    "EvalConfig", "Maze2DConfig", "MetaWorldConfig", "ModelConfig", "OfflineConfig", "Preset",
+    "PRESETS", "BaselineConfig", "CollectConfig", "Config", "ConfigError", "DataConfig",
+    "DiffusionConfig",
+    "EvalConfig", "ExperimentConfig", "Maze2DConfig", "MetaWorldConfig", "ModelConfig",
+    "OfflineConfig", "Preset",
     "SACConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "config_hash", "flatten",
     "from_dict", "get_preset", "local", "paper", "smoke", "to_dict",
 ]

@@ -6,11 +6,13 @@ from typing import Literal
 
 from mtdiff.config.base import ConfigError
 from mtdiff.config.sections import (
+    BaselineConfig,
     CollectConfig,
     Config,
     DataConfig,
     DiffusionConfig,
     EvalConfig,
+    ExperimentConfig,
     Maze2DConfig,
     MetaWorldConfig,
     ModelConfig,
@@ -47,6 +49,8 @@ def local() -> Config:
         data=DataConfig(batch_per_task=8, horizon=16),
         model=ModelConfig(d_model=128, n_layer=3, n_head=4),
         diffusion=DiffusionConfig(sampler="ddim", sample_steps=20),
+        # The DTs' warm-up keeps the official share of training (10k of 100k steps).
+        baselines=BaselineConfig(dt_warmup_steps=200),
         train=TrainConfig(steps=2_000, checkpoint_every=500, log_every=50),
         eval=EvalConfig(episodes=6, seeds=(0,)),
         # Table 2 / 4 on one of MTDiff-S's MT10 tasks and one held-out task (its own 20k-row
@@ -57,6 +61,11 @@ def local() -> Config:
                               tasks="push-v3,box-close-v3", seeds=(0,),
                               single_tasks="push-v3", heldout_transitions=20_000,
                               quality_samples=200),
+        # One seed, the near-optimal view, no Fig. 7 within the hour on 2 cores;
+        # `--set experiment.views=near-optimal,sub-optimal --set experiment.seeds=0,1,2`
+        # expands it (`--plan` shows the jobs first).
+        experiment=ExperimentConfig(methods=("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s"),
+                                    views=("near-optimal",), seeds=(0,), task_counts=()),
     )
 
 
@@ -75,6 +84,8 @@ def smoke() -> Config:
         data=DataConfig(horizon=8, prompt_len=5, batch_per_task=4),
         model=ModelConfig(d_model=32, n_layer=2, n_head=2),
         diffusion=DiffusionConfig(num_steps=20, sample_steps=5, sampler="ddim"),
+        baselines=BaselineConfig(hidden=32, bc_hidden=64, cql_n_actions=4, dt_context=4,
+                                 dt_warmup_steps=2, dt_max_timestep=200),
         train=TrainConfig(steps=20, checkpoint_every=10, log_every=5),
         eval=EvalConfig(episodes=2, seeds=(0,), max_steps=10),
         offline=OfflineConfig(steps=20, batch_size=32, hidden=32, eval_every=10,
@@ -82,6 +93,9 @@ def smoke() -> Config:
                               tasks="reach-v3,box-close-v3", seeds=(0,), synth_transitions=64,
                               single_tasks="reach-v3",
                               heldout_transitions=200, quality_samples=8, embedding="pca"),
+        # Two seeds so the grid (and the report's spread over seeds) is exercised.
+        experiment=ExperimentConfig(methods=("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s"),
+                                    views=("near-optimal",), seeds=(0, 1), task_counts=()),
     )
 
 

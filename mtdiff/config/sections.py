@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mtdiff.config.base import _check, _positive, _Validated, config_hash, to_dict
+from mtdiff.config.baselines import BaselineConfig
+from mtdiff.config.experiment import ExperimentConfig
 
 # ----------------------------------------------------------------------------------------
 # Collection
@@ -150,11 +152,19 @@ class DataConfig(_Validated):
         return {"metaworld": 2, "maze2d": 5}[suite]
 
 
+DIFFUSION_KINDS = ("mtdiff-p", "mtdiff-s", "mtdiff-p-onehot")
+
+
 @dataclass
 class ModelConfig(_Validated):
-    """The noise model (paper §3.3, App. A)."""
+    """The noise model (paper §3.3, App. A), or which baseline (`baselines` section).
 
-    kind: Literal["mtdiff-p", "mtdiff-s", "mtdiff-p-onehot"] = "mtdiff-p"
+    The Decision Transformers (mtdt, promptdt) use this section's GPT-2 size (paper §5.1:
+    "the same GPT2-network as in MTDiff-P").
+    """
+
+    kind: Literal["mtdiff-p", "mtdiff-s", "mtdiff-p-onehot",
+                  "mtbc", "mtiql", "mtcql", "mtdt", "promptdt"] = "mtdiff-p"
     backbone: Literal["gpt2", "unet"] = "gpt2"  # U-Net: App. C ablation
     d_model: int = 256
     n_layer: int = 6  # paper: 6 layers x 4 heads (authors' MTDiff-P code: 4 x 2)
@@ -279,6 +289,7 @@ class OfflineConfig(_Validated):
     # steps -- is compared with the multi-task MTDiff-S. They must be among MTDiff-S's
     # training tasks; the paper's three by default.
     single_tasks: str = "coffee-push-v3,disassemble-v3,dial-turn-v3"
+    task_count_task: str = "coffee-push-v3"  # Fig. 7's task (in every tasks-N set)
     synth_transitions: int | None = None  # per task; None: augment_copies x original rows
     prompt_episodes: int = 1  # expert demonstrations the synthesis prompt is cut from
     heldout_transitions: int = 1_000_000  # paper: a 1M original dataset per task
@@ -337,10 +348,12 @@ class Config(_Validated):
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    baselines: BaselineConfig = field(default_factory=BaselineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def collection_hash(self, suite: str) -> str:
         """Hash naming a suite's dataset: the shared collect section + the suite's own."""
@@ -356,7 +369,10 @@ class Config(_Validated):
         """Hash naming a training run: the dataset and everything that shapes the weights
         (not evaluation or sampling settings, so changing those never retrains)."""
         d = self.diffusion
-        return config_hash({"data_hash": data_hash, "data": self.data, "model": self.model,
-                            "diffusion": [d.num_steps, d.beta_min, d.beta_max, d.cond_drop],
-                            "train": {k: v for k, v in to_dict(self.train).items()
-                                      if k != "cpus_per_worker"}})
+        parts: dict[str, Any] = {
+            "data_hash": data_hash, "data": self.data, "model": self.model,
+            "diffusion": [d.num_steps, d.beta_min, d.beta_max, d.cond_drop],
+            "train": {k: v for k, v in to_dict(self.train).items() if k != "cpus_per_worker"}}
+        if self.model.kind not in DIFFUSION_KINDS:  # only then: MTDiff's hashes stay as they were
+            parts["baselines"] = self.baselines
+        return config_hash(parts)

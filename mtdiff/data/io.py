@@ -16,15 +16,31 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+_UMASK: list[int] = []
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file under this process's umask
+    (0644 under the usual 022). `tempfile.mkstemp` creates 0600 files; written files get
+    this mode instead, so a group-shared output folder (`/shared` on a cluster) stays
+    readable by the group."""
+    if not _UMASK:
+        mask = os.umask(0)  # reading the umask means setting it: put it straight back
+        os.umask(mask)
+        _UMASK.append(mask)
+    return 0o666 & ~_UMASK[0]
+
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file onto `path`."""
+    """Call ``write(tmp_path)`` then rename the temporary file onto `path` (with the mode
+    the user's umask gives new files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

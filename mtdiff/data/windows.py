@@ -11,6 +11,23 @@ of some episode, drawn uniformly over the task's rows, and carries (all normalis
     prompt       (B, J, obs+act)            a random window of the task's prompt set
     task_id      (B,)                       index of the task in the dataset
 
+Which of them a batch carries is its `fields` ("planner", "synth", "all"). The baselines
+(`mtdiff.baselines`) read two more sets, drawn with the same per-task balance:
+
+    "qlearning"  one-step transitions (MTBC, MTIQL, MTCQL), a row drawn uniformly among the
+                 task's rows that have a successor (an episode's last row only when it
+                 is terminal: Meta-World episodes only truncate, so their last row, whose
+                 s_{t+1} the data does not hold, is never drawn):
+        obs (B, obs_dim), action (B, act_dim) raw in [-1, 1], reward (B,) raw,
+        next_obs (B, obs_dim), done (B,), task_id (B,)
+    "sequence"   K-step windows for the Decision Transformers (MT-DT, Prompt-DT), K = the
+                 sampler's horizon; positions past the episode's end are zeros, mask 0:
+        seq_obs (B, K, obs_dim), seq_actions (B, K, act_dim) raw, rtg (B, K, 1),
+        timesteps (B, K) int64, mask (B, K), prompt (B, J, obs+act), task_id (B,)
+        rtg: undiscounted reward-to-go mapped by the task's smallest and largest
+        reward-to-go to [0, 1] (1 = the task's best return in the data, as the planner's
+        R); `return_range[task]` (largest - smallest) turns a reward into its decrement.
+
 Padding at episode edges: positions past the episode's end are zeros with mask 0 (the
 loss ignores them); history before the episode's start repeats the first state (what
 the planner sees at t=0 of an evaluation episode, see `mtdiff.eval`).
@@ -32,7 +49,7 @@ from mtdiff.data.normalize import Normalizer
 from mtdiff.data.reader import OfflineDataset, TaskData
 from mtdiff.data.schema import DatasetError
 
-Fields = Literal["planner", "synth", "all"]
+Fields = Literal["planner", "synth", "all", "qlearning", "sequence"]
 
 
 def reward_to_go(rewards: np.ndarray, starts: np.ndarray, gamma: float) -> np.ndarray:
@@ -48,6 +65,13 @@ def reward_to_go(rewards: np.ndarray, starts: np.ndarray, gamma: float) -> np.nd
         # y[n] = x[n] + gamma * y[n-1] on the reversed episode
         out[a:b] = lfilter([1.0], [1.0, -gamma], r64[a:b][::-1])[::-1]
     return out
+
+
+def task_return_range(task: TaskData) -> float:
+    """Largest minus smallest undiscounted reward-to-go of a task (> 0): the scale of the
+    "sequence" fields' rtg, R = (G - G_min) / range, so a reward r lowers R by r / range."""
+    rtg = reward_to_go(task.rewards, task.episode_starts, 1.0)
+    return float(max(rtg.max() - rtg.min(), 1e-8))
 
 
 def normalized_returns(task: TaskData, gamma: float,
@@ -131,21 +155,58 @@ class WindowSampler:
             a = nz(keys.ACTION, p[..., dataset.obs_dim:])
             self.prompts[i, : len(p)] = np.concatenate([o, a], axis=-1)
         self.task_ids = np.repeat(np.arange(len(self.task_names)), self.M)  # (B,)
+        if fields in ("qlearning", "sequence"):
+            self._init_baseline_fields(tds)
+
+    def _init_baseline_fields(self, tds: list[TaskData]) -> None:
+        """Arrays the "qlearning" / "sequence" fields read (module docstring)."""
+        # Tanh-bounded actors: actions in the environments' units, clipped to [-1, 1].
+        self.act_raw = np.clip(np.concatenate([t.actions for t in tds]), -1.0, 1.0).astype(
+            np.float32)
+        n = len(self.act_raw)
+        if self.fields == "qlearning":
+            self.rew_raw = np.concatenate([t.rewards for t in tds]).astype(np.float32)
+            term = np.concatenate([t.terminated for t in tds])
+            rows = np.arange(n)
+            valid = (rows + 1 < self.ep_end) | term  # has s_{t+1}, or s_{t+1} is terminal
+            self.next_row = np.where(term, rows, np.minimum(rows + 1, n - 1))
+            self.done = term.astype(np.float32)
+            per_task = [np.flatnonzero(valid[o:o + s]) + o
+                        for o, s in zip(self.offsets, self.sizes, strict=True)]
+            empty = [t for t, r in zip(self.task_names, per_task, strict=True) if len(r) == 0]
+            if empty:
+                raise DatasetError(f"tasks {empty} have no transition with a next state (only "
+                                   "one-step episodes); Q-learning needs (s, a, r, s') rows")
+            self.q_sizes = np.array([len(r) for r in per_task])
+            self.q_offsets = np.r_[0, np.cumsum(self.q_sizes)[:-1]]
+            self.q_rows = np.concatenate(per_task)
+        else:
+            self.steps = np.concatenate([t.step for t in tds]).astype(np.int64)
+            self.rtg = np.concatenate([normalized_returns(t, 1.0, "task-max") for t in tds])
+            self.return_range = {name: task_return_range(t)
+                                 for name, t in zip(self.task_names, tds, strict=True)}
 
     @property
     def batch_size(self) -> int:
         """B = tasks x windows per task."""
         return len(self.task_ids)
 
-    def sample(self) -> dict[str, np.ndarray]:
-        """One batch (numpy, float32 except task_id); keys from `mtdiff.keys`."""
-        tid = self.task_ids
+    def _windows(self, tid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows (B,), idx (B, H), mask (B, H)): window starts and their in-episode rows."""
         B = len(tid)
         rows = self.offsets[tid] + (self.rng.random(B) * self.sizes[tid]).astype(np.int64)  # (B,)
         idx = rows[:, None] + np.arange(self.H)  # (B, H)
         end = self.ep_end[rows][:, None]  # (B, 1)
         mask = idx < end  # (B, H)
-        idx = np.minimum(idx, end - 1)
+        return rows, np.minimum(idx, end - 1), mask
+
+    def sample(self) -> dict[str, np.ndarray]:
+        """One batch (numpy, float32 except task_id / timesteps); keys from `mtdiff.keys`."""
+        tid = self.task_ids
+        B = len(tid)
+        if self.fields == "qlearning":
+            return self._sample_transitions(tid)
+        rows, idx, mask = self._windows(tid)
         hidx = np.maximum(rows[:, None] - np.arange(self.L - 1, -1, -1),
                           self.ep_start[rows][:, None])  # (B, L)
         pid = (self.rng.random(B) * self.prompt_counts[tid]).astype(np.int64)
@@ -162,4 +223,20 @@ class WindowSampler:
         if self.fields in ("synth", "all"):
             batch[keys.BATCH_TRANSITIONS] = np.concatenate(
                 [self.obs[idx], self.act[idx], self.rew[idx][..., None]], axis=-1) * m
+        if self.fields == "sequence":
+            batch[keys.BATCH_SEQ_OBS] = self.obs[idx] * m  # (B, K, obs_dim)
+            batch[keys.BATCH_SEQ_ACTIONS] = self.act_raw[idx] * m  # (B, K, act_dim)
+            batch[keys.BATCH_RTG] = (self.rtg[idx] * mask)[..., None]  # (B, K, 1)
+            batch[keys.BATCH_TIMESTEPS] = self.steps[idx] * mask  # (B, K) int64
         return batch
+
+    def _sample_transitions(self, tid: np.ndarray) -> dict[str, np.ndarray]:
+        """The "qlearning" fields: M transitions (s, a, r, s', done) per task."""
+        pick = (self.rng.random(len(tid)) * self.q_sizes[tid]).astype(np.int64)
+        rows = self.q_rows[self.q_offsets[tid] + pick]  # (B,)
+        return {
+            keys.BATCH_OBS: self.obs[rows], keys.BATCH_ACTION: self.act_raw[rows],
+            keys.BATCH_REWARD: self.rew_raw[rows],
+            keys.BATCH_NEXT_OBS: self.obs[self.next_row[rows]],
+            keys.BATCH_DONE: self.done[rows], keys.BATCH_TASK_ID: tid,
+        }

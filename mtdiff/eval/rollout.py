@@ -1,9 +1,10 @@
-"""Batched planner rollouts: N environments stepped together, one denoising call per step.
+"""Batched rollouts: N environments stepped together, one policy call per step for all.
 
-Alg. 1 (evaluation): keep the last L states, condition on a prompt window of the task,
-denoise an action sequence toward R_max with guidance α and temperature β, execute its
-first action, replan at every step. Here all N environments of a batch plan in one call
-(`Planner.plan`); an environment that finished keeps its slot idle.
+Alg. 1 (evaluation) for MTDiff-P: keep the last L states, condition on a prompt window of
+the task, denoise an action sequence toward R_max with guidance α and temperature β,
+execute its first action, replan at every step (`mtdiff.eval.policy.PlannerPolicy`).
+Here any method's `Policy` acts for all active environments in one call; an environment
+that finished keeps its slot idle.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-from mtdiff.config import DiffusionConfig
-from mtdiff.eval.planner import Planner
+from mtdiff.eval.policy import Policy
 
 
 @dataclass
@@ -33,27 +32,25 @@ class RolloutResult:
     seconds: float = 0.0
 
 
-def rollout(planner: Planner, envs: list[gym.Env], *, max_steps: int,
+def rollout(policy: Policy, envs: list[gym.Env], *, max_steps: int,
             prompts: np.ndarray | None = None, task_ids: np.ndarray | None = None,
-            diffusion: DiffusionConfig | None = None, target_return: float = 1.0,
-            reset_options: list[dict] | None = None, seeds: list[int] | None = None,
+            env_tasks: list[str] | None = None, reset_options: list[dict] | None = None,
+            seeds: list[int] | None = None,
             stop_on_success: bool = False, keep_paths: bool = False,
-            generator: torch.Generator | None = None,
             on_step: Callable[[int], None] | None = None) -> RolloutResult:
-    """Run one episode in each of `envs` with the planner, all planned together.
+    """Run one episode in each of `envs` with `policy`, all acting together.
 
-    prompts: (N, J, obs+act) raw prompt windows, one per environment (MTDiff-P); or
-    task_ids (N,) for the one-hot variant. History before the first step repeats the
-    initial state (as in training's padding).
+    prompts: (N, J, obs+act) raw prompt windows, one per environment (prompt-conditioned
+    policies); or task_ids (N,) for task-id-conditioned ones; env_tasks: each environment's
+    task name (for policies with per-task constants, `mtdiff.eval.policy`).
     """
     import time
 
     N = len(envs)
-    L = planner.history
     obs = np.stack([env.reset(seed=None if seeds is None else seeds[i],
                               options=None if reset_options is None else reset_options[i])[0]
                     for i, env in enumerate(envs)]).astype(np.float32)  # (N, obs_dim)
-    hist = np.repeat(obs[:, None], L, axis=1)  # (N, L, obs_dim)
+    policy.begin(obs, prompts=prompts, task_ids=task_ids, env_tasks=env_tasks)
     active = np.ones(N, bool)
     res = RolloutResult(np.zeros(N, bool), np.zeros(N), np.zeros(N, int), np.full(N, -1))
     paths = [[o] for o in obs] if keep_paths else []
@@ -63,24 +60,24 @@ def rollout(planner: Planner, envs: list[gym.Env], *, max_steps: int,
         if len(idx) == 0:
             break
         t0 = time.perf_counter()
-        plan = planner.plan(hist[idx], prompt=None if prompts is None else prompts[idx],
-                            task_ids=None if task_ids is None else task_ids[idx],
-                            target_return=target_return, diffusion=diffusion,
-                            generator=generator)  # (n, H, act_dim)
+        actions = policy.act(idx)  # (n, act_dim)
         res.plan_seconds += time.perf_counter() - t0
+        new_obs = np.empty((len(idx), obs.shape[1]), np.float32)
+        rewards = np.empty(len(idx))
         for j, i in enumerate(idx):
-            o, r, term, trunc, info = envs[i].step(plan[j, 0])
+            o, r, term, trunc, info = envs[i].step(actions[j])
+            new_obs[j], rewards[j] = o, r
             res.returns[i] += float(r)
             res.lengths[i] += 1
             res.env_steps += 1
             if info.get("success") and not res.success[i]:
                 res.success[i] = True
                 res.first_success[i] = t
-            hist[i] = np.concatenate([hist[i, 1:], np.asarray(o, np.float32)[None]], axis=0)
             if keep_paths:
                 paths[i].append(np.asarray(o, np.float32))
             if term or trunc or (stop_on_success and res.success[i]):
                 active[i] = False
+        policy.observe(idx, new_obs, rewards)
         if on_step is not None:
             on_step(t)
     res.paths = [np.stack(p) for p in paths]

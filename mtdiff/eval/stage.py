@@ -78,13 +78,14 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
         eval_cfg: EvalConfig | None = None, diffusion: DiffusionConfig | None = None,
         tasks: list[str] | None = None, maps: list[str] | None = None,
         wrong_prompt: bool = True, track: bool = True) -> dict[str, Any]:
-    """Evaluate a planner checkpoint on a suite; returns (and writes) the results."""
+    """Evaluate a planner checkpoint (any planner method of `mtdiff.methods`) on a suite;
+    returns (and writes) the results. `diffusion` applies to the diffusion planners."""
     import ray
     from tqdm import tqdm
 
+    from mtdiff.methods import method_of_meta
     from mtdiff.runtime import init_ray
-    from mtdiff.train.core import load_checkpoint
-    from mtdiff.train.stage import find_checkpoint
+    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
     ckpt = find_checkpoint(checkpoint)
     meta = load_checkpoint(ckpt)["meta"]
@@ -93,6 +94,10 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     dcfg = diffusion or cfg.diffusion
     if meta["suite"] != suite:
         raise ValueError(f"the checkpoint was trained on {meta['suite']!r}, not {suite!r}")
+    method = method_of_meta(meta)
+    if method.role != "planner":
+        raise ValueError(f"{ckpt} holds a {method.label} checkpoint, which does not act in an "
+                         "environment; give a planner's checkpoint (e.g. MTDiff-P, a baseline)")
     jobs = plan_jobs(suite, meta, cfg, ecfg, tasks=tasks, maps=maps, wrong_prompt=wrong_prompt)
     init_ray()
     remote = ray.remote(run_job).options(num_cpus=ecfg.num_cpus_per_actor,
@@ -109,8 +114,8 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     wall = time.time() - t0
     own = [r for r in results if r.get("prompt", "own") == "own"]
     summary: dict[str, Any] = {"suite": suite, "checkpoint": str(ckpt), "wall_seconds": wall,
-                               "diffusion": to_dict(dcfg), "eval": to_dict(ecfg),
-                               "all": summarize(own)}
+                               "method": method.name, "diffusion": to_dict(dcfg),
+                               "eval": to_dict(ecfg), "all": summarize(own)}
     for group in ("train", "unseen", "heldout"):
         sel = [r for r in own if r.get("group") == group]
         if sel:
@@ -119,29 +124,57 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     if wrong:
         summary["unseen_wrong_prompt"] = summarize(wrong)
     summary["env_steps_per_s"] = summary["all"]["env_steps"] / max(wall, 1e-9)
-    out = Path(out)
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / f"eval-{suite}.json", {"summary": summary, "episodes": [
         {k: v for k, v in r.items() if k != "paths"} for r in results]})
-    artifacts = [out / f"eval-{suite}.json"]
+    artifacts = [out / f"eval-{suite}.json", _task_figure(summary, out / "success-per-task.png")]
     if suite == "maze2d":
         artifacts.append(_maze_figure(results, out / "maze2d-paths.png"))
     if track:
-        _log(cfg, summary, artifacts)
+        _log(cfg, summary, artifacts, out, Path(ckpt).parent.name)
     return summary
 
 
-def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path]) -> None:
-    import mlflow
+def _task_figure(summary: dict[str, Any], path: Path) -> Path:
+    """Success per task (or map), mean ± std over seeds, one bar each."""
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = summary["all"]["tasks"]
+    names = [Path(t).stem for t in tasks]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(names) + 1.5), 3.2))
+    ax.bar(range(len(names)), [v["success_mean"] for v in tasks.values()],
+           yerr=[v["success_std"] for v in tasks.values()], capsize=2, color="tab:blue")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success")
+    ax.set_title(f"{summary['suite']}: success per task (seeds {summary['all']['seeds']})",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path], out: Path,
+         run: str) -> None:
+    """Into the job's run (or a run of its own): settings, headline and per-task success,
+    the per-task table and the plots."""
     from mtdiff import tracking
+    from mtdiff.methods import get_method
 
-    tracking.setup(cfg)
-    nested = mlflow.active_run() is not None
-    with mlflow.start_run(run_name=f"evaluate-{summary['suite']}", nested=nested,
-                          tags=tracking.common_tags(cfg, "evaluate", suite=summary["suite"])):
-        mlflow.log_params({f"diffusion.{k}": v for k, v in summary["diffusion"].items()})
-        mlflow.log_params({f"eval.{k}": v for k, v in summary["eval"].items()})
+    # The settings used (they override the checkpoint's config when given on the command
+    # line); inside a job its run already holds them. The sampler's only for diffusion.
+
+    settings = {"method": summary["method"],
+                **{f"eval.{k}": v for k, v in summary["eval"].items()}}
+    if get_method(summary["method"]).diffusion:
+        settings.update({f"diffusion.{k}": v for k, v in summary["diffusion"].items()})
+    with tracking.stage_run(cfg, "evaluate", name=f"evaluate-{summary['suite']}-{run}",
+                            output=out, params=settings, suite=summary["suite"]):
         metrics = {"success_mean": summary["all"]["success_mean"],
                    "success_std": summary["all"]["success_std"],
                    "env_steps_per_s": summary["env_steps_per_s"],
@@ -151,9 +184,11 @@ def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path]) -> None:
                 metrics[f"{group}_success_mean"] = summary[group]["success_mean"]
         for t, v in summary["all"]["tasks"].items():
             metrics[f"success/{Path(t).stem}"] = v["success_mean"]
-        mlflow.log_metrics(metrics)
+        tracking.log_metrics(metrics)
+        tracking.log_table([{"task": Path(t).stem, **v}
+                            for t, v in summary["all"]["tasks"].items()], "success_per_task.json")
         for a in artifacts:
-            mlflow.log_artifact(str(a))
+            tracking.log_artifact(a)
 
 
 def load_results(path: str | Path) -> dict[str, Any]:

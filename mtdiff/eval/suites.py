@@ -36,30 +36,35 @@ class EvalJob:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _maze_prompts(planner: Any, maze: Any, cfg: Any, seed: int) -> np.ndarray:
+def _maze_prompts(prompt_len: int, maze: Any, cfg: Any, seed: int) -> np.ndarray:
     """A prompt set for a map the dataset has none for, from fresh expert episodes."""
     from mtdiff.data.prompts import cut_prompt_windows
     from mtdiff.envs.maze2d import expert_episode
 
     demos = [expert_episode(maze, seed=seed + 17 + i, max_steps=cfg.maze2d.eval_episode_steps)
              for i in range(cfg.collect.prompt_episodes)]
-    return cut_prompt_windows(demos, planner.build["prompt_len"], cfg.collect.prompts_per_task,
+    return cut_prompt_windows(demos, prompt_len, cfg.collect.prompts_per_task,
                               np.random.default_rng(seed))
 
 
 def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
             device: str | None = None) -> dict[str, Any]:
-    """Evaluate one batch (runs inside a Ray task); returns plain per-episode results."""
-    from mtdiff.eval.planner import load_planner
+    """Evaluate one batch (runs inside a Ray task); returns plain per-episode results.
+
+    Any planner method's checkpoint (`mtdiff.eval.policy.load_policy`).
+    """
+    from mtdiff.eval.policy import load_policy
     from mtdiff.eval.rollout import rollout
     from mtdiff.runtime import set_torch_threads
+    from mtdiff.train.checkpoints import checkpoint_config
 
     set_torch_threads(1)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    planner = load_planner(checkpoint, device=dev)
-    cfg = planner.m.cfg
-    rng = np.random.default_rng(job.seed)
     gen = torch.Generator(device=dev).manual_seed(job.seed)
+    policy = load_policy(checkpoint, device=dev, diffusion=diffusion,
+                         target_return=target_return, generator=gen)
+    cfg = checkpoint_config(checkpoint)
+    rng = np.random.default_rng(job.seed)
     if job.suite == "maze2d":
         from mtdiff.envs.maze2d import load_map, make_env
 
@@ -67,9 +72,10 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
         name = maze.name
         envs = [make_env(maze, max_episode_steps=job.max_steps) for _ in range(job.episodes)]
         src = job.prompt_task or name
-        if src not in planner.prompts:
-            planner.prompts[src] = _maze_prompts(planner, load_map(src) if src != name else maze,
-                                                 cfg, job.seed)
+        if src not in policy.prompts and policy.conditioning == "prompt":
+            policy.prompts[src] = _maze_prompts(policy.prompt_len,
+                                                load_map(src) if src != name else maze,
+                                                cfg, job.seed)
     else:
         from mtdiff.envs.metaworld import make_env
 
@@ -77,20 +83,15 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
         envs = [make_env(job.task, seed=job.seed * 100_003 + i, max_episode_steps=job.max_steps)
                 for i in range(job.episodes)]
         src = job.prompt_task or name
-    kind = planner.m.meta["kind"]
     prompts = task_ids = None
-    if kind == "mtdiff-p-onehot":
-        if src not in planner.tasks:
-            raise ValueError(f"the one-hot planner only knows its training tasks; {src!r} is "
-                             "not one of them (that is the point of prompts)")
-        task_ids = np.full(job.episodes, planner.tasks.index(src))
+    if policy.conditioning == "task_id":
+        task_ids = np.full(job.episodes, policy.task_index(src))
     else:
-        prompts = planner.sample_prompts(src, job.episodes, rng)
+        prompts = policy.sample_prompts(src, job.episodes, rng)
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=job.episodes)]
-    res = rollout(planner, envs, max_steps=job.max_steps, prompts=prompts, task_ids=task_ids,
-                  diffusion=diffusion, target_return=target_return, seeds=seeds,
-                  stop_on_success=job.stop_on_success,
-                  keep_paths=job.keep_paths, generator=gen)
+    res = rollout(policy, envs, max_steps=job.max_steps, prompts=prompts, task_ids=task_ids,
+                  env_tasks=[src] * job.episodes, seeds=seeds, stop_on_success=job.stop_on_success,
+                  keep_paths=job.keep_paths)
     for e in envs:
         e.close()
     return {

@@ -219,7 +219,8 @@ def build_model(model_cfg: ModelConfig, *, obs_dim: int, act_dim: int, horizon: 
             raise ValueError("the U-Net ablation (App. C) is for MTDiff-P; use backbone='gpt2'")
         return TemporalUNet(obs_dim=obs_dim, act_dim=act_dim, horizon=horizon, history=history,
                             prompt_len=prompt_len, num_tasks=num_tasks, dim=model_cfg.d_model // 4,
-                            onehot=model_cfg.kind == "mtdiff-p-onehot")
+                            onehot=model_cfg.kind == "mtdiff-p-onehot",
+                            dropout=model_cfg.dropout)
     n_tokens = (1 if model_cfg.kind == "mtdiff-p-onehot" else prompt_len) + 2 + history + horizon
     gpt = GPTConfig(d_model=model_cfg.d_model, n_layer=model_cfg.n_layer, n_head=model_cfg.n_head,
                     dropout=model_cfg.dropout, max_tokens=n_tokens, causal=causal,

@@ -1,9 +1,10 @@
 """Temporal 1-D U-Net noise model: the backbone ablation of paper App. C (MTDiff-P only).
 
 Following App. C: a temporal U-Net in the style of Diffuser (Janner et al. 2022) over the
-action sequence, the prompt encoded by a small temporal convolutional network (TCN) into
-one embedding z_p, and the conditions (timestep, z_p, history, return) injected into every
-residual block, as Decision Diffuser does. Same call signature and cond keys as `MTDiffP`
+action sequence, the prompt encoded by a temporal convolutional network (TCN, Bai et al.
+2018: causal dilated residual blocks) into one embedding z_p, and the conditions
+(timestep, z_p, history, return) injected into every residual block, as Decision
+Diffuser does. Same call signature and cond keys as `MTDiffP`
 (or `MTDiffPOneHot` with `onehot=True`), so training and planning code do not change.
 """
 
@@ -45,23 +46,52 @@ class ResidualTemporalBlock(nn.Module):
         return self.conv2(h) + self.skip(x)
 
 
-class PromptTCN(nn.Module):
-    """Prompt Z (B, J, obs + act) -> z_p (B, dim): dilated 1-D convs over J, mean-pooled."""
+class TCNBlock(nn.Module):
+    """A residual block of the TCN (Bai et al. 2018, Fig. 1b): two causal dilated
+    convolutions with weight normalisation, ReLU and dropout, plus the (1x1) skip."""
 
-    def __init__(self, in_dim: int, dim: int) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, dilation: int,
+                 dropout: float) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(in_dim)
-        self.convs = nn.Sequential(
-            nn.Conv1d(in_dim, dim, 3, padding=1), nn.Mish(),
-            nn.Conv1d(dim, dim, 3, padding=2, dilation=2), nn.Mish(),
-            nn.Conv1d(dim, dim, 3, padding=4, dilation=4), nn.Mish(),
-        )
+        wn = nn.utils.parametrizations.weight_norm
+        self.pad = (kernel - 1) * dilation  # left padding only: step j sees steps <= j
+        self.conv1 = wn(nn.Conv1d(c_in, c_out, kernel, dilation=dilation))
+        self.conv2 = wn(nn.Conv1d(c_out, c_out, kernel, dilation=dilation))
+        self.drop = nn.Dropout(dropout)
+        self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C_in, J) -> (B, C_out, J)."""
+        h = self.drop(F.relu(self.conv1(F.pad(x, (self.pad, 0)))))
+        h = self.drop(F.relu(self.conv2(F.pad(h, (self.pad, 0)))))
+        return F.relu(h + self.skip(x))
+
+
+class PromptTCN(nn.Module):
+    """App. C: "a Temporal Convolutional Network (TCN) [4] to encode the prompt into an
+    embedding z_p". Prompt Z (B, J, obs + act) -> z_p (B, dim).
+
+    TCN (Bai et al. 2018): residual blocks of causal convolutions (kernel 3) with
+    dilations 1, 2, 4, ..., as many as make the receptive field cover all J steps; the
+    output at the last step, which sees the whole prompt, is z_p (their sequence-level
+    read-out), after a linear layer.
+    """
+
+    def __init__(self, in_dim: int, dim: int, prompt_len: int, *, kernel: int = 3,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        levels = 1
+        while 1 + 2 * (kernel - 1) * (2 ** levels - 1) < prompt_len:
+            levels += 1
+        self.receptive_field = 1 + 2 * (kernel - 1) * (2 ** levels - 1)
+        self.blocks = nn.Sequential(*[TCNBlock(in_dim if i == 0 else dim, dim, kernel, 2 ** i,
+                                               dropout) for i in range(levels)])
         self.out = nn.Linear(dim, dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z: (B, J, in_dim) -> (B, dim)."""
-        h = self.convs(self.norm(z).transpose(1, 2))  # (B, in_dim, J) -> (B, dim, J)
-        return self.out(h.mean(dim=-1))  # pool over the J steps: (B, dim)
+        h = self.blocks(z.transpose(1, 2))  # (B, in_dim, J) -> (B, dim, J)
+        return self.out(h[:, :, -1])  # the last step: (B, dim)
 
 
 class TemporalUNet(nn.Module):
@@ -76,7 +106,7 @@ class TemporalUNet(nn.Module):
 
     def __init__(self, *, obs_dim: int, act_dim: int, horizon: int, history: int, prompt_len: int,
                  num_tasks: int, dim: int = 64, dim_mults: tuple[int, ...] = (1, 2, 4),
-                 onehot: bool = False) -> None:
+                 onehot: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.horizon = obs_dim, act_dim, horizon
         self.history, self.prompt_len, self.onehot = history, prompt_len, onehot
@@ -86,7 +116,7 @@ class TemporalUNet(nn.Module):
         if onehot:
             self.task_embed = nn.Embedding(num_tasks, dim)
         else:
-            self.prompt_embed = PromptTCN(obs_dim + act_dim, dim)
+            self.prompt_embed = PromptTCN(obs_dim + act_dim, dim, prompt_len, dropout=dropout)
         self.history_embed = mlp(history * obs_dim, dim, layers=3, hidden=2 * dim)
         self.return_embed = ReturnEmbedder(dim)
         emb = 4 * dim  # [t, z_p, history, R] concatenated

@@ -6,17 +6,15 @@ Metrics go to MLflow, with their step, when a run is active in this process.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from mtdiff.config import OfflineConfig
+from mtdiff.data.transitions import Transitions
 from mtdiff.envs.metaworld import MAX_EPISODE_STEPS
 from mtdiff.offline.evaluate import evaluate_policy
 from mtdiff.offline.td3bc import TD3BC
-from mtdiff.offline.transitions import Transitions
 
 
 @dataclass
@@ -30,16 +28,6 @@ class TD3BCResult:
     train_logs: list[dict[str, float]] = field(default_factory=list)  # mean losses per window
     checkpoint: Path | None = None
     seconds: float = 0.0
-
-
-def active_mlflow() -> Any | None:
-    """The `mlflow` module when a run is active in this process, else None.
-
-    A run can only be active if mlflow was imported already, so this never pays for
-    importing it when tracking is off.
-    """
-    mlflow = sys.modules.get("mlflow")
-    return mlflow if mlflow is not None and mlflow.active_run() is not None else None
 
 
 def run_td3bc(data: Transitions, task: str, cfg: OfflineConfig | None = None, *,
@@ -60,11 +48,10 @@ def run_td3bc(data: Transitions, task: str, cfg: OfflineConfig | None = None, *,
     agent = TD3BC(data.obs_dim, data.act_dim, cfg, device=device, seed=seed)
     agent.fit_normalizer(data.observations)
     sample = agent.batches(data)
-    mlflow = active_mlflow()
+    from mtdiff import tracking
 
     def log(step: int, metrics: dict[str, float]) -> None:
-        if mlflow is not None:
-            mlflow.log_metrics({f"{metric_prefix}{k}": v for k, v in metrics.items()}, step=step)
+        tracking.log_metrics({f"{metric_prefix}{k}": v for k, v in metrics.items()}, step=step)
 
     curve: list[dict[str, float]] = []
     logs: list[dict[str, float]] = []
@@ -80,8 +67,7 @@ def run_td3bc(data: Transitions, task: str, cfg: OfflineConfig | None = None, *,
         log(agent.step, {"eval/success_rate": res.success_rate,
                          "eval/mean_return": res.mean_return})
     path = agent.save(checkpoint) if checkpoint is not None else None
-    if mlflow is not None:
-        mlflow.log_metric(f"{metric_prefix}train_seconds", time.perf_counter() - t0)
+    tracking.log_metrics({f"{metric_prefix}train_seconds": time.perf_counter() - t0})
     last = curve[-1]
     return TD3BCResult(agent, curve, last["success_rate"], last["mean_return"], logs, path,
                        time.perf_counter() - t0)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtdiff.config import OfflineConfig, from_dict, to_dict
-from mtdiff.offline.transitions import Transitions
+from mtdiff.data.transitions import Transitions
 
 CHECKPOINT_FORMAT = 1
 Batch = dict[str, torch.Tensor]  # obs (B, obs_dim), act (B, act_dim), rew (B,), next_obs, done

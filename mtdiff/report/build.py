@@ -1,23 +1,36 @@
-"""Assemble `<out>/report/`: report.md, one CSV per table, PNG figures; log it to MLflow.
+"""Assemble `<out>/report/` from the graph's job records: report.md, results.json, one CSV
+per table, PNG figures; log it to MLflow.
 
-Each section is built from its own inputs; a section whose inputs are absent says
-"not run" (and where they would be), one whose inputs are malformed says why, and the
-rest of the report is still written.
+Each section is built from its own records; a section without any says "not run" (the
+tables still show the paper's numbers), one whose inputs are malformed says why, and
+the rest of the report is still written.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from mtdiff.data.io import atomic_write_text
-from mtdiff.report import contracts, paper, plots, tables
-from mtdiff.report.sources import EvalRun, datasets, find_evals, latest
+from mtdiff.data.io import atomic_write_json, atomic_write_text
+from mtdiff.report import contracts, offline_tables, paper, planning, plots
+from mtdiff.report.cells import Results
+from mtdiff.report.claims import Claim, claims_markdown
+from mtdiff.report.records import EvalRun, GraphRecords, load_graph, local_path
 from mtdiff.report.table import Table
 
 REPORT_FILE = "report.md"
+RESULTS_FILE = "results.json"
+STATS_NOTE = ("Every cell of ours: mean ± std [95% CI], in the table's unit. Spread and CI "
+              "are over training seeds (TD3-BC seeds for the offline-RL tables) when a cell "
+              "has two or more, else over the evaluation episodes of its one seed "
+              "(resampled within each task); percentile bootstrap, 10,000 resamples, fixed "
+              "seed; std with n - 1. The n column of each table says which, and how many "
+              "seeds and episodes stand behind a cell. With 2-3 seeds a percentile "
+              "bootstrap interval is narrow (with 2 it spans the two values): read it as a "
+              "lower bound on the uncertainty. Every cell is in results.json.")
 
 
 def _section(title: str, body: Callable[[], list[str]]) -> list[str]:
@@ -30,140 +43,198 @@ def _section(title: str, body: Callable[[], list[str]]) -> list[str]:
     return [f"## {title}", "", *lines, ""]
 
 
-def _not_run(what: str, where: Path | str) -> list[str]:
-    return [f"_not run_: {what} (expected `{where}`)."]
+def _not_run(what: str, where: str) -> list[str]:
+    return [f"_not run_: {what} ({where})."]
 
 
-def _emit(table: Table, dest: Path, files: list[Path]) -> list[str]:
-    files.append(table.write_csv(dest))
-    return [table.markdown(), f"CSV: `{table.name}.csv`"]
+class _Report:
+    """The sections of one report (they share the records, the results and the files)."""
+
+    def __init__(self, recs: GraphRecords, rep: Path, res: Results) -> None:
+        self.recs, self.rep, self.res = recs, rep, res
+        self.evals: list[EvalRun] = recs.evals()
+        self.files: list[Path] = []
+        self.claims: list[Claim] = []
+
+    def emit(self, table: Table) -> list[str]:
+        self.files.append(table.write_csv(self.rep))
+        return [table.markdown(), f"CSV: `{table.name}.csv`"]
+
+    def claim(self, claims: list[Claim]) -> list[str]:
+        self.claims += claims
+        return claims_markdown(claims)
+
+    def has(self, suite: str) -> bool:
+        return any(r.suite == suite for r in self.evals)
+
+    # --- planning -----------------------------------------------------------------------
+    def table1(self) -> list[str]:
+        table, claims = planning.table1(self.evals, self.res)
+        lines = [] if self.has("metaworld") else _not_run(
+            "no Meta-World evaluation in the graph",
+            "evaluate/metaworld/<method>/<view>/s<seed>") + [""]
+        lines += [*self.emit(table), "", *self.claim(claims)]
+        if self.has("metaworld"):
+            per_task, cells = planning.per_task_success(self.evals, self.res)
+            self.files.append(plots.success_per_task(cells, self.rep / "success_per_task.png"))
+            lines += ["", "### Per-task success (ours)", "", "![](success_per_task.png)", "",
+                      *self.emit(per_task)]
+        return lines
+
+    def table3(self) -> list[str]:
+        table, claims = planning.table3(self.evals, self.res)
+        return [*self.emit(table), "", *self.claim(claims)]
+
+    def maze(self) -> list[str]:
+        if not self.has("maze2d"):
+            return _not_run("no Maze2D evaluation in the graph", "evaluate/maze2d/<method>/s<seed>")
+        summary, detail, claims, cells = planning.maze(self.evals, self.res)
+        cols = [c for *_, c in planning.MAZE_GROUPS]
+        self.files.append(plots.maze_success(
+            {planning.label_of(m): c for m, c in cells.items()}, cols,
+            self.rep / "fig5_maze2d.png"))
+        lines = ["![](fig5_maze2d.png)", "", *self.emit(summary), "", *self.claim(claims)]
+        paths = self._paths()
+        if paths:
+            self.files.append(plots.side_by_side(paths, self.rep / "maze2d_paths.png"))
+            lines += ["", "### Paths (Figs. 4, 9, 10's kind): each map, own prompt, first "
+                      "evaluation seed, of each method's first training seed", "",
+                      "![](maze2d_paths.png)"]
+        return [*lines, "", *self.emit(detail)]
+
+    def _paths(self) -> list[tuple[str, Path]]:
+        """Per Maze2D method, the paths figure its evaluation wrote beside its JSON."""
+        out = []
+        for m in planning.methods_of(self.evals, "maze2d", ("mtdiff-p", "promptdt")):
+            runs = sorted(planning.select(self.evals, "maze2d", m), key=lambda r: r.seed)
+            img = runs[0].path.parent / "maze2d-paths.png"
+            if img.exists():
+                out.append((f"{planning.label_of(m)} (training seed {runs[0].seed})", img))
+        return out
+
+    def table5(self) -> list[str]:
+        table, claims = planning.table5(self.evals, self.res)
+        lines = [] if any(self.has(s) for s in paper.TABLE5_SUITES) else _not_run(
+            "no Cheetah-vel or Ant-dir evaluation in the graph",
+            "evaluate/cheetah-vel/<method>/s<seed>, evaluate/ant-dir/<method>/s<seed>") + [""]
+        return [*lines, *self.emit(table), "", *self.claim(claims)]
+
+    def table6(self) -> list[str]:
+        if not planning.select(self.evals, "metaworld", "mtdiff-p"):
+            return _not_run("no Meta-World evaluation of MTDiff-P in the graph",
+                            "evaluate/metaworld/mtdiff-p/<view>/s<seed>")
+        return self.emit(planning.table6(self.evals, self.res))
+
+    # --- offline RL ---------------------------------------------------------------------
+    def table2(self) -> list[str]:
+        recs = [r for r in self.recs.offline() if r["method"] in paper.TABLE2_METHODS
+                and "num_tasks" not in r]
+        if not recs:
+            paper_only = offline_tables.table2([], Results(self.res.preset))
+            return [*_not_run("no offline RL results", "offline/<task>/<method>/s<seed> jobs"),
+                    "", "The paper's legible cells:", "", paper_only.markdown()]
+        return self.emit(offline_tables.table2(recs, self.res))
+
+    def table4(self) -> list[str]:
+        recs = self.recs.quality()
+        if not recs:
+            return _not_run("no data-quality results", "quality/<task> jobs")
+        main, detail = offline_tables.table4(recs, self.res)
+        self.files.append(detail.write_csv(self.rep))
+        return [*self.emit(main), f"Per task: `{detail.name}.csv`"]
+
+    def fig6(self) -> list[str]:
+        recs = offline_tables.fig6_records(self.recs.offline())
+        if not recs:
+            return [*_not_run("no single-task augmentation results",
+                              "offline/<task>/mtdiff-s-single/s<seed> jobs"), "",
+                    paper.FIG6_NOTE]
+        table, cells = offline_tables.fig6_table(recs, self.res)
+        self.files.append(plots.fig6_single_task(cells, offline_tables.fig6_tasks(recs),
+                                                 self.rep / "fig6_single_task.png"))
+        return ["![](fig6_single_task.png)", "", *self.emit(table)]
+
+    def fig7(self) -> list[str]:
+        try:
+            sweep = contracts.read_records("task_count", self.recs.root)
+        except FileNotFoundError:
+            sweep = []
+        recs = offline_tables.fig7_records(self.recs.offline(), sweep)
+        if not recs:
+            return [*_not_run("no task-count results", "experiment.task_counts jobs or "
+                              f"`sweeps/task_count.py` -> {contracts.TASK_COUNT_FILE}"), "",
+                    paper.FIG7_NOTE]
+        table, cells = offline_tables.fig7_table(recs, self.res)
+        self.files.append(plots.fig7_task_count(cells, self.rep / "fig7_task_count.png"))
+        return ["![](fig7_task_count.png)", "", *self.emit(table)]
 
 
-def _records(kind: str, out: Path) -> list[dict] | None:
-    """Contract records, or None when the file is absent (malformed raises)."""
-    try:
-        return contracts.read_records(kind, out)
-    except FileNotFoundError:
-        return None
-
-
-def _unique_metaworld(runs: list[EvalRun], kinds: tuple[str, ...]) -> list[EvalRun]:
-    """The newest Meta-World run per (kind, view), in kind order."""
-    out = []
-    for kind in kinds:
-        views = dict.fromkeys(r.view for r in runs if r.suite == "metaworld" and r.kind == kind)
-        for view in views:
-            r = latest(runs, suite="metaworld", kind=kind, view=view)
-            if r is not None:
-                out.append(r)
-    return out
+def _inputs(recs: GraphRecords, evals: list[EvalRun]) -> list[str]:
+    """What the report read: the graph's jobs by kind and state, datasets, evaluations."""
+    kinds = Counter(r["kind"] for r in recs.done.values())
+    lines = [f"- graph: {len(recs.names)} jobs, {len(recs.done)} finished ("
+             + ", ".join(f"{v} {k}" for k, v in kinds.items()) + ")"]
+    for names, what in ((recs.missing, "without a finished record** (failed, blocked or not "
+                         "run"), (recs.stale, "with a stale record** (made by another config "
+                                  "than this graph's, or its outputs are gone")):
+        if names:
+            shown = ", ".join(f"`{n}`" for n in names[:12])
+            more = f" and {len(names) - 12} more" if len(names) > 12 else ""
+            lines.append(f"- **{len(names)} jobs {what}; their cells are absent): "
+                         f"{shown}{more}")
+    for r in recs.of_kind("collect"):
+        res = r["result"]
+        size = res.get("transitions")
+        where = local_path(res.get("dataset", "?"), recs.root)
+        lines.append(f"- dataset `{where}` (`{r['name']}`, hash `{res.get('hash')}`"
+                     f"): {len(res.get('tasks', []))} tasks"
+                     + (f", {size:,} transitions" if isinstance(size, int) else ""))
+    for e in evals:
+        s = e.eval_settings
+        lines.append(f"- `{e.job}`: `{e.path}` ({s.get('episodes', '?')} episodes x eval "
+                     f"seeds {s.get('seeds', '?')} per task)")
+    lines += [f"- problem: {p}" for p in recs.problems]
+    return lines
 
 
 def build_report(out_dir: str | Path, *, preset: str | None = None,
-                 dest: str | Path | None = None, read_checkpoints: bool = True) -> Path:
-    """Scan a full-reproduction output folder and write its report; returns report.md's path.
+                 graph: Sequence[str] | Mapping[str, str] | None = None,
+                 dest: str | Path | None = None) -> Path:
+    """Read the records of `graph`'s jobs (names, or names -> keys: a record of another key
+    is stale; default: `<out_dir>/graph.json`'s) and write the report; returns report.md's
+    path.
 
-    Writes `<dest>/report.md` (default `<out_dir>/report/`), a CSV per table and PNGs of
-    Figs. 5, 6 and 7 and of per-task success. `preset` labels our numbers when a checkpoint
-    (or a record) does not say which preset produced them; `read_checkpoints=False` skips
-    loading checkpoints (no torch import; the view is then the preset's default).
+    Writes `<dest>/report.md` (default `<out_dir>/report/`), `results.json` (every cell:
+    mean, std, CI, seeds, episodes, the paper's number; the resolved differences), a CSV
+    per table and the figures. `preset` labels our numbers (default: the presets the
+    records name, else "unknown").
     """
-    out = Path(out_dir)
-    if not out.is_dir():
-        raise FileNotFoundError(f"no output folder at {out}; run `python pipelines/"
-                                "full_repro.py --out DIR` first and pass that DIR")
-    rep = Path(dest) if dest is not None else out / "report"
+    recs = load_graph(out_dir, graph)
+    rep = Path(dest) if dest is not None else recs.root / "report"
     rep.mkdir(parents=True, exist_ok=True)
-    runs, problems = find_evals(out, preset=preset, read_checkpoints=read_checkpoints)
-    files: list[Path] = []
-    label = preset or ", ".join(sorted({r.preset for r in runs})) or "unknown"
-    mw_p = _unique_metaworld(runs, ("mtdiff-p", "mtdiff-p-onehot"))
-    maze = latest(runs, suite="maze2d", kind="mtdiff-p") or latest(runs, suite="maze2d")
-
-    md = [f"# MTDiff reproduction report: `{out}`", "",
+    label = preset or ", ".join(recs.presets()) or "unknown"
+    res = Results(label)
+    r = _Report(recs, rep, res)
+    md = [f"# MTDiff reproduction report: `{recs.root}`", "",
           f"- generated: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-          f"- preset: `{label}` (per table: the preset each number came from)",
+          f"- preset: `{label}`",
           "- paper: He et al., 'Diffusion Model is an Effective Planner and Data Synthesizer "
-          "for Multi-Task Reinforcement Learning', NeurIPS 2023", ""]
-    md += ["## Inputs", ""]
-    for d in datasets(out):
-        md.append(f"- dataset `{d['path']}`: " + (d["error"] if "error" in d else
-                  f"{d['suite']}, config_hash `{d['config_hash']}`, source {d['source']}, "
-                  f"{d['tasks']} tasks, {d['transitions']:,} transitions"))
-    for r in runs:
-        used = any(r is x for x in mw_p) or r is maze
-        md.append(f"- eval `{r.path}`: {r.suite}, {r.label}, preset `{r.preset}` "
-                  f"({r.preset_source}), dataset `{r.dataset_hash or '?'}`"
-                  f"{'' if used else ' (older: not used)'}")
-    md += [f"- {p}" for p in problems]
-    md.append("")
-
-    def t1() -> list[str]:
-        if not mw_p:
-            return _not_run("no Meta-World evaluation of MTDiff-P / MTDiff-P-onehot",
-                            out / "eval" / "metaworld-train-mtdiff-p-*" / "eval-metaworld.json")
-        per_task = tables.per_task_success(mw_p)
-        files.append(plots.success_per_task(mw_p, rep / "success_per_task.png"))
-        return [*_emit(tables.table1(mw_p), rep, files), "",
-                "### Per-task success (ours)", "", "![](success_per_task.png)", "",
-                *_emit(per_task, rep, files)]
-
-    def fig5() -> list[str]:
-        if maze is None:
-            return _not_run("no Maze2D evaluation",
-                            out / "eval" / "maze2d-train-mtdiff-p-*" / "eval-maze2d.json")
-        files.append(plots.fig5_maze2d(maze, rep / "fig5_maze2d.png"))
-        return ["![](fig5_maze2d.png)", "", *_emit(tables.fig5_table(maze), rep, files)]
-
-    def t6() -> list[str]:
-        p_runs = [r for r in mw_p if r.kind == "mtdiff-p"]
-        if not p_runs:
-            return _not_run("no Meta-World evaluation of MTDiff-P",
-                            out / "eval" / "metaworld-train-mtdiff-p-*" / "eval-metaworld.json")
-        return _emit(tables.table6(p_runs), rep, files)
-
-    def t2() -> list[str]:
-        recs = _records("table2", out)
-        if recs is None:
-            paper_only = tables.table2([], "–")
-            paper_only.meta["ours"] = "not run"
-            return [*_not_run("no offline RL results", contracts.contract_path("table2", out)),
-                    "", "The paper's legible cells:", "", paper_only.markdown()]
-        return _emit(tables.table2(recs, label), rep, files)
-
-    def t4() -> list[str]:
-        recs = _records("quality", out)
-        if recs is None:
-            return _not_run("no data-quality results", contracts.contract_path("quality", out))
-        main, detail = tables.table4(recs, label)
-        files.append(detail.write_csv(rep))
-        return [*_emit(main, rep, files), f"Per task: `{detail.name}.csv`"]
-
-    def fig6() -> list[str]:
-        recs = _records("single_task", out)
-        if recs is None:
-            return [*_not_run("no single-task augmentation results",
-                              contracts.contract_path("single_task", out)), "", paper.FIG6_NOTE]
-        files.append(plots.fig6_single_task(recs, rep / "fig6_single_task.png"))
-        return ["![](fig6_single_task.png)", "", *_emit(tables.fig6_table(recs, label), rep, files)]
-
-    def fig7() -> list[str]:
-        recs = _records("task_count", out)
-        if recs is None:
-            return [*_not_run("no task-count results", contracts.contract_path("task_count", out)),
-                    "", paper.FIG7_NOTE]
-        files.append(plots.fig7_task_count(recs, rep / "fig7_task_count.png"))
-        return ["![](fig7_task_count.png)", "", *_emit(tables.fig7_table(recs, label), rep, files)]
-
-    for title, body in (("Table 1: multi-task planning, MT50-rand (§5.2)", t1),
-                        ("Fig. 5: Maze2D, seen and unseen maps (§5.2)", fig5),
-                        ("Table 6: return per task, MTDiff-P (App. I)", t6),
-                        ("Table 2: augmentation for offline RL, TD3-BC (§5.3)", t2),
-                        ("Table 4: quality of the synthetic data (App. E.2)", t4),
-                        ("Fig. 6: multi-task vs single-task MTDiff-S (§5.3)", fig6),
-                        ("Fig. 7: MTDiff-S vs number of training tasks (§5.3)", fig7)):
+          "for Multi-Task Reinforcement Learning', NeurIPS 2023",
+          f"- statistics: {STATS_NOTE}", "", "## Inputs", "", *_inputs(recs, r.evals), ""]
+    for title, body in (("Table 1: multi-task planning, MT50-rand (§5.2)", r.table1),
+                        ("Table 3: GPT-2 vs U-Net backbone (App. C)", r.table3),
+                        ("Fig. 5: Maze2D, seen and unseen maps (§5.2, App. D)", r.maze),
+                        ("Table 5: Cheetah-vel and Ant-dir, MTDiff-P vs PromptDT (App. H)",
+                         r.table5),
+                        ("Table 6: return per task, MTDiff-P (App. I)", r.table6),
+                        ("Table 2: augmentation for offline RL, TD3-BC (§5.3)", r.table2),
+                        ("Table 4: quality of the synthetic data (App. E.2)", r.table4),
+                        ("Fig. 6: multi-task vs single-task MTDiff-S (§5.3)", r.fig6),
+                        ("Fig. 7: MTDiff-S vs number of training tasks (§5.3)", r.fig7)):
         md += _section(title, body)
-    md += ["## Files", "", *[f"- `{f.name}`" for f in files], ""]
+    res.differences = [c.as_dict() for c in r.claims]
+    r.files.append(atomic_write_json(rep / RESULTS_FILE, res.as_dict()))
+    md += ["## Files", "", *[f"- `{f.name}`" for f in r.files], ""]
     return atomic_write_text(rep / REPORT_FILE, "\n".join(md))
 
 

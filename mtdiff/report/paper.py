@@ -1,4 +1,4 @@
-"""The paper's numbers as data (He et al., NeurIPS 2023: Tables 1, 2, 4, 6; Figs. 5, 6, 7).
+"""The paper's numbers as data (He et al., NeurIPS 2023: Tables 1-6; Figs. 4, 5, 6, 7, 9, 10).
 
 Transcribed from our copy of the paper (`shared/paper/mtdiff-paper.md`). Success rates
 are in percent, as printed; returns are Meta-World episode returns. Task names are the
@@ -59,19 +59,47 @@ def base_name(name: str) -> str:
 
 # ---------------------------------------------------------------------------------------
 # Table 1 (§5.2): average success rate (%) over 3 seeds on MT50-rand, 50 episodes per task.
-# (method label, near-optimal, sub-optimal, our model kind or None); None cells print "–".
+# (the paper's row label, near-optimal, sub-optimal, our method name or None); a None cell
+# is one the paper leaves empty ("–"). CARE and PaCo are online references (100M steps):
+# no method of ours.
 # ---------------------------------------------------------------------------------------
 TABLE1: Final[tuple[tuple[str, Cell | None, Cell | None, str | None], ...]] = (
     ("CARE [53] (online)", Cell(50.8, 1.0), None, None),
     ("PaCo [56] (online)", Cell(57.3, 1.3), None, None),
-    ("MTDT", Cell(20.99, 2.66), Cell(20.63, 2.21), None),
-    ("PromptDT", Cell(45.68, 1.84), Cell(39.76, 2.79), None),
-    ("MTBC", Cell(60.39, 0.86), Cell(34.53, 1.25), None),
-    ("MTCQL", None, None, None),
-    ("MTIQL", Cell(56.21, 1.39), Cell(43.28, 0.90), None),
+    ("MTDT", Cell(20.99, 2.66), Cell(20.63, 2.21), "mtdt"),
+    ("PromptDT", Cell(45.68, 1.84), Cell(39.76, 2.79), "promptdt"),
+    ("MTBC", Cell(60.39, 0.86), Cell(34.53, 1.25), "mtbc"),
+    ("MTCQL", None, None, "mtcql"),
+    ("MTIQL", Cell(56.21, 1.39), Cell(43.28, 0.90), "mtiql"),
     ("MTDiff-P", Cell(59.53, 1.12), Cell(48.67, 1.32), "mtdiff-p"),
     ("MTDiff-P-onehot", Cell(61.32, 0.89), Cell(48.94, 0.95), "mtdiff-p-onehot"),
 )
+
+
+# ---------------------------------------------------------------------------------------
+# Table 3 (App. C): MTDiff-P with its GPT-2 backbone vs a U-Net of similar size, success
+# rate (%) over 3 seeds on MT50-rand. (label, near-optimal, sub-optimal, our method).
+# ---------------------------------------------------------------------------------------
+TABLE3: Final[tuple[tuple[str, Cell, Cell, str], ...]] = (
+    ("MTDiff-P", Cell(59.53, 1.12), Cell(48.67, 1.32), "mtdiff-p"),
+    ("MTDiff-P (U-Net)", Cell(55.67, 1.27), Cell(47.42, 0.74), "mtdiff-p-unet"),
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Table 5 (App. H): average return over 3 seeds on Prompt-DT's Cheetah-vel and Ant-dir.
+# (label, Cheetah-vel, Ant-dir, our method). The paper does not say whether these are
+# the training tasks, the held-out tasks or all of them.
+# ---------------------------------------------------------------------------------------
+TABLE5: Final[tuple[tuple[str, Cell, Cell, str], ...]] = (
+    ("MTDiff-P", Cell(-29.09, 0.31), Cell(602.17, 1.68), "mtdiff-p"),
+    ("PromptDT", Cell(-34.43, 2.33), Cell(409.81, 9.69), "promptdt"),
+)
+TABLE5_SUITES: Final = ("cheetah-vel", "ant-dir")
+TABLE5_NOTE: Final = ("The paper's Table 5 gives one number per suite and does not say "
+                      "which tasks it was measured on (Prompt-DT's training tasks, its "
+                      "held-out tasks, or all); ours are shown for both, the paper's number "
+                      "beside each.")
 
 
 # ---------------------------------------------------------------------------------------
@@ -199,7 +227,8 @@ TABLE6_MISSING: Final = ("box-close-v3",)
 # ---------------------------------------------------------------------------------------
 FIG5_NOTE: Final = ("Fig. 5 (average scores on the 8 training maps, MTDiff-P vs PromptDT) "
                     "is an image our copy of the paper lost: no numbers. §5.2 and App. D "
-                    "say MTDiff-P reaches the goal on the unseen map where PromptDT fails.")
+                    "(Figs. 4, 10) say MTDiff-P reaches the goal on unseen maps where "
+                    "PromptDT fails, and Fig. 9 shows two unseen maps where both fail.")
 FIG6_NOTE: Final = ("Fig. 6 ('multi-task and single-task augmentation': TD3-BC on "
                     "coffee-push, disassemble and dial-turn, augmented by MTDiff-S, by "
                     "MTDiff-S-single, i.e. MTDiff-S retrained on that task's data only, and "

@@ -16,8 +16,7 @@ def checkpoint_config(checkpoint: str, overrides: list[str], *, suite: str,
     from mtdiff.cli import fail
     from mtdiff.config import apply_overrides, from_dict
     from mtdiff.eval.stage import plan_jobs
-    from mtdiff.train.core import load_checkpoint
-    from mtdiff.train.stage import find_checkpoint
+    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
     try:
         ckpt = find_checkpoint(checkpoint)  # resolved: trials run in other folders

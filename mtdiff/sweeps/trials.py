@@ -100,8 +100,7 @@ def evaluate_trial(config: dict[str, Any]) -> None:
 
     from mtdiff.eval.stage import plan_jobs
     from mtdiff.eval.suites import run_job, summarize
-    from mtdiff.train.core import load_checkpoint
-    from mtdiff.train.stage import find_checkpoint
+    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
     with _trial(config) as (cfg, _):
         ckpt = find_checkpoint(config["checkpoint"])
@@ -129,7 +128,7 @@ def train_eval_trial(config: dict[str, Any]) -> None:
     from mtdiff.eval.stage import plan_jobs
     from mtdiff.eval.suites import run_job, summarize
     from mtdiff.train import run as train
-    from mtdiff.train.core import load_checkpoint
+    from mtdiff.train.checkpoints import load_checkpoint
 
     with _trial(config) as (cfg, _):
         ckpt = train(cfg, data=config["data"], out=config["train_out"], track=False,
@@ -157,9 +156,9 @@ def task_count_trial(config: dict[str, Any]) -> None:
 
     import ray.tune
 
-    from mtdiff.config import config_hash
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.synth.offline_stage import build_source, td3bc_job
+    from mtdiff.layout import Layout
+    from mtdiff.offline.jobs import load_task, synthesize_data, td3bc_cell
     from mtdiff.train import run as train
 
     def num_tasks(cfg: Config) -> dict[str, Any]:
@@ -172,15 +171,19 @@ def task_count_trial(config: dict[str, Any]) -> None:
         data = Path(config["data"][spec])
         ckpt = train(cfg, data=data, out=config["train_out"], track=False,
                      cpus_per_worker=config.get("trainer_cpus_per_worker", 1))
-        root = Path(config["out"]) / (
-            f"tasks{n}-{config_hash([spec, str(ckpt), to_dict(cfg.offline)])}")
-        src = build_source(cfg, ckpt, task, True, data, root)
+        lay = Layout.at(config["out"])
+        offline = {k: v for k, v in to_dict(cfg.offline).items() if k not in ("seeds", "tasks")}
+        key = {"checkpoint": str(ckpt), "offline": offline, "tasks": spec,
+               "view": cfg.data.view}
+        src = synthesize_data(cfg, str(ckpt), task, str(data), cfg.data.view,
+                              lay.synthesis(task, key))
         metrics: dict[str, float] = {"num_tasks": float(n)}
         for seed in cfg.offline.seeds:
-            f = root / "runs" / task / f"mtdiff-s-s{seed}.json"
-            rec = json.loads(f.read_text()) if f.exists() else td3bc_job(
-                src.augmented, task, cfg.offline, seed, cfg.metaworld.episode_steps, str(f),
-                None)
+            out = lay.td3bc(task, f"mtdiff-s-{spec}", seed, key)
+            f = out / "result.json"
+            rec = json.loads(f.read_text()) if f.exists() else td3bc_cell(
+                cfg, load_task(src["augmented"], task, "near-optimal"), task=task, seed=seed,
+                out=out, method=f"mtdiff-s-{spec}", num_tasks=n, seen=True)
             metrics[f"success_s{seed}"] = rec["success"]
         metrics["success"] = sum(metrics[f"success_s{s}"] for s in cfg.offline.seeds) / len(
             cfg.offline.seeds)

@@ -3,7 +3,7 @@
 Both perturb states only: actions, rewards and terminals are the original transition's.
 Each function returns a new `Transitions` of `copies * N` rows, copy k of row i at row
 k*N + i, with `rows` kept, to be concatenated with the original data
-(`mtdiff.offline.transitions.concat`).
+(`mtdiff.data.transitions.concat`).
 
 RAD (Laskin et al. 2020, random amplitude scaling): s <- z s, s' <- z s', z ~ U[0.8, 1.2].
     One scalar z per transition (default), used for both s and s'. Per-sample is RAD's own
@@ -30,13 +30,12 @@ S4RL (Sinha et al. 2022, adversarial state training): s <- s + eps * d(s), with 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 
-from mtdiff.offline.td3bc import TD3BC
-from mtdiff.offline.transitions import Transitions
+from mtdiff.data.transitions import Transitions
 
 
 def _tile(data: Transitions, copies: int) -> Transitions:
@@ -64,7 +63,16 @@ def rad_augment(data: Transitions, *, low: float = 0.8, high: float = 1.2, copie
     return out
 
 
-def value_gradient(agent: TD3BC, obs: np.ndarray, *, batch_size: int = 4096
+class QAgent(Protocol):
+    """What S4RL needs of an agent: its device and Q_1(s, pi(s)) of raw states (TD3-BC's
+    `mtdiff.offline.td3bc.TD3BC` is one)."""
+
+    device: torch.device | str
+
+    def q_value(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+
+def value_gradient(agent: QAgent, obs: np.ndarray, *, batch_size: int = 4096
                    ) -> tuple[np.ndarray, np.ndarray]:
     """grad_s Q_1(s, pi(s)) for raw states (N, obs_dim), and the values Q_1(s, pi(s)) (N,)."""
     grads = np.empty(obs.shape, np.float32)
@@ -88,7 +96,7 @@ def _direction(grad: np.ndarray, step: Literal["sign", "l2"]) -> np.ndarray:
     raise ValueError(f"unknown step {step!r}; use 'sign' or 'l2'")
 
 
-def s4rl_augment(data: Transitions, agent: TD3BC, *, eps: float = 0.01, copies: int = 1,
+def s4rl_augment(data: Transitions, agent: QAgent, *, eps: float = 0.01, copies: int = 1,
                  step: Literal["sign", "l2"] = "sign", perturb_next: bool = True
                  ) -> Transitions:
     """S4RL's adversarial state step s <- s + eps * d(grad_s Q_1(s, pi(s))) (module doc).

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from mtdiff.offline.run import active_mlflow
 from mtdiff.synth.quality import normalizer
 
 
@@ -62,7 +61,7 @@ def embedding_plot(sets: dict[str, np.ndarray], path: str | Path, *,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    mlflow: Any = active_mlflow()
-    if mlflow is not None:
-        mlflow.log_artifact(str(path), artifact_path="plots")
+    from mtdiff import tracking
+
+    tracking.log_artifact(path, artifact_path="plots")
     return path

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 from mtdiff.data.reader import TaskData
+from mtdiff.data.transitions import Transitions
 from mtdiff.envs.metaworld import make_env
-from mtdiff.offline.transitions import Transitions
 
 FRAME = 18  # one frame of a Meta-World observation: hand 3, gripper 1, objects 14
 QUAT_DIMS = (7, 14, 7 + FRAME, 14 + FRAME)  # start of each object quaternion in the obs

@@ -1,19 +1,36 @@
-"""MLflow in one place: where runs go, run naming, the config as params, common tags.
+"""MLflow in one place: where runs go, run naming, params, tags, run states, stale runs.
+
+No other module calls `mlflow` directly: stages ask for a run here (`stage_run`,
+`job_run`) and log through the functions below (`log_metrics`, `log_artifact`, ...).
 
 The embedded default store is ``sqlite:///mlflow.db`` (MLflow 3's default; the file store
 needs an opt-in). On a cluster set ``tracking.uri`` (or $MLFLOW_TRACKING_URI) to the
 ``mlflow server`` on the head node so every worker logs to one place.
+
+Run states are honest: a run whose body raises ends FAILED (KILLED on Ctrl-C); a run a
+killed process left RUNNING is closed (KILLED) by the next run that claims the same output
+folder (`claim_output`: an exclusive lock on the folder proves nobody else is writing it).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
+import os
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config, config_hash, flatten
+
+CODE_VERSION_FILE = "CODE_VERSION"  # written at submit time (pipelines/submit.py)
+LOCK_FILE = ".mtdiff.lock"
+_REPO = Path(__file__).resolve().parents[2]
 
 
 def setup(cfg: Config) -> str:
@@ -27,55 +44,359 @@ def setup(cfg: Config) -> str:
 
 
 def code_version() -> str:
-    """The git commit of the code (with '+dirty' when the tree has changes), or 'unknown'."""
-    repo = Path(__file__).resolve().parents[2]
+    """The code's version: $MTDIFF_CODE_VERSION (the driver stamps it for its jobs), else
+    the git commit (+"dirty"), else the `CODE_VERSION` file written at submit time (`ray
+    job submit --working-dir` ships no `.git`), else a hash of the package's sources."""
+    if os.environ.get("MTDIFF_CODE_VERSION"):
+        return os.environ["MTDIFF_CODE_VERSION"]
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, text=True,
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_REPO, text=True,
                              capture_output=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=repo, text=True, capture_output=True, timeout=10).stdout.strip()
+                               cwd=_REPO, text=True, capture_output=True, timeout=10
+                               ).stdout.strip() if sha else ""
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+        sha = dirty = ""
+    if sha:
+        return sha + ("+dirty" if dirty else "")
+    stamp = _REPO / CODE_VERSION_FILE
+    if stamp.is_file() and stamp.read_text().strip():
+        return stamp.read_text().strip()
+    h = hashlib.sha256()
+    for f in sorted((_REPO / "mtdiff").rglob("*.py")):
+        h.update(f.read_bytes())
+    return f"src-{h.hexdigest()[:12]}"
 
 
 def common_tags(cfg: Config, stage: str, **extra: Any) -> dict[str, str]:
-    """Tags every run carries: stage, preset, config hash, code version (+ extra)."""
+    """Tags every run carries: stage, preset, config hash, code version, host (+ extra)."""
     tags = {"stage": stage, "preset": cfg.preset, "config_hash": config_hash(cfg),
-            "code_version": code_version()}
+            "code_version": code_version(), "host": socket.gethostname()}
+    node = _ray_node_id()
+    if node:
+        tags["ray_node_id"] = node
     tags.update({k: str(v) for k, v in extra.items()})
     return tags
+
+
+def _ray_node_id() -> str:
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return ""
+    return ray.get_runtime_context().get_node_id()
+
+
+def _params(cfg: Config, params: dict[str, Any] | None,
+            sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The config (or its `sections`) as flat params, `params` taking precedence."""
+    flat = flatten(cfg)
+    if sections is not None:
+        flat = {k: v for k, v in flat.items() if k.split(".", 1)[0] in sections}
+    out = dict(flat)
+    out.update(params or {})
+    return out
+
+
+@contextmanager
+def _ended(run: Any) -> Iterator[Any]:
+    """End `run` FINISHED, or FAILED / KILLED when the body raises (then re-raise)."""
+    import mlflow
+
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run("FINISHED")
 
 
 @contextmanager
 def run(cfg: Config, stage: str, *, name: str | None = None, nested: bool = False,
         params: dict[str, Any] | None = None, **tags: Any) -> Iterator[Any]:
-    """An MLflow run for a stage: flattened config as params, common tags.
+    """An MLflow run for a stage: flattened config (+ `params`) as params, common tags.
 
-    With ``nested=True`` it becomes a child of the active run (one parent per pipeline).
+    With ``nested=True`` it becomes a child of the active run. Ends FAILED when the body
+    raises.
     """
     import mlflow
 
-    with mlflow.start_run(run_name=name or stage, nested=nested,
-                          tags=common_tags(cfg, stage, **tags)) as active:
-        mlflow.log_params({k: v for k, v in flatten(cfg).items()})
-        if params:
-            mlflow.log_params(params)
+    active = mlflow.start_run(run_name=name or stage, nested=nested,
+                              tags=common_tags(cfg, stage, **tags))
+    with _ended(active):
+        mlflow.log_params(_params(cfg, params))
         yield active
 
 
-def log_dataset(manifest: dict[str, Any], path: str | Path) -> None:
-    """Dataset lineage and summary on the active run: path, config hash, sizes, quality."""
+@contextmanager
+def stage_run(cfg: Config, stage: str, *, name: str, output: str | Path, track: bool = True,
+              params: dict[str, Any] | None = None, **tags: Any
+              ) -> Iterator[dict[str, str] | None]:
+    """The run a stage logs into, as ``{"uri", "run_id"}`` (what worker processes need to
+    log into it), or None when not tracking.
+
+    Inside a job of the experiment graph (a run is already active: `job_run`) that run is
+    used. A stage called on its own (`pipelines/train.py`) claims its `output` folder,
+    closes runs a killed earlier attempt left RUNNING there, and opens its own run.
+    """
+    if not track:
+        yield None
+        return
     import mlflow
 
+    if mlflow.active_run() is not None:
+        yield {"uri": mlflow.get_tracking_uri(), "run_id": mlflow.active_run().info.run_id}
+        return
+    uri = setup(cfg)
+    output = str(Path(output).resolve())
+    with claim_output(output):
+        close_stale_runs(cfg, output)
+        with run(cfg, stage, name=name, params=params, output=output, **tags) as active:
+            yield {"uri": uri, "run_id": active.info.run_id}
+
+
+@contextmanager
+def job_run(spec: dict[str, Any], cfg: Config, *, name: str, stage: str,
+            sections: tuple[str, ...], params: dict[str, Any] | None = None, **tags: Any
+            ) -> Iterator[Any]:
+    """A job's child run under the experiment graph's parent, from inside its Ray task.
+
+    spec: ``{"uri", "experiment_id", "parent_id", "output"}`` from the driver. The run
+    carries the config `sections` the job uses (e.g. data, model, diffusion, train for a
+    training job: its own model kind, seed, view) and `params` (its grid fields) as
+    params, a `config_hash` of exactly those, the node it ran on (`ray_node_id`) and the
+    graph's output folder (so a rerun can close it if it is left RUNNING). Ends FAILED
+    when the job raises.
+    """
+    import mlflow
+
+    from mtdiff.config import to_dict
+
+    mlflow.set_tracking_uri(spec["uri"])
+    mlflow.set_experiment(experiment_id=spec["experiment_id"])
+    own = config_hash({"sections": {s: to_dict(getattr(cfg, s)) for s in sections},
+                       "job": params or {}})
+    active = mlflow.start_run(run_name=name, tags={
+        **common_tags(cfg, stage, **tags), "config_hash": own,
+        "mlflow.parentRunId": spec["parent_id"], "output": spec["output"], "job": name})
+    with _ended(active):
+        mlflow.log_params(_params(cfg, params, ("preset", *sections)))
+        yield active
+
+
+def start_parent(cfg: Config, *, name: str, output: str | Path, **tags: Any) -> dict[str, Any]:
+    """Open the experiment graph's parent run in this (the driver's) process; returns the
+    spec jobs need to open their child runs under it (`job_run`). End it with
+    `end_parent`."""
+    import mlflow
+
+    uri = setup(cfg)
+    output = str(Path(output).resolve())
+    active = mlflow.start_run(run_name=name, tags=common_tags(cfg, "full_repro", output=output,
+                                                              **tags))
+    mlflow.log_params(_params(cfg, None))
+    return {"uri": uri, "experiment_id": active.info.experiment_id,
+            "parent_id": active.info.run_id, "output": output}
+
+
+def end_parent(ok: bool) -> None:
+    """End the parent run: FINISHED when every job finished, else FAILED."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.end_run("FINISHED" if ok else "FAILED")
+
+
+def parent_name(preset: str, cfg: Config) -> str:
+    """A reproduction's parent run name: preset, start time and the config's short hash,
+    so two runs of one preset can be told apart in the UI."""
+    return f"full_repro-{preset}-{time.strftime('%Y%m%d-%H%M%S')}-{config_hash(cfg)[:6]}"
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Params on the active run."""
+    import mlflow
+
+    mlflow.log_params(params)
+
+
+def active() -> Any | None:
+    """The `mlflow` module when a run is active in this process, else None. A run can only
+    be active if mlflow was imported already, so this never pays for importing it when
+    tracking is off."""
+    import sys
+
+    mlflow = sys.modules.get("mlflow")
+    return mlflow if mlflow is not None and mlflow.active_run() is not None else None
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Metrics on the active run (no-op when no run is active)."""
+    mlflow = active()
+    if mlflow is not None and metrics:
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    """Tags on the active run (no-op when no run is active)."""
+    mlflow = active()
+    if mlflow is not None:
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    """A file (or a folder's files) as artifacts of the active run (no-op without one)."""
+    mlflow = active()
+    if mlflow is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        mlflow.log_artifacts(str(p), artifact_path=artifact_path)
+    else:
+        mlflow.log_artifact(str(p), artifact_path=artifact_path)
+
+
+def log_table(rows: list[dict[str, Any]], artifact_file: str) -> None:
+    """A table (list of flat records) as a JSON table artifact the UI renders."""
+    mlflow = active()
+    if mlflow is None or not rows:
+        return
+    cols = sorted({k for r in rows for k in r})
+    mlflow.log_table({c: [r.get(c) for r in rows] for c in cols}, artifact_file=artifact_file)
+
+
+def log_dataset(manifest: dict[str, Any], path: str | Path, *, context: str = "training",
+                view: str | None = None) -> None:
+    """The dataset as an MLflow dataset input (`mlflow.data`) of the active run, with its
+    lineage tags and size / quality metrics."""
+    mlflow = active()
+    if mlflow is None:
+        return
     tasks = manifest["tasks"]
+    n = sum(int(t["transitions"]) for t in tasks.values())
     mlflow.set_tags({"dataset_path": str(path), "dataset_hash": manifest["config_hash"],
                      "dataset_source": manifest["source"]})
     mlflow.log_metrics({
-        "dataset_transitions": float(sum(t["transitions"] for t in tasks.values())),
-        "dataset_tasks": float(len(tasks)),
+        "dataset_transitions": float(n), "dataset_tasks": float(len(tasks)),
         "dataset_mean_success": float(sum(t["success_rate"] for t in tasks.values())
                                       / max(len(tasks), 1)),
     })
     if "collect_seconds" in manifest:
         mlflow.log_metric("collect_seconds", float(manifest["collect_seconds"]))
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource
+
+    name = f"{manifest.get('suite', 'data')}-{manifest['config_hash']}" + (
+        f"-{view}" if view else "")
+    ds = MetaDataset(source=LocalArtifactDatasetSource(str(path)), name=name,
+                     digest=manifest["config_hash"][:8],
+                     schema=None)
+    mlflow.log_input(ds, context=context, tags={"transitions": str(n),
+                                                "tasks": ",".join(sorted(tasks))[:250]})
+
+
+class RunLogger:
+    """Logs metrics into an existing run from another process (a Ray Train worker), by run
+    id through the client: it never starts or ends the run, so the run's state stays the
+    owner's to set. Also samples system metrics (CPU, memory, GPU) into the run."""
+
+    def __init__(self, spec: dict[str, str] | None, *, enabled: bool = True) -> None:
+        self.active = spec is not None and enabled
+        self._monitor = None
+        if self.active:
+            import logging
+
+            import mlflow
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+            self.client = mlflow.MlflowClient(tracking_uri=spec["uri"])
+            self.run_id = spec["run_id"]
+            self._monitor = SystemMetricsMonitor(self.run_id, tracking_uri=spec["uri"],
+                                                 resume_logging=True)
+            self._monitor.start()
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        """Metrics at `step`."""
+        if self.active:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            self.client.log_batch(self.run_id, metrics=[
+                Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def close(self) -> None:
+        """Stop sampling system metrics."""
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
+
+
+# ----------------------------------------------------------------------------------------
+# Output folders: one writer at a time, stale runs closed
+# ----------------------------------------------------------------------------------------
+
+
+class OutputBusyError(RuntimeError):
+    """Another live process is writing the same output folder."""
+
+
+@contextmanager
+def claim_output(out: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on an output folder for the body's duration.
+
+    While held, nobody else writes the folder; runs a dead writer left RUNNING are
+    therefore stale (`close_stale_runs`). The lock dies with its process (kill -9
+    included): no stale lock files to clean up.
+    """
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / LOCK_FILE, "a+")  # noqa: SIM115 - held for the body's duration
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise OutputBusyError(f"{out} is in use by {holder}; wait for it to finish or "
+                                  "choose another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                            "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        f.flush()
+        yield out
+    finally:
+        f.close()
+
+
+def close_stale_runs(cfg: Config, output: str | Path, *, status: str = "KILLED",
+                     exclude: tuple[str, ...] = ()) -> list[str]:
+    """Mark every RUNNING run tagged with `output` as `status` (call while holding
+    `claim_output(output)`: then no live process owns them). Returns their run ids."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=cfg.tracking.resolved_uri())
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        return []
+    out = str(Path(output).resolve()).replace("'", "\\'")
+    stale = client.search_runs([exp.experiment_id],
+                               filter_string=f"tags.output = '{out}' and "
+                                             "attributes.status = 'RUNNING'",
+                               max_results=10_000)
+    closed = []
+    for r in stale:
+        if r.info.run_id in exclude:
+            continue
+        client.set_tag(r.info.run_id, "closed_as_stale", time.strftime("%Y-%m-%d %H:%M:%S"))
+        client.set_terminated(r.info.run_id, status=status)
+        closed.append(r.info.run_id)
+    if closed:
+        print(f"[tracking] marked {len(closed)} run(s) left RUNNING by a killed run of "
+              f"{output} as {status}")
+    return closed

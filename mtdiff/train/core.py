@@ -1,19 +1,12 @@
-"""The training step, EMA and checkpoints: plain PyTorch, used by Ray Train and by benchmarks.
+"""The training step, the training set-up and loading a trained model: plain PyTorch, used by
+Ray Train (`mtdiff.train.ray_train`), by benchmarks and by planning / synthesis.
 
-A checkpoint is one file, ``checkpoint.pt``, holding only tensors, numbers and strings so
-it loads with ``torch.load(weights_only=True)``:
-
-    model, ema        state dicts (EMA weights are what planning and synthesis use)
-    optimizer         Adam's state dict
-    step              int, optimisation steps done
-    meta              JSON text: config, model build arguments, task names, normaliser
-                      statistics, dataset path and hash, prompt-set location
+Checkpoints (file, lookup, loading) live in `mtdiff.train.checkpoints`; the optimisation
+step of each method behind `mtdiff.train.learner.Learner`.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,26 +17,35 @@ from torch import nn
 
 from mtdiff import keys
 from mtdiff.config import Config, to_dict
-from mtdiff.data.io import atomic_write
 from mtdiff.data.normalize import Normalizer
 from mtdiff.data.prompts import load_prompts
 from mtdiff.data.reader import load_dataset
 from mtdiff.data.windows import WindowSampler
 from mtdiff.diffusion import DiffusionSchedule
 from mtdiff.models import build_model, sample_return_drop
+from mtdiff.train.checkpoints import (
+    CHECKPOINT_FILE,
+    CheckpointError,
+    find_checkpoint,
+    load_checkpoint,
+    write_checkpoint,
+)
+from mtdiff.train.learner import EMA, unwrap
 
-CHECKPOINT_FILE = "checkpoint.pt"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing or unreadable; the message says where and what to do."""
+__all__ = ["CHECKPOINT_FILE", "EMA", "CheckpointError", "LoadedModel", "TrainSetup",
+           "build_setup", "diffusion_step_loss", "load_checkpoint", "load_model",
+           "save_checkpoint", "to_torch"]
 
 
 @dataclass
 class TrainSetup:
-    """Everything a training process builds from a config and a dataset."""
+    """Everything a training process builds from a config and a dataset.
 
-    model: nn.Module
+    `model` is the noise model for the diffusion methods and None for methods whose
+    learner builds its own networks (`mtdiff.methods`).
+    """
+
+    model: nn.Module | None
     sampler: WindowSampler
     normalizer: Normalizer
     schedule: DiffusionSchedule
@@ -58,18 +60,23 @@ def build_setup(cfg: Config, data_dir: str | Path, *, seed: int = 0,
     normalizer = Normalizer(ds.stats, cfg.data.normalizer)
     history = cfg.data.history_for(ds.suite) if ds.suite in ("metaworld", "maze2d") else (
         cfg.data.history or 2)
-    fields = "synth" if cfg.model.kind == "mtdiff-s" else "planner"
+    from mtdiff.methods import DIFFUSION_KINDS, method_of_kind
+
+    method = method_of_kind(cfg.model.kind, cfg.model.backbone)
+    fields = method.fields
+    # Window length: H for the planners; the Decision Transformers' context K.
+    horizon = cfg.baselines.dt_context if fields == "sequence" else cfg.data.horizon
     sampler = WindowSampler(
-        ds, prompts, normalizer, horizon=cfg.data.horizon, history=history,
+        ds, prompts, normalizer, horizon=horizon, history=history,
         prompt_len=cfg.data.prompt_len, batch_per_task=batch_per_task or cfg.data.batch_per_task,
         return_scale=cfg.data.return_scale, return_discount=cfg.data.return_discount,
         fields=fields, seed=seed)
-    build = {"obs_dim": ds.obs_dim, "act_dim": ds.act_dim, "horizon": cfg.data.horizon,
+    build = {"obs_dim": ds.obs_dim, "act_dim": ds.act_dim, "horizon": horizon,
              "history": history, "prompt_len": cfg.data.prompt_len,
              "num_tasks": len(ds.task_names)}
-    model = build_model(cfg.model, **build)
+    model = build_model(cfg.model, **build) if cfg.model.kind in DIFFUSION_KINDS else None
     meta = {
-        "config": to_dict(cfg), "build": build, "kind": cfg.model.kind,
+        "config": to_dict(cfg), "build": build, "kind": cfg.model.kind, "method": method.name,
         "suite": ds.suite, "tasks": ds.task_names, "normalizer": normalizer.state_dict(),
         "dataset": {"path": str(Path(data_dir).resolve()),
                     "hash": ds.manifest["config_hash"], "view": cfg.data.view},
@@ -109,53 +116,12 @@ def diffusion_step_loss(model: nn.Module, schedule: DiffusionSchedule,
                          first_weight=10.0 if huber else 1.0)
 
 
-class EMA:
-    """Exponential moving average of a model's weights (decay `TrainConfig.ema_decay`)."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """shadow <- decay * shadow + (1 - decay) * weights (buffers copied)."""
-        src = dict(model.named_parameters())
-        for name, p in self.shadow.named_parameters():
-            p.lerp_(src[name].detach().to(p.dtype), 1.0 - self.decay)
-        for (_, b), (_, sb) in zip(model.named_buffers(), self.shadow.named_buffers(),
-                                   strict=True):
-            sb.copy_(b)
-
-
 def save_checkpoint(path: str | Path, *, model: nn.Module, ema: EMA,
                     optimizer: torch.optim.Optimizer, step: int, meta: dict[str, Any]) -> Path:
-    """Write ``checkpoint.pt`` atomically into folder `path`."""
-    core = model.module if hasattr(model, "module") else model
-    state = {"model": core.state_dict(), "ema": ema.shadow.state_dict(),
-             "optimizer": optimizer.state_dict(), "step": int(step), "meta": json.dumps(meta)}
-    out = Path(path) / CHECKPOINT_FILE
-    atomic_write(out, lambda tmp: torch.save(state, tmp))
-    return out
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint (a folder holding ``checkpoint.pt``, or the file) without pickle."""
-    p = Path(path)
-    f = p / CHECKPOINT_FILE if p.is_dir() else p
-    if not f.exists():
-        raise CheckpointError(f"no checkpoint at {path} (expected {f}); train one with "
-                              "`python pipelines/train.py ... --out DIR` and pass DIR or the "
-                              "checkpoint folder it prints")
-    try:
-        state = torch.load(f, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise CheckpointError(f"{f} cannot be read as a checkpoint ({type(e).__name__}: {e}); "
-                              "it is damaged or not an mtdiff checkpoint") from None
-    missing = [k for k in ("model", "ema", "step", "meta") if k not in state]
-    if missing:
-        raise CheckpointError(f"{f} lacks {missing}: not an mtdiff checkpoint")
-    state["meta"] = json.loads(state["meta"])
-    return state
+    """Write ``checkpoint.pt`` atomically into folder `path` from a diffusion model, its EMA
+    and optimiser (`mtdiff.train.checkpoints.write_checkpoint` takes state dicts)."""
+    return write_checkpoint(path, model=unwrap(model).state_dict(), ema=ema.shadow.state_dict(),
+                            optimizer=optimizer.state_dict(), step=step, meta=meta)
 
 
 @dataclass
@@ -174,7 +140,6 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu",
                ema: bool = True) -> LoadedModel:
     """Rebuild the model of a checkpoint (EMA weights by default) in eval mode."""
     from mtdiff.config import from_dict
-    from mtdiff.train.stage import find_checkpoint
 
     state = load_checkpoint(find_checkpoint(path), map_location=device)
     meta = state["meta"]

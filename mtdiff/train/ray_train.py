@@ -10,6 +10,7 @@ command again (same output folder and run name) resumes from it too.
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 import time
@@ -21,78 +22,88 @@ import torch
 from mtdiff.config import Config, config_hash
 
 
+def _resume_state(loop_cfg: dict[str, Any], device: torch.device) -> dict[str, Any] | None:
+    """The state to start from: the later of Ray's own restore (a worker group restarted
+    within this fit, or Ray's recorded run state) and the driver's pick from disk (after
+    the driver was killed, Ray's run state may lag a checkpoint already in storage).
+    Either may be damaged (a kill while Ray copied it): an unreadable one is skipped, so
+    the newest *readable* checkpoint wins wherever it was looked up."""
+    import ray.train
+
+    from mtdiff.train.checkpoints import CheckpointError, load_checkpoint
+
+    candidates = []
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        try:
+            with ckpt.as_directory() as d:
+                candidates.append(load_checkpoint(d, map_location=device))
+        except CheckpointError as e:
+            print(f"[train] Ray's latest checkpoint is unreadable, not resuming from it: {e}",
+                  flush=True)
+    if loop_cfg.get("resume_from"):
+        try:
+            candidates.append(load_checkpoint(loop_cfg["resume_from"], map_location=device))
+        except CheckpointError as e:
+            print(f"[train] {e}", flush=True)
+    return max(candidates, key=lambda s: int(s["step"]), default=None)
+
+
 def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     """One Ray Train worker: build, maybe restore, then step / log / checkpoint."""
+    import numpy as np
     import ray.train
     import ray.train.torch
 
+    # Ray Train logs every report at INFO from the worker ("Reporting training result", a
+    # logger named by its module's file path): the progress line below says the same once.
+    from ray.train.v2._internal.execution import context as _ctx
+
     from mtdiff.config import from_dict
     from mtdiff.runtime import pause_for_tests, set_torch_threads
-    from mtdiff.train.core import (
-        EMA,
-        build_setup,
-        diffusion_step_loss,
-        load_checkpoint,
-        save_checkpoint,
-        to_torch,
-    )
+    from mtdiff.train.checkpoints import write_checkpoint
+    from mtdiff.train.core import build_setup, to_torch
+    from mtdiff.train.learner import build_learner
 
+    logging.getLogger(_ctx.__file__).setLevel(logging.WARNING)
     cfg = from_dict(loop_cfg["config"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     set_torch_threads(int(loop_cfg.get("threads", 1)))
     device = ray.train.torch.get_device()
     per_worker = math.ceil(cfg.data.batch_per_task / world)
-    setup = build_setup(cfg, loop_cfg["data_dir"], seed=cfg.train.seed * 1000 + rank,
-                        batch_per_task=per_worker)
-    torch.manual_seed(cfg.train.seed * 1000 + rank)
-    model = setup.model.to(device)
-    ema = EMA(model, cfg.train.ema_decay)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    seed = cfg.train.seed * 1000 + rank
+    setup = build_setup(cfg, loop_cfg["data_dir"], seed=seed, batch_per_task=per_worker)
+    torch.manual_seed(seed)
+    learner = build_learner(cfg, setup, device)
     start = 0
-    # Two sources, the later step wins: Ray's own restore (a worker group restarted within
-    # this fit, or Ray's recorded run state) and the driver's pick from disk (after the
-    # driver was killed, Ray's run state may lag a checkpoint already in storage).
-    candidates = []
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
-        with ckpt.as_directory() as d:
-            candidates.append(load_checkpoint(d, map_location=device))
-    if loop_cfg.get("resume_from"):
-        candidates.append(load_checkpoint(loop_cfg["resume_from"], map_location=device))
-    state = max(candidates, key=lambda s: int(s["step"]), default=None)
+    state = _resume_state(loop_cfg, device)
     if state is not None:
-        model.load_state_dict(state["model"])
-        ema.shadow.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
+        learner.load_state_dict(state)
         start = int(state["step"])
         setup.meta["resumed_from"] = start  # recorded in later checkpoints
         # A fresh sampling stream after a restart (not a replay of the first batches).
-        setup.sampler.rng = __import__("numpy").random.default_rng(
-            (cfg.train.seed * 1000 + rank) * 100_003 + start)
-    model = ray.train.torch.prepare_model(model)  # DDP when world > 1
-    schedule = setup.schedule.to(device)
-    tracker = _RankZeroTracker(loop_cfg.get("mlflow"), rank)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16)
-    t_last, n_last, loss_sum, loss_n = time.perf_counter(), start, 0.0, 0
+        setup.sampler.rng = np.random.default_rng(seed * 100_003 + start)
+    learner.prepare(ray.train.torch.prepare_model)  # DDP when world > 1
+    from mtdiff.tracking import RunLogger
+
+    tracker = RunLogger(loop_cfg.get("mlflow"), enabled=rank == 0)  # rank 0 logs
+    t_last, n_last = time.perf_counter(), start
+    sums: dict[str, torch.Tensor] = {}
+    n_sum = 0
     for step in range(start + 1, cfg.train.steps + 1):
-        batch = to_torch(setup.sampler.sample(), device)
-        with autocast:
-            loss = diffusion_step_loss(model, schedule, batch, cfg)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        optimizer.step()
-        ema.update(model.module if hasattr(model, "module") else model)
-        loss_sum += loss.detach()
-        loss_n += 1
+        out = learner.update(to_torch(setup.sampler.sample(), device))
+        for k, v in out.items():
+            sums[k] = sums[k] + v if k in sums else v
+        n_sum += 1
         is_ckpt = step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps
         if step % cfg.train.log_every == 0 or is_ckpt:
             now = time.perf_counter()
             samples = (step - n_last) * setup.sampler.batch_size * world
-            metrics = {"loss": float(loss_sum) / max(loss_n, 1), "grad_norm": float(grad_norm),
-                       "step": step, "samples_per_s": samples / max(now - t_last, 1e-9)}
-            t_last, n_last, loss_sum, loss_n = now, step, 0.0, 0
+            # Window means (one host sync per log step, not per step).
+            metrics = {k: float(v) / max(n_sum, 1) for k, v in sums.items()}
+            metrics["samples_per_s"] = samples / max(now - t_last, 1e-9)
+            t_last, n_last, sums, n_sum = now, step, {}, 0
             tracker.log(metrics, step)
             if rank == 0:
                 print(f"[train] step {step}/{cfg.train.steps} loss {metrics['loss']:.4f} "
@@ -104,36 +115,12 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
             # poll rate. Metrics go to MLflow from rank 0 directly.
             with tempfile.TemporaryDirectory() as d:
                 if rank == 0:
-                    save_checkpoint(d, model=model, ema=ema, optimizer=optimizer, step=step,
-                                    meta=setup.meta)
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d)
+                    write_checkpoint(d, **learner.state_dict(), step=step, meta=setup.meta)
+                ray.train.report({**metrics, "step": step},
+                                 checkpoint=ray.train.Checkpoint.from_directory(d)
                                  if rank == 0 else None)
             pause_for_tests("checkpoint_step", step)  # kill tests: wait here to be killed
     tracker.close()
-
-
-class _RankZeroTracker:
-    """MLflow logging from rank 0 into a run the driver created (with system metrics)."""
-
-    def __init__(self, spec: dict[str, str] | None, rank: int) -> None:
-        self.active = spec is not None and rank == 0
-        if self.active:
-            import mlflow
-
-            mlflow.set_tracking_uri(spec["uri"])
-            mlflow.start_run(run_id=spec["run_id"], log_system_metrics=True)
-
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        if self.active:
-            import mlflow
-
-            mlflow.log_metrics({k: v for k, v in metrics.items() if k != "step"}, step=step)
-
-    def close(self) -> None:
-        if self.active:
-            import mlflow
-
-            mlflow.end_run()
 
 
 def use_gpu_from_cluster() -> bool:
@@ -141,6 +128,19 @@ def use_gpu_from_cluster() -> bool:
     from mtdiff.runtime import cluster_gpus
 
     return cluster_gpus() > 0
+
+
+def default_cpus_per_worker(num_workers: int, gpu: bool) -> int:
+    """CPUs a training worker reserves when the config does not say: 2 next to a GPU (data
+    sampling, the rest is the GPU's), else the largest node's CPUs split over the workers
+    that node would host. Never the cluster's total: a worker runs on one node, and a
+    request no node can meet waits forever."""
+    from mtdiff.runtime import largest_node
+
+    if gpu:
+        return 2
+    node_cpus = largest_node("CPU")
+    return max(1, int(node_cpus // max(1, min(num_workers, int(node_cpus)))))
 
 
 def build_trainer(cfg: Config, data_dir: str | Path, out: str | Path, *,
@@ -155,12 +155,9 @@ def build_trainer(cfg: Config, data_dir: str | Path, out: str | Path, *,
     from ray.train.torch import TorchTrainer
 
     from mtdiff.config import to_dict
-    from mtdiff.runtime import cluster_cpus
-
     gpu = use_gpu_from_cluster()
     n = cfg.train.num_workers
-    cpus = (cpus_per_worker or cfg.train.cpus_per_worker
-            or max(1, int(cluster_cpus() // n) if not gpu else 2))
+    cpus = cpus_per_worker or cfg.train.cpus_per_worker or default_cpus_per_worker(n, gpu)
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"config": to_dict(cfg), "data_dir": str(Path(data_dir).resolve()),

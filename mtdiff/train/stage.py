@@ -1,68 +1,45 @@
-"""The training stage's driver side: skip / resume / fit, MLflow run, where the result is."""
+"""The training stage's driver side: skip / resume / fit, the MLflow run, where the result is."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from mtdiff.config import Config, flatten
-from mtdiff.data.reader import verify_checksums
-from mtdiff.train.core import CHECKPOINT_FILE, CheckpointError, load_checkpoint
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """The newest checkpoint folder at or under `path` (a run folder or a checkpoint)."""
-    p = Path(path).resolve()
-    if (p / CHECKPOINT_FILE).exists():
-        return p
-    if p.is_file() and p.name == CHECKPOINT_FILE:
-        return p.parent
-    found = sorted(p.glob(f"**/checkpoint_*/{CHECKPOINT_FILE}")) if p.is_dir() else []
-    if not found:
-        raise CheckpointError(f"no checkpoint under {path}; train with `python pipelines/train.py"
-                              " --data DIR --out DIR` first (or check the path)")
-    return found[-1].parent  # Ray names them checkpoint_<timestamp>: the last is the newest
-
-
-def latest_checkpoint(path: str | Path) -> tuple[Path, int] | None:
-    """The readable checkpoint with the highest step under `path`, or None.
-
-    A run killed while Ray was copying a checkpoint into storage can leave a damaged or
-    partial one behind; it is skipped (with a note) and the one before it is used.
-    """
-    p = Path(path)
-    best: tuple[Path, int] | None = None
-    for f in sorted(p.glob(f"**/checkpoint_*/{CHECKPOINT_FILE}")) if p.is_dir() else []:
-        try:
-            step = int(load_checkpoint(f.parent)["step"])
-        except CheckpointError as e:
-            print(f"[train] skipping unreadable checkpoint: {e}")
-            continue
-        if best is None or step > best[1]:
-            best = (f.parent, step)
-    return best
+from mtdiff.config import Config
+from mtdiff.train.checkpoints import CHECKPOINT_FILE, find_checkpoint, latest_checkpoint
 
 
 def run_name(cfg: Config, data: str | Path) -> str:
-    """Run folder name: model kind + hash of the dataset and what shapes the weights."""
+    """Run folder name (`mtdiff.layout.train_run_name`) for the dataset at
+    `data`."""
     from mtdiff.data.reader import read_manifest
+    from mtdiff.layout import train_run_name
 
-    return f"train-{cfg.model.kind}-{cfg.training_hash(read_manifest(data)['config_hash'])}"
+    return train_run_name(cfg, read_manifest(data)["config_hash"])
+
+
+def finished_checkpoint(cfg: Config, data: str | Path, out: str | Path) -> Path | None:
+    """The checkpoint of a finished run of `cfg` on `data` under `out`, or None."""
+    latest = latest_checkpoint(Path(out).resolve() / run_name(cfg, data), quiet=True)
+    return latest[0] if latest is not None and latest[1] >= cfg.train.steps else None
 
 
 def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
         cpus_per_worker: int | None = None) -> Path:
     """Train `cfg.model.kind` on the dataset at `data`; returns the final checkpoint folder.
 
-    Finished runs (a checkpoint at `train.steps`) are skipped; unfinished ones resume.
-    `cpus_per_worker`: CPUs each Ray Train worker reserves (default: the cluster's CPUs
-    split over the workers); a caller that itself holds CPUs (a Tune trial) passes fewer,
-    or the worker group can never be placed.
+    Finished runs (a checkpoint at `train.steps`) are skipped; unfinished ones resume from
+    their newest readable checkpoint. `cpus_per_worker`: CPUs each Ray Train worker
+    reserves (default: `train.cpus_per_worker`, else the largest node's CPUs split over
+    the workers); a caller that itself holds CPUs passes fewer, or the worker group can
+    never be placed. Paths are made absolute here: Ray Train workers run elsewhere.
     """
+    from mtdiff import tracking
+    from mtdiff.data.reader import read_manifest, verify_checksums
     from mtdiff.runtime import init_ray
     from mtdiff.train.ray_train import build_trainer
 
-    out = Path(out)
+    data, out = Path(data).resolve(), Path(out).resolve()
     name = run_name(cfg, data)
     latest = latest_checkpoint(out / name)
     if latest is not None and latest[1] >= cfg.train.steps:
@@ -72,41 +49,19 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
         print(f"[train] resuming {out / name} from step {latest[1]} ({latest[0]})")
     verify_checksums(data)  # damaged shards: one clear error before any worker starts
     init_ray()
-    spec = None
-    mlflow_run = None
-    if track:
-        import mlflow
-
-        from mtdiff import tracking
-
-        uri = tracking.setup(cfg)
-        parent = mlflow.active_run()
-        mlflow_run = mlflow.start_run(run_name=name, nested=parent is not None,
-                                      tags=tracking.common_tags(cfg, "train", model=cfg.model.kind))
-        mlflow.log_params(flatten(cfg))
-        spec = {"uri": uri, "run_id": mlflow_run.info.run_id}
     t0 = time.time()
-    try:
+    with tracking.stage_run(cfg, "train", name=name, output=out / name, track=track,
+                            model=cfg.model.kind) as spec:
         result = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec,
                                cpus_per_worker=cpus_per_worker,
                                resume_from=latest[0] if latest else None).fit()
         if result.error:
             raise result.error
-        ckpt = find_checkpoint(result.checkpoint.path if result.checkpoint else out / name)
-        if track:
-            import mlflow
-
-            from mtdiff import tracking
-            from mtdiff.data.reader import read_manifest
-
-            tracking.log_dataset(read_manifest(data), data)
-            mlflow.log_metric("train_seconds", time.time() - t0)
-            mlflow.log_artifact(str(ckpt / CHECKPOINT_FILE), artifact_path="checkpoint")
-            mlflow.set_tag("checkpoint", str(ckpt))
-    finally:
-        if mlflow_run is not None:
-            import mlflow
-
-            mlflow.end_run()
+        ckpt = find_checkpoint(out / name)
+        if spec is not None:
+            tracking.log_dataset(read_manifest(data), data, view=cfg.data.view)
+            tracking.log_metrics({"train_seconds": time.time() - t0})
+            tracking.log_artifact(ckpt / CHECKPOINT_FILE, artifact_path="checkpoint")
+            tracking.set_tags({"checkpoint": str(ckpt)})
     print(f"[train] {cfg.model.kind}: {cfg.train.steps} steps in {time.time() - t0:.1f}s -> {ckpt}")
     return ckpt

@@ -1,0 +1,10 @@
+"""The multi-task baselines of Table 1 (paper §5.1, App. B): MTBC, MTIQL, MTCQL, MT-DT and
+Prompt-DT, one file per method, registered in `mtdiff.methods.METHODS`.
+
+Each method file provides a learner (`mtdiff.train.learner.Learner`, trained by the same
+Ray Train loop as MTDiff) and `policy_from_checkpoint` (`mtdiff.eval.policy.Policy`,
+evaluated by the same rollouts). Shared parts: `nets` (task embedding, actors, per-task
+critic heads), `common` (learner and policy plumbing), `dt` / `dt_policy` (the Decision
+Transformer on the project's GPT-2). Hyperparameters: the `baselines` config section.
+Nothing is imported here (no work at import time).
+"""

@@ -1,0 +1,62 @@
+"""MTBC (paper §5.1, App. B): behaviour cloning with a task-id-conditioned actor.
+
+The actor is a 3-layer Mish MLP on [s, z], z the task id embedded by a 3-layer Mish MLP
+(App. B), widened by "network scaling" (`baselines.bc_hidden`); it outputs tanh-bounded
+actions and is trained by mean squared error to the data's actions with Adam, as CORL's
+any-percent BC (TD3-BC's actor, lr 3e-4). Batches: the "qlearning" fields' (s, a, task).
+
+The loss equals TorchRL's `BCLoss(loss_function="l2")` on the same batch and weights
+(tests/test_baselines.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from mtdiff import keys
+from mtdiff.baselines.common import BaselineLearner, TaskIdPolicy, actor_policy, num_tasks
+from mtdiff.baselines.nets import DeterministicActor
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mtdiff.config import Config
+    from mtdiff.train.core import TrainSetup
+
+
+def build_actor(cfg: Config, build: dict[str, Any]) -> DeterministicActor:
+    """MTBC's actor for a checkpoint's build arguments."""
+    b = cfg.baselines
+    return DeterministicActor(build["obs_dim"], build["act_dim"], build["num_tasks"],
+                              hidden=b.bc_hidden, task_dim=b.task_embed_dim)
+
+
+def bc_loss(actor: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean over batch and action dims of (pi(s, z) - a)^2."""
+    pred = actor(batch[keys.BATCH_OBS], batch[keys.BATCH_TASK_ID])  # (B, act_dim)
+    return F.mse_loss(pred, batch[keys.BATCH_ACTION])
+
+
+class MTBCLearner(BaselineLearner):
+    """One MSE step of the actor per batch."""
+
+    def __init__(self, cfg: Config, setup: TrainSetup, device: torch.device) -> None:
+        super().__init__(device)
+        build = {**setup.meta["build"], "num_tasks": num_tasks(setup)}
+        self.modules["actor"] = build_actor(cfg, build).to(device)
+        self.optimizers["actor"] = torch.optim.Adam(self.modules["actor"].parameters(),
+                                                    lr=cfg.baselines.bc_lr)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One behaviour-cloning step."""
+        loss = bc_loss(self.modules["actor"], batch)
+        return {"loss": loss.detach(), "grad_norm": self.step(loss)}
+
+
+def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cpu",
+                           **_: Any) -> TaskIdPolicy:
+    """MTBC's policy (sampling settings of the planners do not apply)."""
+    return actor_policy(path, build_actor, device)

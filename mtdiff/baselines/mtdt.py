@@ -1,0 +1,34 @@
+"""MT-DT (paper §5.1, App. B): a Decision Transformer told the task by a learned embedding.
+
+"MTDT embeds the taskID ... to an embedding z with size 12, then z is concatenated with
+the raw state" (App. B): the state token reads [s, z] (`baselines.task_embed_dim`), the
+rest is the official DT on MTDiff-P's GPT-2 (`mtdiff.baselines.dt`). In evaluation the
+return-to-go and the task id condition the policy. Batches: the "sequence" fields.
+
+TorchRL's `DTLoss` (l2) is the mean squared error over all action entries; ours averages
+over the real steps only (padding past an episode's end is masked), and equals it on a
+batch without padding (tests/test_baselines.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtdiff.baselines.dt import DTLearner
+from mtdiff.baselines.dt_policy import SequencePolicy, sequence_policy
+
+
+class MTDTLearner(DTLearner):
+    """The DT step with the task embedding on every state token."""
+
+    task_dim_of_cfg = True
+
+
+def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cpu",
+                           target_return: float = 1.0, **_: Any) -> SequencePolicy:
+    """MT-DT's policy; `target_return` is R at the first step (1 = the task's best)."""
+    return sequence_policy(path, task_dim=True, prompt=False, device=device,
+                           target_return=target_return)

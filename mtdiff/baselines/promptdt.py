@@ -1,0 +1,36 @@
+"""Prompt-DT (paper §5.1, App. B; Xu et al. 2022): a Decision Transformer with a trajectory
+prompt of the task prepended.
+
+Written from the Prompt-DT paper (its public code has no licence): the prompt is a
+segment of the task's demonstrations, embedded by layers of its own and placed before the
+recent history; the policy generalises to a new task given a few of its demonstrations.
+Here the prompts are MTDiff-P's prompt sets (App. B: "PromptDT uses the same prompts and
+GPT2 transformer in MTDiff-P"), J steps of (s, a) -- two tokens a step, no return token,
+as those sets hold no rewards -- and the transformer is MTDiff-P's GPT-2
+(`mtdiff.baselines.dt`). Batches: the "sequence" fields (prompts drawn as MTDiff-P's).
+
+Loss: as MT-DT's (masked MSE; TorchRL's `DTLoss` on a batch without padding).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtdiff.baselines.dt import DTLearner
+from mtdiff.baselines.dt_policy import SequencePolicy, sequence_policy
+
+
+class PromptDTLearner(DTLearner):
+    """The DT step with the prompt's tokens before the trajectory's."""
+
+    uses_prompt = True
+
+
+def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cpu",
+                           target_return: float = 1.0, **_: Any) -> SequencePolicy:
+    """Prompt-DT's policy; `target_return` is R at the first step (1 = the task's best)."""
+    return sequence_policy(path, task_dim=False, prompt=True, device=device,
+                           target_return=target_return)

@@ -1,0 +1,69 @@
+"""The experiment grid's config section (`mtdiff.experiment.grid` expands it into jobs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from mtdiff.config.base import _check, _positive, _Validated
+
+
+@dataclass
+class ExperimentConfig(_Validated):
+    """The experiment grid `full_repro` expands into jobs (`mtdiff.experiment.grid`).
+
+    Every (suite, method, dataset view, training seed) cell is a training job followed by
+    an evaluation job (planners) or the synthesis + offline-RL jobs (MTDiff-S); Table 2's
+    tasks and seeds, Fig. 6's and Fig. 7's cells come from `offline`. A new method or
+    seed is one entry here, not new code.
+    """
+
+    suites: tuple[str, ...] = ("maze2d", "metaworld")
+    # Method names of `mtdiff.methods.METHODS`; each runs on the suites it applies to
+    # (Maze2D: MTDiff-P and Prompt-DT). Paper: Table 1's methods, the U-Net ablation
+    # (Table 3) and MTDiff-S (Tables 2, 4).
+    methods: tuple[str, ...] = ("mtdiff-p", "mtdiff-p-onehot", "mtbc", "mtiql", "mtcql",
+                                "mtdt", "promptdt", "mtdiff-p-unet", "mtdiff-s")
+    # Meta-World dataset views (paper: both). Maze2D has one dataset (no views); MTDiff-S
+    # trains on `data.view` (Table 2 augments that view's data).
+    views: tuple[str, ...] = ("near-optimal", "sub-optimal")
+    seeds: tuple[int, ...] = (0, 1, 2)  # training seeds (paper: 3); `train.seed` per job
+    # Fig. 7: MTDiff-S trained on each of these task sets (`metaworld.tasks` specs),
+    # synthesizing for `offline.task_count_task`; () = not run.
+    task_counts: tuple[str, ...] = ("tasks-10", "tasks-20", "tasks-30", "tasks-45")
+    # "full": every method of `mtdiff.methods` on both views (whatever `methods` and `views`
+    # say): Tables 1 and 3 in full at this preset's scale, e.g. `--set experiment.grid=full`
+    # on top of `local`.
+    grid: Literal["preset", "full"] = "preset"
+    retries: int = 1  # a failed job is run again this many times before it counts as failed
+    # Trainings at once (None: as many as the nodes' CPUs / GPUs can host side by side).
+    max_concurrent_train: int | None = None
+
+    def method_names(self) -> list[str]:
+        """The methods the grid runs: `methods`, or all of them with grid="full"."""
+        from mtdiff.methods import METHODS
+
+        return list(METHODS) if self.grid == "full" else list(self.methods)
+
+    def view_names(self) -> list[str]:
+        """The Meta-World views the planners train on: `views`, both with grid="full"."""
+        return ["near-optimal", "sub-optimal"] if self.grid == "full" else list(self.views)
+
+    def _validate(self) -> None:
+        from mtdiff.methods import METHODS
+
+        _check(len(self.methods) > 0, "ExperimentConfig.methods", "needs at least one method")
+        unknown = [m for m in self.methods if m not in METHODS]
+        _check(not unknown, "ExperimentConfig.methods",
+               f"unknown method(s) {unknown}; known: {sorted(METHODS)}")
+        _check(len(self.seeds) > 0, "ExperimentConfig.seeds", "needs at least one seed")
+        _check(len(set(self.seeds)) == len(self.seeds), "ExperimentConfig.seeds",
+               f"seeds repeat: {self.seeds}")
+        _check(all(v in ("near-optimal", "sub-optimal") for v in self.views),
+               "ExperimentConfig.views", f"{self.views}: views are near-optimal, sub-optimal")
+        _check(len(self.views) > 0, "ExperimentConfig.views", "needs at least one view")
+        _check(all(s in ("maze2d", "metaworld") for s in self.suites), "ExperimentConfig.suites",
+               f"{self.suites}: known suites are maze2d, metaworld")
+        _check(self.retries >= 0, "ExperimentConfig.retries", "must be >= 0")
+        if self.max_concurrent_train is not None:
+            _positive(self, "max_concurrent_train")

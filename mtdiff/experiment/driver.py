@@ -1,0 +1,214 @@
+"""The reproduction's driver: build the graph, check it fits the cluster, run it, report.
+
+    run(cfg, out=..., plan_only=False)     (what `pipelines/full_repro.py` calls)
+
+On a cluster of several nodes the output folder must be one filesystem every node sees:
+the driver writes a marker and a task pinned to each node reads it back, and a folder
+some node cannot see is refused before anything runs (`--out /shared/...`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from mtdiff.config import Config
+from mtdiff.experiment.grid import ClusterInfo, build_jobs
+from mtdiff.experiment.jobs import Job, done_result
+from mtdiff.layout import Layout
+
+
+class GraphError(ValueError):
+    """The graph cannot run here (a job no node can host, an output folder some node
+    cannot see); the message names the problem and the fix."""
+
+
+def plan_rows(jobs: list[Job], out: str | Path) -> list[dict[str, Any]]:
+    """The --plan view: each job's description and state ("done" / "pending")."""
+    lay = Layout.at(out)
+    return [{**j.describe(), "state": "done" if done_result(j, lay.job_record(j.name))
+             is not None else "pending"} for j in jobs]
+
+
+def format_plan(rows: list[dict[str, Any]]) -> str:
+    """One line per job: state, name, resources, dependencies."""
+    lines = []
+    for r in rows:
+        res = ", ".join(f"{k}={v:g}" for k, v in r["resources"].items() if k != "inner")
+        inner = r["resources"].get("inner")
+        if inner:
+            res += (" + " if res else "") + "inner(" + ", ".join(
+                f"{k}={v:g}" for k, v in inner.items() if v) + ")"
+        deps = ", ".join(r["deps"]) if len(r["deps"]) <= 3 else \
+            f"{', '.join(r['deps'][:2])}, ... ({len(r['deps'])} jobs)"
+        lines.append(f"{r['state']:<8} {r['name']:<52} [{res or 'CPU=0'}]  <- {deps or '-'}")
+    n_done = sum(r["state"] == "done" for r in rows)
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+    lines.append(f"{len(rows)} jobs ({', '.join(f'{v} {k}' for k, v in kinds.items())}); "
+                 f"{n_done} done, {len(rows) - n_done} pending")
+    return "\n".join(lines)
+
+
+def check_fits(jobs: list[Job], cluster: ClusterInfo) -> None:
+    """Every job's task, and every worker / fanned-out task it starts, fits on some node."""
+    for j in jobs:
+        own = {k: v for k, v in j.resources.items() if k in ("CPU", "GPU")}
+        inner = dict(j.inner)
+        if j.kind == "train":  # one worker's bundle
+            n = max(inner.get("workers", 1.0), 1.0)
+            inner = {"CPU": inner.get("CPU", 0.0) / n, "GPU": inner.get("GPU", 0.0) / n}
+        inner = {k: v for k, v in inner.items() if k in ("CPU", "GPU")}
+        for what, need in (("its task", own), ("what it starts", inner)):
+            if need and not cluster.fits(need):
+                raise GraphError(
+                    f"job {j.name}: {what} needs {need}, which no node of the cluster offers "
+                    f"(nodes: {cluster.nodes}); lower the request (e.g. --set "
+                    "train.cpus_per_worker=1) or add a larger node")
+
+
+def check_not_job_copy(out: str | Path) -> None:
+    """Refuse a relative output folder in a driver started by `ray job submit
+    --working-dir`: it would resolve inside the job's private copy of the working
+    directory, which no other node sees and Ray deletes after the job."""
+    import os
+
+    cwd = Path(os.getcwd())
+    if not Path(out).is_absolute() and "runtime_resources" in cwd.parts:
+        raise GraphError(f"--out {out} is relative, and this driver runs in the job's own "
+                         f"copy of the working directory ({cwd}), which other nodes do not see "
+                         "and Ray deletes after the job; give an absolute folder on a "
+                         "filesystem every node mounts, e.g. --out /shared/runs/repro")
+
+
+def check_shared(out: Path, nodes: list[dict[str, Any]]) -> None:
+    """Refuse an output folder that some node cannot see (module docstring)."""
+    if len(nodes) < 2:
+        return
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    token = uuid.uuid4().hex
+    marker = out / f".mtdiff-shared-{token}"
+    marker.write_text(token)
+
+    def read(path: str) -> str:
+        p = Path(path)
+        return p.read_text() if p.exists() else ""
+
+    remote = ray.remote(num_cpus=0)(read)
+    try:
+        refs = {n["id"]: remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+            n["id"], soft=False)).remote(str(marker)) for n in nodes}
+        blind = [f"{nid[:8]} ({n['ip']})" for n in nodes for nid in [n["id"]]
+                 if ray.get(refs[nid], timeout=120) != token]
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        raise GraphError(f"the output folder {out} is not visible from node(s) "
+                         f"{', '.join(blind)}: every node writes its jobs' outputs there; "
+                         "use a folder on a filesystem all nodes mount (--out /shared/...)")
+
+
+def _print_outcomes(outcomes: list[Any]) -> None:
+    print(f"\n{'job':<52} {'state':<8} {'seconds':>8}  node")
+    for o in outcomes:
+        print(f"{o.name:<52} {o.state:<8} {o.seconds:>8.1f}  {o.node[:12]}")
+    bad = [o for o in outcomes if o.state in ("failed", "blocked")]
+    for o in bad:
+        print(f"{o.state.upper()}: {o.name}: {o.error}" + (f" (log: {o.log})" if
+                                                           o.state == "failed" else ""))
+
+
+def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = False,
+        plan_json: bool = False, progress: bool = True) -> int:
+    """Plan (and unless `plan_only`, run) the reproduction; returns the exit code: 0 when
+    every job finished, 1 when some failed (each named with its log)."""
+    from mtdiff import tracking
+    from mtdiff.runtime import alive_nodes, init_ray
+
+    check_not_job_copy(out)
+    lay = Layout.at(out)
+    if plan_only:
+        import os
+
+        if os.environ.get("RAY_ADDRESS") not in (None, "", "local"):
+            init_ray()
+            cluster = ClusterInfo.from_ray()
+        else:  # describe this machine without starting Ray
+            cluster = ClusterInfo.local()
+        rows = plan_rows(build_jobs(cfg, str(lay.out), cluster), lay.out)
+        print(json.dumps(rows, indent=1) if plan_json else format_plan(rows))
+        return 0
+    with tracking.claim_output(lay.out):
+        init_ray()
+        cluster = ClusterInfo.from_ray()
+        jobs = build_jobs(cfg, str(lay.out), cluster)
+        check_fits(jobs, cluster)
+        check_shared(lay.out, alive_nodes())
+        version = tracking.code_version()
+        mlflow_spec = None
+        if track:
+            mlflow_spec = _start_parent(cfg, lay.out, len(jobs), version)
+        t0 = time.time()
+        ok = False
+        try:
+            from mtdiff.experiment.runner import run_graph
+
+            outcomes = run_graph(jobs, out=lay.out, cluster=cluster, mlflow_spec=mlflow_spec,
+                                 code_version=version, retries=cfg.experiment.retries,
+                                 max_concurrent_train=cfg.experiment.max_concurrent_train,
+                                 progress=progress)
+            ok = all(o.state in ("done", "skipped") for o in outcomes)
+            _write_graph(lay, jobs, outcomes, time.time() - t0)
+            _print_outcomes(outcomes)
+            if track:
+                _log_summary(lay, outcomes, time.time() - t0)
+        finally:
+            if track:
+                tracking.end_parent(ok)
+    states = [o.state for o in outcomes]
+    print(f"[repro] {len(outcomes)} jobs: {states.count('done')} done, "
+          f"{states.count('skipped')} skipped (done earlier), {states.count('failed')} failed, "
+          f"{states.count('blocked')} blocked, in {time.time() - t0:.0f}s; outputs under "
+          f"{lay.out}")
+    return 0 if ok else 1
+
+
+def _start_parent(cfg: Config, out: Path, n_jobs: int, version: str) -> dict[str, Any]:
+    from mtdiff import tracking
+
+    tracking.setup(cfg)
+    tracking.close_stale_runs(cfg, out)
+    return tracking.start_parent(cfg, name=tracking.parent_name(cfg.preset, cfg), output=out,
+                                 code_version=version, jobs=n_jobs)
+
+
+def _write_graph(lay: Layout, jobs: list[Job], outcomes: list[Any], seconds: float) -> None:
+    from mtdiff.data.io import atomic_write_json
+
+    by = {o.name: o for o in outcomes}
+    atomic_write_json(lay.graph, {"seconds": round(seconds, 1), "jobs": [
+        {**j.describe(), "state": by[j.name].state if j.name in by else "pending",
+         "seconds": round(by[j.name].seconds, 1) if j.name in by else None,
+         "node": by[j.name].node if j.name in by else "",
+         "record": str(lay.job_record(j.name)), "log": str(lay.job_log(j.name)),
+         "error": by[j.name].error if j.name in by else ""} for j in jobs]})
+
+
+def _log_summary(lay: Layout, outcomes: list[Any], seconds: float) -> None:
+    from mtdiff import tracking
+
+    tracking.log_table([{"job": o.name, "kind": o.kind, "state": o.state,
+                         "seconds": round(o.seconds, 1), "node": o.node, "error": o.error}
+                        for o in outcomes], "jobs.json")
+    tracking.log_artifact(lay.graph)
+    states = [o.state for o in outcomes]
+    tracking.log_metrics({"wall_seconds": seconds,
+                          "job_seconds_sum": sum(o.seconds for o in outcomes),
+                          **{f"jobs_{s}": float(states.count(s))
+                             for s in ("done", "skipped", "failed", "blocked")}})

@@ -1,0 +1,180 @@
+"""The grid as data: the config's suites x methods x views x seeds (and Tables 2 / 4,
+Figs. 6 / 7 from `offline`) expanded into jobs with their dependencies and resources.
+
+    collect/<suite>                                  one per suite (and held-out / task sets)
+    train/<suite>/<method>[/<view>]/s<seed>          per planner or synthesizer cell
+    evaluate/<suite>/<method>[/<view>]/s<seed>       per trained planner
+    synthesize/..., offline/..., quality/...         `mtdiff.experiment.offline_cells`
+    report                                           last, from every job's record
+
+Resources come from the config and from what the cluster's *nodes* offer
+(`ClusterInfo`): a training worker gets CPUs from the largest node, never the cluster's
+total, and GPUs only where the cluster has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from mtdiff.config import Config, apply_overrides
+from mtdiff.experiment.jobs import Job, finalize_keys
+from mtdiff.layout import Layout
+from mtdiff.methods import Method, get_method
+
+TRAIN_SECTIONS = ("data", "model", "diffusion", "train")  # what shapes a model's weights
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What the grid needs to know of the cluster: its nodes' resources."""
+
+    nodes: list[dict[str, float]] = field(default_factory=list)  # per node: CPU, GPU, ...
+
+    @property
+    def gpus(self) -> float:
+        """GPUs in the whole cluster."""
+        return sum(n.get("GPU", 0.0) for n in self.nodes)
+
+    def largest(self, resource: str, *, having: str | None = None) -> float:
+        """The most of `resource` one node offers (among nodes that have `having`)."""
+        vals = [n.get(resource, 0.0) for n in self.nodes if having is None or n.get(having)]
+        return max(vals, default=0.0)
+
+    def fits(self, need: dict[str, float]) -> bool:
+        """Whether one node can host a bundle needing `need`."""
+        return any(all(n.get(k, 0.0) >= v for k, v in need.items() if v) for n in self.nodes)
+
+    @classmethod
+    def from_ray(cls) -> ClusterInfo:
+        """The alive nodes of the connected Ray cluster."""
+        from mtdiff.runtime import alive_nodes
+
+        return cls([{k: float(v) for k, v in n["resources"].items()
+                     if k in ("CPU", "GPU", "memory")} for n in alive_nodes()])
+
+    @classmethod
+    def local(cls) -> ClusterInfo:
+        """This machine as a one-node cluster (for --plan without a cluster)."""
+        import os
+
+        return cls([{"CPU": float(os.cpu_count() or 1), "GPU": 0.0}])
+
+
+def method_config(cfg: Config, method: Method, view: str, seed: int) -> Config:
+    """`cfg` for one training cell: the method's kind and overrides, view, seed."""
+    cfg = apply_overrides(cfg, [f"model.kind={method.kind}", *method.overrides])
+    return replace(cfg, data=replace(cfg.data, view=view), train=replace(cfg.train, seed=seed))
+
+
+def trainer_resources(cfg: Config, cluster: ClusterInfo) -> tuple[dict[str, float], int]:
+    """(the trainer's resources, CPUs per worker) for a training job: GPUs when the
+    cluster has them; CPUs per worker from `train.cpus_per_worker`, else 1 per worker
+    on CPU clusters (many jobs share the nodes: the graph runs them side by side) and 2
+    next to a GPU."""
+    n = cfg.train.num_workers
+    gpu = cluster.gpus > 0
+    cpus = cfg.train.cpus_per_worker or (2 if gpu else 1)
+    cpus = int(min(cpus, max(1.0, cluster.largest("CPU", having="GPU" if gpu else None))))
+    return {"CPU": float(cpus * n), "GPU": float(n if gpu else 0), "workers": float(n)}, cpus
+
+
+def _cell(suite: str, method: str, view: str | None, seed: int) -> str:
+    return "/".join([suite, method, *([view] if view else []), f"s{seed}"])
+
+
+def _views(cfg: Config, suite: str, method: Method) -> list[str | None]:
+    if suite != "metaworld":
+        return [None]  # one dataset, no views
+    if method.role == "synthesizer":
+        return [cfg.data.view]  # Table 2 augments this view's data
+    return cfg.experiment.view_names()
+
+
+def _seeds(cfg: Config, method: Method) -> list[int]:
+    """Training seeds of a method: all of `experiment.seeds`; a synthesizer only those its
+    offline-RL jobs use (TD3-BC seed s pairs with training seed s, else the first)."""
+    exp = cfg.experiment
+    if method.role != "synthesizer":
+        return list(exp.seeds)
+    return sorted({s if s in exp.seeds else exp.seeds[0] for s in cfg.offline.seeds})
+
+
+def build_jobs(cfg: Config, out: str, cluster: ClusterInfo) -> list[Job]:
+    """Every job of the reproduction `cfg` writes under `out`, in dependency order."""
+    from mtdiff.experiment.offline_cells import offline_jobs
+
+    lay = Layout.at(out)
+    exp = cfg.experiment
+    methods = [get_method(m) for m in exp.method_names()]
+    jobs: list[Job] = []
+    for suite in exp.suites:
+        jobs.append(collect_job(cfg, lay, suite))
+    for suite in exp.suites:
+        for m in methods:
+            if suite not in m.suites:
+                continue
+            for view in _views(cfg, suite, m):
+                for seed in _seeds(cfg, m):
+                    mcfg = method_config(cfg, m, view or "near-optimal", seed)
+                    t = train_job(mcfg, lay, suite, f"collect/{suite}",
+                                  cfg.collection_hash(suite), _cell(suite, m.name, view, seed),
+                                  {"suite": suite, "method": m.name, "view": view,
+                                   "seed": seed}, cluster)
+                    jobs.append(t)
+                    if m.role == "planner":
+                        jobs.append(evaluate_job(mcfg, lay, t, cluster))
+    if "metaworld" in exp.suites and "mtdiff-s" in exp.method_names():
+        jobs += offline_jobs(cfg, lay, cluster)
+    jobs.append(Job("report", "report", cfg, {}, deps=[j.name for j in jobs],
+                    resources={"CPU": 1.0}, always=True, sections=("experiment",),
+                    params={"root": str(lay.out), "graph": [j.name for j in jobs]}))
+    finalize_keys(jobs)
+    # The report reads each job's record only if it was made under this graph's key
+    # (a record left by another config is stale).
+    jobs[-1].params["graph"] = {j.name: j.key for j in jobs[:-1]}
+    return jobs
+
+
+def collect_job(cfg: Config, lay: Layout, suite: str, name: str | None = None,
+                config: dict[str, Any] | None = None) -> Job:
+    """Collect a suite's dataset (its Ray tasks: one per env task, 1 CPU each)."""
+    from mtdiff.collect.pipeline import planned_tasks
+
+    n = planned_tasks(cfg, suite)
+    sac = ("sac",) if suite == "metaworld" and cfg.metaworld.source == "sac" else ()
+    return Job(name or f"collect/{suite}", "collect", cfg, config or {"suite": suite},
+               resources={"CPU": 0.0}, sections=("collect", suite, *sac),
+               inner={"CPU": cfg.collect.num_cpus_per_task, "GPU": cfg.collect.num_gpus_per_task,
+                      "tasks": float(n)},
+               params={"suite": suite, "out": str(lay.dataset(cfg, suite)),
+                       "hash": cfg.collection_hash(suite)})
+
+
+def train_job(cfg: Config, lay: Layout, suite: str, data_job: str, data_hash: str,
+              cell: str, config: dict[str, Any], cluster: ClusterInfo) -> Job:
+    """Train one model on `data_job`'s dataset (hash `data_hash`)."""
+    inner, cpus = trainer_resources(cfg, cluster)
+    run = lay.train_run(cfg, suite, data_hash)
+    return Job(f"train/{cell}", "train", cfg, config, deps=[data_job],
+               resources={"CPU": 0.0}, inner=inner, sections=TRAIN_SECTIONS,
+               params={"data_job": data_job, "root": str(lay.train_root(suite)),
+                       "out": str(run), "cpus_per_worker": cpus})
+
+
+def evaluate_job(cfg: Config, lay: Layout, train: Job, cluster: ClusterInfo) -> Job:
+    """Evaluate a trained planner: Meta-World tasks, or Maze2D training and unseen maps
+    with the wrong-prompt control (one Ray task per task/map and seed)."""
+    from pathlib import Path
+
+    suite = train.config["suite"]
+    if cluster.gpus > 0 and cfg.eval.num_gpus_per_actor == 0:
+        # planning is the GPU's work on a GPU cluster: a share of one per batch of envs
+        cfg = replace(cfg, eval=replace(cfg.eval, num_gpus_per_actor=0.25))
+    gpu = cfg.eval.num_gpus_per_actor
+    return Job(train.name.replace("train/", "evaluate/", 1), "evaluate", cfg,
+               dict(train.config), deps=[train.name], resources={"CPU": 0.0},
+               inner={"CPU": cfg.eval.num_cpus_per_actor, "GPU": gpu},
+               sections=(*TRAIN_SECTIONS, "eval", suite),
+               params={"suite": suite, "model_job": train.name,
+                       "out": str(lay.evaluation(cfg, suite, Path(train.params["out"])))})

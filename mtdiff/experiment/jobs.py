@@ -1,0 +1,102 @@
+"""A job of the experiment graph: what it is, what it needs, whether it is done.
+
+A `Job` is plain data (it travels to a Ray task): a unique name, a kind, the names of the
+jobs it depends on, the resources its Ray task reserves (and those of the work it fans
+out or the trainer it starts), the fields that make it differ from its siblings, the
+full config it runs with, and a `key`: the content hash of that config and of its
+dependencies' keys. A finished job leaves a record (`Layout.job_record`) holding its key
+and its result; a job is done when that record's key is its key and the outputs its
+result names still exist. Change a setting and exactly the jobs it reaches run again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mtdiff.config import Config, config_hash, to_dict
+
+Kind = Literal["collect", "subset", "train", "evaluate", "synthesize", "offline", "quality",
+               "report"]
+# What each kind's Ray task runs: "module:function", called as fn(job, inputs) -> result,
+# with inputs the results of its dependencies by job name.
+RUNNERS: dict[str, str] = {
+    "collect": "mtdiff.experiment.kinds:collect",
+    "subset": "mtdiff.experiment.kinds:subset",
+    "train": "mtdiff.experiment.kinds:train",
+    "evaluate": "mtdiff.experiment.kinds:evaluate",
+    "synthesize": "mtdiff.offline.jobs:synthesize",
+    "offline": "mtdiff.offline.jobs:td3bc",
+    "quality": "mtdiff.offline.jobs:quality",
+    "report": "mtdiff.experiment.kinds:report",
+}
+
+
+@dataclass
+class Job:
+    """One node of the graph (module docstring)."""
+
+    name: str  # unique, e.g. "train/metaworld/mtdiff-p/near-optimal/s0"
+    kind: Kind
+    cfg: Config  # the whole config this job runs with (method, view, seed applied)
+    config: dict[str, Any]  # what differs from its siblings: suite, method, view, seed, task
+    deps: list[str] = field(default_factory=list)
+    resources: dict[str, float] = field(default_factory=dict)  # its own Ray task: CPU, GPU
+    # Resources of what it starts: a trainer's workers ({"CPU": .., "GPU": ..}) or the
+    # Ray tasks it fans out ({"CPU": 1, "tasks": n}); shown by --plan, used for checks.
+    inner: dict[str, float] = field(default_factory=dict)
+    # Kind-specific inputs; "out" is its content-hashed output folder (part of the key).
+    params: dict[str, Any] = field(default_factory=dict)
+    always: bool = False  # never "done": runs every time (the report)
+    # Config sections the job uses: its MLflow run logs these (and its `config_hash` is of
+    # these), not the whole config.
+    sections: tuple[str, ...] = ()
+    key: str = ""  # content hash (set by `finalize_keys`)
+
+    def describe(self) -> dict[str, Any]:
+        """The --plan --json view of the job (without its state)."""
+        res = {k: v for k, v in self.resources.items() if v}
+        if self.inner:
+            res["inner"] = dict(self.inner)
+        return {"name": self.name, "kind": self.kind, "deps": list(self.deps),
+                "resources": res, "config": dict(self.config), "key": self.key}
+
+
+def finalize_keys(jobs: list[Job]) -> None:
+    """Set every job's key from its kind, fields, params and its dependencies' keys (jobs
+    in dependency order)."""
+    keys: dict[str, str] = {}
+    for j in jobs:
+        missing = [d for d in j.deps if d not in keys]
+        if missing:
+            raise ValueError(f"job {j.name!r} depends on {missing}, which come later or do "
+                             "not exist (the grid must list jobs in dependency order)")
+        j.key = config_hash({"kind": j.kind, "job": j.config, "params": to_dict(j.params),
+                             "deps": [keys[d] for d in j.deps]})
+        keys[j.name] = j.key
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A job record, or None when absent or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def outputs_exist(result: dict[str, Any]) -> bool:
+    """Every path a result lists under "outputs" still exists."""
+    return all(Path(p).exists() for p in result.get("outputs", []))
+
+
+def done_result(job: Job, record_path: Path) -> dict[str, Any] | None:
+    """The job's result when it is done (same key, outputs on disk), else None."""
+    if job.always:
+        return None
+    rec = read_record(record_path)
+    if rec is None or rec.get("key") != job.key or rec.get("state") != "done":
+        return None
+    result = rec.get("result") or {}
+    return result if outputs_exist(result) else None

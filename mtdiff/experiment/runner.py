@@ -1,0 +1,294 @@
+"""Run the job graph on Ray Core: every job a Ray task, its dependencies passed as
+ObjectRefs, as many at once as the cluster's resources allow.
+
+- A job whose record says it is done (same key, outputs on disk) is skipped: its result
+  is read back and handed to its dependents as a plain value.
+- A job's task reserves its own resources (`Job.resources`); a training job's task is the
+  driver function that builds the `TorchTrainer` (Train V2), whose workers reserve their
+  own (`Job.inner`). Ray cannot see that a training task will ask for more, so training
+  jobs are submitted only while the trainers in flight leave room for one more
+  (`experiment.max_concurrent_train`, else the nodes' CPUs / GPUs) — the limit Ray's
+  guide sets for Tune trials that start trainers; every other job is submitted at once
+  and waits for its inputs inside Ray.
+- A failed job is retried (`experiment.retries`, Ray's `max_retries` with
+  `retry_exceptions`); its dependents wait, and if it fails for good they are reported
+  "blocked" while independent branches go on. The report runs last, with whatever
+  finished.
+- Each job writes its output to `Layout.job_log(name)` and, when done, its record
+  (`Layout.job_record(name)`: key, result, seconds, node) atomically: a rerun after a
+  kill skips finished jobs and resumes the others.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from mtdiff.experiment.jobs import RUNNERS, Job, done_result
+from mtdiff.layout import Layout
+
+
+@dataclass
+class Outcome:
+    """What happened to a job in this run."""
+
+    name: str
+    kind: str
+    state: str  # "done" | "skipped" | "failed" | "blocked"
+    seconds: float = 0.0
+    node: str = ""
+    log: str = ""
+    error: str = ""
+    result: dict[str, Any] | None = None
+
+
+class _Tee:
+    """A text stream writing to two streams (the job's log file and the worker's own)."""
+
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for s in self.streams:
+            s.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextmanager
+def _logged(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", buffering=1) as f:
+        f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()} "
+                f"(pid {os.getpid()}) ===\n")
+        old = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(old[0], f), _Tee(old[1], f)
+        try:
+            yield f
+        finally:
+            sys.stdout, sys.stderr = old
+
+
+FAIL_ENV = "MTDIFF_TEST_FAIL_JOB"  # "<job>[:<tries>],...": make those jobs fail (drills)
+
+
+def _injected_failure(job: Job, lay: Layout) -> None:
+    """Fault injection for tests and drills: fail a job named in $MTDIFF_TEST_FAIL_JOB (its
+    first `tries` attempts, every attempt when no count is given). Attempts are counted in
+    a file next to its log: each one is a fresh process."""
+    for spec in filter(None, os.environ.get(FAIL_ENV, "").split(",")):
+        name, _, count = spec.partition(":")
+        if name != job.name:
+            continue
+        tries = lay.job_log(job.name).with_suffix(".injected")
+        n = int(tries.read_text()) + 1 if tries.exists() else 1
+        tries.write_text(str(n))
+        if not count or n <= int(count):
+            raise RuntimeError(f"injected failure of {job.name} (try {n}, {FAIL_ENV})")
+
+
+def execute(job: Job, spec: dict[str, Any], dep_names: list[str],
+            *dep_results: dict[str, Any]) -> dict[str, Any]:
+    """A job inside its Ray task: log file, MLflow child run, the kind's runner, the
+    record. Returns the record (its "result" is what dependents receive)."""
+    import importlib
+
+    import ray
+
+    from mtdiff import tracking
+    from mtdiff.data.io import atomic_write_json
+
+    os.environ["MTDIFF_CODE_VERSION"] = spec["code_version"]
+    lay = Layout.at(spec["out"])
+    # A dependency that ran in this graph hands over its record, a skipped one its result.
+    inputs = {n: r["result"] if r.get("record") else r
+              for n, r in zip(dep_names, dep_results, strict=True)}
+    module, _, attr = RUNNERS[job.kind].partition(":")
+    fn = getattr(importlib.import_module(module), attr)
+    node = ray.get_runtime_context().get_node_id()
+    with _logged(lay.job_log(job.name)) as log:
+        t0 = time.time()
+
+        def work() -> dict[str, Any]:
+            _injected_failure(job, lay)
+            return fn(job, inputs)
+
+        try:
+            if spec.get("mlflow"):
+                with tracking.job_run(spec["mlflow"], job.cfg, name=job.name, stage=job.kind,
+                                      sections=job.sections,
+                                      params={f"job.{k}": v for k, v in job.config.items()},
+                                      job_key=job.key):
+                    result = work()
+                    tracking.log_metrics({"job_seconds": time.time() - t0})
+            else:
+                result = work()
+        except BaseException:
+            log.write(traceback.format_exc())
+            raise
+        rec = {"record": True, "name": job.name, "kind": job.kind, "key": job.key,
+               "state": "done",
+               "config": job.config, "result": result, "seconds": round(time.time() - t0, 2),
+               "node": node, "host": socket.gethostname(),
+               "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "code_version": spec["code_version"]}
+        atomic_write_json(lay.job_record(job.name), rec)
+    return rec
+
+
+def train_capacity(jobs: list[Job], cluster: Any, limit: int | None) -> tuple[str, float]:
+    """(resource, capacity) that bounds how many trainers run at once: GPUs on a GPU
+    cluster, else CPUs, over all nodes; `limit` (a count) overrides."""
+    res = "GPU" if cluster.gpus > 0 else "CPU"
+    if limit is not None:
+        return "count", float(limit)
+    return res, float(sum(n.get(res, 0.0) for n in cluster.nodes))
+
+
+def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: dict | None,
+              code_version: str, retries: int, max_concurrent_train: int | None,
+              progress: bool = True) -> list[Outcome]:
+    """Run (or skip) every job; returns their outcomes in the graph's order."""
+    import ray
+    from tqdm import tqdm
+
+    lay = Layout.at(out)
+    spec = {"out": str(lay.out), "mlflow": mlflow_spec, "code_version": code_version}
+    outcomes: dict[str, Outcome] = {}
+    values: dict[str, Any] = {}  # name -> ObjectRef (running) or result dict (skipped)
+    for j in jobs:
+        res = done_result(j, lay.job_record(j.name))
+        if res is not None:
+            values[j.name] = res
+            outcomes[j.name] = Outcome(j.name, j.kind, "skipped", result=res)
+    remote = ray.remote(execute)
+    queue = [j for j in jobs if j.name not in outcomes and j.kind != "report"]
+    reports = [j for j in jobs if j.kind == "report"]
+    running: dict[Any, Job] = {}
+    started: dict[str, float] = {}
+    cap_res, capacity = train_capacity(jobs, cluster, max_concurrent_train)
+    used = 0.0
+
+    def need(j: Job) -> float:
+        return 1.0 if cap_res == "count" else float(j.inner.get(cap_res, 0.0))
+
+    def dep_ready(j: Job) -> bool:
+        return all(d in values for d in j.deps)
+
+    def submit(j: Job) -> None:
+        nonlocal used
+        args = [values[d].ref if isinstance(values[d], _RefResult) else values[d]
+                for d in j.deps]
+        opts = {"num_cpus": j.resources.get("CPU", 0.0), "num_gpus": j.resources.get("GPU", 0.0),
+                "max_retries": retries, "retry_exceptions": True,
+                "name": f"job:{j.name}"}
+        ref = remote.options(**opts).remote(j, spec, list(j.deps), *args)
+        running[ref] = j
+        values[j.name] = _RefResult(ref)  # dependents get the ref; Ray resolves it
+        started[j.name] = time.time()
+        if j.kind == "train":
+            used += need(j)
+
+    def blocked_by(j: Job) -> str | None:
+        bad = [d for d in j.deps if d in outcomes and outcomes[d].state in ("failed", "blocked")]
+        return bad[0] if bad else None
+
+    total = len(jobs)
+    with tqdm(total=total, initial=len(outcomes), unit="job", desc="jobs",
+              disable=not progress) as bar:
+        while queue or running:
+            progressed = False
+            for j in list(queue):
+                b = blocked_by(j)
+                if b is not None:
+                    outcomes[j.name] = Outcome(j.name, j.kind, "blocked", log=str(
+                        lay.job_log(j.name)), error=f"{b} failed")
+                    queue.remove(j)
+                    bar.update(1)
+                    progressed = True
+                    continue
+                if not dep_ready(j):
+                    continue
+                if j.kind == "train":
+                    # a trainer starts only once its data exists and there is room for it
+                    if any(isinstance(values[d], _RefResult) for d in j.deps):
+                        continue
+                    if used > 0 and used + need(j) > capacity + 1e-9:
+                        continue
+                submit(j)
+                queue.remove(j)
+                progressed = True
+            if not running:
+                if not progressed and queue:  # nothing can start: a dependency never ran
+                    for j in queue:
+                        outcomes[j.name] = Outcome(j.name, j.kind, "blocked",
+                                                   error="dependencies did not run")
+                        bar.update(1)
+                    queue = []
+                continue
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=2.0)
+            for ref in ready:
+                j = running.pop(ref)
+                if j.kind == "train":
+                    used -= need(j)
+                secs = time.time() - started[j.name]  # incl. waiting for its inputs
+                try:
+                    rec = ray.get(ref)
+                    secs = float(rec["seconds"])
+                except Exception as e:  # noqa: BLE001 - any failure of the job's task
+                    dep = blocked_by(j)
+                    outcomes[j.name] = Outcome(
+                        j.name, j.kind, "blocked" if dep else "failed", seconds=secs,
+                        log=str(lay.job_log(j.name)),
+                        error=f"{dep} failed" if dep else _one_line(e))
+                    values.pop(j.name, None)
+                else:
+                    values[j.name] = rec["result"]
+                    outcomes[j.name] = Outcome(j.name, j.kind, "done", seconds=secs,
+                                               node=rec["node"], log=str(lay.job_log(j.name)),
+                                               result=rec["result"])
+                bar.update(1)
+                o = outcomes[j.name]
+                tqdm.write(f"[repro] {j.name}: {o.state} ({secs:.0f}s)"
+                           + (f" - {o.error}" if o.error else ""))
+        for j in reports:  # last, with whatever finished
+            t0 = time.time()
+            ref = remote.options(num_cpus=j.resources.get("CPU", 1.0), max_retries=retries,
+                                 retry_exceptions=True, name=f"job:{j.name}"
+                                 ).remote(j, spec, [])
+            try:
+                rec = ray.get(ref)
+                outcomes[j.name] = Outcome(j.name, j.kind, "done", time.time() - t0,
+                                           rec["node"], str(lay.job_log(j.name)),
+                                           result=rec["result"])
+            except Exception as e:  # noqa: BLE001
+                outcomes[j.name] = Outcome(j.name, j.kind, "failed", time.time() - t0,
+                                           log=str(lay.job_log(j.name)), error=_one_line(e))
+            bar.update(1)
+    return [outcomes[j.name] for j in jobs if j.name in outcomes]
+
+
+class _RefResult:
+    """A dependency's value while it runs: the ObjectRef Ray resolves for the dependent."""
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+
+def _one_line(e: BaseException) -> str:
+    cause = getattr(e, "cause", None) or e
+    text = f"{type(cause).__name__}: {cause}".splitlines()
+    return text[0][:300] if text else type(e).__name__

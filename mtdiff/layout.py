@@ -1,0 +1,116 @@
+"""The run-folder layout, owned here (used by the experiment graph, the stages, the sweeps
+and the report): every path a reproduction writes, by what made it.
+
+    <out>/data/<suite>-<hash>/                       datasets (`Config.collection_hash`)
+    <out>/data/metaworld-single-<task>-<hash>/       one task's subset (Fig. 6)
+    <out>/train/<suite>/train-<kind>-<hash>/         Ray Train runs (`train.stage.run_name`)
+    <out>/eval/<suite>-<train run>-<hash>/           evaluations (eval-<suite>.json, plots)
+    <out>/offline/synth/<task>-<hash>/               MTDiff-S synthetic + augmented data
+    <out>/offline/td3bc/<task>/<method>-s<seed>-<hash>/   TD3-BC results (result.json)
+    <out>/offline/quality/<task>-<hash>/             Table 4 records and embedding plot
+    <out>/offline/*.json                             report contracts (`report.contracts`)
+    <out>/report/                                    report.md, results.json, CSVs, plots
+    <out>/jobs/<job>.json                            each job's record (state, result, node)
+    <out>/logs/<job>.log                             each job's output
+    <out>/graph.json                                 the job graph of the last run
+
+Each folder is named by the content hash of exactly the config that made it, so a
+changed setting makes a new folder and an unchanged one is found again (a rerun skips
+it). Everything is absolute: paths are handed to Ray tasks on other nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtdiff.config import Config, config_hash, to_dict
+
+
+def train_run_name(cfg: Config, data_hash: str) -> str:
+    """A training run's folder name: model kind (+ backbone) + the hash of the dataset and
+    of everything that shapes the weights (`Config.training_hash`)."""
+    kind = cfg.model.kind + ("-unet" if cfg.model.backbone == "unet" else "")
+    return f"train-{kind}-{cfg.training_hash(data_hash)}"
+
+
+def job_file_name(job: str) -> str:
+    """A job name as a file name ("train/metaworld/mtdiff-p/near-optimal/s0" ->
+    "train__metaworld__mtdiff-p__near-optimal__s0")."""
+    return job.replace("/", "__")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths under one reproduction's output folder (module docstring)."""
+
+    out: Path
+
+    @classmethod
+    def at(cls, out: str | Path) -> Layout:
+        """The layout of `out`, made absolute."""
+        return cls(Path(out).resolve())
+
+    # --- data ---------------------------------------------------------------------------
+    def dataset(self, cfg: Config, suite: str) -> Path:
+        """The dataset `cfg` collects for `suite`."""
+        return self.out / "data" / f"{suite}-{cfg.collection_hash(suite)}"
+
+    def subset(self, source_hash: str, task: str) -> Path:
+        """One task's subset of a dataset (MTDiff-S-single, Fig. 6)."""
+        from mtdiff.data.subset import subset_hash
+
+        h = subset_hash(source_hash, [task])[-12:]
+        return self.out / "data" / f"metaworld-single-{task}-{h}"
+
+    # --- training -----------------------------------------------------------------------
+    def train_root(self, suite: str) -> Path:
+        """Where a suite's Ray Train runs live (`train.stage.run(out=...)`)."""
+        return self.out / "train" / suite
+
+    def train_run(self, cfg: Config, suite: str, data_hash: str) -> Path:
+        """The Ray Train run folder of `cfg` on the dataset with hash `data_hash`."""
+        return self.train_root(suite) / train_run_name(cfg, data_hash)
+
+    # --- evaluation ---------------------------------------------------------------------
+    def evaluation(self, cfg: Config, suite: str, train_run: Path) -> Path:
+        """The evaluation of a training run under `cfg`'s evaluation and sampling
+        settings."""
+        # where it runs (CPUs / GPUs per task) does not change the results
+        ev = {k: v for k, v in to_dict(cfg.eval).items() if not k.startswith("num_")}
+        h = config_hash({"eval": ev, "diffusion": cfg.diffusion,
+                         "maze2d": [cfg.maze2d.unseen_maps, cfg.maze2d.eval_episode_steps]})
+        return self.out / "eval" / f"{suite}-{train_run.name}-{h[:8]}"
+
+    # --- offline RL ---------------------------------------------------------------------
+    def synthesis(self, task: str, key: dict) -> Path:
+        """MTDiff-S data of `task` (`key`: checkpoint, sampling and synthesis settings)."""
+        return self.out / "offline" / "synth" / f"{task}-{config_hash(to_dict(key))[:10]}"
+
+    def td3bc(self, task: str, method: str, seed: int, key: dict) -> Path:
+        """One TD3-BC run (`key`: its data's identity and the TD3-BC settings)."""
+        h = config_hash(to_dict(key))[:10]
+        return self.out / "offline" / "td3bc" / task / f"{method}-s{seed}-{h}"
+
+    def quality(self, task: str, key: dict) -> Path:
+        """Table 4's measurements of `task`."""
+        return self.out / "offline" / "quality" / f"{task}-{config_hash(to_dict(key))[:10]}"
+
+    # --- bookkeeping --------------------------------------------------------------------
+    def job_record(self, job: str) -> Path:
+        """The record a finished job leaves (state, result, seconds, node)."""
+        return self.out / "jobs" / f"{job_file_name(job)}.json"
+
+    def job_log(self, job: str) -> Path:
+        """A job's output."""
+        return self.out / "logs" / f"{job_file_name(job)}.log"
+
+    @property
+    def graph(self) -> Path:
+        """The last run's job graph with states."""
+        return self.out / "graph.json"
+
+    @property
+    def report(self) -> Path:
+        """The report folder."""
+        return self.out / "report"

@@ -1,0 +1,102 @@
+"""The methods the experiment grid knows, by name: what each trains and how it is evaluated.
+
+A method is one entry here: the model kind it trains (`ModelConfig.kind`), config
+overrides it implies (e.g. the U-Net backbone), its role (a *planner* is evaluated by
+rollouts through the policy interface `mtdiff.eval.policy`; a *synthesizer* feeds the
+offline-RL jobs), the window fields its batches need (`mtdiff.data.windows`), and where
+its training step (`learner`) and its policy come from, as ``"module:attribute"`` strings
+imported only when used (nothing heavy at import time).
+
+Adding a method = its model/learner/policy file + one entry in `METHODS`; the grid
+(`mtdiff.experiment.grid`) then trains and evaluates it for every suite, view and seed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mtdiff.config import ConfigError
+from mtdiff.config.sections import DIFFUSION_KINDS
+
+__all__ = ["DIFFUSION_KINDS", "METHODS", "Method", "get_method", "method_of_kind",
+           "method_of_meta", "register"]
+
+Role = Literal["planner", "synthesizer"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method of the grid (see the module docstring)."""
+
+    name: str  # grid / CLI name, e.g. "mtdiff-p-unet"
+    kind: str  # ModelConfig.kind it trains
+    label: str  # the paper's name (report rows)
+    role: Role = "planner"
+    overrides: tuple[str, ...] = ()  # config overrides, "section.field=value"
+    fields: str = "planner"  # WindowSampler fields its batches need
+    learner: str = "mtdiff.train.learner:DiffusionLearner"  # factory(cfg, setup, device)
+    policy: str = "mtdiff.eval.policy:PlannerPolicy"  # factory(checkpoint state, device, ...)
+    suites: tuple[str, ...] = ("metaworld", "maze2d")  # where the paper reports it
+
+    @property
+    def diffusion(self) -> bool:
+        """True for the diffusion models (whose policies take the sampler settings)."""
+        return self.kind in DIFFUSION_KINDS
+
+    def load(self, what: Literal["learner", "policy"]) -> Any:
+        """The learner or policy factory (imported now)."""
+        module, _, attr = getattr(self, what).partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("mtdiff-p", "mtdiff-p", "MTDiff-P"),
+    Method("mtdiff-p-onehot", "mtdiff-p-onehot", "MTDiff-P-onehot", suites=("metaworld",)),
+    Method("mtdiff-p-unet", "mtdiff-p", "MTDiff-P (U-Net)", overrides=("model.backbone=unet",),
+           suites=("metaworld",)),
+    Method("mtdiff-s", "mtdiff-s", "MTDiff-S", role="synthesizer", fields="synth",
+           suites=("metaworld",)),
+    # Table 1's baselines (mtdiff.baselines; paper §5.1, App. B). The task-id-conditioned
+    # ones on Meta-World; Prompt-DT also on Maze2D (paper Figs. 4, 5: training and unseen
+    # maps against MTDiff-P).
+    *(Method(name, name, label, fields=fields, learner=f"mtdiff.baselines.{name}:{cls}",
+             policy=f"mtdiff.baselines.{name}:policy_from_checkpoint", suites=suites)
+      for name, label, fields, cls, suites in (
+          ("mtbc", "MTBC", "qlearning", "MTBCLearner", ("metaworld",)),
+          ("mtiql", "MTIQL", "qlearning", "MTIQLLearner", ("metaworld",)),
+          ("mtcql", "MTCQL", "qlearning", "MTCQLLearner", ("metaworld",)),
+          ("mtdt", "MTDT", "sequence", "MTDTLearner", ("metaworld",)),
+          ("promptdt", "PromptDT", "sequence", "PromptDTLearner", ("metaworld", "maze2d")))),
+)}
+
+
+def register(method: Method) -> None:
+    """Add a method (its files exist): used by modules that define methods."""
+    METHODS[method.name] = method
+
+
+def get_method(name: str) -> Method:
+    """The method called `name`; unknown names raise with the list of known ones."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; known methods: {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def method_of_kind(kind: str, backbone: str = "gpt2") -> Method:
+    """The method that trains model kind `kind` (with `backbone`): checkpoints store kinds."""
+    for m in METHODS.values():
+        if m.kind == kind and (f"model.backbone={backbone}" in m.overrides) == (
+                backbone != "gpt2"):
+            return m
+    raise ConfigError(f"no method trains model kind {kind!r} with backbone {backbone!r}")
+
+
+def method_of_meta(meta: dict[str, Any]) -> Method:
+    """The method that wrote a checkpoint (its `meta`: the method's name, or for older
+    checkpoints the model kind and backbone)."""
+    if "method" in meta:
+        return get_method(meta["method"])
+    backbone = meta.get("config", {}).get("model", {}).get("backbone", "gpt2")
+    return method_of_kind(meta["kind"], backbone)

@@ -1,0 +1,116 @@
+"""What a training worker steps: the `Learner` interface and MTDiff's diffusion learner.
+
+The Ray Train loop (`mtdiff.train.ray_train`) knows nothing of a method's losses: it
+samples a batch, calls `learner.update(batch)`, logs what comes back and, at checkpoint
+steps, saves `learner.state_dict()`. A method (`mtdiff.methods.Method.learner`) provides
+a factory ``factory(cfg, setup, device) -> Learner``:
+
+- `prepare(wrap)`: wrap the trainable modules for data-parallel training
+  (`ray.train.torch.prepare_model`: DDP when there is more than one worker);
+- `update(batch) -> metrics`: one optimisation step on a batch of
+  `mtdiff.data.windows` fields; metrics are detached scalar tensors (no host sync per
+  step), at least ``loss`` and ``grad_norm``;
+- `state_dict()` / `load_state_dict(state)`: ``{"model", "ema", "optimizer"}`` — the
+  checkpoint's fields (`mtdiff.train.checkpoints`); ``ema`` holds the weights that
+  evaluation uses.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from mtdiff.config import Config
+    from mtdiff.train.core import TrainSetup
+
+
+class Learner(Protocol):
+    """One method's optimisation state and step (see the module docstring)."""
+
+    def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None: ...
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (or the module itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+class EMA:
+    """Exponential moving average of a model's weights (decay `TrainConfig.ema_decay`)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """shadow <- decay * shadow + (1 - decay) * weights (buffers copied)."""
+        model = unwrap(model)
+        src = dict(model.named_parameters())
+        for name, p in self.shadow.named_parameters():
+            p.lerp_(src[name].detach().to(p.dtype), 1.0 - self.decay)
+        for (_, b), (_, sb) in zip(model.named_buffers(), self.shadow.named_buffers(),
+                                   strict=True):
+            sb.copy_(b)
+
+
+class DiffusionLearner:
+    """MTDiff-P / -P-onehot / -S (paper §3): DDPM loss, Adam, grad clipping, EMA."""
+
+    def __init__(self, cfg: Config, setup: TrainSetup, device: torch.device) -> None:
+        if setup.model is None:
+            raise ValueError(f"model kind {cfg.model.kind!r} is not a diffusion model")
+        self.cfg = cfg
+        self.model: nn.Module = setup.model.to(device)
+        self.ema = EMA(self.model, cfg.train.ema_decay)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        self.schedule = setup.schedule.to(device)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                                       enabled=cfg.train.bf16)
+
+    def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """DDP-wrap the noise model (the EMA copy stays local)."""
+        self.model = wrap(self.model)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One DDPM step (paper eq. 10 / 11)."""
+        from mtdiff.train.core import diffusion_step_loss
+
+        with self.autocast:
+            loss = diffusion_step_loss(self.model, self.schedule, batch, self.cfg)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                   self.cfg.train.grad_clip)
+        self.optimizer.step()
+        self.ema.update(self.model)
+        return {"loss": loss.detach(), "grad_norm": grad_norm.detach()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint's model / ema / optimizer fields."""
+        return {"model": unwrap(self.model).state_dict(), "ema": self.ema.shadow.state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from a checkpoint's fields."""
+        unwrap(self.model).load_state_dict(state["model"])
+        self.ema.shadow.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def build_learner(cfg: Config, setup: TrainSetup, device: torch.device) -> Learner:
+    """The learner of the method that trains `cfg.model.kind` (`mtdiff.methods`)."""
+    from mtdiff.methods import method_of_kind
+
+    return method_of_kind(cfg.model.kind, cfg.model.backbone).load("learner")(cfg, setup, device)

@@ -1,0 +1,139 @@
+"""The experiment graph as data: jobs, dependencies, resources per node, keys, --plan."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtdiff.config import apply_overrides, get_preset
+from mtdiff.experiment.driver import GraphError, check_fits, format_plan, plan_rows
+from mtdiff.experiment.grid import ClusterInfo, build_jobs
+
+REPO = Path(__file__).resolve().parents[1]
+ONE_NODE = ClusterInfo([{"CPU": 2.0, "GPU": 0.0}])
+
+
+def _jobs(preset: str, *over: str, cluster: ClusterInfo = ONE_NODE, out: str = "/tmp/x"):
+    return build_jobs(apply_overrides(get_preset(preset), list(over)), out, cluster)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "local", "paper"])
+def test_jobs_are_unique_ordered_and_depend_on_earlier_jobs(preset):
+    jobs = _jobs(preset)
+    seen: set[str] = set()
+    for j in jobs:
+        assert j.name not in seen
+        assert all(d in seen for d in j.deps), (j.name, j.deps)
+        seen.add(j.name)
+    assert jobs[-1].name == "report" and len(jobs[-1].deps) == len(jobs) - 1
+    for j in jobs:  # every path handed to a task is absolute
+        for k, v in j.params.items():
+            if k in ("out", "root"):
+                assert Path(v).is_absolute(), (j.name, k, v)
+
+
+def test_paper_grid_has_every_cell():
+    from mtdiff.methods import METHODS
+
+    jobs = _jobs("paper")
+    kinds = [j.kind for j in jobs]
+    exp = get_preset("paper").experiment
+    planners = [m for m in exp.methods if METHODS[m].role == "planner"]
+    assert len(planners) == 8  # Table 1's seven + the U-Net ablation (Table 3)
+    maze = [m for m in planners if "maze2d" in METHODS[m].suites]
+    assert sorted(maze) == ["mtdiff-p", "promptdt"]
+    # Meta-World planners x views x seeds, Maze2D's x seeds
+    evals = len(planners) * len(exp.views) * len(exp.seeds) + len(maze) * len(exp.seeds)
+    assert kinds.count("evaluate") == evals == 54
+    trains = evals + 3 + 3 * 3 + 4 * 3  # + MTDiff-S, MTDiff-S-single (3 tasks), Fig. 7
+    assert kinds.count("train") == trains
+    # Table 2: 6 tasks x 4 columns x 3 seeds; Fig. 6: the single column of its 3 tasks
+    # and the original + MTDiff-S columns of dial-turn (not a Table 2 task); Fig. 7: 4 x 3
+    assert kinds.count("offline") == 6 * 4 * 3 + 3 * 3 + 2 * 3 + 4 * 3
+    names = {j.name for j in jobs}
+    assert "train/metaworld/mtdiff-p-unet/sub-optimal/s2" in names
+    assert "offline/box-close-v3/s4rl/s1" in names
+    s4rl = next(j for j in jobs if j.name == "offline/box-close-v3/s4rl/s1")
+    assert "offline/box-close-v3/original/s1" in s4rl.deps  # S4RL needs the original's Q
+
+
+def test_a_job_config_carries_its_own_method_view_and_seed():
+    jobs = {j.name: j for j in _jobs("paper")}
+    j = jobs["train/metaworld/mtdiff-p-unet/sub-optimal/s2"]
+    assert (j.cfg.model.kind, j.cfg.model.backbone, j.cfg.data.view, j.cfg.train.seed) == (
+        "mtdiff-p", "unet", "sub-optimal", 2)
+    e = jobs["evaluate/metaworld/mtdiff-p-onehot/near-optimal/s1"]
+    assert e.deps == ["train/metaworld/mtdiff-p-onehot/near-optimal/s1"]
+    assert e.cfg.model.kind == "mtdiff-p-onehot" and e.cfg.train.seed == 1
+    assert len({jobs[n].params["out"] for n in jobs if n.startswith("train/")}) == sum(
+        n.startswith("train/") for n in jobs)  # one folder per training cell
+
+
+def test_one_setting_expands_the_local_grid_to_every_method_and_view():
+    from mtdiff.methods import METHODS
+
+    full = {j.name for j in _jobs("local", "experiment.grid=full")}
+    for m, spec in METHODS.items():
+        if spec.role == "planner":
+            for v in ("near-optimal", "sub-optimal"):
+                assert f"evaluate/metaworld/{m}/{v}/s0" in full
+    assert "evaluate/maze2d/promptdt/s0" in full
+
+
+def test_adding_a_seed_or_method_keeps_every_existing_job_done():
+    before = {j.name: j.key for j in _jobs("smoke")}
+    after = {j.name: j.key for j in _jobs("smoke", "experiment.seeds=0,1,2",
+                                          "experiment.methods=mtdiff-p,mtdiff-p-onehot,"
+                                          "mtdiff-s,mtdiff-p-unet")}
+    assert {n: after[n] for n in before if n != "report"} == {
+        n: k for n, k in before.items() if n != "report"}
+    assert "train/metaworld/mtdiff-p/near-optimal/s2" in after
+    # A setting that shapes the weights changes the training jobs and what follows them
+    changed = {j.name: j.key for j in _jobs("smoke", "train.lr=1e-3")}
+    assert changed["train/maze2d/mtdiff-p/s0"] != before["train/maze2d/mtdiff-p/s0"]
+    assert changed["evaluate/maze2d/mtdiff-p/s0"] != before["evaluate/maze2d/mtdiff-p/s0"]
+    assert changed["collect/maze2d"] == before["collect/maze2d"]
+
+
+def test_worker_cpus_come_from_the_largest_node_never_the_cluster_total():
+    two = ClusterInfo([{"CPU": 1.0}, {"CPU": 1.0}])
+    train = next(j for j in _jobs("smoke", "train.cpus_per_worker=2", cluster=two)
+                 if j.kind == "train")
+    assert train.inner["CPU"] == 1.0  # capped at what one node has
+    gpu = ClusterInfo([{"CPU": 8.0}, {"CPU": 4.0, "GPU": 1.0}])
+    jobs = _jobs("smoke", cluster=gpu)
+    train = next(j for j in jobs if j.kind == "train")
+    assert train.inner["GPU"] == 1.0 and train.inner["CPU"] == 2.0
+    assert next(j for j in jobs if j.kind == "synthesize").resources["GPU"] == 1.0
+    ev = next(j for j in jobs if j.kind == "evaluate")
+    assert ev.inner["GPU"] > 0 and ev.cfg.eval.num_gpus_per_actor > 0  # planning on GPUs
+    cpu_ev = next(j for j in _jobs("smoke") if j.name == ev.name)
+    assert cpu_ev.params["out"] == ev.params["out"]  # same results wherever they run
+    assert next(j for j in jobs if j.kind == "offline").resources["GPU"] > 0
+
+
+def test_a_job_no_node_can_host_is_refused_with_the_fix():
+    tiny = ClusterInfo([{"CPU": 1.0}, {"CPU": 1.0}])
+    jobs = _jobs("smoke", "eval.num_cpus_per_actor=2", cluster=tiny)
+    with pytest.raises(GraphError, match="no node of the cluster offers"):
+        check_fits(jobs, tiny)
+    check_fits(_jobs("smoke", cluster=tiny), tiny)  # the defaults fit 1-CPU nodes
+
+
+def test_plan_lines_and_json_through_the_entry_point(tmp_path):
+    rows = plan_rows(_jobs("smoke", out=str(tmp_path)), tmp_path)
+    text = format_plan(rows)
+    assert text.splitlines()[-1].startswith(f"{len(rows)} jobs (")
+    r = subprocess.run([sys.executable, str(REPO / "pipelines/full_repro.py"), "--preset",
+                        "smoke", "--plan", "--json", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=120,
+                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert {"name", "kind", "deps", "resources", "state", "config"} <= set(data[0])
+    assert {d["state"] for d in data} == {"pending"}
+    assert not (tmp_path / "o").exists()  # --plan writes nothing
