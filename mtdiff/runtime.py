@@ -141,7 +141,7 @@ def _restore_address() -> None:
         os.environ["RAY_ADDRESS"] = prev
 
 
-def test_pause(what: str, done: int) -> None:
+def pause_for_tests(what: str, done: int) -> None:
     """Kill tests' hook: block this process for good once `done` (committed shards,
     saved checkpoints, finished trials, ...) reaches $MTDIFF_TEST_PAUSE_AFTER_<WHAT>.
 

@@ -27,6 +27,13 @@ def make_episode(rng: np.random.Generator, T: int, obs_dim: int = 6, act_dim: in
     return random_episode(rng, T, obs_dim, act_dim)
 
 
+@pytest.fixture(autouse=True)
+def _own_ray_for_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands a test starts get a Ray instance of their own, even after code run in this
+    process started one (`init_ray` exports that instance's address as $RAY_ADDRESS)."""
+    monkeypatch.setenv("RAY_ADDRESS", "local")
+
+
 @pytest.fixture
 def write_dataset(tmp_path: Path) -> Callable[..., Path]:
     """Factory: a finalised dataset of random episodes (tasks x episodes x T) with prompts."""

@@ -1,7 +1,7 @@
 """Kill tests' helpers: a run that stops for good at a known point, so the kill lands mid-run.
 
-The run is started with $MTDIFF_TEST_PAUSE_AFTER_<WHAT>=N (`mtdiff.runtime.test_pause`:
-shards, checkpoint_step, trials); polling its progress and killing instead races the
+The run is started with $MTDIFF_TEST_PAUSE_AFTER_<WHAT>=N (shards, checkpoint_step, trials:
+`mtdiff.runtime.pause_for_tests`); polling its progress and killing instead races the
 run's end on a fast machine (issue 14: 8,000 of 8,000 rows written before the poll).
 """
 

@@ -99,7 +99,10 @@ def test_smoke_sweep_mlflow_server(maze_checkpoint, tmp_path):
         _check_runs(uri)
     finally:
         os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # its workers can take longer on loaded cores
+            kill_group(server)
 
 
 def _children(uri: str) -> list:

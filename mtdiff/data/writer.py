@@ -35,7 +35,7 @@ from mtdiff.data.schema import (
     episodes_to_table,
     table_to_arrays,
 )
-from mtdiff.runtime import test_pause
+from mtdiff.runtime import pause_for_tests
 
 MANIFEST = "manifest.json"
 PROMPTS = "prompts.parquet"
@@ -164,7 +164,7 @@ class TaskWriter:
             return
         # Kill tests: stop for good before committing the shard after the N-th, so the
         # kill lands mid-run with rows (and collector state) that must be redone.
-        test_pause("shards", len(self.index.shards))
+        pause_for_tests("shards", len(self.index.shards))
         table = episodes_to_table(self.task, self._buf, self.obs_dim, self.act_dim,
                                   self._first_steps)
         name = f"part-{len(self.index.shards):06d}.parquet"

@@ -141,7 +141,7 @@ def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[di
         if todo:
             failed = _fit(tune, trial, todo, {**trial_config, "base": to_dict(cfg),
                                               "mlflow": spec, "records": str(records_dir)},
-                          folder, cpus_per_trial, gpus_per_trial, trainer_cpus, scheduler,
+                          folder, cpus_per_trial, gpus_per_trial, scheduler,
                           max_concurrent or max(1, int(cluster_cpus() // max(
                               cpus_per_trial + trainer_cpus, 1e-9))))
         done = read_records(records_dir)
@@ -161,7 +161,7 @@ def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[di
 
 
 def _fit(tune: Any, trial: Callable[[dict], None], todo: list[dict[str, Any]],
-         common: dict[str, Any], folder: Path, cpus: float, gpus: float, trainer_cpus: float,
+         common: dict[str, Any], folder: Path, cpus: float, gpus: float,
          scheduler: str | None, concurrent: int) -> list[tuple[dict[str, Any], str]]:
     """One Tune run over the unfinished trials, in a new attempt folder (Tune's state is
     written there and never read back). Returns the failed trials with their error line;

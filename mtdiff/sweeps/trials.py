@@ -53,13 +53,13 @@ def _trial(config: dict[str, Any], extra_params: Callable[[Config], dict[str, An
     import mlflow
 
     from mtdiff.config import from_dict
-    from mtdiff.runtime import test_pause
+    from mtdiff.runtime import pause_for_tests
 
     params = expand_params(config["trial"]["params"])
     cfg = apply_overrides(from_dict(config["base"]), [f"{k}={v}" for k, v in params.items()])
     logged = {**params, **(extra_params(cfg) if extra_params else {})}
     _child_run(config["mlflow"], config["trial"]["key"], _trial_name(params), logged)
-    test_pause("trials", len(read_records(config["records"])))  # kill tests: mid-sweep
+    pause_for_tests("trials", len(read_records(config["records"])))  # kill tests: mid-sweep
     try:
         yield cfg, params
     except BaseException:

@@ -60,7 +60,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     from ray.train.v2._internal.execution import context as _ctx
 
     from mtdiff.config import from_dict
-    from mtdiff.runtime import set_torch_threads, test_pause
+    from mtdiff.runtime import pause_for_tests, set_torch_threads
     from mtdiff.train.checkpoints import write_checkpoint
     from mtdiff.train.core import build_setup, to_torch
     from mtdiff.train.learner import build_learner
@@ -119,7 +119,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
                 ray.train.report({**metrics, "step": step},
                                  checkpoint=ray.train.Checkpoint.from_directory(d)
                                  if rank == 0 else None)
-            test_pause("checkpoint_step", step)  # kill tests: after this checkpoint, wait
+            pause_for_tests("checkpoint_step", step)  # kill tests: wait here to be killed
     tracker.close()
 
 
