@@ -348,20 +348,18 @@ def log_sac_runs(cfg: Config, root: str | Path) -> None:
     success rate, env steps/s, losses against env steps) and the plot of all tasks."""
     import tempfile
 
-    import mlflow
-
+    from mtdiff import tracking
     from mtdiff.envs.metaworld import resolve_tasks
 
     histories = sac_histories(root, resolve_tasks(cfg.metaworld.tasks))
     for task, hist in histories.items():
-        with mlflow.start_run(run_name=f"sac-{task}", nested=True,
-                              tags={"stage": "collect-sac", "task": task,
-                                    "backend": cfg.sac.backend, "dataset_path": str(root)}):
+        with tracking.nested_run(f"sac-{task}", stage="collect-sac", task=task,
+                                 backend=cfg.sac.backend, dataset_path=root):
             for h in hist:
-                mlflow.log_metrics({f"eval_{k}" if k in ("return", "success") else k: v
-                                    for k, v in h.items() if k != "step"},
-                                   step=int(h["step"]))
+                tracking.log_metrics({f"eval_{k}" if k in ("return", "success") else k: v
+                                      for k, v in h.items() if k != "step"},
+                                     step=int(h["step"]))
             if hist:
-                mlflow.log_metric("final_eval_success", hist[-1]["success"])
+                tracking.log_metrics({"final_eval_success": hist[-1]["success"]})
     with tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_artifact(str(plot_sac_curves(histories, Path(tmp) / "sac_curves.png")))
+        tracking.log_artifact(plot_sac_curves(histories, Path(tmp) / "sac_curves.png"))

@@ -241,12 +241,12 @@ def build_report(out_dir: str | Path, *, preset: str | None = None,
 def log_report_to_mlflow(report_dir: str | Path, artifact_path: str = "report") -> bool:
     """Log the report folder (or report.md's folder) as artifacts of the active MLflow run.
 
-    Returns False, logging nothing, when no run is active. mlflow is not imported for
-    that check: a run can only be active if this process imported it already.
+    Returns False, logging nothing, when no run is active (mlflow is then not imported).
     """
-    mlflow = sys.modules.get("mlflow")
-    if mlflow is None or mlflow.active_run() is None:
+    from mtdiff import tracking
+
+    if tracking.active() is None:
         return False
     d = Path(report_dir)
-    mlflow.log_artifacts(str(d.parent if d.is_file() else d), artifact_path=artifact_path)
+    tracking.log_artifact(d.parent if d.is_file() else d, artifact_path=artifact_path)
     return True

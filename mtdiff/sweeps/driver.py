@@ -10,11 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mtdiff.config import Config, ConfigError, apply_overrides, config_hash, flatten, to_dict
+from mtdiff.config import Config, ConfigError, apply_overrides, config_hash, to_dict
 from mtdiff.sweeps.records import (
     ATTEMPTS,
     TRIALS,
-    find_child_run,
     read_records,
     trial_key,
     write_record,
@@ -96,7 +95,6 @@ def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[di
     how many trials run at once. Raises `SweepError` (bad input, before any work) or
     `SweepFailed` (every trial failed).
     """
-    import mlflow
     from ray import tune
 
     from mtdiff import tracking
@@ -126,18 +124,9 @@ def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[di
         print(f"[sweep] {name}: {len(points) - len(todo)} of {len(points)} trials already "
               f"finished ({records_dir}); running {len(todo)}")
     init_ray()
-    uri = tracking.setup(cfg)
-    exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
     failed: list[tuple[dict[str, Any], str]] = []
-    parent = _find_parent(exp.experiment_id, name, str(folder.parent))
-    with mlflow.start_run(run_id=parent, run_name=f"sweep-{name}",
-                          tags={**tracking.common_tags(cfg, "sweep"), "sweep": name,
-                                "sweep_storage": str(folder.parent)}) as prun:
-        if parent is None:
-            mlflow.log_params({f"space.{k}": str(v) for k, v in space.items()})
-            mlflow.log_params(flatten(cfg))
-        spec = {"uri": uri, "experiment_id": exp.experiment_id, "parent_id": prun.info.run_id,
-                "sweep": name}
+    with tracking.sweep_parent(cfg, name=name, storage=str(folder.parent),
+                               space=space) as spec:
         if todo:
             failed = _fit(tune, trial, todo, {**trial_config, "base": to_dict(cfg),
                                               "mlflow": spec, "records": str(records_dir)},
@@ -149,13 +138,13 @@ def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[di
         rows = [(r["params"], r["metrics"].get("success")) for r in finished]
         best = max(rows, key=lambda r: r[1] if r[1] is not None else -1) if rows else None
         if best and best[1] is not None:
-            mlflow.log_metric("best_success", float(best[1]))
-            mlflow.set_tag("best_params", str(best[0]))
+            tracking.log_metrics({"best_success": float(best[1])})
+            tracking.set_tags({"best_params": str(best[0])})
         if not finished:
             first = failed[0][1] if failed else "no trial reported a result"
             raise SweepFailed(f"all {len(points)} trials of sweep {name!r} failed; the first: "
                               f"{first} (trial logs under {folder / ATTEMPTS})")
-    return {"parent_run_id": prun.info.run_id, "results": rows, "best": best,
+    return {"parent_run_id": spec["parent_id"], "results": rows, "best": best,
             "trials": [(r["params"], r["metrics"]) for r in finished], "failed": failed,
             "folder": str(folder)}
 
@@ -166,7 +155,7 @@ def _fit(tune: Any, trial: Callable[[dict], None], todo: list[dict[str, Any]],
     """One Tune run over the unfinished trials, in a new attempt folder (Tune's state is
     written there and never read back). Returns the failed trials with their error line;
     trials the scheduler stopped early get a record (status "stopped") here."""
-    import mlflow
+    from mtdiff import tracking
 
     sched = (tune.schedulers.ASHAScheduler(grace_period=1, reduction_factor=2)
              if scheduler == "asha" else None)
@@ -178,7 +167,6 @@ def _fit(tune: Any, trial: Callable[[dict], None], todo: list[dict[str, Any]],
                                     max_concurrent_trials=concurrent),
         run_config=tune.RunConfig(name=attempt, storage_path=str(folder / ATTEMPTS)))
     failed = []
-    client = mlflow.MlflowClient(tracking_uri=common["mlflow"]["uri"])
     done = None
     for r in tuner.fit():
         t = r.config["trial"]
@@ -189,22 +177,11 @@ def _fit(tune: Any, trial: Callable[[dict], None], todo: list[dict[str, Any]],
         if t["key"] not in done and r.metrics:  # stopped early by the scheduler
             write_record(common["records"], t["key"], t["params"], t["sample"], r.metrics,
                          status="stopped")
-            run_id = find_child_run(common["mlflow"], t["key"])
+            run_id = tracking.find_child_run(common["mlflow"], t["key"])
             if run_id is not None:
-                client.set_tag(run_id, "stopped_early", "true")
-                client.set_terminated(run_id, "KILLED")
+                tracking.terminate_run(common["mlflow"]["uri"], run_id, "KILLED",
+                                       stopped_early="true")
     return failed
-
-
-def _find_parent(experiment_id: str, name: str, storage: str) -> str | None:
-    """The parent run of an earlier, interrupted run of the same sweep (to resume into)."""
-    import mlflow
-
-    runs = mlflow.search_runs([experiment_id], output_format="list",
-                              filter_string=f"tags.sweep = '{name}' and "
-                                            f"tags.sweep_storage = '{storage}' and "
-                                            "tags.stage = 'sweep'")
-    return runs[0].info.run_id if runs else None
 
 
 def exit_code(result: dict[str, Any]) -> int:

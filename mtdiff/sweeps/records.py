@@ -51,15 +51,3 @@ def read_records(folder: str | Path) -> dict[str, dict[str, Any]]:
         if isinstance(rec, dict) and rec.get("key") == f.stem and "metrics" in rec:
             out[f.stem] = rec
     return out
-
-
-def find_child_run(spec: dict[str, str], key: str) -> str | None:
-    """The MLflow child run of trial `key` under the sweep's parent run, if one exists."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=spec["uri"])
-    runs = client.search_runs([spec["experiment_id"]],
-                              filter_string=f"tags.mlflow.parentRunId = '{spec['parent_id']}' "
-                                            f"and tags.trial_key = '{key}'",
-                              max_results=1)
-    return runs[0].info.run_id if runs else None

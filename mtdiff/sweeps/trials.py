@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config, apply_overrides, to_dict
-from mtdiff.sweeps.records import find_child_run, read_records, write_record
+from mtdiff.sweeps.records import read_records, write_record
 
 
 def expand_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -30,52 +30,32 @@ def _trial_name(params: dict[str, Any]) -> str:
     return ",".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
 
 
-def _child_run(spec: dict[str, str], key: str, name: str, params: dict[str, Any]) -> None:
-    """Start (or, for a trial cut short earlier, resume) the trial's MLflow child run."""
-    import mlflow
-
-    mlflow.set_tracking_uri(spec["uri"])
-    existing = find_child_run(spec, key)
-    if existing is not None:
-        mlflow.start_run(run_id=existing)  # same params: they were logged when it started
-        return
-    mlflow.start_run(experiment_id=spec["experiment_id"], run_name=name,
-                     tags={"mlflow.parentRunId": spec["parent_id"], "stage": "sweep-trial",
-                           "sweep": spec["sweep"], "trial_key": key})
-    mlflow.log_params(params)
-
-
 @contextmanager
 def _trial(config: dict[str, Any], extra_params: Callable[[Config], dict[str, Any]] | None = None
            ) -> Iterator[tuple[Config, dict[str, Any]]]:
     """The trial's Config (base + swept values) and swept values, inside its MLflow child
-    run, which ends FINISHED, or FAILED when the body raises."""
-    import mlflow
-
+    run (resumed when the trial was cut short earlier), which ends FINISHED, or FAILED when
+    the body raises."""
+    from mtdiff import tracking
     from mtdiff.config import from_dict
     from mtdiff.runtime import pause_for_tests
 
     params = expand_params(config["trial"]["params"])
     cfg = apply_overrides(from_dict(config["base"]), [f"{k}={v}" for k, v in params.items()])
     logged = {**params, **(extra_params(cfg) if extra_params else {})}
-    _child_run(config["mlflow"], config["trial"]["key"], _trial_name(params), logged)
-    pause_for_tests("trials", len(read_records(config["records"])))  # kill tests: mid-sweep
-    try:
+    with tracking.trial_run(config["mlflow"], key=config["trial"]["key"],
+                            name=_trial_name(params), params=logged):
+        pause_for_tests("trials", len(read_records(config["records"])))  # kill tests
         yield cfg, params
-    except BaseException:
-        mlflow.end_run("FAILED")
-        raise
-    mlflow.end_run()
 
 
 def _finish(config: dict[str, Any], metrics: dict[str, float], **tags: str) -> dict[str, float]:
     """Log the trial's final metrics and write its record (the trial is then done for good:
     a resumed sweep does not run it again)."""
-    import mlflow
+    from mtdiff import tracking
 
-    mlflow.log_metrics(metrics)
-    if tags:
-        mlflow.set_tags(tags)
+    tracking.log_metrics(metrics)
+    tracking.set_tags(tags)
     t = config["trial"]
     write_record(config["records"], t["key"], t["params"], t["sample"], metrics)
     return metrics
