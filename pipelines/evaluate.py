@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale alpha")
     p.add_argument("--temperature", type=float, help="low-temperature beta")
     p.add_argument("--target-return", type=float)
+    p.add_argument("--compile", choices=("off", "auto", "inductor", "reduce-overhead",
+                                         "cudagraph"),
+                   help="compiled denoising loop (diffusion.compile; default: the config's)")
     p.add_argument("--no-wrong-prompt", action="store_true",
                    help="skip the wrong-prompt control on unseen maps")
     p.add_argument("--out", default="runs/eval")
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = from_dict(load_checkpoint(find_checkpoint(args.checkpoint))["meta"]["config"])
         d = {k: v for k, v in {"sampler": args.sampler, "sample_steps": args.steps,
-                               "guidance": args.guidance, "temperature": args.temperature}.items()
+                               "guidance": args.guidance, "temperature": args.temperature,
+                               "compile": args.compile}.items()
              if v is not None}
         if args.sampler == "ddpm" and args.steps is None:
             d["sample_steps"] = cfg.diffusion.num_steps
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     a = summary["all"]
     print(f"{args.suite}: success {a['success_mean']:.3f} ± {a['success_std']:.3f} over seeds "
           f"{a['seeds']} ({dcfg.sampler}, {dcfg.sample_steps} steps, alpha={dcfg.guidance}, "
-          f"beta={dcfg.temperature}); {summary['env_steps_per_s']:.1f} env steps/s")
+          f"beta={dcfg.temperature}); {summary['env_steps_per_s']:.1f} env steps/s; "
+          f"compile {a.get('compile_seconds', 0.0):.1f} s ({dcfg.compile})")
     for group in ("train", "unseen", "unseen_wrong_prompt", "heldout"):
         if group in summary:
             print(f"  {group:<20} success {summary[group]['success_mean']:.3f}")

@@ -17,6 +17,7 @@ from mtdiff.config.sections import (
     Config,
     DataConfig,
     DiffusionConfig,
+    DistillConfig,
     EvalConfig,
     Maze2DConfig,
     MetaWorldConfig,
@@ -29,7 +30,7 @@ from mtdiff.config.sections import (
 
 __all__ = [
     "PRESETS", "CollectConfig", "Config", "ConfigError", "DataConfig", "DiffusionConfig",
-    "EvalConfig", "Maze2DConfig", "MetaWorldConfig", "ModelConfig", "OfflineConfig", "Preset",
-    "SACConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "config_hash", "flatten",
-    "from_dict", "get_preset", "local", "paper", "smoke", "to_dict",
+    "DistillConfig", "EvalConfig", "Maze2DConfig", "MetaWorldConfig", "ModelConfig",
+    "OfflineConfig", "Preset", "SACConfig", "TrackingConfig", "TrainConfig", "apply_overrides",
+    "config_hash", "flatten", "from_dict", "get_preset", "local", "paper", "smoke", "to_dict",
 ]

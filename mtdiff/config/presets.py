@@ -10,6 +10,7 @@ from mtdiff.config.sections import (
     Config,
     DataConfig,
     DiffusionConfig,
+    DistillConfig,
     EvalConfig,
     Maze2DConfig,
     MetaWorldConfig,
@@ -48,6 +49,10 @@ def local() -> Config:
         model=ModelConfig(d_model=128, n_layer=3, n_head=4),
         diffusion=DiffusionConfig(sampler="ddim", sample_steps=20),
         train=TrainConfig(steps=2_000, checkpoint_every=500, log_every=50),
+        # A student step at batch 32 x 4 grid points costs about a teacher training step;
+        # 4,096 teacher trajectories of 20 guided steps cost about as much again.
+        distill=DistillConfig(samples=4_096, teacher_batch=256, batch_size=32, steps=1_500,
+                              lr=2e-4, val_samples=128, checkpoint_every=250, log_every=50),
         eval=EvalConfig(episodes=6, seeds=(0,)),
         # Table 2 / 4 on one of MTDiff-S's MT10 tasks and one held-out task (its own 20k-row
         # noisy scripted dataset); one TD3-BC seed of 15k steps (~2 min on a core); 2
@@ -76,6 +81,9 @@ def smoke() -> Config:
         model=ModelConfig(d_model=32, n_layer=2, n_head=2),
         diffusion=DiffusionConfig(num_steps=20, sample_steps=5, sampler="ddim"),
         train=TrainConfig(steps=20, checkpoint_every=10, log_every=5),
+        distill=DistillConfig(student_steps=2, teacher_steps=4, samples=64, teacher_batch=32,
+                              batch_size=16, steps=6, val_samples=8, checkpoint_every=3,
+                              log_every=2),
         eval=EvalConfig(episodes=2, seeds=(0,), max_steps=10),
         offline=OfflineConfig(steps=20, batch_size=32, hidden=32, eval_every=10,
                               eval_episodes=2, eval_envs=2, augment_copies=1,

@@ -145,7 +145,8 @@ def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path]) -> None:
         metrics = {"success_mean": summary["all"]["success_mean"],
                    "success_std": summary["all"]["success_std"],
                    "env_steps_per_s": summary["env_steps_per_s"],
-                   "wall_seconds": summary["wall_seconds"]}
+                   "wall_seconds": summary["wall_seconds"],
+                   "compile_seconds": summary["all"].get("compile_seconds", 0.0)}
         for group in ("train", "unseen", "heldout", "unseen_wrong_prompt"):
             if group in summary:
                 metrics[f"{group}_success_mean"] = summary[group]["success_mean"]

@@ -87,6 +87,7 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
     else:
         prompts = planner.sample_prompts(src, job.episodes, rng)
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=job.episodes)]
+    compiled_before = planner.compile_seconds  # engines persist per process: paid once
     res = rollout(planner, envs, max_steps=job.max_steps, prompts=prompts, task_ids=task_ids,
                   diffusion=diffusion, target_return=target_return, seeds=seeds,
                   stop_on_success=job.stop_on_success,
@@ -98,6 +99,8 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
         "success": res.success.tolist(), "returns": res.returns.tolist(),
         "lengths": res.lengths.tolist(), "first_success": res.first_success.tolist(),
         "env_steps": res.env_steps, "plan_seconds": res.plan_seconds, "seconds": res.seconds,
+        "compile_seconds": planner.compile_seconds - compiled_before,
+        "planner": planner.describe(diffusion),
         "paths": [p[:, :2].tolist() for p in res.paths] if job.keep_paths else [],
         **job.extra,
     }
@@ -124,4 +127,5 @@ def summarize(results: list[dict[str, Any]], key: str = "task") -> dict[str, Any
     return {"tasks": tasks, "success_mean": float(np.mean(per_seed)),
             "success_std": float(np.std(per_seed)), "seeds": seed_ids,
             "env_steps": steps, "env_steps_per_s_per_job": steps / max(secs, 1e-9),
-            "plan_seconds": sum(r["plan_seconds"] for r in results)}
+            "plan_seconds": sum(r["plan_seconds"] for r in results),
+            "compile_seconds": sum(r.get("compile_seconds", 0.0) for r in results)}
