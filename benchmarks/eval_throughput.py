@@ -15,7 +15,10 @@ and the process's peak memory:
                 the first task's first episodes and reported per environment step.
 
     python benchmarks/eval_throughput.py [--tasks MT10] [--episodes 10] [--max-steps 30]
-        [--checkpoint CKPT] [--steps 20] [--threads 1]
+        [--checkpoint CKPT] [--steps 20] [--threads 1] [--student-steps 1 2 4]
+
+With --student-steps the per-task mode also runs with distilled students (random weights,
+n unguided calls per plan) and prints their env steps/s against the teacher's.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from mtdiff import keys
 from mtdiff.config import DiffusionConfig, get_preset
 from mtdiff.data.normalize import Normalizer
 from mtdiff.diffusion import DiffusionSchedule
+from mtdiff.diffusion.distill import StudentSpec
 from mtdiff.envs.metaworld import make_env, resolve_tasks
 from mtdiff.eval.planner import Planner, load_planner
 from mtdiff.eval.rollout import rollout
@@ -39,8 +43,9 @@ from mtdiff.train.core import LoadedModel
 OBS, ACT = 39, 4
 
 
-def random_planner(tasks: list[str]) -> Planner:
-    """A local-preset-sized MTDiff-P with random weights, unit normaliser, random prompts."""
+def random_planner(tasks: list[str], student_steps: int = 0) -> Planner:
+    """A local-preset-sized MTDiff-P with random weights, unit normaliser, random prompts;
+    with `student_steps` it plans as a distilled student of that many steps would."""
     cfg = get_preset("local")
     build = {"obs_dim": OBS, "act_dim": ACT, "horizon": cfg.data.horizon,
              "history": cfg.data.history_for("metaworld"), "prompt_len": cfg.data.prompt_len,
@@ -48,9 +53,13 @@ def random_planner(tasks: list[str]) -> Planner:
     model = build_model(cfg.model, **build).eval().requires_grad_(False)
     unit = {k: {"mean": np.zeros(d), "std": np.ones(d), "min": -np.ones(d), "max": np.ones(d)}
             for k, d in ((keys.OBSERVATION, OBS), (keys.ACTION, ACT), (keys.REWARD, 1))}
+    meta = {"kind": "mtdiff-p", "build": build, "tasks": tasks, "prompts": ""}
+    if student_steps:
+        meta["student"] = StudentSpec(steps=student_steps, teacher_steps=20,
+                                      guidance=cfg.diffusion.guidance,
+                                      temperature=cfg.diffusion.temperature).to_meta()
     loaded = LoadedModel(model, Normalizer(unit), DiffusionSchedule.from_config(cfg.diffusion),
-                         cfg, {"kind": "mtdiff-p", "build": build, "tasks": tasks,
-                               "prompts": ""}, 0)
+                         cfg, meta, 0)
     rng = np.random.default_rng(0)
     prompts = {t: rng.normal(size=(4, build["prompt_len"], OBS + ACT)).astype(np.float32)
                for t in tasks}
@@ -96,6 +105,9 @@ def main() -> None:
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--student-steps", type=int, nargs="*", default=[],
+                   help="also run the per-task mode with a distilled student of these steps "
+                        "(random weights) and print its rate against the teacher's")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     tasks = resolve_tasks(args.tasks)
@@ -127,6 +139,17 @@ def main() -> None:
               f"{rate / base:>13.1f}x{mem:>14.0f}")
     print(f"(peak RSS before the runs: {base_mem:.0f} MiB; it only grows, so each row is the "
           "peak up to that mode)")
+    if args.student_steps and not args.checkpoint:
+        teacher_rate = rows[1][1] / rows[1][2]
+        print(f"\nper-task mode ({args.episodes} envs/plan), teacher {args.sampler}-{args.steps} "
+              f"with guidance vs distilled students (one unguided call per step):")
+        print(f"{'planner':<28}{'env steps/s':>13}{'vs teacher':>12}")
+        print(f"{'teacher ' + args.sampler + '-' + str(args.steps):<28}{teacher_rate:>13.1f}"
+              f"{1.0:>11.1f}x")
+        for k in args.student_steps:
+            s, sec, _ = run_mode(random_planner(tasks, k), [[t] for t in tasks], args.episodes,
+                                 args.max_steps, dcfg)
+            print(f"{'student-' + str(k):<28}{s / sec:>13.1f}{s / sec / teacher_rate:>11.1f}x")
     print(f"\nA full evaluation at these rates: {len(tasks)} tasks x {args.episodes} episodes"
           " x 500 "
           f"steps = {len(tasks) * args.episodes * 500:,} env steps -> "

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from mtdiff import keys
-from mtdiff.config import DiffusionConfig, ModelConfig, apply_overrides, get_preset
+from mtdiff.config import DiffusionConfig, ModelConfig, get_preset
 from mtdiff.diffusion import DiffusionSchedule, guided_model_fn, make_sampler, sample
 from mtdiff.diffusion.compiled import FastSampler
 from mtdiff.diffusion.distill import X0AsEps
@@ -195,56 +195,60 @@ def sampling_rows(dev: torch.device, tiny: bool, H: int, budget: Budget, peak: f
                         prompt_len=J, num_tasks=50).to(dev).eval().requires_grad_(False)
     sched = DiffusionSchedule.vp(200).to(dev)
     student = X0AsEps(model, sched).to(dev).eval()
+    for n in (1, 50):
+        _sampling_at(n, model, student, sched, dev, tiny, H, budget, peak)
+
+
+def _sampling_at(n: int, model: torch.nn.Module, student: X0AsEps, sched: DiffusionSchedule,
+                 dev: torch.device, tiny: bool, H: int, budget: Budget, peak: float) -> None:
+    """The sampling rows for n environments."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    cuda = dev.type == "cuda"
-    for n in (1, 50):
-        cond = {keys.BATCH_PROMPT: torch.randn(n, J, OBS + ACT, device=dev),
-                keys.BATCH_HISTORY: torch.randn(n, L, OBS, device=dev),
-                keys.BATCH_RETURN: torch.ones(n, 1, device=dev)}
-        with FlopCounterMode(display=False) as fc:
-            model(torch.randn(n, H, ACT, device=dev), torch.zeros(n, dtype=torch.long,
-                                                                  device=dev), cond)
-        flops_row = fc.get_total_flops() / n  # per environment and network call
-        shape = (n, H, ACT)
+    cond = {keys.BATCH_PROMPT: torch.randn(n, J, OBS + ACT, device=dev),
+            keys.BATCH_HISTORY: torch.randn(n, L, OBS, device=dev),
+            keys.BATCH_RETURN: torch.ones(n, 1, device=dev)}
+    with FlopCounterMode(display=False) as fc:
+        model(torch.randn(n, H, ACT, device=dev), torch.zeros(n, dtype=torch.long, device=dev),
+              cond)
+    flops_row = fc.get_total_flops() / n  # per environment and network call
+    shape = (n, H, ACT)
 
-        def report(setting: str, secs: float, rows_per_env: int, calls: int,
-                   note: str = "", n: int = n, flops_row: float = flops_row) -> None:
-            gf = flops_row * n * rows_per_env * calls / secs
-            row("sampling", f"{setting}, {n} env", f"{secs * 1e3:9.2f} ms/plan",
-                f"{gf / 1e9:.3g} GFLOP/s ({gf / peak:.0%} of matmul) {note}")
+    def report(setting: str, secs: float, rows_per_env: int, calls: int, note: str = "") -> None:
+        gf = flops_row * n * rows_per_env * calls / secs
+        row("sampling", f"{setting}, {n} env", f"{secs * 1e3:9.2f} ms/plan",
+            f"{gf / 1e9:.3g} GFLOP/s ({gf / peak:.0%} of matmul) {note}")
 
-        ddim = make_sampler(DiffusionConfig(sampler="ddim", sample_steps=20), sched)
-        ddpm = make_sampler(DiffusionConfig(sampler="ddpm", sample_steps=200), sched)
-        s4 = make_sampler(DiffusionConfig(sampler="ddim", sample_steps=4), sched)
-        fn = guided_model_fn(model, cond, 1.2)
-        one = timed(lambda fn=fn, shape=shape: sample(fn, shape, ddim, device=dev), dev, 3)
-        if budget.allows(200 / 20 * one * 2 + 5, "sampling", f"DDPM-200 eager, {n} env"):
-            report("DDPM-200 eager", timed(lambda fn=fn, shape=shape: sample(
-                fn, shape, ddpm, device=dev), dev, 1), 2, 200)
-        report("DDIM-20 eager", one, 2, 20)
-        sfn = guided_model_fn(student, cond, None)
-        report("student-4 eager", timed(lambda sfn=sfn, shape=shape: sample(
-            sfn, shape, s4, device=dev), dev, 3), 1, 4)
-        runs = [("DDIM-20 cudagraph", model, ddim, 1.2, "cudagraph", 10, 2, 20),
-                ("student-4 cudagraph", student, s4, None, "cudagraph", 10, 1, 4),
-                ("DDIM-20 inductor", model, ddim, 1.2, "inductor", 40 if tiny else 150, 2, 20),
-                ("DDIM-20 reduce-overhead", model, ddim, 1.2, "reduce-overhead", 150, 2, 20)]
-        for setting, net, smp, g, mode, need, rows_per_env, calls in runs:
-            if mode in ("cudagraph", "reduce-overhead") and not cuda:
-                row("sampling", f"{setting}, {n} env", "skipped (no CUDA)")
-                continue
-            if not budget.allows(need, "sampling", f"{setting}, {n} env"):
-                continue
-            try:
-                eng = FastSampler(net, smp, guidance=g, mode=mode, device=dev)  # type: ignore[arg-type]
-                t0 = time.perf_counter()
-                eng(cond, shape)
-                first = time.perf_counter() - t0
-                report(setting, timed(lambda eng=eng, shape=shape: eng(cond, shape), dev, 5),
-                       rows_per_env, calls, f"(first call {first:.1f} s)")
-            except Exception as e:  # noqa: BLE001 - one failed mode must not end the check
-                row("sampling", f"{setting}, {n} env", "failed", f"{type(e).__name__}: {e}"[:90])
+    def sampler(name: str, steps: int) -> Any:
+        return make_sampler(DiffusionConfig(sampler=name, sample_steps=steps), sched)  # type: ignore[arg-type]
+
+    ddim, ddpm, s4 = sampler("ddim", 20), sampler("ddpm", 200), sampler("ddim", 4)
+    fn = guided_model_fn(model, cond, 1.2)
+    sfn = guided_model_fn(student, cond, None)
+    one = timed(lambda: sample(fn, shape, ddim, device=dev), dev, 3)
+    if budget.allows(200 / 20 * one * 2 + 5, "sampling", f"DDPM-200 eager, {n} env"):
+        report("DDPM-200 eager", timed(lambda: sample(fn, shape, ddpm, device=dev), dev, 1),
+               2, 200)
+    report("DDIM-20 eager", one, 2, 20)
+    report("student-4 eager", timed(lambda: sample(sfn, shape, s4, device=dev), dev, 3), 1, 4)
+    runs = [("DDIM-20 cudagraph", model, ddim, 1.2, "cudagraph", 10, 2, 20),
+            ("student-4 cudagraph", student, s4, None, "cudagraph", 10, 1, 4),
+            ("DDIM-20 inductor", model, ddim, 1.2, "inductor", 40 if tiny else 150, 2, 20),
+            ("DDIM-20 reduce-overhead", model, ddim, 1.2, "reduce-overhead", 150, 2, 20)]
+    for setting, net, smp, g, mode, need, rows_per_env, calls in runs:
+        if mode in ("cudagraph", "reduce-overhead") and dev.type != "cuda":
+            row("sampling", f"{setting}, {n} env", "skipped (no CUDA)")
+            continue
+        if not budget.allows(need, "sampling", f"{setting}, {n} env"):
+            continue
+        try:
+            eng = FastSampler(net, smp, guidance=g, mode=mode, device=dev)  # type: ignore[arg-type]
+            t0 = time.perf_counter()
+            eng(cond, shape)
+            first = time.perf_counter() - t0
+            report(setting, timed(lambda eng=eng: eng(cond, shape), dev, 5), rows_per_env,
+                   calls, f"(first call {first:.1f} s)")
+        except Exception as e:  # noqa: BLE001 - one failed mode must not end the check
+            row("sampling", f"{setting}, {n} env", "failed", f"{type(e).__name__}: {e}"[:90])
 
 
 def main() -> None:
