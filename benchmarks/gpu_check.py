@@ -35,7 +35,7 @@ from mtdiff import keys
 from mtdiff.config import DiffusionConfig, ModelConfig, get_preset
 from mtdiff.diffusion import DiffusionSchedule, guided_model_fn, make_sampler, sample
 from mtdiff.diffusion.compiled import FastSampler
-from mtdiff.diffusion.distill import X0AsEps
+from mtdiff.diffusion.distill import StudentNet
 from mtdiff.models import build_model
 
 OBS, ACT, J, L = 39, 4, 20, 2
@@ -194,12 +194,12 @@ def sampling_rows(dev: torch.device, tiny: bool, H: int, budget: Budget, peak: f
     model = build_model(model_cfg(tiny, 0.0), obs_dim=OBS, act_dim=ACT, horizon=H, history=L,
                         prompt_len=J, num_tasks=50).to(dev).eval().requires_grad_(False)
     sched = DiffusionSchedule.vp(200).to(dev)
-    student = X0AsEps(model, sched).to(dev).eval()
+    student = StudentNet(model, sched).to(dev).eval()
     for n in (1, 50):
         _sampling_at(n, model, student, sched, dev, tiny, H, budget, peak)
 
 
-def _sampling_at(n: int, model: torch.nn.Module, student: X0AsEps, sched: DiffusionSchedule,
+def _sampling_at(n: int, model: torch.nn.Module, student: StudentNet, sched: DiffusionSchedule,
                  dev: torch.device, tiny: bool, H: int, budget: Budget, peak: float) -> None:
     """The sampling rows for n environments."""
     from torch.utils.flop_counter import FlopCounterMode

@@ -40,7 +40,7 @@ from mtdiff import keys
 from mtdiff.config import DiffusionConfig, ModelConfig
 from mtdiff.diffusion import DiffusionSchedule, guided_model_fn, make_sampler, sample
 from mtdiff.diffusion.compiled import FastSampler, bucket_size, resolve_mode
-from mtdiff.diffusion.distill import X0AsEps
+from mtdiff.diffusion.distill import StudentNet
 from mtdiff.models import build_model
 
 OBS, ACT, J, L = 39, 4, 20, 2
@@ -112,7 +112,7 @@ def _rows_at(n: int, size: str, H: int, model: torch.nn.Module, sched: Diffusion
              student_steps: list[int], mode: str | None, dev: torch.device, reps: int,
              peak: float) -> list[dict[str, Any]]:
     """The rows of one model size at n environments."""
-    student = X0AsEps(model, sched).to(dev).eval()
+    student = StudentNet(model, sched).to(dev).eval()
     cond = {keys.BATCH_PROMPT: torch.randn(n, J, OBS + ACT, device=dev),
             keys.BATCH_HISTORY: torch.randn(n, L, OBS, device=dev),
             keys.BATCH_RETURN: torch.ones(n, 1, device=dev)}

@@ -19,8 +19,8 @@ from mtdiff.config import DiffusionConfig, ModelConfig, apply_overrides
 from mtdiff.diffusion import DiffusionSchedule, guided_model_fn, make_sampler, sample
 from mtdiff.diffusion.compiled import FastSampler, bucket_size, resolve_mode
 from mtdiff.diffusion.distill import (
+    StudentNet,
     StudentSpec,
-    X0AsEps,
     distill_loss,
     distill_targets,
     plan_error,
@@ -136,7 +136,7 @@ def test_distillation_reduces_student_vs_teacher_error():
     vcond = conds(128, 4)
     ref = teacher_states(teacher, sched, vcond, (128, H, ACT), spec,
                          generator=torch.Generator().manual_seed(7))[-1]
-    student = X0AsEps(copy.deepcopy(teacher).requires_grad_(True), sched)
+    student = StudentNet(copy.deepcopy(teacher).requires_grad_(True), sched)
 
     def err(model_out: torch.Tensor) -> float:
         return plan_error(model_out, ref)["rmse"]
@@ -158,8 +158,23 @@ def test_distillation_reduces_student_vs_teacher_error():
         loss.backward()
         opt.step()
     after = val()
-    assert after < 0.1 * before, (before, after)
-    assert after < baseline, (baseline, after)
+    # The ε-student starts as the teacher's unguided DDIM-2; distillation must beat both
+    # that start and the guided teacher sampled with 2 steps.
+    assert after < 0.5 * before, (before, after)
+    assert after < 0.5 * baseline, (baseline, after)
+
+
+def test_x0_student_is_an_eps_model_to_the_sampler():
+    """param="x0": the ε handed to DDIM gives back the network's x̂_0 (so DDIM's step is
+    the x̂_0 student's step); param="eps": the network's output as is."""
+    m, sched = tiny_model(), DiffusionSchedule.vp(200)
+    x, k, cond = torch.randn(4, H, ACT), torch.tensor([199, 149, 99, 49]), conds(4, 5)
+    x0net = StudentNet(m, sched, "x0")
+    eps = x0net(x, k, cond)
+    torch.testing.assert_close(sched.predict_x0(x, eps, k), m(x, k, cond), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(StudentNet(m, sched, "eps")(x, k, cond), m(x, k, cond))
+    with pytest.raises(ValueError, match="param"):
+        StudentNet(m, sched, "v")
 
 
 class CallCounter(torch.nn.Module):

@@ -242,6 +242,10 @@ class DistillConfig(_Validated):
     # Share of trajectories conditioned on `eval.target_return` (R_max, what planning asks);
     # the rest keep their window's own return, so the student stays return-conditioned.
     target_return_prob: float = 0.5
+    # What the student network predicts: "eps" (the teacher's ε: it starts as the teacher's
+    # own n-step DDIM plan) or "x0" (Salimans & Ho's choice; slower from the teacher's
+    # weights, see mtdiff.diffusion.distill).
+    param: Literal["eps", "x0"] = "eps"
     val_samples: int = 256  # held-out trajectories for the student-vs-teacher error
     checkpoint_every: int = 1_000
     log_every: int = 100

@@ -23,7 +23,7 @@ from mtdiff.config import DiffusionConfig
 from mtdiff.data.prompts import load_prompts
 from mtdiff.diffusion import DDIMSampler, guided_model_fn, make_sampler, sample
 from mtdiff.diffusion.compiled import engines_of, fast_sampler, resolve_mode
-from mtdiff.diffusion.distill import StudentSpec, X0AsEps
+from mtdiff.diffusion.distill import StudentNet, StudentSpec
 from mtdiff.diffusion.samplers import Sampler
 from mtdiff.train.core import LoadedModel, load_model
 
@@ -49,11 +49,11 @@ class Planner:
         self.prompts = prompts or {}
         student = loaded.meta.get("student")
         self.student = StudentSpec.from_meta(student) if student else None
-        # The network the sampler calls: the student's x̂_0 read as ε (one object per
+        # The network the sampler calls: the student read as an ε-model (one object per
         # loaded model, so the compiled engines keyed on it are found again).
         self.net = loaded.model
         if self.student is not None:
-            self.net = _student_net(loaded)
+            self.net = _student_net(loaded, self.student.param)
 
     @property
     def horizon(self) -> int:
@@ -142,16 +142,17 @@ class Planner:
 
 
 # Student wrappers per loaded model (bounded like `_LOADED`): id(model) -> (model, net).
-_STUDENT_NETS: dict[int, tuple[torch.nn.Module, X0AsEps]] = {}
+_STUDENT_NETS: dict[int, tuple[torch.nn.Module, StudentNet]] = {}
 
 
-def _student_net(loaded: LoadedModel) -> X0AsEps:
-    """One `X0AsEps` per loaded student model (engines are cached on it)."""
+def _student_net(loaded: LoadedModel, param: str) -> StudentNet:
+    """One `StudentNet` per loaded student model (engines are cached on it)."""
     hit = _STUDENT_NETS.get(id(loaded.model))
     if hit is None or hit[0] is not loaded.model:
         while len(_STUDENT_NETS) >= 2 * _LOADED_MAX:
             _STUDENT_NETS.pop(next(iter(_STUDENT_NETS)))
-        net = X0AsEps(loaded.model, loaded.schedule).to(loaded.schedule.betas.device).eval()
+        net = StudentNet(loaded.model, loaded.schedule, param).to(
+            loaded.schedule.betas.device).eval()
         hit = _STUDENT_NETS[id(loaded.model)] = (loaded.model, net)
     return hit[1]
 

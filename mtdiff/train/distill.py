@@ -29,8 +29,8 @@ from mtdiff.config import Config, config_hash, from_dict, to_dict
 from mtdiff.data.io import atomic_write, atomic_write_json
 from mtdiff.diffusion.distill import (
     CITATION,
+    StudentNet,
     StudentSpec,
-    X0AsEps,
     distill_loss,
     distill_targets,
     plan_error,
@@ -89,7 +89,7 @@ def _trajectories(teacher: Any, cond: dict[str, torch.Tensor], spec: StudentSpec
     return torch.cat(out, dim=1)
 
 
-def _validate(teacher: Any, student: X0AsEps, val: dict[str, torch.Tensor], spec: StudentSpec,
+def _validate(teacher: Any, student: StudentNet, val: dict[str, torch.Tensor], spec: StudentSpec,
               device: torch.device, seed: int) -> dict[str, float]:
     """Student (n steps) and teacher DDIM-n against the teacher's DDIM-`teacher_steps` plans."""
     cond = {k: v.to(device) for k, v in val["cond"].items()}
@@ -144,7 +144,8 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
     t_cfg = from_dict(meta["config"])
     tm = load_model(t_ckpt, device=dev)
     spec = StudentSpec(steps=dc.student_steps, teacher_steps=dc.teacher_steps,
-                       guidance=cfg.diffusion.guidance, temperature=cfg.diffusion.temperature)
+                       guidance=cfg.diffusion.guidance, temperature=cfg.diffusion.temperature,
+                       param=dc.param)
     grid = spec.timesteps(tm.schedule.num_steps)
     setup = build_setup(t_cfg, data, seed=dc.seed)
     if setup.meta["dataset"]["hash"] != meta["dataset"]["hash"]:
@@ -153,7 +154,8 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
                          f"{meta['dataset']['path']}); pass that dataset")
     trajs = _teacher_data(tm, setup, cfg, spec, run_dir, dev)
 
-    # The student: the teacher's network and weights, no dropout, read as an x̂_0-model.
+    # The student: the teacher's network and weights, no dropout (`spec.param` says how its
+    # output is read).
     s_cfg = dataclasses.replace(
         t_cfg, model=dataclasses.replace(t_cfg.model, dropout=0.0),
         diffusion=dataclasses.replace(t_cfg.diffusion, sampler="ddim",
@@ -161,7 +163,7 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
                                       temperature=spec.temperature),
         distill=dc, eval=cfg.eval, tracking=cfg.tracking)
     net = copy.deepcopy(tm.model).train().requires_grad_(True)
-    student = X0AsEps(net, tm.schedule).to(dev)
+    student = StudentNet(net, tm.schedule, spec.param).to(dev)
     ema = EMA(net, dc.ema_decay)
     opt = torch.optim.Adam(net.parameters(), lr=dc.lr)
     start = 0
@@ -230,7 +232,7 @@ def _teacher_data(tm: Any, setup: Any, cfg: Config, spec: StudentSpec, run_dir: 
     return {"train": {"cond": train, "states": states}, "val": {"cond": val, "states": val_states}}
 
 
-def _train(student: X0AsEps, ema: EMA, opt: torch.optim.Optimizer, trajs: dict[str, Any],
+def _train(student: StudentNet, ema: EMA, opt: torch.optim.Optimizer, trajs: dict[str, Any],
            spec: StudentSpec, grid: list[int], tm: Any, dc: Any, start: int, run_dir: Path,
            meta: dict[str, Any], dev: torch.device, track: bool) -> dict[str, Any]:
     """The optimisation loop: log, checkpoint (keeping the last two), final validation."""
@@ -240,7 +242,7 @@ def _train(student: X0AsEps, ema: EMA, opt: torch.optim.Optimizer, trajs: dict[s
     cond = trajs["train"]["cond"]
     N = states.shape[1]
     gen = torch.Generator().manual_seed(dc.seed * 100_003 + start)  # fresh stream on resume
-    eval_student = X0AsEps(ema.shadow, tm.schedule).to(dev)
+    eval_student = StudentNet(ema.shadow, tm.schedule, spec.param).to(dev)
     first = _validate(tm, eval_student, trajs["val"], spec, dev, dc.seed + 1) if start == 0 \
         else None
     loss_sum, loss_n, t_last = 0.0, 0, time.perf_counter()
