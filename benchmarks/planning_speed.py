@@ -11,10 +11,12 @@ one batch), at 1 and 50 environments, all in one run:
     student-n eager       a distilled student's plan: n unguided calls (untrained weights:
                           the time of a plan does not depend on them)
 
-Columns: seconds per plan (median of --reps after a warm-up), speed-up against DDPM-200
-of the same model and batch, achieved GFLOP/s (torch's FlopCounterMode per call x calls)
-and its share of the matmul rate measured first (as benchmarks/train_throughput.py
-does), and peak memory (process RSS so far on CPU; CUDA peak per row on a GPU).
+Columns: seconds per plan (median of --reps after a warm-up; process CPU seconds on a
+one-thread CPU run, where a shared machine's load moves wall time, else wall seconds;
+the compile cost is wall time), speed-up against DDPM-200 of the same model and batch,
+achieved GFLOP/s (torch's FlopCounterMode per call x calls) and its share of the fp32
+matmul rate measured as benchmarks/train_throughput.py does (before and after the rows,
+the faster counts), and peak memory (process RSS so far on CPU; CUDA peak per row).
 
 The last line is one JSON object: `speedup_vs_ddpm200` and `setting` of the fastest row
 whose method has success parity. Parity comes from `benchmarks/planning_parity.py`
@@ -54,17 +56,23 @@ def sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
+# The clock of every timed row: process CPU seconds on a one-thread CPU run (a shared
+# machine's load moves wall time by 2-5x within a run, CPU time far less), else wall time.
+CLOCK = {"clock": time.perf_counter}
+
+
 def timed(fn: Any, dev: torch.device, reps: int, warmup: bool = True) -> float:
-    """Median seconds of `reps` calls after one warm-up call (if `warmup`)."""
+    """Median seconds (`CLOCK`) of `reps` calls after one warm-up call (if `warmup`)."""
+    clock = CLOCK["clock"]
     if warmup:
         fn()
         sync(dev)
     ts = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         sync(dev)
-        ts.append(time.perf_counter() - t0)
+        ts.append(clock() - t0)
     return sorted(ts)[len(ts) // 2]
 
 
@@ -181,13 +189,19 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--clock", choices=("auto", "cpu", "wall"), default="auto",
+                   help="auto: process CPU time on a 1-thread CPU run, wall time otherwise")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
+    cpu_clock = args.clock == "cpu" or (args.clock == "auto" and dev.type == "cpu"
+                                        and args.threads == 1)
+    CLOCK["clock"] = time.process_time if cpu_clock else time.perf_counter
     mode = resolve_mode(args.compile, dev) if args.compile != "auto" else (
         "cudagraph" if dev.type == "cuda" else "inductor")
     peak = matmul_rate(dev)
-    print(f"{dev}, {args.threads} thread(s); fp32 matmul rate {peak / 1e9:.1f} GFLOP/s; "
+    print(f"{dev}, {args.threads} thread(s), {'CPU' if cpu_clock else 'wall'} seconds; "
+          f"fp32 matmul rate {peak / 1e9:.1f} GFLOP/s; "
           f"compiled = {mode} (batches padded to {[bucket_size(n) for n in args.envs]})")
     rows = []
     with torch.no_grad():
@@ -218,6 +232,7 @@ def main() -> None:
                       "setting": f"{best['setting']}, {best['size']}-sized, {best['envs']} env",
                       "s_per_plan": best["s_per_plan"], "parity_from": source,
                       "device": str(dev), "threads": args.threads,
+                      "clock": "cpu" if cpu_clock else "wall",
                       "matmul_gflops": peak / 1e9,
                       "rows": [{k: (round(v, 5) if isinstance(v, float) else v)
                                 for k, v in r.items()} for r in rows]}))
