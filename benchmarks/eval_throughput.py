@@ -88,6 +88,28 @@ def run_mode(planner: Planner, groups: list[list[str]], episodes: int, max_steps
     return steps, seconds, calls
 
 
+def compare_students(tasks: list[str], args: argparse.Namespace, dcfg: DiffusionConfig) -> None:
+    """Per-task mode: the teacher and each student back to back; env steps per wall second
+    and per CPU second of this (one-thread) process, which a shared machine's load moves
+    far less than wall time."""
+    import time
+
+    print(f"\nper-task mode ({args.episodes} envs/plan): teacher {args.sampler}-{args.steps} "
+          "with guidance vs distilled students (one unguided call per step)")
+    print(f"{'planner':<24}{'env steps/s':>12}{'vs teacher':>11}{'per CPU s':>11}"
+          f"{'vs teacher':>11}")
+    base = None
+    for k in [0, *args.student_steps]:
+        planner = random_planner(tasks, k)
+        c0 = time.process_time()
+        steps, sec, _ = run_mode(planner, [[t] for t in tasks], args.episodes, args.max_steps,
+                                 dcfg)
+        wall, cpu = steps / sec, steps / (time.process_time() - c0)
+        base = base or (wall, cpu)
+        name = f"teacher {args.sampler}-{args.steps}" if k == 0 else f"student-{k}"
+        print(f"{name:<24}{wall:>12.1f}{wall / base[0]:>10.1f}x{cpu:>11.1f}{cpu / base[1]:>10.1f}x")
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (Linux: ru_maxrss is KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -140,16 +162,7 @@ def main() -> None:
     print(f"(peak RSS before the runs: {base_mem:.0f} MiB; it only grows, so each row is the "
           "peak up to that mode)")
     if args.student_steps and not args.checkpoint:
-        teacher_rate = rows[1][1] / rows[1][2]
-        print(f"\nper-task mode ({args.episodes} envs/plan), teacher {args.sampler}-{args.steps} "
-              f"with guidance vs distilled students (one unguided call per step):")
-        print(f"{'planner':<28}{'env steps/s':>13}{'vs teacher':>12}")
-        print(f"{'teacher ' + args.sampler + '-' + str(args.steps):<28}{teacher_rate:>13.1f}"
-              f"{1.0:>11.1f}x")
-        for k in args.student_steps:
-            s, sec, _ = run_mode(random_planner(tasks, k), [[t] for t in tasks], args.episodes,
-                                 args.max_steps, dcfg)
-            print(f"{'student-' + str(k):<28}{s / sec:>13.1f}{s / sec / teacher_rate:>11.1f}x")
+        compare_students(tasks, args, dcfg)
     print(f"\nA full evaluation at these rates: {len(tasks)} tasks x {args.episodes} episodes"
           " x 500 "
           f"steps = {len(tasks) * args.episodes * 500:,} env steps -> "
