@@ -182,10 +182,11 @@ class DiffusionConfig(_Validated):
     # torch.compile of one denoising step, shapes padded to power-of-two buckets.
     # "cudagraph": the whole loop captured as one CUDA graph per bucket (CUDA only).
     # "reduce-overhead": torch.compile's CUDA-graph mode per step (CUDA only). "auto":
-    # cudagraph on CUDA, off on CPU. Default "off": on this 2-core CPU inductor measured
-    # 1.05-1.2x per plan for 25-100 s of compile per bucket (benchmarks/planning_speed.py);
-    # the model is compute-bound there even at one environment. CUDA: see
-    # benchmarks/gpu_check.py. Not part of any hash that names weights.
+    # cudagraph on CUDA, off on CPU. Default "off": on one CPU core inductor measured 1.07x
+    # (paper-sized) and 1.17x (local) per plan at 1 environment and 0.8x at 50 (padded to
+    # 64: the model is compute-bound there), for 6-140 s of compile per bucket
+    # (benchmarks/planning_speed.py, CPU seconds). CUDA: benchmarks/gpu_check.py measures
+    # it. Not part of any hash that names weights.
     compile: Literal["off", "auto", "inductor", "reduce-overhead", "cudagraph"] = "off"
 
     def _validate(self) -> None:
