@@ -67,10 +67,16 @@ def random_planner(tasks: list[str], student_steps: int = 0) -> Planner:
 
 
 def run_mode(planner: Planner, groups: list[list[str]], episodes: int, max_steps: int,
-             dcfg: DiffusionConfig) -> tuple[int, float, int]:
-    """Roll out each group of tasks as one batch; returns (env steps, seconds, plan calls)."""
+             dcfg: DiffusionConfig, cpu: list[float] | None = None) -> tuple[int, float, int]:
+    """Roll out each group of tasks as one batch; returns (env steps, seconds, plan calls).
+
+    Seconds are the rollouts' own (after the environments are built and reset); `cpu`, if
+    given, gets this process's CPU seconds over the same rollouts appended.
+    """
+    import time
+
     steps = calls = 0
-    seconds = 0.0
+    seconds = cpu_s = 0.0
     rng = np.random.default_rng(0)
     for group in groups:
         envs, prompts = [], []
@@ -78,13 +84,17 @@ def run_mode(planner: Planner, groups: list[list[str]], episodes: int, max_steps
             envs += [make_env(t, seed=1000 + i, max_episode_steps=max_steps)
                      for i in range(episodes)]
             prompts.append(planner.sample_prompts(t, episodes, rng))
+        c0 = time.process_time()
         res = rollout(planner, envs, max_steps=max_steps, prompts=np.concatenate(prompts),
                       diffusion=dcfg, seeds=list(range(len(envs))), stop_on_success=False)
+        cpu_s += time.process_time() - c0
         for e in envs:
             e.close()
         steps += res.env_steps
         seconds += res.seconds
         calls += max_steps
+    if cpu is not None:
+        cpu.append(cpu_s)
     return steps, seconds, calls
 
 
@@ -92,19 +102,16 @@ def compare_students(tasks: list[str], args: argparse.Namespace, dcfg: Diffusion
     """Per-task mode: the teacher and each student back to back; env steps per wall second
     and per CPU second of this (one-thread) process, which a shared machine's load moves
     far less than wall time."""
-    import time
-
     print(f"\nper-task mode ({args.episodes} envs/plan): teacher {args.sampler}-{args.steps} "
           "with guidance vs distilled students (one unguided call per step)")
     print(f"{'planner':<24}{'env steps/s':>12}{'vs teacher':>11}{'per CPU s':>11}"
           f"{'vs teacher':>11}")
     base = None
     for k in [0, *args.student_steps]:
-        planner = random_planner(tasks, k)
-        c0 = time.process_time()
+        planner, cpu_s = random_planner(tasks, k), []
         steps, sec, _ = run_mode(planner, [[t] for t in tasks], args.episodes, args.max_steps,
-                                 dcfg)
-        wall, cpu = steps / sec, steps / (time.process_time() - c0)
+                                 dcfg, cpu_s)
+        wall, cpu = steps / sec, steps / cpu_s[0]
         base = base or (wall, cpu)
         name = f"teacher {args.sampler}-{args.steps}" if k == 0 else f"student-{k}"
         print(f"{name:<24}{wall:>12.1f}{wall / base[0]:>10.1f}x{cpu:>11.1f}{cpu / base[1]:>10.1f}x")
@@ -130,6 +137,8 @@ def main() -> None:
     p.add_argument("--student-steps", type=int, nargs="*", default=[],
                    help="also run the per-task mode with a distilled student of these steps "
                         "(random weights) and print its rate against the teacher's")
+    p.add_argument("--students-only", action="store_true",
+                   help="with --student-steps: skip the three batching modes")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     tasks = resolve_tasks(args.tasks)
@@ -139,9 +148,12 @@ def main() -> None:
     print(f"{len(tasks)} tasks x {args.episodes} episodes x {args.max_steps} steps, "
           f"{args.sampler}-{args.steps} with guidance, {args.threads} thread(s), "
           f"{'checkpoint ' + args.checkpoint if args.checkpoint else 'random weights'}")
+    run_mode(planner, [tasks[:1]], 1, 3, dcfg)  # warm-up
+    if args.students_only and args.student_steps and not args.checkpoint:
+        compare_students(tasks, args, dcfg)
+        return
     rows = []
     base_mem = peak_rss_mib()
-    run_mode(planner, [tasks[:1]], 1, 3, dcfg)  # warm-up
     # Unbatched: each environment planned alone (a batch of 1), several episodes in a row.
     s, sec, calls = 0, 0.0, 0
     for _ in range(args.unbatched_episodes):
