@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale alpha")
     p.add_argument("--temperature", type=float, help="low-temperature beta")
     p.add_argument("--target-return", type=float)
+    p.add_argument("--compile", choices=("off", "auto", "inductor", "reduce-overhead",
+                                         "cudagraph"),
+                   help="compiled denoising loop (diffusion.compile; default: the config's)")
     p.add_argument("--no-wrong-prompt", action="store_true",
                    help="skip the wrong-prompt control on unseen maps")
     p.add_argument("--out", default="runs/eval")
@@ -67,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"{', '.join(sampler_flags)} set the diffusion sampler; "
                               f"the {method.label} checkpoint acts without one (drop them)")
         d = {k: v for k, v in {"sampler": args.sampler, "sample_steps": args.steps,
-                               "guidance": args.guidance, "temperature": args.temperature}.items()
+                               "guidance": args.guidance, "temperature": args.temperature,
+                               "compile": args.compile}.items()
              if v is not None}
         if args.sampler == "ddpm" and args.steps is None:
             d["sample_steps"] = cfg.diffusion.num_steps
@@ -92,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             f"return {a['return_mean']:.2f} ± {a['return_std']:.2f} (success undefined)")
     print(f"{args.suite}: {method.label} {head} over seeds {a['seeds']}"
           f"{f' ({how})' if how else ''}; "
-          f"{summary['env_steps_per_s']:.1f} env steps/s")
+          f"{summary['env_steps_per_s']:.1f} env steps/s"
+          + (f"; compile {a.get('compile_seconds', 0.0):.1f} s ({dcfg.compile})"
+             if method.diffusion else ""))
     for group in ("train", "unseen", "unseen_wrong_prompt", "heldout"):
         if group in summary:
             g = summary[group]

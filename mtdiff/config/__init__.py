@@ -19,6 +19,7 @@ from mtdiff.config.sections import (
     Config,
     DataConfig,
     DiffusionConfig,
+    DistillConfig,
     EvalConfig,
     ExperimentConfig,
     Maze2DConfig,
@@ -33,7 +34,7 @@ from mtdiff.config.sections import (
 
 __all__ = [
     "PRESETS", "BaselineConfig", "CollectConfig", "Config", "ConfigError", "DataConfig",
-    "DiffusionConfig",
+    "DiffusionConfig", "DistillConfig",
     "EvalConfig", "ExperimentConfig", "Maze2DConfig", "MetaWorldConfig", "ModelConfig",
     "MujocoSuiteConfig", "OfflineConfig", "Preset", "SUITES",
     "SACConfig", "TrackingConfig", "TrainConfig", "apply_overrides", "config_hash", "flatten",

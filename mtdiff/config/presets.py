@@ -11,6 +11,7 @@ from mtdiff.config.sections import (
     Config,
     DataConfig,
     DiffusionConfig,
+    DistillConfig,
     EvalConfig,
     ExperimentConfig,
     Maze2DConfig,
@@ -71,6 +72,10 @@ def local() -> Config:
         # The DTs' warm-up keeps the official share of training (10k of 100k steps).
         baselines=BaselineConfig(dt_warmup_steps=200),
         train=TrainConfig(steps=2_000, checkpoint_every=500, log_every=50),
+        # A student step at batch 32 x 4 grid points costs about a teacher training step;
+        # 4,096 teacher trajectories of 20 guided steps cost about as much again.
+        distill=DistillConfig(samples=4_096, teacher_batch=256, batch_size=32, steps=1_500,
+                              lr=2e-4, val_samples=128, checkpoint_every=250, log_every=50),
         eval=EvalConfig(episodes=6, seeds=(0,)),
         # Table 2 / 4 on one of MTDiff-S's MT10 tasks and one held-out task (its own 20k-row
         # noisy scripted dataset); one TD3-BC seed of 15k steps (~2 min on a core); 2
@@ -118,6 +123,9 @@ def smoke() -> Config:
         baselines=BaselineConfig(hidden=32, bc_hidden=64, cql_n_actions=4, dt_context=4,
                                  dt_warmup_steps=2, dt_max_timestep=200),
         train=TrainConfig(steps=20, checkpoint_every=10, log_every=5),
+        distill=DistillConfig(student_steps=2, teacher_steps=4, samples=64, teacher_batch=32,
+                              batch_size=16, steps=6, val_samples=8, checkpoint_every=3,
+                              log_every=2),
         eval=EvalConfig(episodes=2, seeds=(0,), max_steps=10),
         offline=OfflineConfig(steps=20, batch_size=32, hidden=32, eval_every=10,
                               eval_episodes=2, eval_envs=2, augment_copies=1,

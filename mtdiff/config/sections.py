@@ -205,6 +205,17 @@ class DiffusionConfig(_Validated):
     temperature: float = 0.5  # beta of low-temperature sampling
     sampler: Literal["ddpm", "ddim", "dpmsolver"] = "ddpm"
     sample_steps: int = 200  # denoising steps at sampling time (== num_steps for DDPM)
+    # How the planner runs its denoising loop (`mtdiff.diffusion.compiled`; same outputs as
+    # the eager loop within 1e-4, tested). "off": the plain eager loop. "inductor":
+    # torch.compile of one denoising step, shapes padded to power-of-two buckets.
+    # "cudagraph": the whole loop captured as one CUDA graph per bucket (CUDA only).
+    # "reduce-overhead": torch.compile's CUDA-graph mode per step (CUDA only). "auto":
+    # cudagraph on CUDA, off on CPU. Default "off": on one CPU core inductor measured 1.07x
+    # (paper-sized) and 1.17x (local) per plan at 1 environment and 0.8x at 50 (padded to
+    # 64: the model is compute-bound there), for 6-140 s of compile per bucket
+    # (benchmarks/planning_speed.py, CPU seconds). CUDA: benchmarks/gpu_check.py measures
+    # it. Not part of any hash that names weights.
+    compile: Literal["off", "auto", "inductor", "reduce-overhead", "cudagraph"] = "off"
 
     def _validate(self) -> None:
         _positive(self, "num_steps", "beta_min", "beta_max", "sample_steps")
@@ -239,6 +250,44 @@ class TrainConfig(_Validated):
         if self.cpus_per_worker is not None:
             _positive(self, "cpus_per_worker")
         _check(0.0 <= self.ema_decay < 1.0, "TrainConfig.ema_decay", "must be in [0, 1)")
+
+
+@dataclass
+class DistillConfig(_Validated):
+    """Few-step student of a trained MTDiff-P (`mtdiff.diffusion.distill`, `pipelines/distill.py`).
+
+    The teacher is sampled as planning samples it: guided DDIM (eta 0) at the run's
+    `diffusion.guidance` and `diffusion.temperature`, over `teacher_steps` steps.
+    """
+
+    student_steps: int = 4  # network evaluations per plan (1-4; must divide teacher_steps)
+    teacher_steps: int = 20  # the teacher's DDIM steps (the DDIM-20 planner it replaces)
+    samples: int = 65_536  # teacher trajectories (conditions from training windows)
+    teacher_batch: int = 512  # trajectories per teacher sampling call
+    batch_size: int = 256  # trajectories per student step (x student_steps network rows)
+    steps: int = 20_000  # student optimisation steps
+    lr: float = 1e-4  # Adam (Salimans & Ho 2022 use 1e-4 for each distillation round)
+    ema_decay: float = 0.995
+    # Share of trajectories conditioned on `eval.target_return` (R_max, what planning asks);
+    # the rest keep their window's own return, so the student stays return-conditioned.
+    target_return_prob: float = 0.5
+    # What the student network predicts: "eps" (the teacher's ε: it starts as the teacher's
+    # own n-step DDIM plan) or "x0" (Salimans & Ho's choice; slower from the teacher's
+    # weights, see mtdiff.diffusion.distill).
+    param: Literal["eps", "x0"] = "eps"
+    val_samples: int = 256  # held-out trajectories for the student-vs-teacher error
+    checkpoint_every: int = 1_000
+    log_every: int = 100
+    seed: int = 0
+
+    def _validate(self) -> None:
+        _positive(self, "student_steps", "teacher_steps", "samples", "teacher_batch",
+                  "batch_size", "steps", "lr", "val_samples", "checkpoint_every", "log_every")
+        _check(self.teacher_steps % self.student_steps == 0, "DistillConfig.student_steps",
+               f"{self.student_steps} must divide teacher_steps={self.teacher_steps}")
+        _check(0.0 <= self.target_return_prob <= 1.0, "DistillConfig.target_return_prob",
+               "must be in [0, 1]")
+        _check(0.0 <= self.ema_decay < 1.0, "DistillConfig.ema_decay", "must be in [0, 1)")
 
 
 @dataclass
@@ -368,6 +417,7 @@ class Config(_Validated):
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     baselines: BaselineConfig = field(default_factory=BaselineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

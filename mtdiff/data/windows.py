@@ -42,7 +42,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from scipy.signal import lfilter
 
 from mtdiff import keys
 from mtdiff.data.normalize import Normalizer
@@ -61,6 +60,8 @@ def reward_to_go(rewards: np.ndarray, starts: np.ndarray, gamma: float) -> np.nd
         csum = np.r_[0.0, np.cumsum(r64)]
         end = np.repeat(bounds[1:], np.diff(bounds))
         return csum[end] - csum[:-1]
+    from scipy.signal import lfilter  # here: the torch-only GPU check has no scipy
+
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         # y[n] = x[n] + gamma * y[n-1] on the reversed episode
         out[a:b] = lfilter([1.0], [1.0, -gamma], r64[a:b][::-1])[::-1]

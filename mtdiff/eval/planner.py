@@ -3,6 +3,12 @@
 `Planner.plan` takes raw (un-normalised) states and prompts for N environments at once
 and makes one batched denoising call for all of them; guidance doubles the batch (the
 conditional and unconditional branches run together).
+
+A distilled student (`mtdiff.train.distill`; its checkpoint meta has ``student``) plans
+through the same call: its own few DDIM steps, one unguided network call each (guidance
+is distilled into it). `diffusion.compile` selects the fixed-shape compiled loop
+(`mtdiff.diffusion.compiled`); its engines and the loaded model are kept per process, so
+an evaluation worker that runs many jobs compiles once (`Planner.compile_seconds`).
 """
 
 from __future__ import annotations
@@ -15,8 +21,15 @@ import torch
 from mtdiff import keys
 from mtdiff.config import DiffusionConfig
 from mtdiff.data.prompts import load_prompts
-from mtdiff.diffusion import guided_model_fn, make_sampler, sample
+from mtdiff.diffusion import DDIMSampler, guided_model_fn, make_sampler, sample
+from mtdiff.diffusion.compiled import engines_of, fast_sampler, resolve_mode
+from mtdiff.diffusion.distill import StudentNet, StudentSpec
+from mtdiff.diffusion.samplers import Sampler
 from mtdiff.train.core import LoadedModel, load_model
+
+# Loaded checkpoints of this process, newest last: (path, mtime, device, ema) -> model.
+_LOADED: dict[tuple[str, int, str, bool], LoadedModel] = {}
+_LOADED_MAX = 4
 
 
 class Planner:
@@ -34,6 +47,13 @@ class Planner:
         if prompts is None and Path(loaded.meta["prompts"]).exists():
             prompts = load_prompts(Path(loaded.meta["prompts"]).parent)
         self.prompts = prompts or {}
+        student = loaded.meta.get("student")
+        self.student = StudentSpec.from_meta(student) if student else None
+        # The network the sampler calls: the student read as an ε-model (one object per
+        # loaded model, so the compiled engines keyed on it are found again).
+        self.net = loaded.model
+        if self.student is not None:
+            self.net = _student_net(loaded, self.student.param)
 
     @property
     def horizon(self) -> int:
@@ -81,14 +101,78 @@ class Planner:
             p = np.concatenate([nz.normalize(keys.OBSERVATION, prompt[..., :od]),
                                 nz.normalize(keys.ACTION, prompt[..., od:])], axis=-1)
             cond[keys.BATCH_PROMPT] = torch.from_numpy(p).to(dev)
-        sampler = make_sampler(dcfg, self.m.schedule)
-        fn = guided_model_fn(self.m.model, cond, dcfg.guidance)
-        x = sample(fn, (N, self.horizon, self.build["act_dim"]), sampler, generator=generator,
-                   device=dev)
+        sampler, guidance = self._sampler(dcfg)
+        shape = (N, self.horizon, self.build["act_dim"])
+        mode = resolve_mode(dcfg.compile, dev)
+        if mode is None:
+            x = sample(guided_model_fn(self.net, cond, guidance), shape, sampler,
+                       generator=generator, device=dev)
+        else:
+            engine = fast_sampler(self.net, sampler, guidance=guidance, mode=mode, device=dev)
+            x = engine(cond, shape, generator=generator)
         return np.clip(nz.unnormalize(keys.ACTION, x.float().cpu().numpy()), -1.0, 1.0)
+
+    def _sampler(self, dcfg: DiffusionConfig) -> tuple[Sampler, float | None]:
+        """(sampler, guidance α) for a plan: the config's, or the student's own steps."""
+        if self.student is None:
+            return make_sampler(dcfg, self.m.schedule), dcfg.guidance
+        s = self.student
+        if (dcfg.guidance, dcfg.temperature) != (s.guidance, s.temperature):
+            raise ValueError(
+                f"this student was distilled at guidance {s.guidance}, temperature "
+                f"{s.temperature}; plan with those, or distil again with --set "
+                f"diffusion.guidance={dcfg.guidance} diffusion.temperature={dcfg.temperature}")
+        # diffusion.sampler / sample_steps do not apply: the student's steps are its own.
+        return DDIMSampler(self.m.schedule, s.steps, temperature=s.temperature), None
+
+    def describe(self, diffusion: DiffusionConfig | None = None) -> dict[str, object]:
+        """How a plan is made: sampler, steps, network calls per plan, batch rows per call."""
+        dcfg = diffusion or self.m.cfg.diffusion
+        sampler, guidance = self._sampler(dcfg)
+        guided = guidance is not None and guidance not in (0.0, 1.0)
+        return {"sampler": type(sampler).__name__, "steps": sampler.num_inference_steps,
+                "network_calls_per_plan": sampler.num_inference_steps,
+                "rows_per_env": 2 if guided else 1, "student": self.student is not None,
+                "compile": dcfg.compile}
+
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds this process spent so far compiling / capturing for this model."""
+        return sum(e.compile_seconds for e in engines_of(self.net))
+
+
+# Student wrappers per loaded model (bounded like `_LOADED`): id(model) -> (model, net).
+_STUDENT_NETS: dict[int, tuple[torch.nn.Module, StudentNet]] = {}
+
+
+def _student_net(loaded: LoadedModel, param: str) -> StudentNet:
+    """One `StudentNet` per loaded student model (engines are cached on it)."""
+    hit = _STUDENT_NETS.get(id(loaded.model))
+    if hit is None or hit[0] is not loaded.model:
+        while len(_STUDENT_NETS) >= 2 * _LOADED_MAX:
+            _STUDENT_NETS.pop(next(iter(_STUDENT_NETS)))
+        net = StudentNet(loaded.model, loaded.schedule, param).to(
+            loaded.schedule.betas.device).eval()
+        hit = _STUDENT_NETS[id(loaded.model)] = (loaded.model, net)
+    return hit[1]
 
 
 def load_planner(path: str | Path, *, device: str | torch.device = "cpu",
-                 ema: bool = True) -> Planner:
-    """A ready-to-plan `Planner` from a checkpoint (folder, run folder or file)."""
-    return Planner(load_model(path, device=device, ema=ema), device=device)
+                 ema: bool = True, cache: bool = True) -> Planner:
+    """A ready-to-plan `Planner` from a checkpoint (folder, run folder or file).
+
+    cache: reuse this process's loaded model of the same checkpoint file (same path and
+    modification time), so compiled engines built for it are reused; the `Planner`
+    (prompts) is new on every call.
+    """
+    if not cache:
+        return Planner(load_model(path, device=device, ema=ema), device=device)
+    from mtdiff.train.checkpoints import CHECKPOINT_FILE, find_checkpoint
+
+    f = find_checkpoint(path) / CHECKPOINT_FILE
+    key = (str(f), f.stat().st_mtime_ns, str(device), ema)
+    if key not in _LOADED:
+        while len(_LOADED) >= _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = load_model(f.parent, device=device, ema=ema)
+    return Planner(_LOADED[key], device=device)

@@ -166,7 +166,8 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
 
 
 def _task_figure(summary: dict[str, Any], path: Path) -> Path:
-    """Success per task (or map), mean ± std over seeds, one bar each."""
+    """Success per task (or map), mean ± std over seeds, one bar each; the average return
+    where a suite has no success (Cheetah-vel, Ant-dir)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,13 +175,15 @@ def _task_figure(summary: dict[str, Any], path: Path) -> Path:
 
     tasks = summary["all"]["tasks"]
     names = [Path(t).stem for t in tasks]
+    key = "success" if all(v["success_mean"] is not None for v in tasks.values()) else "return"
     fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(names) + 1.5), 3.2))
-    ax.bar(range(len(names)), [v["success_mean"] for v in tasks.values()],
-           yerr=[v["success_std"] for v in tasks.values()], capsize=2, color="tab:blue")
+    ax.bar(range(len(names)), [v[f"{key}_mean"] for v in tasks.values()],
+           yerr=[v[f"{key}_std"] or 0.0 for v in tasks.values()], capsize=2, color="tab:blue")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("success")
-    ax.set_title(f"{summary['suite']}: success per task (seeds {summary['all']['seeds']})",
+    if key == "success":
+        ax.set_ylim(0, 1.05)
+    ax.set_ylabel(key if key == "success" else "average return")
+    ax.set_title(f"{summary['suite']}: {key} per task (seeds {summary['all']['seeds']})",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -209,7 +212,8 @@ def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path], out: Path,
                    "return_mean": summary["all"]["return_mean"],
                    "return_std": summary["all"]["return_std"],
                    "env_steps_per_s": summary["env_steps_per_s"],
-                   "wall_seconds": summary["wall_seconds"]}
+                   "wall_seconds": summary["wall_seconds"],
+                   "compile_seconds": summary["all"].get("compile_seconds", 0.0)}
         for group in ("train", "unseen", "heldout", "unseen_wrong_prompt"):
             if group in summary:
                 metrics[f"{group}_success_mean"] = summary[group]["success_mean"]

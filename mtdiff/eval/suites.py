@@ -97,6 +97,8 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
     else:
         prompts = policy.sample_prompts(src, job.episodes, rng)
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=job.episodes)]
+    planner = getattr(policy, "planner", None)  # compiled engines persist per process
+    compiled_before = planner.compile_seconds if planner is not None else 0.0
     res = rollout(policy, envs, max_steps=job.max_steps, prompts=prompts, task_ids=task_ids,
                   env_tasks=[src] * job.episodes, seeds=seeds, stop_on_success=job.stop_on_success,
                   keep_paths=job.keep_paths)
@@ -109,6 +111,8 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
         "lengths": res.lengths.tolist(),
         "first_success": res.first_success.tolist() if scored else None,
         "env_steps": res.env_steps, "plan_seconds": res.plan_seconds, "seconds": res.seconds,
+        "compile_seconds": (planner.compile_seconds - compiled_before) if planner else 0.0,
+        **({"planner": planner.describe(diffusion)} if planner is not None else {}),
         "paths": [p[:, :2].tolist() for p in res.paths] if job.keep_paths else [],
         **job.extra,
     }
@@ -144,4 +148,5 @@ def summarize(results: list[dict[str, Any]], key: str = "task") -> dict[str, Any
             "return_mean": float(np.mean(per_seed["return"])),
             "return_std": float(np.std(per_seed["return"])), "seeds": seed_ids,
             "env_steps": steps, "env_steps_per_s_per_job": steps / max(secs, 1e-9),
-            "plan_seconds": sum(r["plan_seconds"] for r in results)}
+            "plan_seconds": sum(r["plan_seconds"] for r in results),
+            "compile_seconds": sum(r.get("compile_seconds", 0.0) for r in results)}

@@ -1,0 +1,319 @@
+"""GPU check: training and planning throughput of the paper-sized MTDiff-P, in one table.
+
+For a GPU machine lent for ~15 minutes with Python, torch (CUDA), numpy and pyarrow only
+(no Ray, MLflow, MuJoCo, Meta-World, gymnasium, scipy, no network): it imports only the
+torch parts of `mtdiff`, makes its own batches, and stops starting sections when its
+time budget (default 8 min) would be passed. Run from the repository root:
+
+    PYTHONPATH=. python benchmarks/gpu_check.py [--budget 8] [--tiny]
+
+Rows, all measured in this run:
+- matmul rate (fp32, tf32, bf16): the yardstick for the GFLOP/s and utilisation columns;
+- training steps/s of the paper model and batch (400 = 8 x 50 tasks, H=32, J=20, d=256,
+  6 layers): fp32, tf32 and bf16 autocast, one process;
+- DDP: 2 processes on the one GPU with NCCL (NCCL usually refuses two ranks on one
+  device), else gloo, else 1 process; steady steps/s of the whole 400 batch;
+- planning latency (guided, α=1.2) at 1 and 50 environments: DDPM-200 eager (the
+  paper's), DDIM-20 eager (`sample`), DDIM-20 through `FastSampler` with CUDA graphs,
+  inductor and torch.compile's reduce-overhead, and a 4-step student (untrained weights:
+  the time of a plan does not depend on them) eager and with CUDA graphs.
+On a CPU-only machine the CUDA-only rows print "skipped (no CUDA)" (`--tiny`: a tiny
+model, so the tests can run this file on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import time
+from typing import Any
+
+import torch
+
+from mtdiff import keys
+from mtdiff.config import DiffusionConfig, ModelConfig, get_preset
+from mtdiff.diffusion import DiffusionSchedule, guided_model_fn, make_sampler, sample
+from mtdiff.diffusion.compiled import FastSampler
+from mtdiff.diffusion.distill import StudentNet
+from mtdiff.models import build_model
+
+OBS, ACT, J, L = 39, 4, 20, 2
+ROWS: list[tuple[str, str, str, str]] = []  # section, setting, result, note
+
+
+def row(section: str, setting: str, result: str, note: str = "") -> None:
+    """Record a table row and echo it (a crash still leaves the rows so far)."""
+    ROWS.append((section, setting, result, note))
+    print(f"  {section:<10} {setting:<34} {result:<22} {note}", flush=True)
+
+
+class Budget:
+    """Wall-clock guard: sections start only if their estimated need fits."""
+
+    def __init__(self, minutes: float) -> None:
+        self.end = time.perf_counter() + 60 * minutes
+
+    def left(self) -> float:
+        """Seconds left."""
+        return self.end - time.perf_counter()
+
+    def allows(self, need_s: float, section: str, setting: str) -> bool:
+        """True if `need_s` fits; otherwise records a skipped row."""
+        if self.left() >= need_s:
+            return True
+        row(section, setting, "skipped (time)", f"needs ~{need_s:.0f} s, {self.left():.0f} left")
+        return False
+
+
+def sync(dev: torch.device) -> None:
+    """Wait for the device (timings on CUDA are otherwise launch times)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def timed(fn: Any, dev: torch.device, reps: int) -> float:
+    """Median seconds of `reps` calls after one warm-up."""
+    fn()
+    sync(dev)
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync(dev)
+        ts.append(time.perf_counter() - t0)
+    return sorted(ts)[len(ts) // 2]
+
+
+def matmul_rate(dev: torch.device, dtype: torch.dtype, n: int) -> float:
+    """Measured FLOP/s of an n x n matmul."""
+    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
+    reps = max(2, int((2e12 if dev.type == "cuda" else 2e10) / (2 * n**3)))
+    return 2 * n**3 * reps / timed(lambda: [a @ b for _ in range(reps)], dev, 2)
+
+
+def model_cfg(tiny: bool, dropout: float) -> ModelConfig:
+    """The paper's MTDiff-P (or a tiny one for a CPU test run)."""
+    if tiny:
+        return ModelConfig(d_model=32, n_layer=1, n_head=2, dropout=dropout)
+    return ModelConfig(dropout=dropout)
+
+
+def make_batch(B: int, H: int, dev: torch.device) -> dict[str, torch.Tensor]:
+    """A random training batch with the window sampler's keys and shapes."""
+    return {keys.BATCH_ACTIONS: torch.randn(B, H, ACT, device=dev),
+            keys.BATCH_HISTORY: torch.randn(B, L, OBS, device=dev),
+            keys.BATCH_PROMPT: torch.randn(B, J, OBS + ACT, device=dev),
+            keys.BATCH_RETURN: torch.rand(B, 1, device=dev),
+            keys.BATCH_MASK: torch.ones(B, H, device=dev)}
+
+
+def train_rate(dev: torch.device, tiny: bool, B: int, H: int, steps: int, *, bf16: bool,
+               model: torch.nn.Module | None = None) -> tuple[float, float]:
+    """(steps/s, FLOPs per step) of the plain training step (loss, backward, Adam)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mtdiff.train.core import diffusion_step_loss
+
+    cfg = get_preset("paper")
+    model = model or build_model(model_cfg(tiny, 0.1), obs_dim=OBS, act_dim=ACT, horizon=H,
+                                 history=L, prompt_len=J, num_tasks=50).to(dev)
+    sched = DiffusionSchedule.from_config(cfg.diffusion).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+    batch = make_batch(B, H, dev)
+
+    def step() -> None:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = diffusion_step_loss(model, sched, batch, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as fc:
+        step()
+    return 1.0 / timed(lambda: [step() for _ in range(steps)], dev, 1) * steps, float(
+        fc.get_total_flops())
+
+
+def _ddp_worker(rank: int, world: int, backend: str, port: int, tiny: bool, H: int,
+                steps: int, queue: Any) -> None:
+    """One DDP rank on GPU 0: a batch of 400 / world, report steps/s from rank 0."""
+    import torch.distributed as dist
+
+    try:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        dist.init_process_group(backend, rank=rank, world_size=world)
+        dev = torch.device("cuda", 0)
+        torch.cuda.set_device(dev)
+        model = build_model(model_cfg(tiny, 0.1), obs_dim=OBS, act_dim=ACT, horizon=H,
+                            history=L, prompt_len=J, num_tasks=50).to(dev)
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[0])
+        rate, _ = train_rate(dev, tiny, 400 // world, H, steps, bf16=False, model=ddp)
+        dist.barrier()
+        if rank == 0:
+            queue.put(("ok", rate))
+        dist.destroy_process_group()
+    except Exception as e:  # noqa: BLE001 - reported as the row's result
+        queue.put(("error", f"{type(e).__name__}: {str(e).splitlines()[0][:60]}"))
+
+
+def ddp_rate(backend: str, world: int, tiny: bool, H: int, steps: int,
+             timeout: float) -> tuple[str, float | str]:
+    """Run `world` DDP processes; ("ok", steps/s) or ("error"/"timeout", message)."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [ctx.Process(target=_ddp_worker, args=(r, world, backend, port, tiny, H, steps, q))
+             for r in range(world)]
+    for p in procs:
+        p.start()
+    end = time.perf_counter() + timeout
+    result: tuple[str, float | str] = ("timeout", f"no result in {timeout:.0f} s")
+    while time.perf_counter() < end:
+        if not q.empty():
+            result = q.get()
+            break
+        if all(not p.is_alive() for p in procs) and q.empty():
+            time.sleep(0.5)
+            result = q.get() if not q.empty() else ("error", "workers exited")
+            break
+        time.sleep(0.2)
+    for p in procs:
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+    return result
+
+
+def sampling_rows(dev: torch.device, tiny: bool, H: int, budget: Budget, peak: float) -> None:
+    """Planning latency rows at 1 and 50 environments."""
+    model = build_model(model_cfg(tiny, 0.0), obs_dim=OBS, act_dim=ACT, horizon=H, history=L,
+                        prompt_len=J, num_tasks=50).to(dev).eval().requires_grad_(False)
+    sched = DiffusionSchedule.vp(200).to(dev)
+    student = StudentNet(model, sched).to(dev).eval()
+    for n in (1, 50):
+        _sampling_at(n, model, student, sched, dev, tiny, H, budget, peak)
+
+
+def _sampling_at(n: int, model: torch.nn.Module, student: StudentNet, sched: DiffusionSchedule,
+                 dev: torch.device, tiny: bool, H: int, budget: Budget, peak: float) -> None:
+    """The sampling rows for n environments."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cond = {keys.BATCH_PROMPT: torch.randn(n, J, OBS + ACT, device=dev),
+            keys.BATCH_HISTORY: torch.randn(n, L, OBS, device=dev),
+            keys.BATCH_RETURN: torch.ones(n, 1, device=dev)}
+    with FlopCounterMode(display=False) as fc:
+        model(torch.randn(n, H, ACT, device=dev), torch.zeros(n, dtype=torch.long, device=dev),
+              cond)
+    flops_row = fc.get_total_flops() / n  # per environment and network call
+    shape = (n, H, ACT)
+
+    def report(setting: str, secs: float, rows_per_env: int, calls: int, note: str = "") -> None:
+        gf = flops_row * n * rows_per_env * calls / secs
+        row("sampling", f"{setting}, {n} env", f"{secs * 1e3:9.2f} ms/plan",
+            f"{gf / 1e9:.3g} GFLOP/s ({gf / peak:.0%} of matmul) {note}")
+
+    def sampler(name: str, steps: int) -> Any:
+        return make_sampler(DiffusionConfig(sampler=name, sample_steps=steps), sched)  # type: ignore[arg-type]
+
+    ddim, ddpm, s4 = sampler("ddim", 20), sampler("ddpm", 200), sampler("ddim", 4)
+    fn = guided_model_fn(model, cond, 1.2)
+    sfn = guided_model_fn(student, cond, None)
+    one = timed(lambda: sample(fn, shape, ddim, device=dev), dev, 3)
+    if budget.allows(200 / 20 * one * 2 + 5, "sampling", f"DDPM-200 eager, {n} env"):
+        report("DDPM-200 eager", timed(lambda: sample(fn, shape, ddpm, device=dev), dev, 1),
+               2, 200)
+    report("DDIM-20 eager", one, 2, 20)
+    report("student-4 eager", timed(lambda: sample(sfn, shape, s4, device=dev), dev, 3), 1, 4)
+    runs = [("DDIM-20 cudagraph", model, ddim, 1.2, "cudagraph", 10, 2, 20),
+            ("student-4 cudagraph", student, s4, None, "cudagraph", 10, 1, 4),
+            ("DDIM-20 inductor", model, ddim, 1.2, "inductor", 40 if tiny else 150, 2, 20),
+            ("DDIM-20 reduce-overhead", model, ddim, 1.2, "reduce-overhead", 150, 2, 20)]
+    for setting, net, smp, g, mode, need, rows_per_env, calls in runs:
+        if mode in ("cudagraph", "reduce-overhead") and dev.type != "cuda":
+            row("sampling", f"{setting}, {n} env", "skipped (no CUDA)")
+            continue
+        if not budget.allows(need, "sampling", f"{setting}, {n} env"):
+            continue
+        try:
+            eng = FastSampler(net, smp, guidance=g, mode=mode, device=dev)  # type: ignore[arg-type]
+            t0 = time.perf_counter()
+            eng(cond, shape)
+            first = time.perf_counter() - t0
+            report(setting, timed(lambda eng=eng: eng(cond, shape), dev, 5), rows_per_env,
+                   calls, f"(first call {first:.1f} s)")
+        except Exception as e:  # noqa: BLE001 - one failed mode must not end the check
+            row("sampling", f"{setting}, {n} env", "failed", f"{type(e).__name__}: {e}"[:90])
+
+
+def main() -> None:
+    """Run the sections that fit the budget and print the table."""
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget", type=float, default=8.0, help="minutes (default 8)")
+    p.add_argument("--tiny", action="store_true", help="a tiny model (CPU test run)")
+    p.add_argument("--steps", type=int, default=10, help="training steps per measurement")
+    args = p.parse_args()
+    budget = Budget(args.budget)
+    cuda = torch.cuda.is_available()
+    dev = torch.device("cuda" if cuda else "cpu")
+    H = 8 if args.tiny else 32
+    steps = 2 if args.tiny else args.steps
+    name = torch.cuda.get_device_name(dev) if cuda else f"CPU, {torch.get_num_threads()} threads"
+    print(f"gpu_check: torch {torch.__version__}, {name}, budget {args.budget} min"
+          f"{', tiny model' if args.tiny else ', paper-sized MTDiff-P'}", flush=True)
+    n = 256 if args.tiny else (8192 if cuda else 1024)
+    peaks = {"fp32": matmul_rate(dev, torch.float32, n)}
+    row("matmul", f"fp32 {n}x{n}", f"{peaks['fp32'] / 1e9:.0f} GFLOP/s")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        peaks["tf32"] = matmul_rate(dev, torch.float32, n)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        row("matmul", f"tf32 {n}x{n}", f"{peaks['tf32'] / 1e9:.0f} GFLOP/s")
+    peaks["bf16"] = matmul_rate(dev, torch.bfloat16, n)
+    row("matmul", f"bf16 {n}x{n}", f"{peaks['bf16'] / 1e9:.0f} GFLOP/s")
+
+    base = None
+    for prec in ("fp32", "tf32", "bf16"):
+        if prec == "tf32" and not cuda:
+            row("train", "tf32, 1 process", "skipped (no CUDA)")
+            continue
+        if not budget.allows(5 if args.tiny else 30, "train", f"{prec}, 1 process"):
+            continue
+        torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
+        rate, flops = train_rate(dev, args.tiny, 400, H, steps, bf16=prec == "bf16")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        base = base or rate
+        row("train", f"{prec}, 1 process, batch 400", f"{rate:.2f} steps/s",
+            f"{rate * flops / 1e9:.0f} GFLOP/s ({rate * flops / peaks[prec]:.0%} of matmul), "
+            f"{rate / base:.2f}x fp32")
+
+    sampling_rows(dev, args.tiny, H, budget, peaks["fp32"])
+
+    if not cuda:
+        row("ddp", "2 processes, NCCL", "skipped (no CUDA)")
+    else:
+        for backend, world in (("nccl", 2), ("gloo", 2), ("nccl", 1)):
+            if not budget.allows(60, "ddp", f"{world} process(es), {backend}"):
+                break
+            status, value = ddp_rate(backend, world, args.tiny, H, steps,
+                                     min(150.0, budget.left() - 10))
+            if status == "ok":
+                row("ddp", f"{world} process(es), {backend}, batch 400",
+                    f"{float(value):.2f} steps/s", f"{float(value) / (base or 1):.2f}x 1-proc fp32")
+                break
+            row("ddp", f"{world} process(es), {backend}", status, str(value))
+
+    print(f"\n{'section':<10} {'setting':<34} {'result':<22} note")
+    for section, setting, result, note in ROWS:
+        print(f"{section:<10} {setting:<34} {result:<22} {note}")
+    print(f"total {60 * args.budget - budget.left():.0f} s")
+
+
+if __name__ == "__main__":
+    main()
