@@ -82,7 +82,7 @@ def ant_dir_default() -> MujocoSuiteConfig:
 
 def check_suite_tasks(suite: str, section: MujocoSuiteConfig) -> None:
     """Raise `ConfigError` unless the section's task specs name tasks of `suite`."""
-    from mtdiff.envs.mujoco_tasks import resolve_tasks
+    from mtdiff.envs.mujoco_specs import resolve_tasks
 
     name = section_name(suite)
     for field_name in ("tasks", "heldout_tasks"):
