@@ -6,6 +6,7 @@ or a measurement here) when it is not obvious.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -61,13 +62,27 @@ class MetaWorldConfig(_Validated):
     source: Literal["sac", "scripted"] = "sac"
     transitions_per_task: int = 1_000_000  # paper: 1M per task from SAC's replay buffer
     episode_steps: int = 500
-    # Scripted experts: the episodes are split evenly over these Gaussian noise stds.
-    scripted_noise: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5)
+    # Scripted experts stand in for SAC's replay buffer: episodes are written in time order
+    # like a learning agent's, so the sub-optimal view (the first 50% of a task's
+    # episodes, paper App. G) is the worse half. The first `scripted_random` of a task's
+    # episodes take uniform random actions (SAC's warm-up), the rest are split evenly, in
+    # the order given, over these Gaussian action-noise stds. The defaults (random 10%,
+    # then noise 2.0, 1.0, 0.5, 0.2, 0.0) are sized by measurement
+    # (`benchmarks/scripted_quality.py`): noise <= 0.5 barely changes the experts' success
+    # on MT10, so the spread comes from the larger stds. Before this option existed:
+    # `scripted_noise=0.0,0.1,0.3,0.5` with `scripted_random=0.0` (near-expert throughout,
+    # the *cleanest* half in the sub-optimal view).
+    scripted_noise: tuple[float, ...] = (2.0, 1.0, 0.5, 0.2, 0.0)
+    scripted_random: float = 0.1
 
     def _validate(self) -> None:
         _positive(self, "transitions_per_task", "episode_steps")
+        _check(len(self.scripted_noise) > 0, "MetaWorldConfig.scripted_noise",
+               "needs at least one noise level")
         _check(all(n >= 0 for n in self.scripted_noise), "MetaWorldConfig.scripted_noise",
                "noise levels must be >= 0")
+        _check(0.0 <= self.scripted_random < 1.0, "MetaWorldConfig.scripted_random",
+               f"must be in [0, 1), got {self.scripted_random}")
 
 
 @dataclass
@@ -102,6 +117,15 @@ class CollectConfig(_Validated):
     prompt_episodes: int = 5  # expert demonstrations per task kept for prompts
     prompts_per_task: int = 50  # J-step windows cut from them (the prompt set Z)
     prompt_len: int = 20  # J (paper App. A)
+    # Where in a demonstration the prompt windows are cut (both suites; Maze2D demos end at
+    # G, so there every window is already before success). The paper only says "J-step
+    # (s, a) of an expert demonstration"; the authors cut Meta-World windows starting in
+    # [0, 150) of a 500-step demo, where the task is being done. "before-success" (default):
+    # windows ending at or before the demo's first success step (a demo that never
+    # succeeds: anywhere), so the prompt shows the task being solved, not the arm hovering
+    # after it. "anywhere": uniform over the whole demo (before this option existed; most
+    # windows of a 500-step scripted demo then lie after success).
+    prompt_window: Literal["before-success", "anywhere"] = "before-success"
     num_cpus_per_task: float = 1.0
     num_gpus_per_task: float = 0.0
 
@@ -128,11 +152,28 @@ class DataConfig(_Validated):
     # Paper: unspecified -> per-dimension z-score pooled over tasks.
     # Authors' code: "minmax" (pooled over tasks, to [-1, 1]).
     normalizer: Literal["gaussian", "minmax"] = "gaussian"
-    # Paper: "normalised cumulative return" -> reward-to-go / the task's largest
-    # reward-to-go (in [0, 1]). Authors' code: "steps-left" (discounted reward-to-go
-    # divided by the number of steps left in the episode), with return_discount=0.99.
-    return_scale: Literal["task-max", "steps-left"] = "task-max"
-    return_discount: float = 1.0
+    # R(tau), the return MTDiff-P conditions on (`mtdiff.data.windows.normalized_returns`).
+    # The paper says "normalised cumulative return" and evaluates at R_max, no more. Planning
+    # asks for the target (`eval.target_return`) at *every* step, so the default is a return
+    # the target can reach at every step:
+    # "time-max" (default): discounted reward-to-go (gamma = return_discount = 0.99, as the
+    #   authors and Decision Diffuser) / the largest one the task's data shows with at most
+    #   as many steps left before the time limit, in [0, 1]: R = 1 (the natural target) is
+    #   "the best seen with this much time left", reached in the data at every step.
+    # "task-max": reward-to-go min-max scaled per task to [0, 1] (natural target 1). With
+    #   return_discount=1 (before these options existed) the best value at step t of a
+    #   500-step Meta-World episode is ~(500 - t)/500, so R = 1 asks the unreachable from
+    #   t ~ 100 on; with 0.99 it is reachable until ~100 steps before the limit.
+    # "steps-left" (authors' Meta-World code): discounted reward-to-go / steps left in the
+    #   episode, in reward units (their target 9.0 on Meta-World's 0-10 rewards; natural
+    #   target here: the largest value in the training data).
+    return_scale: Literal["time-max", "task-max", "steps-left"] = "time-max"
+    return_discount: float = 0.99
+    # Maze2D prompt (Meta-World always uses "demo"): "demo" (paper eq. 8, default): J-step
+    # (s, a) windows of an expert demonstration of the map. "layout" (authors' Maze2D
+    # code): the map itself, one token per cell inside the outer wall (wall / free / goal and
+    # the cell's position), so an unseen map needs no demonstration: a map file is enough.
+    prompt_kind: Literal["demo", "layout"] = "demo"
 
     def _validate(self) -> None:
         _positive(self, "horizon", "prompt_len", "batch_per_task")
@@ -177,6 +218,12 @@ class DiffusionConfig(_Validated):
     temperature: float = 0.5  # beta of low-temperature sampling
     sampler: Literal["ddpm", "ddim", "dpmsolver"] = "ddpm"
     sample_steps: int = 200  # denoising steps at sampling time (== num_steps for DDPM)
+    # Clamp the predicted clean sample x0-hat to the training data's range (in normalised
+    # units: [-1, 1] for "minmax", per-dimension [(min - mean)/std, (max - mean)/std] for
+    # "gaussian") at every denoising step, as the authors' code does (clip_denoised). The
+    # paper does not say. Planning and synthesis both honour it; see the README for the
+    # measurement behind the default.
+    clip_denoised: bool = False
 
     def _validate(self) -> None:
         _positive(self, "num_steps", "beta_min", "beta_max", "sample_steps")
@@ -219,7 +266,11 @@ class EvalConfig(_Validated):
 
     episodes: int = 50  # per task (Meta-World) or map (Maze2D), per seed
     seeds: tuple[int, ...] = (0, 1, 2)
-    target_return: float = 1.0  # R_max in the normalised return scale
+    # R_max the planner is asked for, on the checkpoint's return scale (data.return_scale).
+    # None (default): that definition's natural target (1.0 for "time-max" and "task-max",
+    # the training data's largest return for "steps-left"); a value outside the range of
+    # the returns the checkpoint was trained on is an error. Before this option: 1.0.
+    target_return: float | None = None
     max_steps: int | None = None  # None: the suite's (500 Meta-World, maze2d.eval_episode_steps)
     num_cpus_per_actor: float = 1.0
     num_gpus_per_actor: float = 0.0
@@ -232,6 +283,9 @@ class EvalConfig(_Validated):
     def _validate(self) -> None:
         _positive(self, "episodes", "num_cpus_per_actor")
         _check(len(self.seeds) > 0, "EvalConfig.seeds", "needs at least one seed")
+        if self.target_return is not None:
+            _check(math.isfinite(self.target_return), "EvalConfig.target_return",
+                   f"must be a finite number or null, got {self.target_return}")
         if self.max_steps is not None:
             _positive(self, "max_steps")
 

@@ -35,7 +35,7 @@ class RolloutResult:
 
 def rollout(planner: Planner, envs: list[gym.Env], *, max_steps: int,
             prompts: np.ndarray | None = None, task_ids: np.ndarray | None = None,
-            diffusion: DiffusionConfig | None = None, target_return: float = 1.0,
+            diffusion: DiffusionConfig | None = None, target_return: float | None = None,
             reset_options: list[dict] | None = None, seeds: list[int] | None = None,
             stop_on_success: bool = False, keep_paths: bool = False,
             generator: torch.Generator | None = None,
@@ -44,7 +44,8 @@ def rollout(planner: Planner, envs: list[gym.Env], *, max_steps: int,
 
     prompts: (N, J, obs+act) raw prompt windows, one per environment (MTDiff-P); or
     task_ids (N,) for the one-hot variant. History before the first step repeats the
-    initial state (as in training's padding).
+    initial state (as in training's padding). target_return: None = the checkpoint's
+    natural target (`Planner.plan`).
     """
     import time
 

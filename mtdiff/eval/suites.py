@@ -37,19 +37,24 @@ class EvalJob:
 
 
 def _maze_prompts(planner: Any, maze: Any, cfg: Any, seed: int) -> np.ndarray:
-    """A prompt set for a map the dataset has none for, from fresh expert episodes."""
+    """A prompt set for a map the dataset has none for: its layout (a layout checkpoint),
+    else windows of fresh expert episodes."""
     from mtdiff.data.prompts import cut_prompt_windows
     from mtdiff.envs.maze2d import expert_episode
 
+    if planner.prompt_kind == "layout":
+        return planner.layout_prompt(maze)
     demos = [expert_episode(maze, seed=seed + 17 + i, max_steps=cfg.maze2d.eval_episode_steps)
              for i in range(cfg.collect.prompt_episodes)]
     return cut_prompt_windows(demos, planner.build["prompt_len"], cfg.collect.prompts_per_task,
-                              np.random.default_rng(seed))
+                              np.random.default_rng(seed), window=cfg.collect.prompt_window)
 
 
-def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
+def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float | None,
             device: str | None = None) -> dict[str, Any]:
-    """Evaluate one batch (runs inside a Ray task); returns plain per-episode results."""
+    """Evaluate one batch (runs inside a Ray task); returns plain per-episode results.
+
+    target_return: R_max on the checkpoint's return scale; None = its natural target."""
     from mtdiff.eval.planner import load_planner
     from mtdiff.eval.rollout import rollout
     from mtdiff.runtime import set_torch_threads

@@ -79,7 +79,8 @@ def stage_dir(cfg: Config, checkpoint: str | Path, out: str | Path) -> Path:
     ckpt = os.path.relpath(Path(checkpoint).resolve(), Path(out).resolve())
     h = config_hash({"offline": offline, "checkpoint": ckpt, "view": cfg.data.view,
                      "collect": cfg.collect, "episode_steps": cfg.metaworld.episode_steps,
-                     "sampling": [cfg.diffusion.sampler, cfg.diffusion.sample_steps]})
+                     "sampling": [cfg.diffusion.sampler, cfg.diffusion.sample_steps,
+                                  cfg.diffusion.clip_denoised]})
     return Path(out) / "offline" / f"synth-{h}"
 
 
@@ -89,7 +90,8 @@ def heldout_dataset(cfg: Config, tasks: list[str], out: str | Path) -> Path:
 
     o = cfg.offline
     mw = replace(cfg.metaworld, tasks=",".join(tasks), source="scripted",
-                 transitions_per_task=o.heldout_transitions, scripted_noise=o.heldout_noise)
+                 transitions_per_task=o.heldout_transitions, scripted_noise=o.heldout_noise,
+                 scripted_random=0.0)
     c = replace(cfg, metaworld=mw)
     root = Path(out) / "data" / f"metaworld-{c.collection_hash('metaworld')}"
     print(f"[offline] original data of task(s) MTDiff-S never saw ({', '.join(tasks)}): {root}")
@@ -119,7 +121,7 @@ def build_source(cfg: Config, checkpoint: str | Path, task: str, seen: bool, dat
             num = o.synth_transitions or o.augment_copies * len(original)
             print(f"[offline] {task}: synthesizing {num} transitions with MTDiff-S")
             synthesize(checkpoint, tasks=[task], num=num, out=syn,
-                       prompt_episodes=o.prompt_episodes, seed=o.seed)
+                       prompt_episodes=o.prompt_episodes, seed=o.seed, diffusion=cfg.diffusion)
         shutil.rmtree(aug, ignore_errors=True)
         combine(dataset, syn, aug, tasks=[task], view=view)
     return TaskSource(task, seen, original, dataset, _load_task(aug, task, "near-optimal"))
