@@ -157,9 +157,9 @@ class DataConfig(_Validated):
     # asks for the target (`eval.target_return`) at *every* step, so the default is a return
     # the target can reach at every step:
     # "time-max" (default): discounted reward-to-go (gamma = return_discount = 0.99, as the
-    #   authors and Decision Diffuser) / the largest one the task's data shows with at most
-    #   as many steps left before the time limit, in [0, 1]: R = 1 (the natural target) is
-    #   "the best seen with this much time left", reached in the data at every step.
+    #   authors and Decision Diffuser), min-max scaled per task and per number of steps left
+    #   before the time limit, in [0, 1]: R = 1 (the natural target) is "as good as the best
+    #   episode in the data from this point in time", reached in the data at every step.
     # "task-max": reward-to-go min-max scaled per task to [0, 1] (natural target 1). With
     #   return_discount=1 (before these options existed) the best value at step t of a
     #   500-step Meta-World episode is ~(500 - t)/500, so R = 1 asks the unreachable from

@@ -56,14 +56,13 @@ RETURN_SCALES: tuple[str, ...] = ("time-max", "task-max", "steps-left")
 
 
 def _time_max(rtg: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """(N,) rtg / the largest rtg seen with at most as many steps left (see below)."""
+    """(N,) rtg scaled by the largest rtg seen with as many steps left (see below)."""
     # Steps left before the time limit; the limit is the task's longest episode in the
     # data (every Meta-World episode runs to it; a Maze2D goal episode ends early at G).
     left = int(steps.max()) + 1 - steps.astype(np.int64)  # (N,) in [1, T]
     lo = rtg.min()
     best = np.full(int(left.max()) + 1, -np.inf)
-    np.maximum.at(best, left, rtg)  # best[n]: the largest rtg with exactly n steps left
-    best = np.maximum.accumulate(best)  # ... with at most n left: reachable in n steps
+    np.maximum.at(best, left, rtg)  # best[n]: the largest rtg with n steps left
     span = best[left] - lo
     out = np.ones_like(rtg)  # every row at this n has the task's lowest rtg: all "best"
     ok = span > 1e-8
@@ -76,9 +75,10 @@ def normalized_returns(task: TaskData, gamma: float, scale: ReturnScale) -> np.n
 
     rtg = reward-to-go discounted by `gamma`, within each episode.
     ``time-max``: (rtg - lo) / (M(n) - lo), lo the task's smallest rtg, M(n) the largest rtg
-    of the task's rows with at most n steps left (n = this row's steps left before the time
-    limit). In [0, 1]; R = 1 was reached in the data with this much time left or less, so
-    it is a target a planner can be given at every step of an episode.
+    of the task's rows with the same number n of steps left before the time limit (the
+    task's longest episode). In [0, 1], and R = 1 occurs at every n: "as good as the best
+    episode in the data from this point in time", a target a planner can be given at every
+    step of an episode.
     ``task-max``: rtg mapped to [0, 1] by the task's smallest and largest rtg.
     ``steps-left`` (authors' code): rtg / number of steps left in the episode.
     """
