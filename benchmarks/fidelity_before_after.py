@@ -40,7 +40,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mtdiff.config import Config, apply_overrides, get_preset
+from mtdiff.config import Config, apply_overrides, get_preset, to_dict
 from mtdiff.eval.bootstrap import Interval, Outcomes, difference_ci, success_ci
 
 # The option values before issue 11 (each fix's old behaviour, kept selectable).
@@ -79,11 +79,13 @@ def _evaluate(cfg: Config, ckpt: Path, suite: str, dest: Path, *, episodes: int,
     from mtdiff.eval.stage import run as evaluate
 
     result = dest / f"eval-{suite}.json"
-    if result.exists():
-        saved = json.loads(result.read_text())
-        if Path(saved["summary"]["checkpoint"]).resolve() == Path(ckpt).resolve():
-            return saved["episodes"]
     ecfg = replace(cfg.eval, episodes=episodes, seeds=(0,))
+    if result.exists():
+        s = json.loads(result.read_text())
+        if Path(s["summary"]["checkpoint"]).resolve() == Path(ckpt).resolve() and \
+                s["summary"]["diffusion"] == to_dict(cfg.diffusion) and \
+                s["summary"]["eval"] == to_dict(ecfg):  # the same evaluation: reuse it
+            return s["episodes"]
     evaluate(ckpt, suite=suite, out=dest, cfg_overrides=cfg, eval_cfg=ecfg, maps=maps,
              wrong_prompt=suite == "maze2d", track=False)
     return json.loads(result.read_text())["episodes"]

@@ -30,20 +30,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="denoising steps at sampling time")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale alpha")
     p.add_argument("--temperature", type=float, help="low-temperature beta")
-    p.add_argument("--target-return", type=float)
+    p.add_argument("--target-return", type=float, help="R_max on the checkpoint's return "
+                   "scale (default: the scale's own target, 1 for time-max and task-max)")
     p.add_argument("--no-wrong-prompt", action="store_true",
                    help="skip the wrong-prompt control on unseen maps")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.FIELD=VALUE", help="override the checkpoint's config for "
+                   "this evaluation, e.g. --set diffusion.clip_denoised=false (repeatable)")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
 
-    from mtdiff.config import ConfigError, from_dict
+    from mtdiff.config import ConfigError, apply_overrides, from_dict
     from mtdiff.eval.stage import run
     from mtdiff.train.core import CheckpointError, load_checkpoint
     from mtdiff.train.stage import find_checkpoint
 
     try:
-        cfg = from_dict(load_checkpoint(find_checkpoint(args.checkpoint))["meta"]["config"])
+        cfg = apply_overrides(from_dict(load_checkpoint(find_checkpoint(args.checkpoint))
+                                        ["meta"]["config"]), args.overrides)
         d = {k: v for k, v in {"sampler": args.sampler, "sample_steps": args.steps,
                                "guidance": args.guidance, "temperature": args.temperature}.items()
              if v is not None}
@@ -64,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     a = summary["all"]
     print(f"{args.suite}: success {a['success_mean']:.3f} ± {a['success_std']:.3f} over seeds "
           f"{a['seeds']} ({dcfg.sampler}, {dcfg.sample_steps} steps, alpha={dcfg.guidance}, "
-          f"beta={dcfg.temperature}); {summary['env_steps_per_s']:.1f} env steps/s")
+          f"beta={dcfg.temperature}, clip={dcfg.clip_denoised}, target return "
+          f"{summary['target_return']:g}); {summary['env_steps_per_s']:.1f} env steps/s")
     for group in ("train", "unseen", "unseen_wrong_prompt", "heldout"):
         if group in summary:
             print(f"  {group:<20} success {summary[group]['success_mean']:.3f}")
