@@ -9,7 +9,11 @@ to the noise-free expert measured in the same run.
     python benchmarks/scripted_quality.py [--tasks MT10] [--episodes 6]
         [--levels 0 0.5 1 2 random] [--steps 500]
 
-MEASURED
+Measured (defaults: MT10, 6 episodes of 500 steps per task and level, 2 shared cores,
+515 s): success [95% CI] 0.98 [0.95, 1.00] at noise 0, 0.92 [0.85, 0.97] at 0.5,
+0.82 [0.75, 0.88] at 1, 0.67 [0.62, 0.72] at 2, 0.03 [0.00, 0.07] random; mean return
+3896, 3511, 2748, 2203, 399. The old default levels (<= 0.5) barely separate the views;
+the spread comes from noise 1-2 and random episodes.
 """
 
 from __future__ import annotations
