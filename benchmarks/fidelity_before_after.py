@@ -133,7 +133,7 @@ def maze2d_part(args: argparse.Namespace, out: Path) -> dict[str, Outcomes]:
     conds: dict[str, Outcomes] = {}
     shared = arm_config(args.preset, "after", args.set)
     data = _collect(shared, "maze2d", out)  # one dataset: see the module docstring
-    arms = [("before", "demo", []), ("after", "demo", []),
+    arms = [("after", "demo", []), ("before", "demo", []),
             ("after", "layout", ["data.prompt_kind=layout"])]
     for arm, kind, more in arms:
         cfg = arm_config(args.preset, arm, [*args.set, *more])
