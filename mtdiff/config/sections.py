@@ -62,16 +62,12 @@ class MetaWorldConfig(_Validated):
     source: Literal["sac", "scripted"] = "sac"
     transitions_per_task: int = 1_000_000  # paper: 1M per task from SAC's replay buffer
     episode_steps: int = 500
-    # Scripted experts stand in for SAC's replay buffer: episodes are written in time order
-    # like a learning agent's, so the sub-optimal view (the first 50% of a task's
-    # episodes, paper App. G) is the worse half. The first `scripted_random` of a task's
-    # episodes take uniform random actions (SAC's warm-up), the rest are split evenly, in
-    # the order given, over these Gaussian action-noise stds. The defaults (random 10%,
-    # then noise 2.0, 1.0, 0.5, 0.2, 0.0) are sized by measurement
-    # (`benchmarks/scripted_quality.py`): noise <= 0.5 barely changes the experts' success
-    # on MT10, so the spread comes from the larger stds. Before this option existed:
-    # `scripted_noise=0.0,0.1,0.3,0.5` with `scripted_random=0.0` (near-expert throughout,
-    # the *cleanest* half in the sub-optimal view).
+    # Scripted experts stand in for SAC's replay buffer, worst episodes first (as a learning
+    # agent's), so the sub-optimal view (first 50%, paper App. G) is the worse half: the
+    # first `scripted_random` of a task's episodes act uniformly at random (SAC's warm-up),
+    # the rest are split evenly, in the order given, over these action-noise stds (sized by
+    # `benchmarks/scripted_quality.py`: noise <= 0.5 barely hurts the experts). Before:
+    # scripted_noise=0.0,0.1,0.3,0.5 scripted_random=0.0 (the cleanest half first).
     scripted_noise: tuple[float, ...] = (2.0, 1.0, 0.5, 0.2, 0.0)
     scripted_random: float = 0.1
 
@@ -117,14 +113,11 @@ class CollectConfig(_Validated):
     prompt_episodes: int = 5  # expert demonstrations per task kept for prompts
     prompts_per_task: int = 50  # J-step windows cut from them (the prompt set Z)
     prompt_len: int = 20  # J (paper App. A)
-    # Where in a demonstration the prompt windows are cut (both suites; Maze2D demos end at
-    # G, so there every window is already before success). The paper only says "J-step
-    # (s, a) of an expert demonstration"; the authors cut Meta-World windows starting in
-    # [0, 150) of a 500-step demo, where the task is being done. "before-success" (default):
-    # windows ending at or before the demo's first success step (a demo that never
-    # succeeds: anywhere), so the prompt shows the task being solved, not the arm hovering
-    # after it. "anywhere": uniform over the whole demo (before this option existed; most
-    # windows of a 500-step scripted demo then lie after success).
+    # Where prompt windows are cut from a demonstration. The paper does not say; the
+    # authors start Meta-World windows in [0, 150) of a 500-step demo. "before-success"
+    # (default): windows ending at or before the demo's first success (anywhere in a demo
+    # that never succeeds): the task being solved. "anywhere" (before): uniform over the
+    # demo, mostly the arm hovering after success. Maze2D demos end at G: no difference.
     prompt_window: Literal["before-success", "anywhere"] = "before-success"
     num_cpus_per_task: float = 1.0
     num_gpus_per_task: float = 0.0
@@ -153,9 +146,8 @@ class DataConfig(_Validated):
     # Authors' code: "minmax" (pooled over tasks, to [-1, 1]).
     normalizer: Literal["gaussian", "minmax"] = "gaussian"
     # R(tau), the return MTDiff-P conditions on (`mtdiff.data.windows.normalized_returns`).
-    # The paper says "normalised cumulative return" and evaluates at R_max, no more. Planning
-    # asks for the target (`eval.target_return`) at *every* step, so the default is a return
-    # the target can reach at every step:
+    # The paper says "normalised cumulative return"; planning asks for the target
+    # (`eval.target_return`) at *every* step, so the default is one it can reach there:
     # "time-max" (default): discounted reward-to-go (gamma = return_discount = 0.99, as the
     #   authors and Decision Diffuser), min-max scaled per task and per number of steps left
     #   before the time limit, in [0, 1]: R = 1 (the natural target) is "as good as the best
@@ -218,11 +210,10 @@ class DiffusionConfig(_Validated):
     temperature: float = 0.5  # beta of low-temperature sampling
     sampler: Literal["ddpm", "ddim", "dpmsolver"] = "ddpm"
     sample_steps: int = 200  # denoising steps at sampling time (== num_steps for DDPM)
-    # Clamp the predicted clean sample x0-hat to the training data's range (in normalised
-    # units: [-1, 1] for "minmax", per-dimension [(min - mean)/std, (max - mean)/std] for
-    # "gaussian") at every denoising step, as the authors' code does (clip_denoised). The
-    # paper does not say. Planning and synthesis both honour it; see the README for the
-    # measurement behind the default.
+    # Clamp x0-hat to the training data's range in normalised units ([-1, 1] for "minmax",
+    # per dimension [(min - mean)/std, (max - mean)/std] for "gaussian") at every denoising
+    # step of planning and synthesis, as the authors' code does; the paper does not say.
+    # README: the measurement behind the default.
     clip_denoised: bool = False
 
     def _validate(self) -> None:
