@@ -31,7 +31,25 @@ def _info(args: argparse.Namespace) -> int:
     for name, t in tasks.items():
         print(f"{name:<28}{t['transitions']:>12}{t['episodes']:>10}{len(t['shards']):>8}"
               f"{t['mean_return']:>13.2f}{t['success_rate']:>9.2f}")
+    _print_views(args.dir)
     return 0
+
+
+def _print_views(root: str) -> None:
+    """Per task and view (near-optimal = all episodes, sub-optimal = the first half):
+    episodes, mean episode return and success rate, and the mean over tasks."""
+    from mtdiff.data.reader import view_summary
+
+    views = view_summary(root)
+    names = ("near-optimal", "sub-optimal")
+    print(f"\nviews{'':<23}" + "".join(f"{v + ' return':>24}{'success':>9}" for v in names))
+    for name, v in views.items():
+        print(f"{name:<28}" + "".join(f"{v[n]['mean_return']:>24.2f}{v[n]['success_rate']:>9.2f}"
+                                      for n in names))
+    mean = {n: (sum(v[n]["mean_return"] for v in views.values()) / len(views),
+                sum(v[n]["success_rate"] for v in views.values()) / len(views)) for n in names}
+    print(f"{'mean over tasks':<28}" + "".join(f"{mean[n][0]:>24.2f}{mean[n][1]:>9.2f}"
+                                               for n in names))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -40,6 +58,8 @@ def _validate(args: argparse.Namespace) -> int:
     problems = validate_dataset(args.dir, checksum=not args.fast)
     for p in problems:
         print(f"PROBLEM: {p}")
+    if not problems:
+        _print_views(args.dir)
     print(f"{args.dir}: " + ("valid" if not problems else f"{len(problems)} problem(s)"))
     return 1 if problems else 0
 

@@ -37,18 +37,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="denoising steps at sampling time")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale alpha")
     p.add_argument("--temperature", type=float, help="low-temperature beta")
-    p.add_argument("--target-return", type=float)
+    p.add_argument("--target-return", type=float, help="R_max on the checkpoint's return "
+                   "scale (default: the scale's own target, 1 for time-max and task-max)")
     p.add_argument("--compile", choices=("off", "auto", "inductor", "reduce-overhead",
                                          "cudagraph"),
                    help="compiled denoising loop (diffusion.compile; default: the config's)")
     p.add_argument("--no-wrong-prompt", action="store_true",
                    help="skip the wrong-prompt control on unseen maps")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="SECTION.FIELD=VALUE", help="override the checkpoint's config for "
+                   "this evaluation, e.g. --set diffusion.clip_denoised=false (repeatable)")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
 
     from mtdiff.cli import check_tracking, writable_dir
-    from mtdiff.config import ConfigError, TrackingConfig
+    from mtdiff.config import ConfigError, TrackingConfig, apply_overrides
 
     out = writable_dir(args.out)
     if not args.no_mlflow:
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from mtdiff.train.checkpoints import CheckpointError, checkpoint_config, checkpoint_meta
 
     try:
-        cfg = checkpoint_config(args.checkpoint)
+        cfg = apply_overrides(checkpoint_config(args.checkpoint), args.overrides)
         if not args.no_mlflow and cfg.tracking.uri:
             check_tracking(cfg.tracking)  # the checkpoint names its own store
         method = method_of_meta(checkpoint_meta(args.checkpoint))
@@ -88,9 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     a = summary["all"]
+    target = summary.get("target_return")
     how = (f"{dcfg.sampler}, {dcfg.sample_steps} steps, alpha={dcfg.guidance}, "
-           f"beta={dcfg.temperature}" if method.diffusion
-           else f"target return {ecfg.target_return}" if method.fields == "sequence" else "")
+           f"beta={dcfg.temperature}, clip={dcfg.clip_denoised}, target return {target:g}"
+           if method.diffusion
+           else f"target return {target:g}" if method.fields == "sequence" else "")
     scored = a["success_mean"] is not None  # None: the suite defines no success
     head = (f"success {a['success_mean']:.3f} ± {a['success_std']:.3f}" if scored else
             f"return {a['return_mean']:.2f} ± {a['return_std']:.2f} (success undefined)")

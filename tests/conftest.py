@@ -49,28 +49,53 @@ def write_dataset(tmp_path: Path) -> Callable[..., Path]:
     return _make
 
 
+def untrained_checkpoint(cfg: object, data: Path, prompts: dict[str, np.ndarray],
+                         dims: tuple[int, int], *, suite: str, source: str, tasks: list[str],
+                         out: Path) -> Path:
+    """Write `prompts` ((obs_dim, act_dim) = dims) and the manifest of the collected
+    `data`, then an untrained checkpoint of `cfg`'s model over it at `out` (the real
+    writer and training set-up)."""
+    import torch
+
+    from mtdiff.data.prompts import write_prompts
+    from mtdiff.data.writer import finalize_dataset
+    from mtdiff.train.core import EMA, build_setup, save_checkpoint
+
+    write_prompts(data, prompts, *dims)
+    finalize_dataset(data, suite=suite, source=source, tasks=tasks, config={},
+                     config_hash="t")
+    setup = build_setup(cfg, data)
+    save_checkpoint(out, model=setup.model, ema=EMA(setup.model, 0.9),
+                    optimizer=torch.optim.Adam(setup.model.parameters()), step=0,
+                    meta=setup.meta)
+    return out
+
+
 @pytest.fixture
 def maze_checkpoint(tmp_path):
     """An untrained MTDiff-P checkpoint over a real Maze2D smoke dataset (obs 4, act 2)."""
     from mtdiff.collect.maze2d import _maze_job, plan_maze2d
-    from mtdiff.data.prompts import write_prompts
-    from mtdiff.data.writer import finalize_dataset
 
     cfg = apply_overrides(get_preset("smoke"), ["maze2d.train_maps=train-0",
                                                 "maze2d.unseen_maps=unseen-0",
                                                 "maze2d.episodes_per_map=2"])
     data = tmp_path / "data"
-    plan = plan_maze2d(cfg)
-    prompts = {j.task: _maze_job(j, cfg, str(data)) for j in plan.jobs}
-    write_prompts(data, prompts, 4, 2)
-    finalize_dataset(data, suite="maze2d", source="test", tasks=["train-0"], config={},
-                     config_hash="t")
-    import torch
+    prompts = {j.task: _maze_job(j, cfg, str(data)) for j in plan_maze2d(cfg).jobs}
+    return untrained_checkpoint(cfg, data, prompts, (4, 2), suite="maze2d", source="test",
+                                tasks=["train-0"], out=tmp_path / "ckpt"), cfg
 
-    from mtdiff.train.core import EMA, build_setup, save_checkpoint
 
-    setup = build_setup(cfg, data)
-    opt = torch.optim.Adam(setup.model.parameters())
-    save_checkpoint(tmp_path / "ckpt", model=setup.model, ema=EMA(setup.model, 0.9),
-                    optimizer=opt, step=0, meta=setup.meta)
-    return tmp_path / "ckpt", cfg
+@pytest.fixture
+def synth_checkpoint(tmp_path):
+    """An untrained MTDiff-S checkpoint over a real scripted Meta-World dataset."""
+    from mtdiff.collect.metaworld import _scripted_job, plan_metaworld
+
+    cfg = apply_overrides(get_preset("smoke"), ["metaworld.tasks=reach-v3",
+                                                "metaworld.transitions_per_task=200",
+                                                "model.kind=mtdiff-s"])
+    data = tmp_path / "data"
+    jobs = [j for j in plan_metaworld(cfg).jobs if j.task == "reach-v3"]
+    prompts = {j.task: _scripted_job(j, cfg, str(data)) for j in jobs}
+    ckpt = untrained_checkpoint(cfg, data, prompts, (39, 4), suite="metaworld",
+                                source="scripted", tasks=["reach-v3"], out=tmp_path / "ckpt")
+    return ckpt, data, cfg

@@ -80,3 +80,27 @@ def test_summary_means_over_episodes_then_seeds():
     assert s["tasks"]["a"]["return_mean"] == pytest.approx(1.25)
     # Mean over tasks per seed: seed 0 = (0.5 + 0) / 2, seed 1 = (1 + 0.5) / 2.
     assert s["success_mean"] == pytest.approx(0.5) and s["success_std"] == pytest.approx(0.25)
+
+
+def test_bootstrap_intervals_over_episodes_and_seeds():
+    from mtdiff.eval.bootstrap import difference_ci, outcomes_from_episodes, success_ci
+
+    sure = {0: {"a": np.ones(30), "b": np.ones(10)}}
+    ci = success_ci(sure)
+    assert (ci.mean, ci.lo, ci.hi) == (1.0, 1.0, 1.0)
+    rng = np.random.default_rng(0)
+    half = {0: {"a": (rng.random(200) < 0.5).astype(float),
+                "b": np.r_[np.ones(100), np.zeros(100)]}}
+    ci = success_ci(half, n_boot=4000)
+    assert ci.lo < ci.mean < ci.hi and ci.hi - ci.lo < 0.15  # ~ +-1.96 sqrt(.25 / 400)
+    assert difference_ci(half, sure).resolved and difference_ci(half, sure).mean > 0.4
+    assert not difference_ci(half, half).resolved
+    # Several training seeds widen the interval: the seeds disagree.
+    seeds = {0: {"a": np.ones(100)}, 1: {"a": np.zeros(100)}, 2: {"a": np.ones(100)}}
+    wide = success_ci(seeds, n_boot=4000)
+    assert wide.mean == 2 / 3 and wide.lo == 0.0 and wide.hi == 1.0
+    recs = [{"task": "a", "prompt": "own", "success": [1, 0]},
+            {"task": "a", "prompt": "wrong", "success": [0, 0]},
+            {"task": "b", "prompt": "own", "success": [True]}]
+    got = outcomes_from_episodes(recs, 7, where={"prompt": "own"})
+    assert list(got) == [7] and got[7]["a"].tolist() == [1, 0] and got[7]["b"].tolist() == [1]

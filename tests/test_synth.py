@@ -13,28 +13,6 @@ from mtdiff.synth.stage import combine, run
 from mtdiff.train.core import EMA, build_setup, save_checkpoint
 
 
-@pytest.fixture
-def synth_checkpoint(tmp_path):
-    """An untrained MTDiff-S checkpoint over a real scripted Meta-World dataset."""
-    from mtdiff.collect.metaworld import _scripted_job, plan_metaworld
-    from mtdiff.data.prompts import write_prompts
-    from mtdiff.data.writer import finalize_dataset
-
-    cfg = apply_overrides(get_preset("smoke"), ["metaworld.tasks=reach-v3",
-                                                "metaworld.transitions_per_task=200",
-                                                "model.kind=mtdiff-s"])
-    data = tmp_path / "data"
-    jobs = [j for j in plan_metaworld(cfg).jobs if j.task == "reach-v3"]
-    write_prompts(data, {j.task: _scripted_job(j, cfg, str(data)) for j in jobs}, 39, 4)
-    finalize_dataset(data, suite="metaworld", source="scripted", tasks=["reach-v3"],
-                     config={}, config_hash="t")
-    setup = build_setup(cfg, data)
-    save_checkpoint(tmp_path / "ckpt", model=setup.model, ema=EMA(setup.model, 0.9),
-                    optimizer=torch.optim.Adam(setup.model.parameters()), step=0,
-                    meta=setup.meta)
-    return tmp_path / "ckpt", data, cfg
-
-
 def test_synthesize_seen_and_heldout_then_combine(synth_checkpoint, tmp_path):
     ckpt, data, cfg = synth_checkpoint
     out = run(ckpt, tasks=["reach-v3", "box-close-v3"], num=20, out=tmp_path / "syn",

@@ -21,19 +21,23 @@ from mtdiff import keys
 from mtdiff.baselines.common import load_trained
 from mtdiff.baselines.dt import DecisionTransformer, build_dt
 from mtdiff.data.prompts import load_prompts
+from mtdiff.data.windows import checkpoint_return_info, resolve_target
 from mtdiff.eval.policy import PolicyBase
 
 
 class SequencePolicy(PolicyBase):
     """A trained `DecisionTransformer` acting for N environments (module docstring).
 
-    target_return: R at the first step (1.0 = the task's best return in the data).
+    target_return: R at the first step, on the rtg scale the model was trained on
+    (undiscounted, task-max in [0, 1]: `mtdiff.data.windows`, "sequence" fields); None = that
+    definition's own target, 1 (the task's best return in the data).
     Tasks without a known return range (an unseen Maze2D map) use the median range of
     the training tasks.
     """
 
     def __init__(self, model: DecisionTransformer, normalizer: Any, meta: dict[str, Any], *,
-                 target_return: float = 1.0, device: str | torch.device = "cpu") -> None:
+                 target_return: float | None = None,
+                 device: str | torch.device = "cpu") -> None:
         prompts = None
         if model.prompt_len and Path(meta["prompts"]).exists():
             prompts = load_prompts(Path(meta["prompts"]).parent)
@@ -42,7 +46,7 @@ class SequencePolicy(PolicyBase):
         self.model = model.to(device).eval().requires_grad_(False)
         self.nz = normalizer
         self.device = torch.device(device)
-        self.target_return = float(target_return)
+        self.target_return = resolve_target(checkpoint_return_info(meta), target_return)
         self.ranges: dict[str, float] = dict(meta["return_range"])
         self.default_range = float(np.median(list(self.ranges.values())))
         self.K = model.context
@@ -118,7 +122,7 @@ class SequencePolicy(PolicyBase):
 
 def sequence_policy(path: str | Path, *, task_dim: bool, prompt: bool,
                     device: str | torch.device = "cpu",
-                    target_return: float = 1.0) -> SequencePolicy:
+                    target_return: float | None = None) -> SequencePolicy:
     """The policy of an MT-DT (task_dim) or Prompt-DT (prompt) checkpoint."""
     state, cfg, nz = load_trained(path, device)
     meta = state["meta"]

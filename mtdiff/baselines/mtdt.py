@@ -28,7 +28,7 @@ class MTDTLearner(DTLearner):
 
 
 def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cpu",
-                           target_return: float = 1.0, **_: Any) -> SequencePolicy:
-    """MT-DT's policy; `target_return` is R at the first step (1 = the task's best)."""
+                           target_return: float | None = None, **_: Any) -> SequencePolicy:
+    """MT-DT's policy; `target_return` is R at the first step (None: 1, the task's best)."""
     return sequence_policy(path, task_dim=True, prompt=False, device=device,
                            target_return=target_return)

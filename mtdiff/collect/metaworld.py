@@ -2,8 +2,10 @@
 
 Sources (``MetaWorldConfig.source``):
 
-- ``scripted``: Meta-World's scripted experts with Gaussian action noise, the episodes
-  split evenly over ``scripted_noise`` levels (mixed quality, fast).
+- ``scripted``: Meta-World's scripted experts, written in time order like a learning
+  agent's replay buffer (worst first): uniform random actions for the first
+  ``scripted_random`` of the episodes, then Gaussian action noise over the
+  ``scripted_noise`` levels in order (mixed quality, fast).
 - ``sac``: a SAC agent trained from scratch per task with its whole replay buffer kept
   (paper App. G): every transition it experiences, random warm-up included, in order.
   Backends (``sac.backend``): ``lean`` (`mtdiff.collect.sac`) or ``rllib``
@@ -37,9 +39,18 @@ if TYPE_CHECKING:
 CKPT_PREFIX = "sac-ckpt-"  # data/<task>/sac-ckpt-000003/: the agent when shard 3 committed
 
 
-def _noise_for_episode(i: int, n_episodes: int, levels: tuple[float, ...]) -> float:
-    """Episodes 0..n-1 split into len(levels) contiguous blocks, one noise level each."""
-    return levels[min(i * len(levels) // n_episodes, len(levels) - 1)]
+def _noise_for_episode(i: int, n_episodes: int, levels: tuple[float, ...],
+                      random_fraction: float = 0.0) -> float | None:
+    """Episode i's action noise std, None for a uniform-random episode.
+
+    The first round(random_fraction * n) episodes are random (a learning agent's warm-up);
+    the others are split into len(levels) contiguous blocks, one level each, in order.
+    """
+    n_random = min(round(random_fraction * n_episodes), n_episodes - 1)
+    if i < n_random:
+        return None
+    j, n = i - n_random, n_episodes - n_random
+    return levels[min(j * len(levels) // n, len(levels) - 1)]
 
 
 def _prompts(job: TaskJob, cfg: Config) -> np.ndarray:
@@ -61,9 +72,10 @@ def _scripted_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
         writer = TaskWriter(root, job.task, OBS_DIM, ACT_DIM, cfg.collect.shard_rows)
         if not writer.done:
             for i in range(int(writer.index.state.get("episodes_done", 0)), n_eps):
+                noise = _noise_for_episode(i, n_eps, mw.scripted_noise, mw.scripted_random)
                 ep = next(rollout_scripted(
                     job.task, num_episodes=1, seed=job.seed + 1000 + i,
-                    noise_std=_noise_for_episode(i, n_eps, mw.scripted_noise),
+                    noise_std=0.0 if noise is None else noise, random_actions=noise is None,
                     max_episode_steps=mw.episode_steps))
                 writer.add_episode(i, ep, state={"episodes_done": i + 1})
             writer.close()
@@ -98,7 +110,8 @@ def plan_metaworld(cfg: Config) -> SuitePlan:
         extra = {"sac": to_dict(cfg.sac)}
     else:
         fn, rows = _scripted_job, n_eps * mw.episode_steps
-        extra = {"episodes_per_task": n_eps, "noise_levels": list(mw.scripted_noise)}
+        extra = {"episodes_per_task": n_eps, "noise_levels": list(mw.scripted_noise),
+                 "random_fraction": mw.scripted_random}
     jobs = [TaskJob(t, fn, None, rows, task_seed(cfg.collect.seed, t)) for t in tasks]
     jobs += [TaskJob(t, fn, None, 0, task_seed(cfg.collect.seed, t))
              for t in HELDOUT_TASKS if t not in tasks]

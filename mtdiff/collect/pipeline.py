@@ -68,7 +68,7 @@ def task_seed(base: int, task: str) -> int:
 def prompt_windows(demos: list[dict[str, np.ndarray]], cfg: Config, seed: int) -> np.ndarray:
     """The task's prompt set from its expert demonstrations."""
     return cut_prompt_windows(demos, cfg.collect.prompt_len, cfg.collect.prompts_per_task,
-                              np.random.default_rng(seed + 7))
+                              np.random.default_rng(seed + 7), window=cfg.collect.prompt_window)
 
 
 def _rows_on_disk(root: Path, task: str) -> int:

@@ -8,6 +8,7 @@ Every episode is a dict of numpy arrays keyed by `mtdiff.keys`, T = max_episode_
 
     OBSERVATION (T, 39) float32  s_t, the observation the action was chosen from
     ACTION      (T, 4)  float32  a_t actually executed: clip(expert(s_t) + N(0, σ²), -1, 1)
+                                 (or U[-1, 1]^4 for a random-action episode)
     REWARD      (T,)    float32  r_t returned by step(a_t)
     TERMINATED  (T,)    bool     always False (Meta-World has no terminal states)
     TRUNCATED   (T,)    bool     True at the last step only (the time limit)
@@ -57,13 +58,16 @@ def _expert_action(policy: Policy, obs: np.ndarray) -> np.ndarray:
 
 
 def rollout_scripted(task_name: str, *, num_episodes: int, noise_std: float, seed: int,
-                     max_episode_steps: int = MAX_EPISODE_STEPS) -> Iterator[Episode]:
+                     max_episode_steps: int = MAX_EPISODE_STEPS,
+                     random_actions: bool = False) -> Iterator[Episode]:
     """Yield `num_episodes` episodes of the scripted expert with Gaussian action noise.
 
     One env is made for all episodes; each reset draws an MT50-rand goal. `seed` fixes
     everything (goal sequence and noise), so the same arguments give the same episodes.
     Goals and noise come from independent streams of one `SeedSequence`, so changing
     `noise_std` keeps the goal sequence. Give each (task, noise level, chunk) its own seed.
+    random_actions: uniform random actions in [-1, 1]^4 instead of the expert's (a
+    learning agent's warm-up episodes); noise_std is then unused.
     """
     if num_episodes < 0:
         raise ValueError(f"num_episodes must be >= 0, got {num_episodes}")
@@ -75,14 +79,16 @@ def rollout_scripted(task_name: str, *, num_episodes: int, noise_std: float, see
     rng = np.random.default_rng(noise_seed)
     try:
         for _ in range(num_episodes):
-            yield _run_episode(env, policy, rng, noise_std, max_episode_steps)
+            yield _run_episode(env, None if random_actions else policy, rng, noise_std,
+                               max_episode_steps)
     finally:
         env.close()
 
 
-def _run_episode(env: MetaWorldTask, policy: Policy, rng: np.random.Generator, noise_std: float,
-                 steps: int) -> Episode:
-    """One full-length episode (see the module docstring for the dict)."""
+def _run_episode(env: MetaWorldTask, policy: Policy | None, rng: np.random.Generator,
+                 noise_std: float, steps: int) -> Episode:
+    """One full-length episode (see the module docstring for the dict); policy None: uniform
+    random actions."""
     obs_buf = np.empty((steps, OBS_DIM), np.float32)
     act_buf = np.empty((steps, ACT_DIM), np.float32)
     rew_buf = np.empty(steps, np.float32)
@@ -90,8 +96,11 @@ def _run_episode(env: MetaWorldTask, policy: Policy, rng: np.random.Generator, n
     succ_buf = np.zeros(steps, bool)
     obs, _ = env.reset()
     for t in range(steps):
-        action = _expert_action(policy, obs)
-        if noise_std > 0:
+        if policy is None:
+            action = rng.uniform(-1.0, 1.0, ACT_DIM).astype(np.float32)
+        else:
+            action = _expert_action(policy, obs)
+        if policy is not None and noise_std > 0:
             action = action + rng.normal(0.0, noise_std, ACT_DIM).astype(np.float32)
         action = np.clip(action, -1.0, 1.0)  # record what the env executes
         obs_buf[t] = obs

@@ -6,12 +6,14 @@ or a measurement here) when it is not obvious.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mtdiff.config.base import _check, _positive, _Validated, config_hash, to_dict
 from mtdiff.config.baselines import BaselineConfig
 from mtdiff.config.experiment import ExperimentConfig
+from mtdiff.config.stages import DistillConfig, OfflineConfig
 from mtdiff.config.suites import (
     MUJOCO_SUITES,
     MujocoSuiteConfig,
@@ -75,16 +77,26 @@ class MetaWorldConfig(_Validated):
     source: Literal["sac", "scripted"] = "sac"
     transitions_per_task: int = 1_000_000  # paper: 1M per task from SAC's replay buffer
     episode_steps: int = 500
-    # Scripted experts: the episodes are split evenly over these Gaussian noise stds.
-    scripted_noise: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5)
+    # Scripted experts stand in for SAC's replay buffer, worst episodes first (as a learning
+    # agent's), so the sub-optimal view (first 50%, paper App. G) is the worse half: the
+    # first `scripted_random` of a task's episodes act uniformly at random (SAC's warm-up),
+    # the rest are split evenly, in the order given, over these action-noise stds (sized by
+    # `benchmarks/scripted_quality.py`: noise <= 0.5 barely hurts the experts). Before:
+    # scripted_noise=0.0,0.1,0.3,0.5 scripted_random=0.0 (the cleanest half first).
+    scripted_noise: tuple[float, ...] = (2.0, 1.0, 0.5, 0.2, 0.0)
+    scripted_random: float = 0.1
 
     def _validate(self) -> None:
         _positive(self, "transitions_per_task", "episode_steps")
         _check(any(t.strip() for t in self.tasks.split(",")), "MetaWorldConfig.tasks",
                f"empty task spec {self.tasks!r}; give a set name (MT10, MT50, tasks-10, ..., "
                "all) or comma-separated task names such as 'reach-v3,push-v3'")
+        _check(len(self.scripted_noise) > 0, "MetaWorldConfig.scripted_noise",
+               "needs at least one noise level")
         _check(all(n >= 0 for n in self.scripted_noise), "MetaWorldConfig.scripted_noise",
                "noise levels must be >= 0")
+        _check(0.0 <= self.scripted_random < 1.0, "MetaWorldConfig.scripted_random",
+               f"must be in [0, 1), got {self.scripted_random}")
 
 
 @dataclass
@@ -119,6 +131,12 @@ class CollectConfig(_Validated):
     prompt_episodes: int = 5  # expert demonstrations per task kept for prompts
     prompts_per_task: int = 50  # J-step windows cut from them (the prompt set Z)
     prompt_len: int = 20  # J (paper App. A)
+    # Where prompt windows are cut from a demonstration. The paper does not say; the
+    # authors start Meta-World windows in [0, 150) of a 500-step demo. "before-success"
+    # (default): windows ending at or before the demo's first success (anywhere in a demo
+    # that never succeeds): the task being solved. "anywhere" (before): uniform over the
+    # demo, mostly the arm hovering after success. Maze2D demos end at G: no difference.
+    prompt_window: Literal["before-success", "anywhere"] = "before-success"
     num_cpus_per_task: float = 1.0
     num_gpus_per_task: float = 0.0
 
@@ -145,11 +163,27 @@ class DataConfig(_Validated):
     # Paper: unspecified -> per-dimension z-score pooled over tasks.
     # Authors' code: "minmax" (pooled over tasks, to [-1, 1]).
     normalizer: Literal["gaussian", "minmax"] = "gaussian"
-    # Paper: "normalised cumulative return" -> reward-to-go / the task's largest
-    # reward-to-go (in [0, 1]). Authors' code: "steps-left" (discounted reward-to-go
-    # divided by the number of steps left in the episode), with return_discount=0.99.
-    return_scale: Literal["task-max", "steps-left"] = "task-max"
-    return_discount: float = 1.0
+    # R(tau), the return MTDiff-P conditions on (`mtdiff.data.windows.normalized_returns`).
+    # The paper says "normalised cumulative return"; planning asks for the target
+    # (`eval.target_return`) at *every* step, so the default is one it can reach there:
+    # "time-max" (default): discounted reward-to-go (gamma = return_discount = 0.99, as the
+    #   authors and Decision Diffuser), min-max scaled per task and per number of steps left
+    #   before the time limit, in [0, 1]: R = 1 (the natural target) is "as good as the best
+    #   episode in the data from this point in time", reached in the data at every step.
+    # "task-max": reward-to-go min-max scaled per task to [0, 1] (natural target 1). With
+    #   return_discount=1 (before these options existed) the best value at step t of a
+    #   500-step Meta-World episode is ~(500 - t)/500, so R = 1 asks the unreachable from
+    #   t ~ 100 on; with 0.99 it is reachable until ~100 steps before the limit.
+    # "steps-left" (authors' Meta-World code): discounted reward-to-go / steps left in the
+    #   episode, in reward units (their target 9.0 on Meta-World's 0-10 rewards; natural
+    #   target here: the largest value in the training data).
+    return_scale: Literal["time-max", "task-max", "steps-left"] = "time-max"
+    return_discount: float = 0.99
+    # Maze2D prompt (Meta-World always uses "demo"): "demo" (paper eq. 8, default): J-step
+    # (s, a) windows of an expert demonstration of the map. "layout" (authors' Maze2D
+    # code): the map itself, one token per cell inside the outer wall (wall / free / goal and
+    # the cell's position), so an unseen map needs no demonstration: a map file is enough.
+    prompt_kind: Literal["demo", "layout"] = "demo"
 
     def _validate(self) -> None:
         _positive(self, "horizon", "prompt_len", "batch_per_task")
@@ -216,6 +250,11 @@ class DiffusionConfig(_Validated):
     # (benchmarks/planning_speed.py, CPU seconds). CUDA: benchmarks/gpu_check.py measures
     # it. Not part of any hash that names weights.
     compile: Literal["off", "auto", "inductor", "reduce-overhead", "cudagraph"] = "off"
+    # Clamp x0-hat to the training data's range in normalised units ([-1, 1] for "minmax",
+    # per dimension [(min - mean)/std, (max - mean)/std] for "gaussian") at every denoising
+    # step of planning and synthesis, as the authors' code does; the paper does not say.
+    # README: the measurement behind the default.
+    clip_denoised: bool = False
 
     def _validate(self) -> None:
         _positive(self, "num_steps", "beta_min", "beta_max", "sample_steps")
@@ -253,50 +292,16 @@ class TrainConfig(_Validated):
 
 
 @dataclass
-class DistillConfig(_Validated):
-    """Few-step student of a trained MTDiff-P (`mtdiff.diffusion.distill`, `pipelines/distill.py`).
-
-    The teacher is sampled as planning samples it: guided DDIM (eta 0) at the run's
-    `diffusion.guidance` and `diffusion.temperature`, over `teacher_steps` steps.
-    """
-
-    student_steps: int = 4  # network evaluations per plan (1-4; must divide teacher_steps)
-    teacher_steps: int = 20  # the teacher's DDIM steps (the DDIM-20 planner it replaces)
-    samples: int = 65_536  # teacher trajectories (conditions from training windows)
-    teacher_batch: int = 512  # trajectories per teacher sampling call
-    batch_size: int = 256  # trajectories per student step (x student_steps network rows)
-    steps: int = 20_000  # student optimisation steps
-    lr: float = 1e-4  # Adam (Salimans & Ho 2022 use 1e-4 for each distillation round)
-    ema_decay: float = 0.995
-    # Share of trajectories conditioned on `eval.target_return` (R_max, what planning asks);
-    # the rest keep their window's own return, so the student stays return-conditioned.
-    target_return_prob: float = 0.5
-    # What the student network predicts: "eps" (the teacher's ε: it starts as the teacher's
-    # own n-step DDIM plan) or "x0" (Salimans & Ho's choice; slower from the teacher's
-    # weights, see mtdiff.diffusion.distill).
-    param: Literal["eps", "x0"] = "eps"
-    val_samples: int = 256  # held-out trajectories for the student-vs-teacher error
-    checkpoint_every: int = 1_000
-    log_every: int = 100
-    seed: int = 0
-
-    def _validate(self) -> None:
-        _positive(self, "student_steps", "teacher_steps", "samples", "teacher_batch",
-                  "batch_size", "steps", "lr", "val_samples", "checkpoint_every", "log_every")
-        _check(self.teacher_steps % self.student_steps == 0, "DistillConfig.student_steps",
-               f"{self.student_steps} must divide teacher_steps={self.teacher_steps}")
-        _check(0.0 <= self.target_return_prob <= 1.0, "DistillConfig.target_return_prob",
-               "must be in [0, 1]")
-        _check(0.0 <= self.ema_decay < 1.0, "DistillConfig.ema_decay", "must be in [0, 1)")
-
-
-@dataclass
 class EvalConfig(_Validated):
     """Planning evaluation (paper §5.2, App. A Alg. 1): episodes, seeds, batching."""
 
     episodes: int = 50  # per task (Meta-World) or map (Maze2D), per seed
     seeds: tuple[int, ...] = (0, 1, 2)
-    target_return: float = 1.0  # R_max in the normalised return scale
+    # R_max the planner is asked for, on the checkpoint's return scale (data.return_scale).
+    # None (default): that definition's natural target (1.0 for "time-max" and "task-max",
+    # the training data's largest return for "steps-left"); a value outside the range of
+    # the returns the checkpoint was trained on is an error. Before this option: 1.0.
+    target_return: float | None = None
     max_steps: int | None = None  # None: the suite's (500 Meta-World, maze2d.eval_episode_steps)
     num_cpus_per_actor: float = 1.0
     num_gpus_per_actor: float = 0.0
@@ -309,73 +314,11 @@ class EvalConfig(_Validated):
     def _validate(self) -> None:
         _positive(self, "episodes", "num_cpus_per_actor")
         _check(len(self.seeds) > 0, "EvalConfig.seeds", "needs at least one seed")
+        if self.target_return is not None:
+            _check(math.isfinite(self.target_return), "EvalConfig.target_return",
+                   f"must be a finite number or null, got {self.target_return}")
         if self.max_steps is not None:
             _positive(self, "max_steps")
-
-
-@dataclass
-class OfflineConfig(_Validated):
-    """Offline RL on original vs augmented data (paper §5.3, Table 2): TD3-BC, RAD, S4RL.
-
-    TD3-BC values are Fujimoto & Gu's (2021) defaults (the paper lists none of its own);
-    the augmentation values are App. B's.
-    """
-
-    steps: int = 1_000_000  # TD3-BC's default training length
-    batch_size: int = 256
-    hidden: int = 256  # width of the 2 hidden layers of the actor and the twin critics
-    lr: float = 3e-4  # Adam, actor and critics
-    alpha: float = 2.5  # BC weight: lambda = alpha / mean|Q|
-    gamma: float = 0.99
-    tau: float = 0.005  # Polyak rate of the target networks
-    policy_noise: float = 0.2  # target policy smoothing (x max action 1)
-    noise_clip: float = 0.5
-    policy_delay: int = 2  # critic updates per actor update
-    normalize_states: bool = True  # z-score with the training states' mean/std
-    eval_every: int = 50_000
-    eval_episodes: int = 500  # Table 2: 500 episodes per task
-    eval_envs: int = 10  # environments stepped together in evaluation
-    seed: int = 0
-    rad_low: float = 0.8  # RAD: s * z, z ~ U[rad_low, rad_high] (App. B)
-    rad_high: float = 1.2
-    s4rl_eps: float = 0.01  # S4RL: step along the gradient of Q (App. B)
-    augment_copies: int = 2  # augmented transitions per original (MTDiff-S: 2M for 1M)
-    # The full reproduction's `synthesize-offline` stage (Tables 2 and 4). Tasks: a task
-    # spec (`mtdiff.envs.metaworld.resolve_tasks`); Table 2's 3 seen + 3 unseen tasks by
-    # default. A task MTDiff-S was not trained on gets its own original dataset from the
-    # scripted experts (`heldout_transitions` rows, action noise `heldout_noise`: no clean
-    # expert episode, a low-quality dataset to augment).
-    tasks: str = ("sweep-into-v3,coffee-push-v3,disassemble-v3,"
-                  "box-close-v3,hand-insert-v3,bin-picking-v3")
-    seeds: tuple[int, ...] = (0, 1, 2)  # TD3-BC seeds per Table 2 cell (paper: 3)
-    # Fig. 6: tasks (a task spec, "" for none) on which MTDiff-S-single -- the same model
-    # trained on that one task's data alone, with the multi-task model's batch size and
-    # steps -- is compared with the multi-task MTDiff-S. They must be among MTDiff-S's
-    # training tasks; the paper's three by default.
-    single_tasks: str = "coffee-push-v3,disassemble-v3,dial-turn-v3"
-    task_count_task: str = "coffee-push-v3"  # Fig. 7's task (in every tasks-N set)
-    synth_transitions: int | None = None  # per task; None: augment_copies x original rows
-    prompt_episodes: int = 1  # expert demonstrations the synthesis prompt is cut from
-    heldout_transitions: int = 1_000_000  # paper: a 1M original dataset per task
-    heldout_noise: tuple[float, ...] = (0.3, 0.5, 1.0)
-    quality_samples: int = 1000  # rows per method checked for the dynamics error (~10 ms each)
-    embedding: Literal["tsne", "pca"] = "tsne"  # Fig. 11's 2-D embedding of the data
-
-    def _validate(self) -> None:
-        _positive(self, "steps", "batch_size", "hidden", "lr", "policy_delay", "eval_every",
-                  "eval_episodes", "eval_envs", "s4rl_eps", "augment_copies", "prompt_episodes",
-                  "heldout_transitions", "quality_samples")
-        _check(len(self.seeds) > 0, "OfflineConfig.seeds", "needs at least one seed")
-        if self.synth_transitions is not None:
-            _positive(self, "synth_transitions")
-        _check(all(n >= 0 for n in self.heldout_noise), "OfflineConfig.heldout_noise",
-               "noise levels must be >= 0")
-        _check(0.0 < self.gamma < 1.0, "OfflineConfig.gamma", "must be in (0, 1)")
-        _check(0.0 < self.tau <= 1.0, "OfflineConfig.tau", "must be in (0, 1]")
-        _check(self.alpha >= 0 and self.policy_noise >= 0 and self.noise_clip >= 0,
-               "OfflineConfig.alpha", "alpha, policy_noise and noise_clip must be >= 0")
-        _check(0.0 < self.rad_low <= self.rad_high, "OfflineConfig.rad_low",
-               f"need 0 < rad_low <= rad_high, got [{self.rad_low}, {self.rad_high}]")
 
 
 @dataclass

@@ -54,6 +54,13 @@ class Normalizer:
             return x * x.new_tensor(scale) + x.new_tensor(shift)
         return (x * scale + shift).astype(np.float32)
 
+    def normalized_bounds(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi), each (dim,) float32: the data's [min, max] in normalised units ([-1, 1]
+        for minmax; (min - mean) / std .. (max - mean) / std for gaussian): the range
+        x̂_0 is clipped to (`DiffusionConfig.clip_denoised`)."""
+        st = self.stats[key]
+        return self.normalize(key, st["min"]), self.normalize(key, st["max"])
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-able form (goes into checkpoints next to the weights)."""
         stats = {k: {s: v.tolist() for s, v in st.items()} for k, st in self.stats.items()}

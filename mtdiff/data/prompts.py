@@ -8,6 +8,7 @@ Stored beside the data as ``prompts.parquet`` (one row per step of a window, sch
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -18,27 +19,45 @@ from mtdiff.data.io import atomic_write_parquet
 from mtdiff.data.schema import DatasetError, prompt_schema, vector_column
 from mtdiff.data.writer import PROMPTS
 
+PromptWindow = Literal["before-success", "anywhere"]
+
+
+def _starts(ep: dict[str, np.ndarray], n_rows: int, prompt_len: int, window: PromptWindow) -> int:
+    """How many window starts (0, 1, ...) a demo of `n_rows` rows (after padding) allows."""
+    n = n_rows - prompt_len + 1
+    succ = ep.get(keys.SUCCESS)
+    if window == "before-success" and succ is not None and np.any(succ):
+        first = int(np.argmax(succ))  # the step whose action first reached success
+        # Windows [o, o + J) with o + J - 1 <= first; at least the one at 0.
+        n = min(n, max(1, first - prompt_len + 2))
+    return n
+
 
 def cut_prompt_windows(
     demos: list[dict[str, np.ndarray]], prompt_len: int, count: int, rng: np.random.Generator,
+    *, window: PromptWindow = "before-success",
 ) -> np.ndarray:
     """`count` random J-step windows from expert episodes -> (count, J, obs_dim + act_dim).
 
-    Window starts are drawn uniformly over all positions of all demos; a demo shorter
-    than J is padded by repeating its last step (so the prompt is never cut short).
+    Window starts are drawn uniformly over the allowed positions of all demos: all of them
+    (``window="anywhere"``), or (``"before-success"``, `CollectConfig.prompt_window`) those
+    whose window ends at or before the demo's first success step (a demo without success:
+    all). A demo shorter than J is padded by repeating its last step (so the prompt is
+    never cut short).
     """
     if not demos:
         raise DatasetError("no expert demonstrations to cut prompts from")
-    seqs = []
+    seqs, n_starts = [], []
     for ep in demos:
         sa = np.concatenate([ep[keys.OBSERVATION], ep[keys.ACTION]], axis=-1).astype(np.float32)
         if len(sa) < prompt_len:
             sa = np.concatenate([sa, np.repeat(sa[-1:], prompt_len - len(sa), axis=0)])
         seqs.append(sa)
-    n_starts = np.array([len(s) - prompt_len + 1 for s in seqs])
-    flat = rng.integers(0, n_starts.sum(), size=count)
-    which = np.searchsorted(np.cumsum(n_starts), flat, side="right")
-    offset = flat - np.r_[0, np.cumsum(n_starts)][which]
+        n_starts.append(_starts(ep, len(sa), prompt_len, window))
+    counts = np.array(n_starts)
+    flat = rng.integers(0, counts.sum(), size=count)
+    which = np.searchsorted(np.cumsum(counts), flat, side="right")
+    offset = flat - np.r_[0, np.cumsum(counts)][which]
     return np.stack([seqs[w][o:o + prompt_len] for w, o in zip(which, offset, strict=True)])
 
 

@@ -10,7 +10,6 @@ the file and the problem, and say what to do.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,11 +20,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mtdiff import keys
-from mtdiff.data.schema import FORMAT_VERSION, DatasetError, table_to_arrays, transition_schema
-from mtdiff.data.writer import MANIFEST, file_sha256
+from mtdiff.data.schema import (
+    FORMAT_VERSION,
+    VIEWS,
+    DatasetError,
+    table_to_arrays,
+    transition_schema,
+    view_episodes,
+)
+from mtdiff.data.writer import MANIFEST, file_sha256, view_stats
 
 View = Literal["near-optimal", "sub-optimal"]
-VIEWS: tuple[str, ...] = ("near-optimal", "sub-optimal")
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:
@@ -190,10 +195,10 @@ class TaskData:
     def __len__(self) -> int:
         return len(self.rewards)
 
-    def first_episodes(self, fraction: float) -> TaskData:
-        """The first `fraction` of episodes (at least one): the sub-optimal view's cut."""
+    def view(self, view: str) -> TaskData:
+        """The task's rows in a view: all of them, or the sub-optimal view's first episodes."""
         starts = self.episode_starts
-        keep = max(1, math.floor(len(starts) * fraction))
+        keep = view_episodes(len(starts), view)
         end = int(starts[keep]) if keep < len(starts) else len(self)
         return TaskData(self.name, *(getattr(self, f)[:end] for f in (
             "observations", "actions", "rewards", "terminated", "truncated", "success",
@@ -279,8 +284,28 @@ def load_dataset(root: str | Path, *, view: View = "near-optimal", tasks: list[s
         data = TaskData(task, cat(keys.OBSERVATION), cat(keys.ACTION), cat(keys.REWARD),
                         cat(keys.TERMINATED), cat(keys.TRUNCATED), cat(keys.SUCCESS),
                         cat(keys.EPISODE), cat(keys.STEP))
-        out[task] = data.first_episodes(0.5) if view == "sub-optimal" else data
+        out[task] = data.view(view)
     return OfflineDataset(root, manifest, view, out)
+
+
+def task_view_stats(data: TaskData) -> dict[str, dict[str, float]]:
+    """Per view (near-optimal / sub-optimal): episodes, mean return, success rate of a task
+    loaded whole (what `finalize_dataset` records in the manifest as ``views``)."""
+    starts = data.episode_starts
+    ret = np.add.reduceat(data.rewards.astype(np.float64), starts) if len(data) else []
+    succ = np.maximum.reduceat(data.success, starts) if len(data) else []
+    return view_stats([float(r) for r in ret], [bool(x) for x in succ])
+
+
+def view_summary(root: str | Path) -> dict[str, dict[str, dict[str, float]]]:
+    """task -> view -> {episodes, mean_return, success_rate}: from the manifest, or computed
+    from the data for a dataset finalised before the manifest recorded them."""
+    manifest = read_manifest(root)
+    out = {}
+    for task, entry in manifest["tasks"].items():
+        out[task] = entry.get("views") or task_view_stats(
+            load_dataset(root, tasks=[task]).tasks[task])
+    return out
 
 
 def validate_dataset(root: str | Path, *, checksum: bool = True) -> list[str]:
@@ -294,11 +319,21 @@ def validate_dataset(root: str | Path, *, checksum: bool = True) -> list[str]:
     dims = {(e["obs_dim"], e["act_dim"]) for e in manifest["tasks"].values()}
     if len(dims) > 1:
         problems.append(f"{root}: tasks have different widths {sorted(dims)}")
-    for task in manifest["tasks"]:
+    for task, entry in manifest["tasks"].items():
         try:
-            load_dataset(root, tasks=[task], checksum=checksum)
+            data = load_dataset(root, tasks=[task], checksum=checksum).tasks[task]
         except DatasetError as e:
             problems.append(str(e))
+            continue
+        recorded = entry.get("views")
+        if recorded is not None:
+            found = task_view_stats(data)
+            bad = [v for v in found if not np.isclose(
+                found[v]["mean_return"], recorded.get(v, {}).get("mean_return", np.nan),
+                rtol=1e-5, atol=1e-6) or found[v]["episodes"] != recorded[v]["episodes"]]
+            if bad:
+                problems.append(f"{root}: task {task!r}: the manifest's statistics of views "
+                                f"{bad} do not match the data; re-finalise the dataset")
     if manifest.get("prompts"):
         from mtdiff.data.prompts import load_prompts
 

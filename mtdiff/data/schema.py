@@ -11,6 +11,7 @@ An *episode dict* is what environments and collectors produce: numpy arrays keye
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,19 @@ FORMAT_VERSION = 1
 EPISODE_ARRAY_KEYS = (
     keys.OBSERVATION, keys.ACTION, keys.REWARD, keys.TERMINATED, keys.TRUNCATED, keys.SUCCESS,
 )
+
+
+# Views of a dataset (paper App. G): near-optimal = all of a task's episodes, sub-optimal =
+# its first half, in collection order (the early part of a learning agent's buffer).
+VIEWS: tuple[str, ...] = ("near-optimal", "sub-optimal")
+SUB_OPTIMAL_FRACTION = 0.5
+
+
+def view_episodes(n_episodes: int, view: str) -> int:
+    """How many of a task's first episodes a view keeps (at least one)."""
+    if view == "sub-optimal":
+        return max(1, math.floor(n_episodes * SUB_OPTIMAL_FRACTION))
+    return n_episodes
 
 
 class DatasetError(ValueError):

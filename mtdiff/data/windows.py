@@ -7,8 +7,9 @@ of some episode, drawn uniformly over the task's rows, and carries (all normalis
     transitions  (B, H, obs+act+1)          (s, a, r)_t .. _{t+H-1}          (MTDiff-S x0)
     mask         (B, H)                     1 inside the episode, 0 past its end
     history      (B, L, obs_dim)            s_{t-L+1} .. s_t
-    returns      (B, 1)                     R(tau): normalised reward-to-go at t
+    returns      (B, 1)                     R(tau): normalised return at t (`normalized_returns`)
     prompt       (B, J, obs+act)            a random window of the task's prompt set
+                                            (or (B, cells, 5): a Maze2D layout)
     task_id      (B,)                       index of the task in the dataset
 
 Which of them a batch carries is its `fields` ("planner", "synth", "all"). The baselines
@@ -39,7 +40,7 @@ of vectorised numpy gathers, so it never starves training (see
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -68,6 +69,10 @@ def reward_to_go(rewards: np.ndarray, starts: np.ndarray, gamma: float) -> np.nd
     return out
 
 
+ReturnScale = Literal["time-max", "task-max", "steps-left"]
+RETURN_SCALES: tuple[str, ...] = ("time-max", "task-max", "steps-left")
+
+
 def task_return_range(task: TaskData) -> float:
     """Largest minus smallest undiscounted reward-to-go of a task (> 0): the scale of the
     "sequence" fields' rtg, R = (G - G_min) / range, so a reward r lowers R by r / range."""
@@ -75,21 +80,81 @@ def task_return_range(task: TaskData) -> float:
     return float(max(rtg.max() - rtg.min(), 1e-8))
 
 
-def normalized_returns(task: TaskData, gamma: float,
-                       scale: Literal["task-max", "steps-left"]) -> np.ndarray:
-    """(N,) R(tau) for every row of a task.
+def _time_max(rtg: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """(N,) rtg scaled by the largest rtg seen with as many steps left (see below)."""
+    # Steps left before the time limit; the limit is the task's longest episode in the
+    # data (every Meta-World episode runs to it; a Maze2D goal episode ends early at G).
+    left = int(steps.max()) + 1 - steps.astype(np.int64)  # (N,) in [1, T]
+    lo = rtg.min()
+    best = np.full(int(left.max()) + 1, -np.inf)
+    np.maximum.at(best, left, rtg)  # best[n]: the largest rtg with n steps left
+    span = best[left] - lo
+    out = np.ones_like(rtg)  # every row at this n has the task's lowest rtg: all "best"
+    ok = span > 1e-8
+    out[ok] = (rtg[ok] - lo) / span[ok]
+    return out
 
-    ``task-max`` (paper: "normalised cumulative return"): reward-to-go mapped to [0, 1] by
-    the task's smallest and largest reward-to-go, so R_max = 1 asks for the task's best.
-    ``steps-left`` (authors' code): discounted reward-to-go / number of steps left.
+
+def normalized_returns(task: TaskData, gamma: float, scale: ReturnScale) -> np.ndarray:
+    """(N,) R(tau) for every row of a task (the definitions are `DataConfig.return_scale`'s).
+
+    rtg = reward-to-go discounted by `gamma`, within each episode.
+    ``time-max``: (rtg - lo) / (M(n) - lo), lo the task's smallest rtg, M(n) the largest rtg
+    of the task's rows with the same number n of steps left before the time limit (the
+    task's longest episode). In [0, 1], and R = 1 occurs at every n: "as good as the best
+    episode in the data from this point in time", a target a planner can be given at every
+    step of an episode.
+    ``task-max``: rtg mapped to [0, 1] by the task's smallest and largest rtg.
+    ``steps-left`` (authors' code): rtg / number of steps left in the episode.
     """
     starts = task.episode_starts
     rtg = reward_to_go(task.rewards, starts, gamma)
     if scale == "steps-left":
         end = np.repeat(np.r_[starts[1:], len(task)], np.diff(np.r_[starts, len(task)]))
         return (rtg / (end - np.arange(len(task)))).astype(np.float32)
+    if scale == "time-max":
+        return _time_max(rtg, task.step).astype(np.float32)
+    if scale != "task-max":
+        raise ValueError(f"unknown return scale {scale!r}; use one of {list(RETURN_SCALES)}")
     lo, hi = rtg.min(), rtg.max()
     return ((rtg - lo) / max(hi - lo, 1e-8)).astype(np.float32)
+
+
+def return_info(scale: ReturnScale, gamma: float, returns: np.ndarray) -> dict[str, Any]:
+    """What a checkpoint records of its return definition: scale, discount, the range of the
+    training returns and the definition's natural target (1 for the [0, 1] scales, the
+    largest training return for ``steps-left``)."""
+    lo, hi = float(returns.min()), float(returns.max())
+    return {"scale": scale, "discount": float(gamma), "min": lo, "max": hi,
+            "target": hi if scale == "steps-left" else 1.0}
+
+
+def resolve_target(info: dict[str, Any], target: float | None) -> float:
+    """The R_max to plan toward: `target` checked against the range of the training returns
+    `info` (from `return_info`), or the definition's natural target when None."""
+    if target is None:
+        return float(info["target"])
+    lo, hi = float(info["min"]), float(info["max"])
+    tol = 1e-6 * max(1.0, abs(hi))
+    if not lo - tol <= target <= hi + tol:
+        raise ValueError(
+            f"eval.target_return={target:g} is outside the returns this checkpoint was trained "
+            f"on, [{lo:.4g}, {hi:.4g}] (data.return_scale={info['scale']!r}, "
+            f"return_discount={info['discount']:g}); give a value in that range, or null for "
+            f"the definition's own target ({float(info['target']):.4g})")
+    return float(target)
+
+
+def checkpoint_return_info(meta: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's `return_info`; for one written before it was recorded, the old
+    definition's (task-max in [0, 1], natural target 1)."""
+    if "returns" in meta:
+        return dict(meta["returns"])
+    data = meta.get("config", {}).get("data", {})
+    scale = data.get("return_scale", "task-max")
+    hi = 1.0 if scale != "steps-left" else float("inf")
+    return {"scale": scale, "discount": float(data.get("return_discount", 1.0)), "min": 0.0,
+            "max": hi, "target": 1.0}
 
 
 class WindowSampler:
@@ -105,11 +170,12 @@ class WindowSampler:
         history: int,
         prompt_len: int,
         batch_per_task: int,
-        return_scale: Literal["task-max", "steps-left"] = "task-max",
-        return_discount: float = 1.0,
+        return_scale: ReturnScale = "time-max",
+        return_discount: float = 0.99,
         fields: Fields = "all",
         tasks: list[str] | None = None,
         seed: int = 0,
+        normalize_prompts: bool = True,
     ) -> None:
         self.task_names = tasks or dataset.task_names
         self.H, self.L, self.J, self.M = horizon, history, prompt_len, batch_per_task
@@ -126,6 +192,7 @@ class WindowSampler:
         self.rew = nz(keys.REWARD, np.concatenate([t.rewards for t in tds])[:, None])[:, 0]
         self.ret = np.concatenate([normalized_returns(t, return_discount, return_scale)
                                    for t in tds])
+        self.return_info = return_info(return_scale, return_discount, self.ret)
         sizes = np.array([len(t) for t in tds])
         self.offsets = np.r_[0, np.cumsum(sizes)[:-1]]
         self.sizes = sizes
@@ -138,9 +205,11 @@ class WindowSampler:
             ep_end.append(np.repeat(np.r_[s[1:], len(t)] + off, lens))
         self.ep_start = np.concatenate(ep_start)
         self.ep_end = np.concatenate(ep_end)
-        # Prompt sets stacked as (tasks, P_max, J, obs+act); shorter sets are sampled only
-        # within their own count.
-        width = dataset.obs_dim + dataset.act_dim
+        # Prompt sets stacked as (tasks, P_max, J, width); shorter sets are sampled only
+        # within their own count. Demonstrations (width obs+act) are normalised like the
+        # data; other prompts (Maze2D layouts) are features used as given.
+        width = (dataset.obs_dim + dataset.act_dim if normalize_prompts
+                 else prompts[self.task_names[0]].shape[-1])
         sets = []
         for t in self.task_names:
             p = prompts[t]
@@ -152,9 +221,10 @@ class WindowSampler:
         self.prompts = np.zeros((len(sets), self.prompt_counts.max(), prompt_len, width),
                                 np.float32)
         for i, p in enumerate(sets):
-            o = nz(keys.OBSERVATION, p[..., :dataset.obs_dim])
-            a = nz(keys.ACTION, p[..., dataset.obs_dim:])
-            self.prompts[i, : len(p)] = np.concatenate([o, a], axis=-1)
+            if normalize_prompts:
+                p = np.concatenate([nz(keys.OBSERVATION, p[..., :dataset.obs_dim]),
+                                    nz(keys.ACTION, p[..., dataset.obs_dim:])], axis=-1)
+            self.prompts[i, : len(p)] = p
         self.task_ids = np.repeat(np.arange(len(self.task_names)), self.M)  # (B,)
         if fields in ("qlearning", "sequence"):
             self._init_baseline_fields(tds)
@@ -184,6 +254,9 @@ class WindowSampler:
         else:
             self.steps = np.concatenate([t.step for t in tds]).astype(np.int64)
             self.rtg = np.concatenate([normalized_returns(t, 1.0, "task-max") for t in tds])
+            # The Decision Transformers condition on this rtg, not on `data.return_scale`'s
+            # R: their checkpoints record its definition (target 1 = the task's best).
+            self.return_info = return_info("task-max", 1.0, self.rtg)
             self.return_range = {name: task_return_range(t)
                                  for name, t in zip(self.task_names, tds, strict=True)}
 

@@ -30,10 +30,12 @@ from mtdiff import keys
 from mtdiff.data.io import atomic_write_json, atomic_write_parquet, remove_stale_temps
 from mtdiff.data.schema import (
     FORMAT_VERSION,
+    VIEWS,
     DatasetError,
     check_episode,
     episodes_to_table,
     table_to_arrays,
+    view_episodes,
 )
 from mtdiff.runtime import pause_for_tests
 
@@ -203,6 +205,17 @@ def _stats_final(acc: dict[str, Any]) -> dict[str, list[float]]:
             "max": acc["mx"].tolist()}
 
 
+def view_stats(returns: list[float], success: list[bool]) -> dict[str, dict[str, float]]:
+    """Per view: episodes, mean return and success rate of a task's episodes (in order)."""
+    out = {}
+    for view in VIEWS:
+        n = view_episodes(len(returns), view) if returns else 0
+        out[view] = {"episodes": n,
+                     "mean_return": float(np.mean(returns[:n])) if n else 0.0,
+                     "success_rate": float(np.mean(success[:n])) if n else 0.0}
+    return out
+
+
 def finalize_dataset(
     root: str | Path, *, suite: str, source: str, tasks: list[str], config: dict[str, Any],
     config_hash: str, extra: dict[str, Any] | None = None,
@@ -244,6 +257,7 @@ def finalize_dataset(
             "shards": [{**s, "file": f"data/{task}/{s['file']}"} for s in idx.shards],
             "mean_return": float(np.mean(list(returns.values()))) if returns else 0.0,
             "success_rate": float(np.mean(list(succ.values()))) if succ else 0.0,
+            "views": view_stats(list(returns.values()), list(succ.values())),
         }
     if len(dims) > 1:
         raise DatasetError(f"tasks have different widths {sorted(dims)}; one dataset holds one "

@@ -179,7 +179,10 @@ class FastSampler:
         s0, s1, c0, cp, cx, ce, cz = coef.unbind()
         x0 = (x - s1 * eps) / s0
         if self.clip is not None:  # keep ε consistent with the clipped x̂_0 (as DDIM does)
-            x0 = x0.clamp(-self.clip, self.clip)
+            if isinstance(self.clip, tuple):  # per-dimension (lo, hi), (D,) each
+                x0 = x0.clamp(self.clip[0], self.clip[1])
+            else:
+                x0 = x0.clamp(-self.clip, self.clip)
             eps = (x - s0 * x0) / s1
         prev = cx * x + c0 * x0 + cp * x0_prev + ce * eps + cz * z
         return prev, x0
@@ -302,7 +305,8 @@ def fast_sampler(model: nn.Module, sampler: Sampler, *, guidance: float | None, 
                  device: torch.device | str) -> FastSampler:
     """The process's `FastSampler` for this model and these settings (built on first use)."""
     key = (type(sampler).__name__, tuple(sampler.timesteps), sampler.temperature,
-           getattr(sampler, "eta", 0.0), sampler.clip_sample, guidance, mode, str(device))
+           getattr(sampler, "eta", 0.0), _clip_key(sampler.clip_sample), guidance, mode,
+           str(device))
     hit = _ENGINES.get(id(model))
     if hit is None or hit[0] is not model:
         while len(_ENGINES) >= _MAX_MODELS:
@@ -311,6 +315,14 @@ def fast_sampler(model: nn.Module, sampler: Sampler, *, guidance: float | None, 
     if key not in hit[1]:
         hit[1][key] = FastSampler(model, sampler, guidance=guidance, mode=mode, device=device)
     return hit[1][key]
+
+
+def _clip_key(clip: Any) -> Any:
+    """A hashable, value-based key for a sampler's x̂_0 clipping (tensor bounds by value, so
+    a new planner with the same checkpoint finds its engines again)."""
+    if isinstance(clip, tuple):
+        return tuple(tuple(float(v) for v in t.flatten().tolist()) for t in clip)
+    return clip
 
 
 def engines_of(model: nn.Module) -> list[FastSampler]:

@@ -32,6 +32,9 @@ import torch
 from mtdiff.config import DiffusionConfig
 from mtdiff.diffusion.schedule import DiffusionSchedule
 
+# x̂_0 clipping: none, ±c, or per-dimension (lo, hi) tensors broadcast over the last axis.
+ClipRange = float | tuple[torch.Tensor, torch.Tensor] | None
+
 
 class SamplerOutput(NamedTuple):
     """One reverse step's result: x_{prev} and the model's x̂_0 at this step, both (B, ...)."""
@@ -52,7 +55,7 @@ class _Sampler:
     """Shared state: the schedule, the timesteps, temperature and x̂_0 clipping."""
 
     def __init__(self, schedule: DiffusionSchedule, num_inference_steps: int | None = None, *,
-                 temperature: float = 1.0, clip_sample: float | None = None) -> None:
+                 temperature: float = 1.0, clip_sample: ClipRange = None) -> None:
         if not 0.0 <= temperature <= 1.0:
             raise ValueError(f"temperature must be in [0, 1], got {temperature}")
         self.schedule = schedule
@@ -78,10 +81,13 @@ class _Sampler:
         return self._abar[k] if k >= 0 else 1.0  # ᾱ before the first step is 1
 
     def _x0(self, eps: torch.Tensor, k: int, x: torch.Tensor) -> torch.Tensor:
-        """x̂_0 = (x_k - √(1 - ᾱ_k) ε) / √ᾱ_k, optionally clipped to ±clip_sample."""
+        """x̂_0 = (x_k - √(1 - ᾱ_k) ε) / √ᾱ_k, optionally clipped to ±clip_sample, or to
+        [lo, hi] per last-axis dimension when clip_sample is a (lo, hi) pair of tensors."""
         abar = self._abar[k]
         x0 = (x - math.sqrt(1.0 - abar) * eps) / math.sqrt(abar)
-        if self.clip_sample is not None:
+        if isinstance(self.clip_sample, tuple):
+            x0 = x0.clamp(self.clip_sample[0], self.clip_sample[1])
+        elif self.clip_sample is not None:
             x0 = x0.clamp(-self.clip_sample, self.clip_sample)
         return x0
 
@@ -133,7 +139,7 @@ class DDIMSampler(_Sampler):
 
     def __init__(self, schedule: DiffusionSchedule, num_inference_steps: int | None = None, *,
                  eta: float = 0.0, temperature: float = 1.0,
-                 clip_sample: float | None = None) -> None:
+                 clip_sample: ClipRange = None) -> None:
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
         self.eta = eta
@@ -207,7 +213,7 @@ Sampler = DDPMSampler | DDIMSampler | DPMSolverSampler
 
 
 def make_sampler(cfg: DiffusionConfig, schedule: DiffusionSchedule | None = None, *,
-                 temperature: float | None = None, clip_sample: float | None = None,
+                 temperature: float | None = None, clip_sample: ClipRange = None,
                  eta: float = 0.0) -> Sampler:
     """The sampler named by `cfg.sampler` with `cfg.sample_steps` steps.
 

@@ -14,6 +14,7 @@ an evaluation worker that runs many jobs compiles once (`Planner.compile_seconds
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,10 +22,11 @@ import torch
 from mtdiff import keys
 from mtdiff.config import DiffusionConfig
 from mtdiff.data.prompts import load_prompts
+from mtdiff.data.windows import checkpoint_return_info, resolve_target
 from mtdiff.diffusion import DDIMSampler, guided_model_fn, make_sampler, sample
 from mtdiff.diffusion.compiled import engines_of, fast_sampler, resolve_mode
 from mtdiff.diffusion.distill import StudentNet, StudentSpec
-from mtdiff.diffusion.samplers import Sampler
+from mtdiff.diffusion.samplers import ClipRange, Sampler
 from mtdiff.train.core import LoadedModel, load_model
 
 # Loaded checkpoints of this process, newest last: (path, mtime, device, ema) -> model.
@@ -44,7 +46,11 @@ class Planner:
         self.device = torch.device(device)
         self.build = loaded.meta["build"]
         self.tasks: list[str] = loaded.meta["tasks"]
-        if prompts is None and Path(loaded.meta["prompts"]).exists():
+        # "demo" (windows of demonstrations) or "layout" (Maze2D maps: `layout_prompt`).
+        self.prompt_kind: str = loaded.meta.get("prompt", {}).get("kind", "demo")
+        self.returns = checkpoint_return_info(loaded.meta)  # R's definition and range
+        if prompts is None and self.prompt_kind == "demo" and \
+                Path(loaded.meta["prompts"]).exists():
             prompts = load_prompts(Path(loaded.meta["prompts"]).parent)
         self.prompts = prompts or {}
         student = loaded.meta.get("student")
@@ -54,6 +60,7 @@ class Planner:
         self.net = loaded.model
         if self.student is not None:
             self.net = _student_net(loaded, self.student.param)
+        self._clip_range: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def horizon(self) -> int:
@@ -65,6 +72,12 @@ class Planner:
         """L: states of history the planner conditions on."""
         return int(self.build["history"])
 
+    def layout_prompt(self, maze: Any) -> np.ndarray:
+        """A Maze2D map's layout prompt set (1, cells, 5) for a layout checkpoint."""
+        from mtdiff.envs.maze2d_layout import layout_prompt
+
+        return layout_prompt(maze, tuple(self.m.meta["prompt"]["shape"]))
+
     def sample_prompts(self, task: str, n: int, rng: np.random.Generator) -> np.ndarray:
         """n random windows of a task's prompt set (raw), (n, J, obs+act)."""
         if task not in self.prompts:
@@ -74,22 +87,25 @@ class Planner:
 
     @torch.no_grad()
     def plan(self, history: np.ndarray, *, prompt: np.ndarray | None = None,
-             task_ids: np.ndarray | None = None, target_return: float = 1.0,
+             task_ids: np.ndarray | None = None, target_return: float | None = None,
              diffusion: DiffusionConfig | None = None,
              generator: torch.Generator | None = None) -> np.ndarray:
         """Action sequences (N, H, act_dim), raw units, for N environments.
 
         history: (N, L, obs_dim) raw states s_{t-L+1..t}; prompt: (N, J, obs+act) raw
-        (MTDiff-P) or task_ids (N,) indices into the training tasks (one-hot variant);
-        target_return: R_max (1.0 = the best return in the data); diffusion: sampler,
-        steps, guidance α and temperature β (default: the checkpoint's config).
+        (MTDiff-P; a layout checkpoint: (N, cells, 5), used as given) or task_ids (N,)
+        indices into the training tasks (one-hot variant); target_return: R_max on the
+        checkpoint's return scale (None: its natural target, `resolve_target`);
+        diffusion: sampler, steps, guidance α, temperature β and x̂_0 clipping (default:
+        the checkpoint's config).
         """
         dcfg = diffusion or self.m.cfg.diffusion
         nz = self.m.normalizer
         N = len(history)
         dev = self.device
+        target = resolve_target(self.returns, target_return)
         cond = {keys.BATCH_HISTORY: torch.from_numpy(nz.normalize(keys.OBSERVATION, history)).to(
-            dev), keys.BATCH_RETURN: torch.full((N, 1), float(target_return), device=dev)}
+            dev), keys.BATCH_RETURN: torch.full((N, 1), target, device=dev)}
         if self.m.meta["kind"] == "mtdiff-p-onehot":
             if task_ids is None:
                 raise ValueError("the one-hot planner needs task_ids (indices of training tasks)")
@@ -98,8 +114,9 @@ class Planner:
             if prompt is None:
                 raise ValueError("MTDiff-P needs a prompt (N, J, obs+act) per environment")
             od = self.build["obs_dim"]
-            p = np.concatenate([nz.normalize(keys.OBSERVATION, prompt[..., :od]),
-                                nz.normalize(keys.ACTION, prompt[..., od:])], axis=-1)
+            p = np.asarray(prompt, np.float32) if self.prompt_kind == "layout" else np.concatenate(
+                [nz.normalize(keys.OBSERVATION, prompt[..., :od]),
+                 nz.normalize(keys.ACTION, prompt[..., od:])], axis=-1)
             cond[keys.BATCH_PROMPT] = torch.from_numpy(p).to(dev)
         sampler, guidance = self._sampler(dcfg)
         shape = (N, self.horizon, self.build["act_dim"])
@@ -112,17 +129,30 @@ class Planner:
             x = engine(cond, shape, generator=generator)
         return np.clip(nz.unnormalize(keys.ACTION, x.float().cpu().numpy()), -1.0, 1.0)
 
+    def _clip(self, dcfg: DiffusionConfig) -> ClipRange:
+        """x̂_0 bounds when `dcfg.clip_denoised`: the data's normalised action range, (act_dim,)
+        tensors each (built once per planner)."""
+        if not dcfg.clip_denoised:
+            return None
+        if self._clip_range is None:
+            lo, hi = self.m.normalizer.normalized_bounds(keys.ACTION)  # (act_dim,) each
+            self._clip_range = (torch.from_numpy(lo).to(self.device),
+                                torch.from_numpy(hi).to(self.device))
+        return self._clip_range
+
     def _sampler(self, dcfg: DiffusionConfig) -> tuple[Sampler, float | None]:
         """(sampler, guidance α) for a plan: the config's, or the student's own steps."""
         if self.student is None:
-            return make_sampler(dcfg, self.m.schedule), dcfg.guidance
+            return make_sampler(dcfg, self.m.schedule, clip_sample=self._clip(dcfg)), \
+                dcfg.guidance
         s = self.student
         if (dcfg.guidance, dcfg.temperature) != (s.guidance, s.temperature):
             raise ValueError(
                 f"this student was distilled at guidance {s.guidance}, temperature "
                 f"{s.temperature}; plan with those, or distil again with --set "
                 f"diffusion.guidance={dcfg.guidance} diffusion.temperature={dcfg.temperature}")
-        # diffusion.sampler / sample_steps do not apply: the student's steps are its own.
+        # diffusion.sampler / sample_steps / clip_denoised do not apply: the student's steps
+        # are its own (distilled from the teacher's unclipped DDIM, `teacher_states`).
         return DDIMSampler(self.m.schedule, s.steps, temperature=s.temperature), None
 
     def describe(self, diffusion: DiffusionConfig | None = None) -> dict[str, object]:
@@ -133,7 +163,8 @@ class Planner:
         return {"sampler": type(sampler).__name__, "steps": sampler.num_inference_steps,
                 "network_calls_per_plan": sampler.num_inference_steps,
                 "rows_per_env": 2 if guided else 1, "student": self.student is not None,
-                "compile": dcfg.compile}
+                "compile": dcfg.compile,
+                "clip_denoised": self.student is None and dcfg.clip_denoised}
 
     @property
     def compile_seconds(self) -> float:

@@ -53,6 +53,9 @@ class PolicyBase:
     """Shared parts: prompt sets, task list, drawing prompt windows."""
 
     conditioning: Conditioning = "prompt"
+    # "demo": prompts are windows of demonstrations; "layout": a Maze2D map's layout
+    # (`layout_prompt`; MTDiff-P trained with data.prompt_kind=layout).
+    prompt_kind: str = "demo"
 
     def __init__(self, tasks: list[str], prompts: dict[str, np.ndarray] | None,
                  prompt_len: int) -> None:
@@ -81,13 +84,15 @@ class PlannerPolicy(PolicyBase):
     every active environment in one batched denoising call, execute its first action."""
 
     def __init__(self, planner: Any, *, diffusion: DiffusionConfig | None = None,
-                 target_return: float = 1.0, generator: torch.Generator | None = None) -> None:
+                 target_return: float | None = None,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__(planner.tasks, planner.prompts, planner.build["prompt_len"])
         self.planner = planner
         self.conditioning = "task_id" if planner.m.meta["kind"] == "mtdiff-p-onehot" \
             else "prompt"
+        self.prompt_kind = planner.prompt_kind
         self.diffusion = diffusion
-        self.target_return = target_return
+        self.target_return = target_return  # None: the checkpoint's natural target
         self.generator = generator
         self.hist = np.zeros((0, planner.history, planner.build["obs_dim"]), np.float32)
         self._prompts: np.ndarray | None = None
@@ -97,6 +102,10 @@ class PlannerPolicy(PolicyBase):
     def history(self) -> int:
         """L: states of history the planner conditions on."""
         return self.planner.history
+
+    def layout_prompt(self, maze: Any) -> np.ndarray:
+        """A Maze2D map's layout prompt set (1, cells, 5) (a layout checkpoint)."""
+        return self.planner.layout_prompt(maze)
 
     def begin(self, obs: np.ndarray, *, prompts: np.ndarray | None,
               task_ids: np.ndarray | None, env_tasks: list[str] | None = None) -> None:
@@ -121,7 +130,8 @@ class PlannerPolicy(PolicyBase):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu",
-                        diffusion: DiffusionConfig | None = None, target_return: float = 1.0,
+                        diffusion: DiffusionConfig | None = None,
+                        target_return: float | None = None,
                         generator: torch.Generator | None = None) -> PlannerPolicy:
         """The policy of an MTDiff-P / -P-onehot checkpoint (EMA weights)."""
         from mtdiff.eval.planner import load_planner
@@ -131,12 +141,13 @@ class PlannerPolicy(PolicyBase):
 
 
 def load_policy(path: str | Path, *, device: str | torch.device = "cpu",
-                diffusion: DiffusionConfig | None = None, target_return: float = 1.0,
+                diffusion: DiffusionConfig | None = None, target_return: float | None = None,
                 generator: torch.Generator | None = None) -> Policy:
     """The policy of the method that trained the checkpoint at `path` (`mtdiff.methods`).
 
     `diffusion` and `target_return` are the planners' sampling settings (other methods
-    take what applies to them: a return-conditioned one the target return).
+    take what applies to them: a return-conditioned one the target return, on its
+    checkpoint's return scale; None = that scale's natural target).
     """
     from mtdiff.methods import method_of_meta
     from mtdiff.train.checkpoints import checkpoint_meta

@@ -10,6 +10,7 @@ from typing import Any
 from mtdiff.config import Config, DiffusionConfig, EvalConfig, from_dict, to_dict
 from mtdiff.config.suites import MUJOCO_SUITES, section_name
 from mtdiff.data.io import atomic_write_json
+from mtdiff.data.windows import checkpoint_return_info, resolve_target
 from mtdiff.eval.suites import EvalJob, run_job, summarize
 
 
@@ -128,11 +129,14 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
         raise ValueError(f"{ckpt} holds a {method.label} checkpoint, which does not act in an "
                          "environment; give a planner's checkpoint (e.g. MTDiff-P, a baseline)")
     jobs = plan_jobs(suite, meta, cfg, ecfg, tasks=tasks, maps=maps, wrong_prompt=wrong_prompt)
+    target = None  # methods that do not condition on a return ignore it
+    if method.diffusion or method.fields == "sequence":  # fails fast on an unreachable R
+        target = resolve_target(checkpoint_return_info(meta), ecfg.target_return)
     init_ray()
     remote = ray.remote(run_job).options(num_cpus=ecfg.num_cpus_per_actor,
                                          num_gpus=ecfg.num_gpus_per_actor)
     t0 = time.time()
-    refs = [remote.remote(j, str(ckpt), dcfg, ecfg.target_return) for j in jobs]
+    refs = [remote.remote(j, str(ckpt), dcfg, target) for j in jobs]
     results = []
     with tqdm(total=len(refs), desc=f"evaluate {suite}", unit="job") as bar:
         pending = list(refs)
@@ -144,7 +148,8 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     own = [r for r in results if r.get("prompt", "own") == "own"]
     summary: dict[str, Any] = {"suite": suite, "checkpoint": str(ckpt), "wall_seconds": wall,
                                "method": method.name, "diffusion": to_dict(dcfg),
-                               "eval": to_dict(ecfg), "all": summarize(own)}
+                               "eval": to_dict(ecfg), "target_return": target,
+                               "all": summarize(own)}
     for group in ("train", "unseen", "heldout"):
         sel = [r for r in own if r.get("group") == group]
         if sel:

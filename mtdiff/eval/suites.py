@@ -41,22 +41,26 @@ class EvalJob:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _maze_prompts(prompt_len: int, maze: Any, cfg: Any, seed: int) -> np.ndarray:
-    """A prompt set for a map the dataset has none for, from fresh expert episodes."""
+def _maze_prompts(policy: Any, maze: Any, cfg: Any, seed: int) -> np.ndarray:
+    """A prompt set for a map the dataset has none for: its layout (a layout checkpoint),
+    else windows of fresh expert episodes."""
     from mtdiff.data.prompts import cut_prompt_windows
     from mtdiff.envs.maze2d import expert_episode
 
+    if policy.prompt_kind == "layout":
+        return policy.layout_prompt(maze)
     demos = [expert_episode(maze, seed=seed + 17 + i, max_steps=cfg.maze2d.eval_episode_steps)
              for i in range(cfg.collect.prompt_episodes)]
-    return cut_prompt_windows(demos, prompt_len, cfg.collect.prompts_per_task,
-                              np.random.default_rng(seed))
+    return cut_prompt_windows(demos, policy.prompt_len, cfg.collect.prompts_per_task,
+                              np.random.default_rng(seed), window=cfg.collect.prompt_window)
 
 
-def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
+def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float | None,
             device: str | None = None) -> dict[str, Any]:
     """Evaluate one batch (runs inside a Ray task); returns plain per-episode results.
 
-    Any planner method's checkpoint (`mtdiff.eval.policy.load_policy`).
+    Any planner method's checkpoint (`mtdiff.eval.policy.load_policy`). target_return:
+    R_max on the checkpoint's return scale; None = its natural target.
     """
     from mtdiff.eval.policy import load_policy
     from mtdiff.eval.rollout import rollout
@@ -78,7 +82,7 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float,
         envs = [make_env(maze, max_episode_steps=job.max_steps) for _ in range(job.episodes)]
         src = job.prompt_task or name
         if src not in policy.prompts and policy.conditioning == "prompt":
-            policy.prompts[src] = _maze_prompts(policy.prompt_len,
+            policy.prompts[src] = _maze_prompts(policy,
                                                 load_map(src) if src != name else maze,
                                                 cfg, job.seed)
     else:

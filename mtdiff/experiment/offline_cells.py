@@ -79,7 +79,8 @@ def offline_jobs(cfg: Config, lay: Layout, cluster: ClusterInfo) -> list[Job]:
 
     def synth(task: str, model_job: str, data_job: str, tag: str, seen: bool) -> Job:
         key = {"model": model_job, "task": task, "offline": offline_key,
-               "sampling": [cfg.diffusion.sampler, cfg.diffusion.sample_steps],
+               "sampling": [cfg.diffusion.sampler, cfg.diffusion.sample_steps,
+                            cfg.diffusion.clip_denoised],
                "view": view if seen else "near-optimal"}
         return Job(f"synthesize/{task}/{tag}", "synthesize", cfg, {"task": task, "model": tag},
                    deps=[model_job, data_job],

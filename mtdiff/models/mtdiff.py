@@ -35,12 +35,11 @@ from mtdiff.models.gpt2 import GPT2, AttnImpl, GPTConfig
 from mtdiff.models.unet import TemporalUNet
 
 
-def _checked_prompt(cond: dict[str, torch.Tensor], B: int, J: int, obs_dim: int,
-                    act_dim: int) -> torch.Tensor:
-    """cond[prompt], checked to be (B, J, obs_dim + act_dim)."""
+def _checked_prompt(cond: dict[str, torch.Tensor], B: int, J: int, width: int) -> torch.Tensor:
+    """cond[prompt], checked to be (B, J, width) (width: obs_dim + act_dim for a demo)."""
     z = cond[keys.BATCH_PROMPT]
-    if z.shape != (B, J, obs_dim + act_dim):
-        raise ValueError(f"prompt must be (B, {J}, {obs_dim + act_dim}), got {tuple(z.shape)}")
+    if z.shape != (B, J, width):
+        raise ValueError(f"prompt must be (B, {J}, {width}), got {tuple(z.shape)}")
     return z
 
 
@@ -95,8 +94,10 @@ class _TokenNoiseModel(nn.Module):
 class MTDiffP(_TokenNoiseModel):
     """MTDiff-P planner noise model: ε_θ(x_k = actions, k, y = [Z, s_{t-L+1..t}, R]).
 
-    cond: `keys.BATCH_PROMPT` (B, J, obs_dim + act_dim), `keys.BATCH_HISTORY` (B, L, obs_dim),
+    cond: `keys.BATCH_PROMPT` (B, J, prompt_dim), `keys.BATCH_HISTORY` (B, L, obs_dim),
     `keys.BATCH_RETURN` (B, 1) (optional: absent or None = unconditional for all samples).
+    prompt_dim: obs_dim + act_dim for a demonstration prompt (default), the width of a
+    layout token for a Maze2D layout prompt (`mtdiff.envs.maze2d_layout`, J = its cells).
     """
 
     x_key = keys.BATCH_ACTIONS
@@ -104,12 +105,13 @@ class MTDiffP(_TokenNoiseModel):
     uses_return = True
 
     def __init__(self, *, obs_dim: int, act_dim: int, horizon: int, history: int, prompt_len: int,
-                 gpt: GPTConfig) -> None:
+                 gpt: GPTConfig, prompt_dim: int | None = None) -> None:
         super().__init__(act_dim, horizon, self._n_prompt_tokens(prompt_len) + 2 + history, gpt)
         d = gpt.d_model
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.history, self.prompt_len = history, prompt_len
-        self._build_prompt_embed(obs_dim + act_dim, d)
+        self.prompt_dim = prompt_dim or obs_dim + act_dim
+        self._build_prompt_embed(self.prompt_dim, d)
         self.history_embed = mlp(obs_dim, d, layers=3, hidden=2 * d)  # f_H
         self.return_embed = ReturnEmbedder(d)  # f_R
 
@@ -121,8 +123,8 @@ class MTDiffP(_TokenNoiseModel):
         self.prompt_embed = mlp(in_dim, d, layers=3, hidden=2 * d, layer_norm=True)  # f_P
 
     def _prompt_tokens(self, cond: dict[str, torch.Tensor], B: int) -> torch.Tensor:
-        return self.prompt_embed(_checked_prompt(cond, B, self.prompt_len, self.obs_dim,
-                                                 self.act_dim))  # (B, J, d)
+        return self.prompt_embed(_checked_prompt(cond, B, self.prompt_len,
+                                                 self.prompt_dim))  # (B, J, d)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, cond: dict[str, torch.Tensor],
                 drop_return: torch.Tensor | None = None) -> torch.Tensor:
@@ -199,7 +201,7 @@ class MTDiffS(_TokenNoiseModel):
         """
         B = x.shape[0]
         self._check_x(x)
-        z = _checked_prompt(cond, B, self.prompt_len, self.obs_dim, self.act_dim)
+        z = _checked_prompt(cond, B, self.prompt_len, self.obs_dim + self.act_dim)
         h_ti = self.time_embed(k)  # (B, 1, d)
         cond_tokens = torch.cat([self.prompt_embed(z), h_ti], dim=1)  # (B, J + 1, d)
         return self._denoise(cond_tokens, h_ti, x, None)
@@ -207,27 +209,30 @@ class MTDiffS(_TokenNoiseModel):
 
 def build_model(model_cfg: ModelConfig, *, obs_dim: int, act_dim: int, horizon: int, history: int,
                 prompt_len: int, num_tasks: int, attn_impl: AttnImpl = "auto",
-                causal: bool = True) -> nn.Module:
+                causal: bool = True, prompt_dim: int | None = None) -> nn.Module:
     """The noise model named by `model_cfg.kind` / `model_cfg.backbone`.
 
     horizon: H (the largest the model will see); history: L; prompt_len: J; num_tasks: the
-    task count (used by the one-hot variant only). `attn_impl` and `causal` are backbone
-    options (see `mtdiff.models.gpt2`); the paper's model is causal.
+    task count (used by the one-hot variant only); prompt_dim: width of a prompt token
+    (None: obs_dim + act_dim, a demonstration; MTDiff-P only). `attn_impl` and `causal`
+    are backbone options (see `mtdiff.models.gpt2`); the paper's model is causal.
     """
+    if prompt_dim is not None and model_cfg.kind == "mtdiff-s":
+        raise ValueError("MTDiff-S is prompted by demonstrations; prompt_dim is for MTDiff-P")
     if model_cfg.backbone == "unet":
         if model_cfg.kind == "mtdiff-s":
             raise ValueError("the U-Net ablation (App. C) is for MTDiff-P; use backbone='gpt2'")
         return TemporalUNet(obs_dim=obs_dim, act_dim=act_dim, horizon=horizon, history=history,
                             prompt_len=prompt_len, num_tasks=num_tasks, dim=model_cfg.d_model // 4,
                             onehot=model_cfg.kind == "mtdiff-p-onehot",
-                            dropout=model_cfg.dropout)
+                            dropout=model_cfg.dropout, prompt_dim=prompt_dim)
     n_tokens = (1 if model_cfg.kind == "mtdiff-p-onehot" else prompt_len) + 2 + history + horizon
     gpt = GPTConfig(d_model=model_cfg.d_model, n_layer=model_cfg.n_layer, n_head=model_cfg.n_head,
                     dropout=model_cfg.dropout, max_tokens=n_tokens, causal=causal,
                     attn_impl=attn_impl)
     if model_cfg.kind == "mtdiff-p":
         return MTDiffP(obs_dim=obs_dim, act_dim=act_dim, horizon=horizon, history=history,
-                       prompt_len=prompt_len, gpt=gpt)
+                       prompt_len=prompt_len, gpt=gpt, prompt_dim=prompt_dim)
     if model_cfg.kind == "mtdiff-p-onehot":
         return MTDiffPOneHot(obs_dim=obs_dim, act_dim=act_dim, horizon=horizon, history=history,
                              num_tasks=num_tasks, gpt=gpt)

@@ -106,7 +106,8 @@ class TemporalUNet(nn.Module):
 
     def __init__(self, *, obs_dim: int, act_dim: int, horizon: int, history: int, prompt_len: int,
                  num_tasks: int, dim: int = 64, dim_mults: tuple[int, ...] = (1, 2, 4),
-                 onehot: bool = False, dropout: float = 0.0) -> None:
+                 onehot: bool = False, dropout: float = 0.0,
+                 prompt_dim: int | None = None) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.horizon = obs_dim, act_dim, horizon
         self.history, self.prompt_len, self.onehot = history, prompt_len, onehot
@@ -116,7 +117,8 @@ class TemporalUNet(nn.Module):
         if onehot:
             self.task_embed = nn.Embedding(num_tasks, dim)
         else:
-            self.prompt_embed = PromptTCN(obs_dim + act_dim, dim, prompt_len, dropout=dropout)
+            self.prompt_embed = PromptTCN(prompt_dim or obs_dim + act_dim, dim, prompt_len,
+                                          dropout=dropout)
         self.history_embed = mlp(history * obs_dim, dim, layers=3, hidden=2 * dim)
         self.return_embed = ReturnEmbedder(dim)
         emb = 4 * dim  # [t, z_p, history, R] concatenated

@@ -36,8 +36,10 @@ def heldout_config(cfg: Config, tasks: list[str]) -> Config:
     from dataclasses import replace
 
     o = cfg.offline
+    # No random-action episodes: the held-out original data is the noisy experts alone.
     mw = replace(cfg.metaworld, tasks=",".join(tasks), source="scripted",
-                 transitions_per_task=o.heldout_transitions, scripted_noise=o.heldout_noise)
+                 transitions_per_task=o.heldout_transitions, scripted_noise=o.heldout_noise,
+                 scripted_random=0.0)
     return replace(cfg, metaworld=mw)
 
 
@@ -71,7 +73,8 @@ def synthesize_data(cfg: Config, checkpoint: str, task: str, dataset: str, view:
             num = o.synth_transitions or o.augment_copies * len(load_task(dataset, task, view))
             print(f"[offline] {task}: synthesizing {num} transitions with {checkpoint}")
             synthesize_stage(checkpoint, tasks=[task], num=num, out=syn,
-                             prompt_episodes=o.prompt_episodes, seed=o.seed, device=_device())
+                             prompt_episodes=o.prompt_episodes, seed=o.seed, device=_device(),
+                             diffusion=cfg.diffusion)  # the run's sampler settings (its hash)
         shutil.rmtree(aug, ignore_errors=True)
         combine(dataset, syn, aug, tasks=[task], view=view)
     man = read_manifest(syn)

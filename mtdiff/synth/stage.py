@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from mtdiff import keys
-from mtdiff.data.prompts import cut_prompt_windows, write_prompts
+from mtdiff.config import DiffusionConfig
+from mtdiff.data.prompts import PromptWindow, cut_prompt_windows, write_prompts
 from mtdiff.data.reader import load_dataset, read_manifest
 from mtdiff.data.schema import DatasetError
 from mtdiff.data.writer import MANIFEST, TaskWriter, finalize_dataset
@@ -29,8 +30,10 @@ from mtdiff.synth.synthesizer import Synthesizer, load_synthesizer
 
 
 def expert_prompt(suite: str, task: str, *, prompt_episodes: int, prompt_len: int,
-                  windows: int, seed: int, max_steps: int = 500) -> np.ndarray:
-    """Prompt windows (windows, J, obs+act) from `prompt_episodes` fresh expert episodes."""
+                  windows: int, seed: int, max_steps: int = 500,
+                  window: PromptWindow = "before-success") -> np.ndarray:
+    """Prompt windows (windows, J, obs+act) from `prompt_episodes` fresh expert episodes
+    (`window`: where in them, see `CollectConfig.prompt_window`)."""
     rng = np.random.default_rng(seed)
     if suite == "metaworld":
         from mtdiff.collect.scripted import expert_demos
@@ -45,13 +48,14 @@ def expert_prompt(suite: str, task: str, *, prompt_episodes: int, prompt_len: in
                  for i in range(prompt_episodes)]
     else:
         raise ValueError(f"no expert for suite {suite!r}")
-    return cut_prompt_windows(list(demos), prompt_len, windows, rng)
+    return cut_prompt_windows(list(demos), prompt_len, windows, rng, window=window)
 
 
 def synthesize_task(synth: Synthesizer, task: str, *, num: int, prompt: np.ndarray,
-                    batch: int = 256, seed: int = 0, progress: bool = True
-                    ) -> list[dict[str, np.ndarray]]:
-    """At least `num` synthetic transitions as episode dicts of H steps each."""
+                    batch: int = 256, seed: int = 0, progress: bool = True,
+                    diffusion: DiffusionConfig | None = None) -> list[dict[str, np.ndarray]]:
+    """At least `num` synthetic transitions as episode dicts of H steps each (sampler
+    settings: `diffusion`, default the checkpoint's)."""
     from tqdm import tqdm
 
     H = synth.build["horizon"]
@@ -63,7 +67,7 @@ def synthesize_task(synth: Synthesizer, task: str, *, num: int, prompt: np.ndarr
         while len(episodes) < n_seq:
             b = min(batch, n_seq - len(episodes))
             z = prompt[rng.integers(len(prompt), size=b)]  # Alg. 2 line 4: tau* ~ Z
-            out = synth.synthesize(z, generator=gen)
+            out = synth.synthesize(z, diffusion=diffusion, generator=gen)
             for i in range(b):
                 episodes.append({
                     keys.OBSERVATION: out[keys.OBSERVATION][i].astype(np.float32),
@@ -79,8 +83,13 @@ def synthesize_task(synth: Synthesizer, task: str, *, num: int, prompt: np.ndarr
 
 def run(checkpoint: str | Path, *, tasks: list[str], num: int, out: str | Path,
         prompt_episodes: int = 1, seed: int = 0, batch: int = 256,
-        device: str | None = None) -> Path:
-    """Synthesize `num` transitions per task into a new dataset at `out`."""
+        device: str | None = None, diffusion: DiffusionConfig | None = None) -> Path:
+    """Synthesize `num` transitions per task into a new dataset at `out`.
+
+    diffusion: the sampler settings (sampler, steps, x̂_0 clipping); None = the
+    checkpoint's. Stages pass their own config's, so `--set diffusion.*` takes effect
+    (the offline stage names its folder by them).
+    """
     out = Path(out)
     if (out / MANIFEST).exists():
         raise DatasetError(f"{out} already holds a dataset; synthesize into a new folder")
@@ -89,15 +98,18 @@ def run(checkpoint: str | Path, *, tasks: list[str], num: int, out: str | Path,
     meta = synth.m.meta
     od, ad = synth.build["obs_dim"], synth.build["act_dim"]
     cfg = synth.m.cfg
+    dcfg = diffusion or cfg.diffusion
     t0 = time.time()
     prompts = {}
     for i, task in enumerate(tasks):
         prompt = expert_prompt(meta["suite"], task, prompt_episodes=prompt_episodes,
                                prompt_len=synth.build["prompt_len"],
                                windows=cfg.collect.prompts_per_task, seed=seed + 1000 * i,
-                               max_steps=_episode_steps(cfg, meta["suite"]))
+                               max_steps=_episode_steps(cfg, meta["suite"]),
+                               window=cfg.collect.prompt_window)
         prompts[task] = prompt
-        eps = synthesize_task(synth, task, num=num, prompt=prompt, batch=batch, seed=seed + i)
+        eps = synthesize_task(synth, task, num=num, prompt=prompt, batch=batch, seed=seed + i,
+                              diffusion=dcfg)
         w = TaskWriter(out, task, od, ad, cfg.collect.shard_rows)
         for e, ep in enumerate(eps):
             w.add_episode(e, ep)
@@ -107,8 +119,8 @@ def run(checkpoint: str | Path, *, tasks: list[str], num: int, out: str | Path,
     finalize_dataset(out, suite=meta["suite"], source="synthetic", tasks=tasks,
                      config={"checkpoint": str(Path(checkpoint).resolve()), "num": num,
                              "prompt_episodes": prompt_episodes, "seed": seed,
-                             "sampler": cfg.diffusion.sampler,
-                             "sample_steps": cfg.diffusion.sample_steps},
+                             "sampler": dcfg.sampler, "sample_steps": dcfg.sample_steps,
+                             "clip_denoised": dcfg.clip_denoised},
                      config_hash=f"synth-{meta['dataset']['hash']}-{seed}",
                      extra={"synthetic": True, "synth_seconds": round(seconds, 2),
                             "provenance": {"checkpoint": str(Path(checkpoint).resolve()),

@@ -35,7 +35,9 @@ class Synthesizer:
         """One sequence per prompt: prompt (N, J, obs+act) raw -> raw arrays
         observation (N, H, obs_dim), action (N, H, act_dim), reward (N, H).
 
-        Synthesis samples at temperature 1 with no guidance (Alg. 2, eq. 11).
+        Synthesis samples at temperature 1 with no guidance (Alg. 2, eq. 11). diffusion:
+        sampler, steps and x̂_0 clipping (None: the checkpoint's config; the pipeline
+        passes its own, so `--set diffusion.*` applies).
         """
         dcfg = diffusion or self.m.cfg.diffusion
         nz = self.m.normalizer
@@ -43,7 +45,13 @@ class Synthesizer:
         p = np.concatenate([nz.normalize(keys.OBSERVATION, prompt[..., :od]),
                             nz.normalize(keys.ACTION, prompt[..., od:])], axis=-1)
         cond = {keys.BATCH_PROMPT: torch.from_numpy(p).to(self.device)}
-        sampler = make_sampler(dcfg, self.m.schedule, temperature=1.0)
+        clip = None
+        if dcfg.clip_denoised:  # x̂_0 to the data's normalised range, per (s, a, r) dimension
+            lo, hi = zip(*(nz.normalized_bounds(k) for k in
+                           (keys.OBSERVATION, keys.ACTION, keys.REWARD)), strict=True)
+            clip = (torch.from_numpy(np.concatenate(lo)).to(self.device),
+                    torch.from_numpy(np.concatenate(hi)).to(self.device))
+        sampler = make_sampler(dcfg, self.m.schedule, temperature=1.0, clip_sample=clip)
         x = sample(lambda x, k: self.m.model(x, k, cond),
                    (len(p), self.build["horizon"], od + ad + 1), sampler, generator=generator,
                    device=self.device).float().cpu().numpy()

@@ -56,7 +56,6 @@ def build_setup(cfg: Config, data_dir: str | Path, *, seed: int = 0,
                 batch_per_task: int | None = None) -> TrainSetup:
     """Load the dataset view and prompts, build the window sampler and the noise model."""
     ds = load_dataset(data_dir, view=cfg.data.view)
-    prompts = load_prompts(data_dir)
     normalizer = Normalizer(ds.stats, cfg.data.normalizer)
     history = cfg.data.history_for(ds.suite) if ds.suite in SUITES else (
         cfg.data.history or 2)
@@ -66,14 +65,25 @@ def build_setup(cfg: Config, data_dir: str | Path, *, seed: int = 0,
     fields = method.fields
     # Window length: H for the planners; the Decision Transformers' context K.
     horizon = cfg.baselines.dt_context if fields == "sequence" else cfg.data.horizon
+    prompt = prompt_kind(cfg, ds.suite)
+    build: dict[str, Any] = {"obs_dim": ds.obs_dim, "act_dim": ds.act_dim, "horizon": horizon,
+                             "history": history, "prompt_len": cfg.data.prompt_len,
+                             "num_tasks": len(ds.task_names)}
+    if prompt["kind"] == "layout":
+        from mtdiff.envs.maze2d_layout import LAYOUT_DIM, layout_prompts, manifest_maps
+
+        maps = manifest_maps(ds.manifest, ds.task_names)
+        prompts = layout_prompts(maps)
+        prompt["shape"] = list(maps[0].shape)
+        build["prompt_len"] = next(iter(prompts.values())).shape[1]  # J = the map's cells
+        build["prompt_dim"] = LAYOUT_DIM
+    else:
+        prompts = load_prompts(data_dir)
     sampler = WindowSampler(
         ds, prompts, normalizer, horizon=horizon, history=history,
-        prompt_len=cfg.data.prompt_len, batch_per_task=batch_per_task or cfg.data.batch_per_task,
+        prompt_len=build["prompt_len"], batch_per_task=batch_per_task or cfg.data.batch_per_task,
         return_scale=cfg.data.return_scale, return_discount=cfg.data.return_discount,
-        fields=fields, seed=seed)
-    build = {"obs_dim": ds.obs_dim, "act_dim": ds.act_dim, "horizon": horizon,
-             "history": history, "prompt_len": cfg.data.prompt_len,
-             "num_tasks": len(ds.task_names)}
+        fields=fields, seed=seed, normalize_prompts=prompt["kind"] == "demo")
     model = build_model(cfg.model, **build) if cfg.model.kind in DIFFUSION_KINDS else None
     meta = {
         "config": to_dict(cfg), "build": build, "kind": cfg.model.kind, "method": method.name,
@@ -81,9 +91,27 @@ def build_setup(cfg: Config, data_dir: str | Path, *, seed: int = 0,
         "dataset": {"path": str(Path(data_dir).resolve()),
                     "hash": ds.manifest["config_hash"], "view": cfg.data.view},
         "prompts": str((Path(data_dir) / "prompts.parquet").resolve()),
+        "prompt": prompt, "returns": sampler.return_info,
     }
     return TrainSetup(model, sampler, normalizer, DiffusionSchedule.from_config(cfg.diffusion),
                       meta)
+
+
+def prompt_kind(cfg: Config, suite: str) -> dict[str, Any]:
+    """The prompt a model of `cfg` trained on `suite` gets: {"kind": "demo" | "layout"}.
+
+    `data.prompt_kind = "layout"` applies to the Maze2D planner MTDiff-P only (Meta-World
+    has no layout, MTDiff-P-onehot no prompt, and the baselines are the papers' methods,
+    Prompt-DT prompted by demonstrations: they keep "demo"); MTDiff-S on Maze2D with it is
+    an error, since synthesis is prompted by demonstrations.
+    """
+    if cfg.data.prompt_kind != "layout" or suite != "maze2d" or \
+            cfg.model.kind not in ("mtdiff-p", "mtdiff-s"):
+        return {"kind": "demo"}
+    if cfg.model.kind == "mtdiff-s":
+        raise ValueError("data.prompt_kind=layout is for the MTDiff-P planner on Maze2D; "
+                         "MTDiff-S is prompted by demonstrations (set data.prompt_kind=demo)")
+    return {"kind": "layout"}
 
 
 def to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:

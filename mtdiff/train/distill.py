@@ -27,6 +27,7 @@ import torch
 from mtdiff import keys, tracking
 from mtdiff.config import Config, config_hash, from_dict, to_dict
 from mtdiff.data.io import atomic_write, atomic_write_json
+from mtdiff.data.windows import checkpoint_return_info, resolve_target
 from mtdiff.diffusion.distill import (
     CITATION,
     StudentNet,
@@ -215,7 +216,8 @@ def _teacher_data(tm: Any, setup: Any, cfg: Config, spec: StudentSpec, run_dir: 
                     "val": {"cond": saved["val_cond"], "states": saved["val_states"]}}
     rng = np.random.default_rng(dc.seed)
     ck = tuple(getattr(tm.model, "cond_keys", COND_KEYS))
-    cond = _conditions(setup.sampler, dc.samples + dc.val_samples, cfg.eval.target_return,
+    target = resolve_target(checkpoint_return_info(tm.meta), cfg.eval.target_return)
+    cond = _conditions(setup.sampler, dc.samples + dc.val_samples, target,
                        dc.target_return_prob, rng, ck)
     train = {k: v[:dc.samples] for k, v in cond.items()}
     val = {k: v[dc.samples:] for k, v in cond.items()}
