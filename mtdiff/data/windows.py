@@ -131,12 +131,17 @@ def return_info(scale: ReturnScale, gamma: float, returns: np.ndarray) -> dict[s
 
 def resolve_target(info: dict[str, Any], target: float | None) -> float:
     """The R_max to plan toward: `target` checked against the range of the training returns
-    `info` (from `return_info`), or the definition's natural target when None."""
+    `info` (from `return_info`), or the definition's natural target when None.
+
+    The natural target itself is always accepted (an evaluation resolves None once and
+    hands the value to its workers; a task whose returns are all equal has range [0, 0]
+    on the [0, 1] scales, where 1 still means "its best")."""
     if target is None:
         return float(info["target"])
     lo, hi = float(info["min"]), float(info["max"])
     tol = 1e-6 * max(1.0, abs(hi))
-    if not lo - tol <= target <= hi + tol:
+    natural = abs(target - float(info["target"])) <= tol
+    if not natural and not lo - tol <= target <= hi + tol:
         raise ValueError(
             f"eval.target_return={target:g} is outside the returns this checkpoint was trained "
             f"on, [{lo:.4g}, {hi:.4g}] (data.return_scale={info['scale']!r}, "
