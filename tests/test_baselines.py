@@ -156,11 +156,11 @@ def test_checkpoint_loads_without_pickle_and_resumes_exactly(write_dataset, tmp_
             torch.testing.assert_close(v, sb["model"][name][p])
 
 
-def _policy(kind: str, write_dataset, tmp_path):
+def _policy(kind: str, write_dataset, tmp_path, *overrides: str):
     from mtdiff.eval.policy import load_policy
 
     data = write_dataset(tasks=("a", "b", "c"), episodes=3, T=16)
-    cfg = _cfg(kind)
+    cfg = _cfg(kind, *overrides)
     setup = build_setup(cfg, data)
     torch.manual_seed(0)
     learner = build_learner(cfg, setup, CPU)
@@ -209,6 +209,22 @@ def test_dt_policy_keeps_the_last_k_steps_and_lowers_the_return(write_dataset, t
     assert (pol.n == K).all() and pol.ts[0].tolist() == list(range(3, K + 3))
     np.testing.assert_allclose(pol.r[:, -1, 0], 1.0 - (K + 2) * np.array([0.5, 2.0]) / ranges,
                                rtol=1e-5)
+
+
+def test_dt_target_return_stays_on_its_own_rtg_scale(write_dataset, tmp_path):
+    """The DTs condition on undiscounted task-max rtg whatever `data.return_scale` the
+    planners use: their checkpoints say so, and the target is checked on that scale."""
+    from mtdiff.eval.policy import load_policy
+    from mtdiff.train.checkpoints import checkpoint_meta
+
+    # Reward units for the planners: their natural target would be the largest return.
+    pol = _policy("promptdt", write_dataset, tmp_path, "data.return_scale=steps-left")
+    info = checkpoint_meta(tmp_path / "promptdt")["returns"]
+    assert (info["scale"], info["discount"], info["target"]) == ("task-max", 1.0, 1.0)
+    assert pol.target_return == 1.0  # None: the task's best on the DT's own scale
+    assert load_policy(tmp_path / "promptdt", target_return=0.5).target_return == 0.5
+    with pytest.raises(ValueError, match="outside the returns"):
+        load_policy(tmp_path / "promptdt", target_return=9.0)
 
 
 def test_baseline_hyperparameters_name_the_run_and_leave_mtdiff_hashes_alone():

@@ -17,7 +17,7 @@ import torch
 from mtdiff import keys
 from mtdiff.config import DiffusionConfig, ModelConfig, apply_overrides
 from mtdiff.diffusion import DiffusionSchedule, guided_model_fn, make_sampler, sample
-from mtdiff.diffusion.compiled import FastSampler, bucket_size, resolve_mode
+from mtdiff.diffusion.compiled import FastSampler, bucket_size, fast_sampler, resolve_mode
 from mtdiff.diffusion.distill import (
     StudentNet,
     StudentSpec,
@@ -54,11 +54,15 @@ def conds(n: int, seed: int) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("name,steps,eta,clip,guidance", [
     ("ddim", 10, 0.0, None, 1.2), ("ddim", 10, 0.7, 1.0, 1.2), ("ddpm", 50, 0.0, None, 1.2),
     ("ddpm", 50, 0.0, 1.0, None), ("dpmsolver", 10, 0.0, None, 1.2),
-    ("dpmsolver", 10, 0.0, 1.0, 0.0)])
+    ("dpmsolver", 10, 0.0, 1.0, 0.0), ("ddim", 10, 0.0, "box", 1.2),
+    ("ddpm", 50, 0.0, "box", None), ("dpmsolver", 10, 0.0, "box", 1.2)])
 def test_fixed_shape_loop_equals_sample(name, steps, eta, clip, guidance):
-    """Same generator, same outputs as `sample` (3 rows padded to a bucket of 4)."""
+    """Same generator, same outputs as `sample` (3 rows padded to a bucket of 4); "box":
+    per-dimension x̂_0 bounds (`diffusion.clip_denoised`'s data range)."""
     m, sched = tiny_model(), DiffusionSchedule.vp(50)
     cond = conds(3, 1)
+    if clip == "box":
+        clip = (torch.tensor([-0.3, -1.0]), torch.tensor([0.2, 0.8]))  # (ACT,) each
     s = make_sampler(DiffusionConfig(num_steps=50, sampler=name, sample_steps=steps), sched,
                      eta=eta, clip_sample=clip)
     ref = sample(guided_model_fn(m, cond, guidance), (3, H, ACT), s,
@@ -68,6 +72,19 @@ def test_fixed_shape_loop_equals_sample(name, steps, eta, clip, guidance):
     assert out.shape == ref.shape
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     assert fast.compiles == 1 and fast.calls == 1
+
+
+def test_engines_are_found_again_for_equal_clip_bounds():
+    """A new planner builds new bound tensors of the same values: the same engine."""
+    m, sched = tiny_model(), DiffusionSchedule.vp(50)
+    dcfg = DiffusionConfig(num_steps=50, sampler="ddim", sample_steps=5)
+
+    def engine(hi: float) -> FastSampler:
+        box = (torch.tensor([-1.0, -1.0]), torch.tensor([hi, 1.0]))
+        return fast_sampler(m, make_sampler(dcfg, sched, clip_sample=box), guidance=1.2,
+                            mode="eager", device="cpu")
+
+    assert engine(1.0) is engine(1.0) and engine(0.5) is not engine(1.0)
 
 
 def test_buckets_and_modes():
