@@ -11,7 +11,8 @@
 3. Each drill's final outputs must equal the reference's: dataset row counts and shard
    checksums (collection is deterministic), the step of every finished checkpoint, the
    keys of the report's tables and of every job record; the rerun exits 0; no MLflow run
-   is left RUNNING; no dataset holds a duplicated (episode, step).
+   is left RUNNING; no job has more than one FINISHED MLflow run (a job finished before
+   the kill is not run again); no dataset holds a duplicated (episode, step).
 
 Prints one line per drill (moment, what was running when killed, rerun seconds, result)
 and exits non-zero if any drill failed.
@@ -122,6 +123,23 @@ def running_runs(db: Path) -> list[str]:
         [exp.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000)]
 
 
+def finished_twice(db: Path) -> list[str]:
+    """Jobs with more than one FINISHED MLflow run in the store (done twice; the report,
+    which runs every time, aside)."""
+    import collections
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = client.get_experiment_by_name("mtdiff")
+    if exp is None:
+        return []
+    n = collections.Counter(r.data.tags.get("job") for r in client.search_runs(
+        [exp.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=5000)
+        if r.data.tags.get("job") not in (None, "report"))
+    return sorted(j for j, c in n.items() if c > 1)
+
+
 def main() -> int:
     """Reference run, N drills, a line per drill."""
     import numpy as np
@@ -169,6 +187,9 @@ def main() -> int:
         stale = running_runs(db)
         if stale:
             problems.append(f"{len(stale)} MLflow run(s) RUNNING: {stale[:3]}")
+        twice = finished_twice(db)
+        if twice:
+            problems.append(f"{len(twice)} job(s) finished twice: {twice[:3]}")
         failed += bool(problems)
         print(f"drill {i}: killed at {t:5.0f}s while running [{running}]; rerun "
               f"{secs:.0f}s: {'OK' if not problems else '; '.join(problems)}")

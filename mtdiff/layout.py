@@ -72,6 +72,10 @@ class Layout:
         """The Ray Train run folder of `cfg` on the dataset with hash `data_hash`."""
         return self.train_root(suite) / train_run_name(cfg, data_hash)
 
+    def distill_root(self, suite: str) -> Path:
+        """Where a suite's distilled students live (`train.distill.run(out=...)`)."""
+        return self.out / "distill" / suite
+
     # --- evaluation ---------------------------------------------------------------------
     def evaluation(self, cfg: Config, suite: str, train_run: Path) -> Path:
         """The evaluation of a training run under `cfg`'s evaluation and sampling

@@ -39,6 +39,9 @@ class Method:
     learner: str = "mtdiff.train.learner:DiffusionLearner"  # factory(cfg, setup, device)
     policy: str = "mtdiff.eval.policy:PlannerPolicy"  # factory(checkpoint state, device, ...)
     suites: tuple[str, ...] = ("metaworld", "maze2d")  # where the paper reports it
+    # A student of another method's trained model (its `distill` job follows the teacher's
+    # training job, `mtdiff.train.distill`), instead of a training job of its own.
+    teacher: str | None = None
 
     @property
     def diffusion(self) -> bool:
@@ -58,6 +61,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("mtdiff-p-onehot", "mtdiff-p-onehot", "MTDiff-P-onehot", suites=("metaworld",)),
     Method("mtdiff-p-unet", "mtdiff-p", "MTDiff-P (U-Net)", overrides=("model.backbone=unet",),
            suites=("metaworld",)),
+    # Ours, not the paper's (issue 16): MTDiff-P distilled into a few-step planner
+    # (progressive distillation of the guided teacher; `distill.student_steps`).
+    Method("mtdiff-p-distill", "mtdiff-p", "MTDiff-P (distilled)", teacher="mtdiff-p"),
     Method("mtdiff-s", "mtdiff-s", "MTDiff-S", role="synthesizer", fields="synth",
            suites=("metaworld",)),
     # Table 1's baselines (mtdiff.baselines; paper §5.1, App. B). The task-id-conditioned
@@ -90,8 +96,8 @@ def get_method(name: str) -> Method:
 def method_of_kind(kind: str, backbone: str = "gpt2") -> Method:
     """The method that trains model kind `kind` (with `backbone`): checkpoints store kinds."""
     for m in METHODS.values():
-        if m.kind == kind and (f"model.backbone={backbone}" in m.overrides) == (
-                backbone != "gpt2"):
+        default_backbone = f"model.backbone={backbone}" not in m.overrides
+        if m.kind == kind and m.teacher is None and default_backbone == (backbone == "gpt2"):
             return m
     raise ConfigError(f"no method trains model kind {kind!r} with backbone {backbone!r}")
 

@@ -326,3 +326,35 @@ def test_gpu_check_runs_without_ray_mlflow_mujoco(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, text=True,
                        capture_output=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(1200)
+def test_distill_job_in_the_graph_through_full_repro(tmp_path):
+    """The grid's distill job on a local Ray: MTDiff-P trains, its student is distilled in
+    its own job and evaluated like any planner (in 2 network calls per plan), the report
+    has its row, and the job's MLflow run has the distillation's loss curve."""
+    import mlflow
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, str(repo / "pipelines/full_repro.py"), "--preset",
+                        "smoke", "--out", str(out), "--set", "experiment.suites=maze2d",
+                        "--set", "experiment.methods=mtdiff-p,mtdiff-p-distill",
+                        "--set", "experiment.seeds=0"], env=env, capture_output=True,
+                       text=True, timeout=1100)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "6 jobs: 6 done" in r.stdout, r.stdout[-2000:]
+    rec = json.loads((out / "jobs" / "distill__maze2d__mtdiff-p-distill__s0.json").read_text())
+    student = Path(rec["result"]["checkpoint"])
+    assert student.is_relative_to(out / "distill" / "maze2d")
+    ev = json.loads(next(out.glob("eval/maze2d-student-*/eval-maze2d.json")).read_text())
+    planners = {e["planner"]["network_calls_per_plan"] for e in ev["episodes"]}
+    assert planners == {2} and {e["planner"]["student"] for e in ev["episodes"]} == {True}
+    assert "MTDiff-P (distilled)" in (out / "report" / "report.md").read_text()
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    [run] = client.search_runs([client.get_experiment_by_name("mtdiff").experiment_id],
+                               "tags.job = 'distill/maze2d/mtdiff-p-distill/s0'")
+    assert run.info.status == "FINISHED" and run.data.params["distill.steps"] == "6"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2

@@ -140,3 +140,27 @@ def test_plan_lines_and_json_through_the_entry_point(tmp_path):
     assert {"name", "kind", "deps", "resources", "state", "config"} <= set(data[0])
     assert {d["state"] for d in data} == {"pending"}
     assert not (tmp_path / "o").exists()  # --plan writes nothing
+
+
+def test_a_student_follows_its_teachers_training_and_is_evaluated():
+    """mtdiff-p-distill is one entry in the grid: a distill job after the teacher's
+    training job of the same cell (and its dataset), then an evaluation of the student;
+    without the teacher in the grid the config is refused."""
+    from mtdiff.config import ConfigError
+
+    jobs = {j.name: j for j in _jobs("smoke", "experiment.methods=mtdiff-p-distill,mtdiff-p",
+                                     "experiment.suites=maze2d")}
+    d = jobs["distill/maze2d/mtdiff-p-distill/s1"]
+    assert d.kind == "distill" and d.deps == ["collect/maze2d", "train/maze2d/mtdiff-p/s1"]
+    assert d.config == {"suite": "maze2d", "method": "mtdiff-p-distill", "view": None, "seed": 1}
+    ev = jobs["evaluate/maze2d/mtdiff-p-distill/s1"]
+    assert ev.deps == [d.name] and ev.params["model_job"] == d.name
+    assert ev.params["out"] != jobs["evaluate/maze2d/mtdiff-p/s1"].params["out"]
+    assert not any(n.startswith("train/maze2d/mtdiff-p-distill") for n in jobs)
+    other = {j.name: j for j in _jobs("smoke", "experiment.methods=mtdiff-p-distill,mtdiff-p",
+                                      "experiment.suites=maze2d", "distill.steps=7")}
+    assert other[d.name].key != d.key  # a distill setting reaches the student and its eval
+    assert other["evaluate/maze2d/mtdiff-p-distill/s1"].key != ev.key
+    assert other["train/maze2d/mtdiff-p/s1"].key == jobs["train/maze2d/mtdiff-p/s1"].key
+    with pytest.raises(ConfigError, match="add the teacher to experiment.methods"):
+        _jobs("smoke", "experiment.methods=mtdiff-p-distill")

@@ -25,6 +25,8 @@ class ExperimentConfig(_Validated):
     # Method names of `mtdiff.methods.METHODS`; each runs on the suites it applies to
     # (Maze2D: MTDiff-P and Prompt-DT). Paper: Table 1's methods, the U-Net ablation
     # (Table 3) and MTDiff-S (Tables 2, 4).
+    # mtdiff-p-distill (ours, issue 16: MTDiff-P's few-step student) is not the paper's; it
+    # runs with grid="full" or when named here.
     methods: tuple[str, ...] = ("mtdiff-p", "mtdiff-p-onehot", "mtbc", "mtiql", "mtcql",
                                 "mtdt", "promptdt", "mtdiff-p-unet", "mtdiff-s")
     # Meta-World dataset views (paper: both). Maze2D has one dataset (no views); MTDiff-S
@@ -59,6 +61,11 @@ class ExperimentConfig(_Validated):
         unknown = [m for m in self.methods if m not in METHODS]
         _check(not unknown, "ExperimentConfig.methods",
                f"unknown method(s) {unknown}; known: {sorted(METHODS)}")
+        orphans = [f"{m} (teacher {METHODS[m].teacher})" for m in self.methods
+                   if METHODS[m].teacher and METHODS[m].teacher not in self.methods]
+        _check(self.grid == "full" or not orphans, "ExperimentConfig.methods",
+               f"{', '.join(orphans)} distil(s) a teacher the grid does not train; add the "
+               "teacher to experiment.methods")
         _check(len(self.seeds) > 0, "ExperimentConfig.seeds", "needs at least one seed")
         _check(len(set(self.seeds)) == len(self.seeds), "ExperimentConfig.seeds",
                f"seeds repeat: {self.seeds}")

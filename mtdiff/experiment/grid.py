@@ -3,6 +3,7 @@ Figs. 6 / 7 from `offline`) expanded into jobs with their dependencies and resou
 
     collect/<suite>                                  one per suite (and held-out / task sets)
     train/<suite>/<method>[/<view>]/s<seed>          per planner or synthesizer cell
+    distill/<suite>/<method>[/<view>]/s<seed>        per student (after its teacher's training)
     evaluate/<suite>/<method>[/<view>]/s<seed>       per trained planner
     synthesize/..., offline/..., quality/...         `mtdiff.experiment.offline_cells`
     report                                           last, from every job's record
@@ -15,6 +16,7 @@ total, and GPUs only where the cluster has them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config, apply_overrides
@@ -107,7 +109,8 @@ def build_jobs(cfg: Config, out: str, cluster: ClusterInfo) -> list[Job]:
 
     lay = Layout.at(out)
     exp = cfg.experiment
-    methods = [get_method(m) for m in exp.method_names()]
+    # students after the teachers whose training jobs they follow
+    methods = sorted((get_method(m) for m in exp.method_names()), key=lambda m: bool(m.teacher))
     jobs: list[Job] = []
     for suite in exp.suites:
         jobs.append(collect_job(cfg, lay, suite))
@@ -118,10 +121,16 @@ def build_jobs(cfg: Config, out: str, cluster: ClusterInfo) -> list[Job]:
             for view in _views(cfg, suite, m):
                 for seed in _seeds(cfg, m):
                     mcfg = method_config(cfg, m, view or "near-optimal", seed)
+                    cell = {"suite": suite, "method": m.name, "view": view, "seed": seed}
+                    if m.teacher is not None:
+                        d = distill_job(mcfg, lay, jobs, _cell(suite, m.name, view, seed),
+                                        f"train/{_cell(suite, m.teacher, view, seed)}", cell,
+                                        cluster)
+                        jobs += [d, evaluate_job(mcfg, lay, d, cluster)]
+                        continue
                     t = train_job(mcfg, lay, suite, f"collect/{suite}",
                                   cfg.collection_hash(suite), _cell(suite, m.name, view, seed),
-                                  {"suite": suite, "method": m.name, "view": view,
-                                   "seed": seed}, cluster)
+                                  cell, cluster)
                     jobs.append(t)
                     if m.role == "planner":
                         jobs.append(evaluate_job(mcfg, lay, t, cluster))
@@ -164,17 +173,39 @@ def train_job(cfg: Config, lay: Layout, suite: str, data_job: str, data_hash: st
                        "out": str(run), "cpus_per_worker": cpus})
 
 
-def evaluate_job(cfg: Config, lay: Layout, train: Job, cluster: ClusterInfo) -> Job:
-    """Evaluate a trained planner: Meta-World tasks, or Maze2D training and unseen maps
-    with the wrong-prompt control (one Ray task per task/map and seed)."""
-    from pathlib import Path
+def distill_job(cfg: Config, lay: Layout, jobs: list[Job], cell: str, teacher_job: str,
+                config: dict[str, Any], cluster: ClusterInfo) -> Job:
+    """Distil the model `teacher_job` trained into a few-step student (in its own Ray
+    task: one CPU, or a GPU where the cluster has one)."""
+    from mtdiff.config import config_hash
 
+    teacher = next((j for j in jobs if j.name == teacher_job), None)
+    if teacher is None:
+        raise ValueError(f"{cell}: its teacher {teacher_job!r} is not in the grid; add the "
+                         f"teacher's method to experiment.methods")
+    suite = config["suite"]
+    # the run's name within distill_root is the stage's; this names its evaluations
+    h = config_hash({"teacher": Path(teacher.params["out"]).name, "distill": cfg.distill,
+                     "diffusion": [cfg.diffusion.guidance, cfg.diffusion.temperature],
+                     "target_return": cfg.eval.target_return})
+    gpu = 1.0 if cluster.gpus > 0 else 0.0
+    return Job(f"distill/{cell}", "distill", cfg, config,
+               deps=[teacher.params["data_job"], teacher_job],
+               resources={"CPU": 1.0, "GPU": gpu}, sections=(*TRAIN_SECTIONS, "distill"),
+               params={"data_job": teacher.params["data_job"], "model_job": teacher_job,
+                       "root": str(lay.distill_root(suite)),
+                       "out": str(lay.distill_root(suite) / f"student-{h[:12]}")})
+
+
+def evaluate_job(cfg: Config, lay: Layout, train: Job, cluster: ClusterInfo) -> Job:
+    """Evaluate a trained (or distilled) planner: Meta-World tasks, or Maze2D training and
+    unseen maps with the wrong-prompt control (one Ray task per task/map and seed)."""
     suite = train.config["suite"]
     if cluster.gpus > 0 and cfg.eval.num_gpus_per_actor == 0:
         # planning is the GPU's work on a GPU cluster: a share of one per batch of envs
         cfg = replace(cfg, eval=replace(cfg.eval, num_gpus_per_actor=0.25))
     gpu = cfg.eval.num_gpus_per_actor
-    return Job(train.name.replace("train/", "evaluate/", 1), "evaluate", cfg,
+    return Job("evaluate/" + train.name.split("/", 1)[1], "evaluate", cfg,
                dict(train.config), deps=[train.name], resources={"CPU": 0.0},
                inner={"CPU": cfg.eval.num_cpus_per_actor, "GPU": gpu},
                sections=(*TRAIN_SECTIONS, "eval", section_name(suite)),

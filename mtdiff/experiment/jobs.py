@@ -18,14 +18,15 @@ from typing import Any, Literal
 
 from mtdiff.config import Config, config_hash, to_dict
 
-Kind = Literal["collect", "subset", "train", "evaluate", "synthesize", "offline", "quality",
-               "report"]
+Kind = Literal["collect", "subset", "train", "distill", "evaluate", "synthesize", "offline",
+               "quality", "report"]
 # What each kind's Ray task runs: "module:function", called as fn(job, inputs) -> result,
 # with inputs the results of its dependencies by job name.
 RUNNERS: dict[str, str] = {
     "collect": "mtdiff.experiment.kinds:collect",
     "subset": "mtdiff.experiment.kinds:subset",
     "train": "mtdiff.experiment.kinds:train",
+    "distill": "mtdiff.experiment.kinds:distill",
     "evaluate": "mtdiff.experiment.kinds:evaluate",
     "synthesize": "mtdiff.offline.jobs:synthesize",
     "offline": "mtdiff.offline.jobs:td3bc",

@@ -1,5 +1,5 @@
 """The job kinds of the graph that call the pipeline stages: collect, subset, train,
-evaluate, report. Each runs inside its job's Ray task as ``fn(job, inputs) -> result``
+distill, evaluate, report. Each runs inside its job's Ray task as ``fn(job, inputs) -> result``
 (`mtdiff.experiment.jobs`), inside that job's MLflow run (`mtdiff.tracking.job_run`),
 through the stage's own `run` function — the same one `pipelines/*.py` call.
 """
@@ -62,6 +62,21 @@ def train(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     step = int(load_checkpoint(ckpt)["step"])
     return {"checkpoint": str(ckpt), "run": str(Path(ckpt).parent), "steps": step,
             "method": job.config.get("method"), "outputs": [str(Path(ckpt) / CHECKPOINT_FILE)]}
+
+
+def distill(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Distil the teacher job's model into a few-step student (`mtdiff.train.distill`,
+    resumes; its loss curve and validation error go to the job's run)."""
+    from mtdiff.train.checkpoints import CHECKPOINT_FILE, load_checkpoint
+    from mtdiff.train.distill import run as distill_stage
+
+    p = job.params
+    ckpt = distill_stage(job.cfg, teacher=inputs[p["model_job"]]["checkpoint"],
+                         data=inputs[p["data_job"]]["dataset"], out=p["root"], track=True)
+    step = int(load_checkpoint(ckpt)["step"])
+    return {"checkpoint": str(ckpt), "run": str(Path(ckpt).parent), "steps": step,
+            "teacher": inputs[p["model_job"]]["checkpoint"], "method": job.config.get("method"),
+            "outputs": [str(Path(ckpt) / CHECKPOINT_FILE)]}
 
 
 def evaluate(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
