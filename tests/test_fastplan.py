@@ -330,6 +330,7 @@ def test_gpu_check_runs_without_ray_mlflow_mujoco(tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.timeout(1200)
+@pytest.mark.slow  # minutes: `python -m pytest` runs it, CI's -m 'not slow' skips it
 def test_distill_job_in_the_graph_through_full_repro(tmp_path):
     """The grid's distill job on a local Ray: MTDiff-P trains, its student is distilled in
     its own job and evaluated like any planner (in 2 network calls per plan), the report

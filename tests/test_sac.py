@@ -123,6 +123,7 @@ def _collect(*args: str, cwd: Path, env: dict[str, str] | None = None,
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # minutes: `python -m pytest` runs it, CI's -m 'not slow' skips it
 def test_smoke_sac_collection_two_tasks_tracked(tmp_path):
     """2 tasks x 2,000 transitions on a local Ray: valid dataset, exact counts, every
     episode in order, MLflow child runs with curves and the plot."""
@@ -156,6 +157,7 @@ def test_smoke_sac_collection_two_tasks_tracked(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # minutes: `python -m pytest` runs it, CI's -m 'not slow' skips it
 def test_killed_sac_collection_resumes_exactly(tmp_path):
     """SIGKILL the driver's process group after a committed shard, rerun the same
     command: the rows equal an uninterrupted run's, none lost, none twice."""

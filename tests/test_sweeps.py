@@ -70,6 +70,7 @@ def test_sampler_sweep_sqlite_store(maze_checkpoint, tmp_path):
     assert all({"success", "plan_s_per_env_step"} <= set(c.data.metrics) for c in children)
 
 
+@pytest.mark.slow  # minutes: `python -m pytest` runs it, CI's -m 'not slow' skips it
 def test_smoke_sweep_mlflow_server(maze_checkpoint, tmp_path):
     """The cluster set-up: trials log over HTTP to an `mlflow server` process."""
     ckpt, _ = maze_checkpoint
@@ -113,6 +114,7 @@ def _children(uri: str) -> list:
     return [c for c in runs if c.data.tags.get("stage") == "sweep-trial"]
 
 
+@pytest.mark.slow  # minutes: `python -m pytest` runs it, CI's -m 'not slow' skips it
 def test_horizon_prompt_sweep_trains_inside_trials(maze_checkpoint, tmp_path):
     """Train V2 inside Tune: each trial's driver function builds a TorchTrainer, whose
     worker reserves its own CPU next to the trial's (else it could never be placed)."""
@@ -131,6 +133,7 @@ def test_horizon_prompt_sweep_trains_inside_trials(maze_checkpoint, tmp_path):
     assert len(list((tmp_path / "hp" / "train").glob("*/checkpoint_*/checkpoint.pt"))) >= 2
 
 
+@pytest.mark.slow  # minutes: `python -m pytest` runs it, CI's -m 'not slow' skips it
 def test_task_count_sweep_writes_fig7_records(tmp_path):
     """Fig. 7 at smoke size: MTDiff-S on 1 and 2 tasks -> synthesize -> TD3-BC per trial."""
     import json
@@ -186,6 +189,7 @@ def test_sweep_with_relative_checkpoint_and_storage(maze_checkpoint, tmp_path):
     assert len(_records(tmp_path / "sweeps")) == 2
 
 
+@pytest.mark.slow  # minutes: `python -m pytest` runs it, CI's -m 'not slow' skips it
 def test_killed_sweep_reruns_only_unfinished_trials(maze_checkpoint, tmp_path):
     """Killed after 2 of 4 trials (the third one running): the rerun runs trials 3 and 4
     only, trial 3 in its own child run again: 4 child runs for 4 trials, all FINISHED."""

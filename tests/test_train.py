@@ -101,6 +101,7 @@ def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # minutes: `python -m pytest` runs it, CI's -m 'not slow' skips it
 def test_killed_training_resumes_from_checkpoint(write_dataset, tmp_path):
     data = write_dataset(tasks=("a", "b"), episodes=4, T=20)
     out = tmp_path / "train"
