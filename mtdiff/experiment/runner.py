@@ -192,9 +192,13 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
         nonlocal used
         args = [values[d].ref if isinstance(values[d], _RefResult) else values[d]
                 for d in j.deps]
+        # SPREAD: a job whose task reserves no CPU (it drives a trainer or fans out tasks)
+        # would otherwise always start on the driver's node; spread, the jobs of a
+        # multi-node cluster start on every node (their trainers' workers and fanned-out
+        # tasks are placed by their own resources either way).
         opts = {"num_cpus": j.resources.get("CPU", 0.0), "num_gpus": j.resources.get("GPU", 0.0),
                 "max_retries": retries, "retry_exceptions": True,
-                "name": f"job:{j.name}"}
+                "name": f"job:{j.name}", "scheduling_strategy": "SPREAD"}
         ref = remote.options(**opts).remote(j, spec, list(j.deps), *args)
         running[ref] = j
         values[j.name] = _RefResult(ref)  # dependents get the ref; Ray resolves it
