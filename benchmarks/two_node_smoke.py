@@ -59,7 +59,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default="/tmp/mtdiff-two-node")
+    p.add_argument("--steps", default="1,2,3", help="which of the three submissions to run")
     args = p.parse_args()
+    steps = {int(s) for s in args.steps.split(",")}
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     head_tmp, worker_tmp = work / "ray-head", work / "ray-worker"
@@ -81,23 +83,26 @@ def main() -> int:
                 "--node-ip-address", "127.0.0.1"], env, timeout=300)
         print(r.stdout[-500:], r.stderr[-500:])
         out = work / "repro-smoke"
-        rc, secs, log = submit(["python", "pipelines/full_repro.py", "--preset", "smoke",
-                                "--out", str(out)], env, dash)
-        (work / "submit-abs.log").write_text(log)
-        print(f"1. absolute --out: exit {rc} in {secs:.0f}s (log: {work / 'submit-abs.log'})")
-        ok &= rc == 0 and _check_nodes(db, out)
-        rc, secs, log = submit(["python", "pipelines/full_repro.py", "--preset", "smoke",
-                                "--out", "runs/rel"], env, dash)
-        (work / "submit-rel.log").write_text(log)
-        refused = "error: --out runs/rel is relative" in log
-        print(f"2. relative --out: exit {rc} in {secs:.0f}s; refused with one line: {refused}")
-        ok &= refused
-        rc, secs, log = submit(["python", "sweeps/task_count.py", "--preset", "smoke",
-                                "--sets", "reach-v3", "reach-v3,push-v3", "--task", "reach-v3",
-                                "--out", str(work / "task-count")], env, dash)
-        (work / "submit-sweep.log").write_text(log)
-        print(f"3. task-count sweep: exit {rc} in {secs:.0f}s")
-        ok &= rc == 0
+        if 1 in steps:
+            rc, secs, log = submit(["python", "pipelines/full_repro.py", "--preset", "smoke",
+                                    "--out", str(out)], env, dash)
+            (work / "submit-abs.log").write_text(log)
+            print(f"1. absolute --out: exit {rc} in {secs:.0f}s (log: {work / 'submit-abs.log'})")
+            ok &= rc == 0 and _check_nodes(db, out)
+        if 2 in steps:
+            rc, secs, log = submit(["python", "pipelines/full_repro.py", "--preset", "smoke",
+                                    "--out", "runs/rel"], env, dash)
+            (work / "submit-rel.log").write_text(log)
+            refused = "error: --out runs/rel is relative" in log
+            print(f"2. relative --out: exit {rc} in {secs:.0f}s; refused with one line: {refused}")
+            ok &= refused
+        if 3 in steps:
+            rc, secs, log = submit(["python", "sweeps/task_count.py", "--preset", "smoke",
+                                    "--sets", "reach-v3", "reach-v3,push-v3", "--task", "reach-v3",
+                                    "--out", str(work / "task-count")], env, dash)
+            (work / "submit-sweep.log").write_text(log)
+            print(f"3. task-count sweep: exit {rc} in {secs:.0f}s")
+            ok &= rc == 0
     finally:
         for tmp in (worker_tmp, head_tmp):
             for pid in ray_pids(tmp):
