@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mtdiff.cli import add_config_args, config_from_args
+from mtdiff.cli import add_config_args, check_tracking, config_from_args, writable_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,14 +28,20 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(p)
     args = p.parse_args(argv)
 
+    cfg = config_from_args(args)
+    # as every entry point: an unwritable --out or an unreachable tracking store is one
+    # line and exit 2, before torch or the teacher is loaded
+    out = writable_dir(args.out)
+    if not args.no_mlflow:
+        check_tracking(cfg.tracking)
+
     from mtdiff.config import ConfigError
     from mtdiff.data.schema import DatasetError
     from mtdiff.train.checkpoints import CheckpointError
     from mtdiff.train.distill import run
 
     try:
-        cfg = config_from_args(args)
-        ckpt = run(cfg, teacher=args.teacher, data=args.data, out=args.out,
+        ckpt = run(cfg, teacher=args.teacher, data=args.data, out=out,
                    track=not args.no_mlflow, device=args.device)
     except (ConfigError, DatasetError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
