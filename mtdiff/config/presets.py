@@ -63,25 +63,32 @@ def local() -> Config:
         ant_dir=MujocoSuiteConfig(tasks=LOCAL_TASKS["ant-dir"], heldout_tasks="ant-dir:heldout",
                                   transitions_per_task=30_000, heldout_transitions=10_000,
                                   heldout_init="nearest", expert_episodes=50),
-        # Sized for CPU: a step of this model at batch 64-80 costs ~0.3 s on one core, so
-        # 2,000 steps is ~10 min per model. H=16 (the planner replans every step anyway).
-        # fp32: bf16 autocast measured slower than fp32 for a model this small on CPU.
+        # Sized for CPU: a step of this model at batch 80 costs ~0.3 s on one core (240-290
+        # samples/s measured in the local run's MLflow runs), so 1,500 steps is ~8 min per
+        # model. H=16 (the planner replans every step anyway). fp32: bf16 autocast measured
+        # slower than fp32 for a model this small on CPU.
         data=DataConfig(batch_per_task=8, horizon=16),
         model=ModelConfig(d_model=128, n_layer=3, n_head=4),
-        diffusion=DiffusionConfig(sampler="ddim", sample_steps=20),
+        # DDIM-10 (paper: DDPM-200): sampling is most of the evaluations' and syntheses'
+        # cost, linear in the steps (a guided DDIM-20 plan of 6 envs ~0.3 s on one core,
+        # benchmarks/planning_speed.py). With DDIM-20, 2,000 training steps and 15k TD3-BC
+        # steps the 27 jobs took 86 min on 2 cores (README); `--set
+        # diffusion.sample_steps=20 --set train.steps=2000 --set offline.steps=15000`
+        # restores that budget.
+        diffusion=DiffusionConfig(sampler="ddim", sample_steps=10),
         # The DTs' warm-up keeps the official share of training (10k of 100k steps).
         baselines=BaselineConfig(dt_warmup_steps=200),
-        train=TrainConfig(steps=2_000, checkpoint_every=500, log_every=50),
+        train=TrainConfig(steps=1_500, checkpoint_every=500, log_every=50),
         # A student step at batch 32 x 4 grid points costs about a teacher training step;
         # 4,096 teacher trajectories of 20 guided steps cost about as much again.
         distill=DistillConfig(samples=4_096, teacher_batch=256, batch_size=32, steps=1_500,
                               lr=2e-4, val_samples=128, checkpoint_every=250, log_every=50),
         eval=EvalConfig(episodes=6, seeds=(0,)),
         # Table 2 / 4 on one of MTDiff-S's MT10 tasks and one held-out task (its own 20k-row
-        # noisy scripted dataset); one TD3-BC seed of 15k steps (~2 min on a core); 2
-        # synthetic rows per original (paper). Fig. 6 (MTDiff-S-single) on push-v3. These
-        # 9 TD3-BC runs were the largest part of the hour; 3 tasks x 30k steps took 35 min.
-        offline=OfflineConfig(steps=15_000, eval_every=5_000, eval_episodes=20, eval_envs=5,
+        # noisy scripted dataset); one TD3-BC seed of 10k steps (~2 min on a core, with its
+        # 2 x 20 evaluation episodes); 2 synthetic rows per original (paper). Fig. 6
+        # (MTDiff-S-single) on push-v3. 9 TD3-BC runs: 3 tasks x 30k steps took 35 min.
+        offline=OfflineConfig(steps=10_000, eval_every=5_000, eval_episodes=20, eval_envs=5,
                               tasks="push-v3,box-close-v3", seeds=(0,),
                               single_tasks="push-v3", heldout_transitions=20_000,
                               quality_samples=200),
