@@ -1,4 +1,5 @@
-"""Success parity of fast planners: teacher DDIM-20 vs its compiled loop vs the student.
+"""Success parity of fast planners: teacher DDIM-20 vs its compiled loop vs the student
+(and vs the teacher at fewer sampler steps, `fewer`: DDIM-10 as the local preset plans).
 
 Every setting plays the same episodes: the evaluation stage's jobs (`plan_jobs`: Maze2D
 training + unseen maps, or Meta-World tasks; no wrong-prompt runs), the same seeds, start
@@ -12,7 +13,7 @@ teacher). A setting is "at parity" only if the difference's CI contains 0 and is
 narrower than 10 points.
 
     python benchmarks/planning_parity.py --checkpoint TEACHER --student STUDENT \\
-        --suite maze2d --episodes 40 [--settings teacher compiled student] [--out FILE]
+        --suite maze2d --episodes 40 [--settings teacher compiled student fewer] [--out FILE]
     python benchmarks/planning_parity.py --checkpoint TEACHER --student STUDENT \\
         --suite metaworld --tasks MT10 --episodes 20
 
@@ -66,6 +67,11 @@ def settings_for(args: argparse.Namespace, teacher_cfg: Any) -> list[dict[str, A
             out.append({"name": f"teacher {teacher_method} compiled ({args.compile})",
                         "method": teacher_method, "checkpoint": args.checkpoint,
                         "diffusion": dataclasses.replace(base, compile=args.compile)})
+        elif s == "fewer":
+            fewer = f"{args.teacher_sampler.upper()}-{args.fewer_steps}"
+            out.append({"name": f"teacher {fewer}", "method": fewer,
+                        "checkpoint": args.checkpoint,
+                        "diffusion": dataclasses.replace(base, sample_steps=args.fewer_steps)})
         elif s == "student":
             if not args.student:
                 raise SystemExit("error: the 'student' setting needs --student CKPT")
@@ -94,9 +100,12 @@ def main() -> None:
     p.add_argument("--maps", nargs="+", help="Maze2D maps (default: training + unseen)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--settings", nargs="+", default=["teacher", "compiled", "student"],
-                   choices=("teacher", "compiled", "student"))
+                   choices=("teacher", "compiled", "student", "fewer"))
     p.add_argument("--teacher-sampler", default="ddim", choices=("ddim", "ddpm", "dpmsolver"))
     p.add_argument("--teacher-steps", type=int, default=20)
+    p.add_argument("--fewer-steps", type=int, default=10,
+                   help="the 'fewer' setting: the teacher's own sampler at this many steps "
+                        "(the local preset plans with DDIM-10)")
     p.add_argument("--compile", default="inductor", help="diffusion.compile of 'compiled'")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--bootstrap", type=int, default=10_000)
