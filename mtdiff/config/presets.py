@@ -64,15 +64,17 @@ def local() -> Config:
                                   transitions_per_task=30_000, heldout_transitions=10_000,
                                   heldout_init="nearest", expert_episodes=50),
         # Sized for CPU: a step of this model at batch 80 costs ~0.3 s on one core (240-290
-        # samples/s measured in the local run's MLflow runs), so 1,500 steps is ~8 min per
-        # model. H=16 (the planner replans every step anyway). fp32: bf16 autocast measured
-        # slower than fp32 for a model this small on CPU.
+        # samples/s measured in the local run's MLflow runs), so 1,500 steps is ~8 min of
+        # one core per model. H=16 (the planner replans every step anyway). fp32: bf16
+        # autocast measured slower than fp32 for a model this small on CPU.
         data=DataConfig(batch_per_task=8, horizon=16),
         model=ModelConfig(d_model=128, n_layer=3, n_head=4),
         # DDIM-10 (paper: DDPM-200): sampling is most of the evaluations' and syntheses'
-        # cost, linear in the steps (a guided DDIM-20 plan of 6 envs ~0.3 s on one core,
-        # benchmarks/planning_speed.py). With DDIM-20, 2,000 training steps and 15k TD3-BC
-        # steps the 27 jobs took 86 min on 2 cores (README); `--set
+        # cost, linear in the steps. Measured at success parity with DDIM-20 on this
+        # preset's Maze2D (200 episodes) and MT10 (80) planners, at 2x the env steps/s
+        # (benchmarks/planning_parity.py --settings teacher fewer, README). With DDIM-20,
+        # 2,000 training steps and 15k TD3-BC steps the 27 jobs took 86 min on 2 cores;
+        # `--set
         # diffusion.sample_steps=20 --set train.steps=2000 --set offline.steps=15000`
         # restores that budget.
         diffusion=DiffusionConfig(sampler="ddim", sample_steps=10),

@@ -137,17 +137,16 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
                                          num_gpus=ecfg.num_gpus_per_actor)
     t0 = time.time()
     refs = [remote.remote(j, str(ckpt), dcfg, target) for j in jobs]
-    order = {r: i for i, r in enumerate(refs)}
-    got: list[tuple[int, dict[str, Any]]] = []
+    # Each result at its job's index, not in the order the tasks finished: the JSON (and
+    # the report's task lists read from it) are the same on every run.
+    index = {r: i for i, r in enumerate(refs)}
+    results: list[dict[str, Any]] = [{} for _ in refs]
     with tqdm(total=len(refs), desc=f"evaluate {suite}", unit="job") as bar:
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            got.append((order[done[0]], ray.get(done[0])))
+            results[index[done[0]]] = ray.get(done[0])
             bar.update(1)
-    # in the jobs' order, not the order they finished in: the JSON (and the report's task
-    # lists read from it) are the same on every run
-    results = [r for _, r in sorted(got, key=lambda x: x[0])]
     wall = time.time() - t0
     own = [r for r in results if r.get("prompt", "own") == "own"]
     summary: dict[str, Any] = {"suite": suite, "checkpoint": str(ckpt), "wall_seconds": wall,

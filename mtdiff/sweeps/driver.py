@@ -99,6 +99,7 @@ def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[di
 
     from mtdiff import tracking
     from mtdiff.runtime import cluster_cpus, init_ray
+    from mtdiff.tracking import sweeps as sweep_runs
     from mtdiff.tracking.server import check_reachable
 
     if scheduler not in (None, "asha"):
@@ -125,7 +126,7 @@ def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[di
               f"finished ({records_dir}); running {len(todo)}")
     init_ray()
     failed: list[tuple[dict[str, Any], str]] = []
-    with tracking.sweep_parent(cfg, name=name, storage=str(folder.parent),
+    with sweep_runs.sweep_parent(cfg, name=name, storage=str(folder.parent),
                                space=space) as spec:
         if todo:
             failed = _fit(tune, trial, todo, {**trial_config, "base": to_dict(cfg),
@@ -155,7 +156,7 @@ def _fit(tune: Any, trial: Callable[[dict], None], todo: list[dict[str, Any]],
     """One Tune run over the unfinished trials, in a new attempt folder (Tune's state is
     written there and never read back). Returns the failed trials with their error line;
     trials the scheduler stopped early get a record (status "stopped") here."""
-    from mtdiff import tracking
+    from mtdiff.tracking import sweeps as sweep_runs
 
     sched = (tune.schedulers.ASHAScheduler(grace_period=1, reduction_factor=2)
              if scheduler == "asha" else None)
@@ -177,10 +178,10 @@ def _fit(tune: Any, trial: Callable[[dict], None], todo: list[dict[str, Any]],
         if t["key"] not in done and r.metrics:  # stopped early by the scheduler
             write_record(common["records"], t["key"], t["params"], t["sample"], r.metrics,
                          status="stopped")
-            run_id = tracking.find_child_run(common["mlflow"], t["key"])
+            run_id = sweep_runs.find_child_run(common["mlflow"], t["key"])
             if run_id is not None:
-                tracking.terminate_run(common["mlflow"]["uri"], run_id, "KILLED",
-                                       stopped_early="true")
+                sweep_runs.terminate_run(common["mlflow"]["uri"], run_id, "KILLED",
+                                         stopped_early="true")
     return failed
 
 

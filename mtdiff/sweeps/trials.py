@@ -36,15 +36,15 @@ def _trial(config: dict[str, Any], extra_params: Callable[[Config], dict[str, An
     """The trial's Config (base + swept values) and swept values, inside its MLflow child
     run (resumed when the trial was cut short earlier), which ends FINISHED, or FAILED when
     the body raises."""
-    from mtdiff import tracking
     from mtdiff.config import from_dict
     from mtdiff.runtime import pause_for_tests
+    from mtdiff.tracking import sweeps as sweep_runs
 
     params = expand_params(config["trial"]["params"])
     cfg = apply_overrides(from_dict(config["base"]), [f"{k}={v}" for k, v in params.items()])
     logged = {**params, **(extra_params(cfg) if extra_params else {})}
-    with tracking.trial_run(config["mlflow"], key=config["trial"]["key"],
-                            name=_trial_name(params), params=logged):
+    with sweep_runs.trial_run(config["mlflow"], key=config["trial"]["key"],
+                              name=_trial_name(params), params=logged):
         pause_for_tests("trials", len(read_records(config["records"])))  # kill tests
         yield cfg, params
 

@@ -417,12 +417,3 @@ def nested_run(name: str, **tags: Any) -> Iterator[Any]:
                                                                 tags.items()})
     with _ended(active):
         yield active
-
-
-# The sweeps' runs (a parent per sweep, a child per trial) live in tracking/sweeps.py.
-from mtdiff.tracking.sweeps import (  # noqa: E402, F401  (re-exported; after the helpers they use)
-    find_child_run,
-    sweep_parent,
-    terminate_run,
-    trial_run,
-)

@@ -1,6 +1,7 @@
 """MLflow runs of the Tune sweeps: the sweep's parent run and one child run per trial
 (found again by the trial's key on resume), and closing a stopped trial's run. Part of
-`mtdiff.tracking` (re-exported there): MLflow is called only from this package."""
+the `mtdiff.tracking` package (MLflow is called only from there); import it as
+`from mtdiff.tracking import sweeps as sweep_runs`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from mtdiff.config import Config, flatten
-from mtdiff.tracking import _ended, common_tags, setup  # defined before this import runs
+from mtdiff.tracking import _ended, common_tags, setup
 
 
 @contextmanager
