@@ -382,7 +382,6 @@ def test_cheetah_vel_trains_and_evaluates_through_the_cli(collected):
 
 
 @pytest.mark.integration
-@pytest.mark.slow
 def test_ant_dir_trains_and_evaluates_through_the_cli(collected):
     _train_and_evaluate(collected, "ant-dir")
 
