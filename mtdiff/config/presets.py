@@ -81,9 +81,8 @@ def local() -> Config:
         # preset's Maze2D (200 episodes) and MT10 (80) planners, at 2x the env steps/s
         # (benchmarks/planning_parity.py --settings teacher fewer, README). With DDIM-20,
         # 2,000 training steps and 15k TD3-BC steps the 27 jobs took 86 min on 2 cores;
-        # `--set
-        # diffusion.sample_steps=20 --set train.steps=2000 --set offline.steps=15000`
-        # restores that budget.
+        # `--set diffusion.sample_steps=20 --set train.steps=2000 --set
+        # offline.steps=15000` restores that budget.
         diffusion=DiffusionConfig(sampler="ddim", sample_steps=10),
         # The DTs' warm-up keeps the official share of training (10k of 100k steps).
         baselines=BaselineConfig(dt_warmup_steps=200),
