@@ -101,7 +101,9 @@ def _group(records: list[dict[str, Any]], seed: int, **where: Any) -> dict[str, 
 def metaworld_part(args: argparse.Namespace, out: Path) -> dict[str, Outcomes]:
     """{"<arm>/<view>": outcomes} for MTDiff-P on both views of both arms."""
     conds: dict[str, Outcomes] = {}
-    for arm in ("before", "after"):
+    # The after arm first: its data and trainings are the experiment graph's (a run folder's
+    # `data/` and `train/` linked into --out are reused), and its clip ablation decides a default.
+    for arm in ("after", "before"):
         cfg = arm_config(args.preset, arm, args.set)
         data = _collect(cfg, "metaworld", out)
         for view in ("near-optimal", "sub-optimal"):
