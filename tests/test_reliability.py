@@ -317,3 +317,66 @@ def test_training_beside_another_ray_instance_finds_its_own(other_ray_instance, 
     out = r.stdout + r.stderr
     assert "multiple active Ray instances" not in out, out[-3000:]
     assert "PlacementGroupCleaner" not in out or "Traceback" not in out
+
+
+def test_evaluation_job_records_key_on_what_decides_a_result(maze_checkpoint, tmp_path):
+    """A finished job is taken again only for the same checkpoint, sampler settings, target
+    and job; `clear` removes them (the evaluation's JSON holds every job then)."""
+    from dataclasses import replace
+
+    from mtdiff.config import DiffusionConfig
+    from mtdiff.eval.stage import JobRecords
+    from mtdiff.eval.suites import EvalJob
+
+    ckpt, _ = maze_checkpoint
+    job = EvalJob("maze2d", "train-0", 0, 2, 5, extra={"group": "train", "prompt": "own"})
+    d = DiffusionConfig()
+    records = JobRecords(tmp_path / "jobs", ckpt, 0, d, 1.0)
+    records.put(job, {"task": "train-0", "success": [1, 0]})
+    assert records.get(job) == {"task": "train-0", "success": [1, 0]}
+    assert JobRecords(tmp_path / "jobs", ckpt, 0, d, 1.0).get(job) is not None  # a rerun
+    for other in (JobRecords(tmp_path / "jobs", ckpt, 5, d, 1.0),  # another step
+                  JobRecords(tmp_path / "jobs", ckpt, 0, replace(d, guidance=2.0), 1.0),
+                  JobRecords(tmp_path / "jobs", ckpt, 0, d, 0.9)):
+        assert other.get(job) is None
+    for other_job in (replace(job, seed=1), replace(job, episodes=3),
+                      replace(job, prompt_task="unseen-0")):
+        assert records.get(other_job) is None
+    records.clear()
+    assert records.get(job) is None and not (tmp_path / "jobs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_killed_evaluation_reruns_only_its_unfinished_jobs(maze_checkpoint, tmp_path):
+    """Kill drill: `evaluate.py` killed (SIGKILL, driver and its Ray) after its first job's
+    result is on disk; the same command again runs the other jobs only and writes every
+    job once, the finished one's result as it was recorded."""
+    import json
+
+    ckpt, _ = maze_checkpoint
+    out = tmp_path / "eval"
+    cmd = [sys.executable, str(REPO / "pipelines/evaluate.py"), "--checkpoint", str(ckpt),
+           "--suite", "maze2d", "--episodes", "1", "--seeds", "0", "--max-steps", "5",
+           "--no-mlflow", "--out", str(out)]  # train-0, unseen-0 and its wrong prompt
+    flag = tmp_path / "paused"
+    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=pause_env("eval_jobs", 1, flag))
+    try:
+        wait_for_pause(proc, flag, timeout=300)
+    finally:
+        kill_group(proc)
+    assert not (out / "eval-maze2d.json").exists()
+    (kept,) = (out / ".eval-maze2d-jobs").glob("*.json")
+    first = json.loads(kept.read_text())
+    r = _run(*cmd[1:], cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "1 of 3 jobs finished by an interrupted run" in r.stdout
+    res = json.loads((out / "eval-maze2d.json").read_text())
+    eps = res["episodes"]
+    assert sorted((e["task"], e["prompt"]) for e in eps) == [
+        ("train-0", "own"), ("unseen-0", "own"), ("unseen-0", "wrong")]
+    same = [e for e in eps if (e["task"], e["prompt"]) == (first["task"], first["prompt"])]
+    assert same == [{k: v for k, v in first.items() if k != "paths"}]  # taken, not rerun
+    assert not (out / ".eval-maze2d-jobs").exists()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +81,35 @@ def _mujoco_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig
             for t in names for seed in ecfg.seeds]
 
 
+class JobRecords:
+    """Each finished evaluation job's result on disk (one JSON per job, written atomically),
+    keyed by everything that decides it: the checkpoint (path and step), the sampler
+    settings, the target return and the job (task, seed, episodes, steps, prompt). A rerun
+    of a killed evaluation takes the finished jobs from here and runs only the rest; a
+    change of any of those settings misses. Cleared once the evaluation's JSON is written."""
+
+    def __init__(self, root: Path, checkpoint: Path, step: int | None,
+                 diffusion: DiffusionConfig, target: float | None):
+        self.root = root
+        self._base = {"checkpoint": str(Path(checkpoint).resolve()), "step": step,
+                      "diffusion": to_dict(diffusion), "target_return": target}
+
+    def _path(self, job: EvalJob) -> Path:
+        key = json.dumps({**self._base, "job": asdict(job)}, sort_keys=True, default=str)
+        return self.root / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+
+    def get(self, job: EvalJob) -> dict[str, Any] | None:
+        path = self._path(job)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def put(self, job: EvalJob, result: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self._path(job), result)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def _maze_figure(results: list[dict[str, Any]], path: Path) -> Path:
     """Fig. 4's kind of picture: each map with the agent's paths (own prompt, first seed)."""
     import matplotlib
@@ -114,11 +146,12 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     from tqdm import tqdm
 
     from mtdiff.methods import method_of_meta
-    from mtdiff.runtime import init_ray
+    from mtdiff.runtime import init_ray, pause_for_tests
     from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
     ckpt = find_checkpoint(checkpoint)
-    meta = load_checkpoint(ckpt)["meta"]
+    state = load_checkpoint(ckpt)
+    meta = state["meta"]
     cfg = cfg_overrides or from_dict(meta["config"])
     ecfg = eval_cfg or cfg.eval
     dcfg = diffusion or cfg.diffusion
@@ -132,21 +165,31 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     target = None  # methods that do not condition on a return ignore it
     if method.diffusion or method.fields == "sequence":  # fails fast on an unreachable R
         target = resolve_target(checkpoint_return_info(meta), ecfg.target_return)
+    out = Path(out).resolve()
+    records = JobRecords(out / f".eval-{suite}-jobs", ckpt, state.get("step"), dcfg, target)
+    # Each result at its job's index, not in the order the tasks finished: the JSON (and
+    # the report's task lists read from it) are the same on every run.
+    results: list[dict[str, Any]] = [records.get(j) or {} for j in jobs]
+    todo = [i for i, r in enumerate(results) if not r]
+    if len(todo) < len(jobs):
+        print(f"[evaluate] {len(jobs) - len(todo)} of {len(jobs)} jobs finished by an "
+              f"interrupted run of this evaluation ({records.root}); running the other "
+              f"{len(todo)}")
     init_ray()
     remote = ray.remote(run_job).options(num_cpus=ecfg.num_cpus_per_actor,
                                          num_gpus=ecfg.num_gpus_per_actor)
     t0 = time.time()
-    refs = [remote.remote(j, str(ckpt), dcfg, target) for j in jobs]
-    # Each result at its job's index, not in the order the tasks finished: the JSON (and
-    # the report's task lists read from it) are the same on every run.
-    index = {r: i for i, r in enumerate(refs)}
-    results: list[dict[str, Any]] = [{} for _ in refs]
-    with tqdm(total=len(refs), desc=f"evaluate {suite}", unit="job") as bar:
-        pending = list(refs)
+    index = {remote.remote(jobs[i], str(ckpt), dcfg, target): i for i in todo}
+    with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"evaluate {suite}",
+              unit="job") as bar:
+        pending = list(index)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            results[index[done[0]]] = ray.get(done[0])
+            i = index[done[0]]
+            results[i] = ray.get(done[0])
+            records.put(jobs[i], results[i])  # a killed evaluation reruns only the rest
             bar.update(1)
+            pause_for_tests("eval_jobs", len(jobs) - len(pending))  # kill tests
     wall = time.time() - t0
     own = [r for r in results if r.get("prompt", "own") == "own"]
     summary: dict[str, Any] = {"suite": suite, "checkpoint": str(ckpt), "wall_seconds": wall,
@@ -161,10 +204,10 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     if wrong:
         summary["unseen_wrong_prompt"] = summarize(wrong)
     summary["env_steps_per_s"] = summary["all"]["env_steps"] / max(wall, 1e-9)
-    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / f"eval-{suite}.json", {"summary": summary, "episodes": [
         {k: v for k, v in r.items() if k != "paths"} for r in results]})
+    records.clear()  # the evaluation's JSON holds every job now
     artifacts = [out / f"eval-{suite}.json", _task_figure(summary, out / "success-per-task.png")]
     if suite == "maze2d":
         artifacts.append(_maze_figure(results, out / "maze2d-paths.png"))
