@@ -374,6 +374,7 @@ def test_killed_evaluation_reruns_only_its_unfinished_jobs(maze_checkpoint, tmp_
     assert r.returncode == 0, r.stderr[-3000:]
     assert "1 of 3 jobs finished by an interrupted run" in r.stdout
     res = json.loads((out / "eval-maze2d.json").read_text())
+    assert res["summary"]["reused_jobs"] == 1
     eps = res["episodes"]
     assert sorted((e["task"], e["prompt"]) for e in eps) == [
         ("train-0", "own"), ("unseen-0", "own"), ("unseen-0", "wrong")]

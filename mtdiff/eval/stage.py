@@ -203,7 +203,10 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     wrong = [r for r in results if r.get("prompt") == "wrong"]
     if wrong:
         summary["unseen_wrong_prompt"] = summarize(wrong)
-    summary["env_steps_per_s"] = summary["all"]["env_steps"] / max(wall, 1e-9)
+    # Throughput of the jobs this call ran (a resumed evaluation's wall time excludes the
+    # jobs it took from disk); how many it took is in the summary.
+    summary["reused_jobs"] = len(jobs) - len(todo)
+    summary["env_steps_per_s"] = sum(results[i]["env_steps"] for i in todo) / max(wall, 1e-9)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / f"eval-{suite}.json", {"summary": summary, "episodes": [
         {k: v for k, v in r.items() if k != "paths"} for r in results]})
