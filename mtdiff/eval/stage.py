@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mtdiff.config import Config, DiffusionConfig, EvalConfig, from_dict, to_dict
+from mtdiff.config import Config, DiffusionConfig, EvalConfig, config_hash, from_dict, to_dict
 from mtdiff.config.suites import MUJOCO_SUITES, section_name
 from mtdiff.data.io import atomic_write_json
 from mtdiff.data.windows import checkpoint_return_info, resolve_target
@@ -92,11 +90,10 @@ class JobRecords:
                  diffusion: DiffusionConfig, target: float | None):
         self.root = root
         self._base = {"checkpoint": str(Path(checkpoint).resolve()), "step": step,
-                      "diffusion": to_dict(diffusion), "target_return": target}
+                      "diffusion": diffusion, "target_return": target}
 
     def _path(self, job: EvalJob) -> Path:
-        key = json.dumps({**self._base, "job": asdict(job)}, sort_keys=True, default=str)
-        return self.root / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+        return self.root / f"{config_hash({**self._base, 'job': job})}.json"
 
     def get(self, job: EvalJob) -> dict[str, Any] | None:
         path = self._path(job)
