@@ -10,13 +10,18 @@ time budget (default 8 min) would be passed. Run from the repository root:
 Rows, all measured in this run:
 - matmul rate (fp32, tf32, bf16): the yardstick for the GFLOP/s and utilisation columns;
 - training steps/s of the paper model and batch (400 = 8 x 50 tasks, H=32, J=20, d=256,
-  6 layers): fp32, tf32 and bf16 autocast, one process;
+  6 layers) through `DiffusionLearner.update`: fp32, `train.tf32` and `train.bf16`
+  (autocast), one process;
 - DDP: 2 processes on the one GPU with NCCL (NCCL usually refuses two ranks on one
   device), else gloo, else 1 process; steady steps/s of the whole 400 batch;
 - planning latency (guided, α=1.2) at 1 and 50 environments: DDPM-200 eager (the
   paper's), DDIM-20 eager (`sample`), DDIM-20 through `FastSampler` with CUDA graphs,
   inductor and torch.compile's reduce-overhead, and a 4-step student (untrained weights:
-  the time of a plan does not depend on them) eager and with CUDA graphs.
+  the time of a plan does not depend on them) eager and with CUDA graphs; DDIM-20 with
+  TF32 matmuls (`diffusion.tf32`) eager and as a CUDA graph, with how far a TF32 plan lies
+  from the fp32 one drawn from the same noise. Compiled rows at 50 environments run a
+  bucket of 64 (the batch is padded to a power of two).
+`--skip train,ddp` leaves sections out (a second, shorter call on a lent machine).
 On a CPU-only machine the CUDA-only rows print "skipped (no CUDA)" (`--tiny`: a tiny
 model, so the tests can run this file on CPU).
 """
@@ -24,6 +29,7 @@ model, so the tests can run this file on CPU).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 import time
@@ -34,7 +40,7 @@ import torch
 from mtdiff import keys
 from mtdiff.config import DiffusionConfig, ModelConfig, get_preset
 from mtdiff.diffusion import DiffusionSchedule, guided_model_fn, make_sampler, sample
-from mtdiff.diffusion.compiled import FastSampler
+from mtdiff.diffusion.compiled import FastSampler, bucket_size
 from mtdiff.diffusion.distill import StudentNet
 from mtdiff.models import build_model
 
@@ -108,26 +114,28 @@ def make_batch(B: int, H: int, dev: torch.device) -> dict[str, torch.Tensor]:
             keys.BATCH_MASK: torch.ones(B, H, device=dev)}
 
 
-def train_rate(dev: torch.device, tiny: bool, B: int, H: int, steps: int, *, bf16: bool,
-               model: torch.nn.Module | None = None) -> tuple[float, float]:
-    """(steps/s, FLOPs per step) of the plain training step (loss, backward, Adam)."""
+def train_rate(dev: torch.device, tiny: bool, B: int, H: int, steps: int, *, prec: str,
+               wrap: Any = None) -> tuple[float, float]:
+    """(steps/s, FLOPs per step) of the project's training step (`DiffusionLearner.update`:
+    loss, backward, clipping, Adam, EMA) with `train.tf32` / `train.bf16` set by `prec`."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from mtdiff.train.core import diffusion_step_loss
+    from mtdiff.train.core import TrainSetup
+    from mtdiff.train.learner import DiffusionLearner
 
     cfg = get_preset("paper")
-    model = model or build_model(model_cfg(tiny, 0.1), obs_dim=OBS, act_dim=ACT, horizon=H,
-                                 history=L, prompt_len=J, num_tasks=50).to(dev)
-    sched = DiffusionSchedule.from_config(cfg.diffusion).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, tf32=prec == "tf32", bf16=prec == "bf16"))
+    model = build_model(model_cfg(tiny, 0.1), obs_dim=OBS, act_dim=ACT, horizon=H,
+                        history=L, prompt_len=J, num_tasks=50)
+    setup = TrainSetup(model, None, None, DiffusionSchedule.from_config(cfg.diffusion), {})  # type: ignore[arg-type]
+    learner = DiffusionLearner(cfg, setup, dev)
+    if wrap is not None:
+        learner.prepare(wrap)
     batch = make_batch(B, H, dev)
 
     def step() -> None:
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = diffusion_step_loss(model, sched, batch, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        learner.update(batch)
 
     with FlopCounterMode(display=False) as fc:
         step()
@@ -145,10 +153,8 @@ def _ddp_worker(rank: int, world: int, backend: str, port: int, tiny: bool, H: i
         dist.init_process_group(backend, rank=rank, world_size=world)
         dev = torch.device("cuda", 0)
         torch.cuda.set_device(dev)
-        model = build_model(model_cfg(tiny, 0.1), obs_dim=OBS, act_dim=ACT, horizon=H,
-                            history=L, prompt_len=J, num_tasks=50).to(dev)
-        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[0])
-        rate, _ = train_rate(dev, tiny, 400 // world, H, steps, bf16=False, model=ddp)
+        rate, _ = train_rate(dev, tiny, 400 // world, H, steps, prec="fp32", wrap=lambda m:
+                             torch.nn.parallel.DistributedDataParallel(m, device_ids=[0]))
         dist.barrier()
         if rank == 0:
             queue.put(("ok", rate))
@@ -229,6 +235,8 @@ def _sampling_at(n: int, model: torch.nn.Module, student: StudentNet, sched: Dif
         report("DDPM-200 eager", timed(lambda: sample(fn, shape, ddpm, device=dev), dev, 1),
                2, 200)
     report("DDIM-20 eager", one, 2, 20)
+    if dev.type == "cuda":
+        tf32_rows(fn, model, ddim, shape, cond, dev, report)
     report("student-4 eager", timed(lambda: sample(sfn, shape, s4, device=dev), dev, 3), 1, 4)
     runs = [("DDIM-20 cudagraph", model, ddim, 1.2, "cudagraph", 10, 2, 20),
             ("student-4 cudagraph", student, s4, None, "cudagraph", 10, 1, 4),
@@ -245,10 +253,41 @@ def _sampling_at(n: int, model: torch.nn.Module, student: StudentNet, sched: Dif
             t0 = time.perf_counter()
             eng(cond, shape)
             first = time.perf_counter() - t0
+            pad = f", bucket {bucket_size(n)}" if bucket_size(n) != n else ""
             report(setting, timed(lambda eng=eng: eng(cond, shape), dev, 5), rows_per_env,
-                   calls, f"(first call {first:.1f} s)")
+                   calls, f"(first call {first:.1f} s{pad})")
         except Exception as e:  # noqa: BLE001 - one failed mode must not end the check
             row("sampling", f"{setting}, {n} env", "failed", f"{type(e).__name__}: {e}"[:90])
+
+
+def tf32_rows(fn: Any, model: torch.nn.Module, ddim: Any, shape: tuple[int, ...],
+              cond: dict[str, torch.Tensor], dev: torch.device, report: Any) -> None:
+    """DDIM-20 with TF32 matmuls, eager and as a CUDA graph; how far a TF32 plan and an fp32
+    CUDA-graph plan lie from the eager fp32 one drawn from the same noise (max |difference|
+    over the plan's std)."""
+    def plan(tf32: bool) -> torch.Tensor:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        gen = torch.Generator(device=dev).manual_seed(0)
+        return sample(fn, shape, ddim, device=dev, generator=gen)
+
+    def gap(x: torch.Tensor, ref: torch.Tensor) -> str:
+        return f"{(x - ref).abs().max().item() / ref.std().item():.1e} std"
+
+    try:
+        ref, alt = plan(False), plan(True)
+        torch.backends.cuda.matmul.allow_tf32 = False  # the graph below is fp32
+        graph = FastSampler(model, ddim, guidance=1.2, mode="cudagraph", device=dev)
+        same = graph(cond, shape, generator=torch.Generator(device=dev).manual_seed(0))
+        row("parity", f"DDIM-20, {shape[0]} env", f"tf32 {gap(alt, ref)}",
+            f"fp32 CUDA graph vs eager: {gap(same, ref)} (same noise)")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        report("DDIM-20 eager tf32", timed(lambda: sample(fn, shape, ddim, device=dev), dev, 3),
+               2, 20)
+        eng = FastSampler(model, ddim, guidance=1.2, mode="cudagraph", device=dev)
+        eng(cond, shape)
+        report("DDIM-20 cudagraph tf32", timed(lambda: eng(cond, shape), dev, 5), 2, 20)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def main() -> None:
@@ -258,6 +297,7 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=8.0, help="minutes (default 8)")
     p.add_argument("--tiny", action="store_true", help="a tiny model (CPU test run)")
     p.add_argument("--steps", type=int, default=10, help="training steps per measurement")
+    p.add_argument("--skip", default="", help="sections to leave out, e.g. 'train,ddp'")
     args = p.parse_args()
     budget = Budget(args.budget)
     cuda = torch.cuda.is_available()
@@ -278,16 +318,15 @@ def main() -> None:
     peaks["bf16"] = matmul_rate(dev, torch.bfloat16, n)
     row("matmul", f"bf16 {n}x{n}", f"{peaks['bf16'] / 1e9:.0f} GFLOP/s")
 
+    skip = set(filter(None, args.skip.split(",")))
     base = None
-    for prec in ("fp32", "tf32", "bf16"):
+    for prec in ("fp32", "tf32", "bf16") if "train" not in skip else ():
         if prec == "tf32" and not cuda:
             row("train", "tf32, 1 process", "skipped (no CUDA)")
             continue
         if not budget.allows(5 if args.tiny else 30, "train", f"{prec}, 1 process"):
             continue
-        torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
-        rate, flops = train_rate(dev, args.tiny, 400, H, steps, bf16=prec == "bf16")
-        torch.backends.cuda.matmul.allow_tf32 = False
+        rate, flops = train_rate(dev, args.tiny, 400, H, steps, prec=prec)
         base = base or rate
         row("train", f"{prec}, 1 process, batch 400", f"{rate:.2f} steps/s",
             f"{rate * flops / 1e9:.0f} GFLOP/s ({rate * flops / peaks[prec]:.0%} of matmul), "
@@ -295,7 +334,9 @@ def main() -> None:
 
     sampling_rows(dev, args.tiny, H, budget, peaks["fp32"])
 
-    if not cuda:
+    if "ddp" in skip:
+        pass
+    elif not cuda:
         row("ddp", "2 processes, NCCL", "skipped (no CUDA)")
     else:
         for backend, world in (("nccl", 2), ("gloo", 2), ("nccl", 1)):

@@ -239,17 +239,14 @@ class DiffusionConfig(_Validated):
     temperature: float = 0.5  # beta of low-temperature sampling
     sampler: Literal["ddpm", "ddim", "dpmsolver"] = "ddpm"
     sample_steps: int = 200  # denoising steps at sampling time (== num_steps for DDPM)
-    # How the planner runs its denoising loop (`mtdiff.diffusion.compiled`; same outputs as
-    # the eager loop within 1e-4, tested). "off": the plain eager loop. "inductor":
-    # torch.compile of one denoising step, shapes padded to power-of-two buckets.
-    # "cudagraph": the whole loop captured as one CUDA graph per bucket (CUDA only).
-    # "reduce-overhead": torch.compile's CUDA-graph mode per step (CUDA only). "auto":
-    # cudagraph on CUDA, off on CPU. Default "off": on one CPU core inductor measured 1.07x
-    # (paper-sized) and 1.17x (local) per plan at 1 environment and 0.8x at 50 (padded to
-    # 64: the model is compute-bound there), for 6-140 s of compile per bucket
-    # (benchmarks/planning_speed.py, CPU seconds). CUDA: benchmarks/gpu_check.py measures
-    # it. Not part of any hash that names weights.
-    compile: Literal["off", "auto", "inductor", "reduce-overhead", "cudagraph"] = "off"
+    # The planner's denoising loop (`mtdiff.diffusion.compiled`; the eager loop's outputs
+    # within 1e-4, tested): "off" eager; "inductor" torch.compile of a step, batches padded
+    # to power-of-two buckets; "cudagraph" the whole loop as one CUDA graph per bucket;
+    # "reduce-overhead" torch.compile's CUDA graphs per step; "auto" cudagraph on CUDA, off
+    # on CPU. Measured (README "Fast planning"): CPU inductor 1.07-1.17x per plan at 1 env,
+    # 0.8x at 50, 6-140 s compile per bucket; H200 cudagraph + TF32 8.2-8.4 ms vs 43-51 eager
+    # at 1 env, 24 vs 50 ms at 50, plans within 2e-6 std. Not in weight hashes.
+    compile: Literal["off", "auto", "inductor", "reduce-overhead", "cudagraph"] = "auto"
     # Clamp x0-hat to the training data's range in normalised units ([-1, 1] for "minmax",
     # per dimension [(min - mean)/std, (max - mean)/std] for "gaussian") at every denoising
     # step of planning and synthesis, as the authors' code does; the paper does not say.
@@ -257,6 +254,9 @@ class DiffusionConfig(_Validated):
     # +0.007 [-0.037, +0.047] on MT10 near-optimal and +0.017 [-0.117, +0.150] on Maze2D's
     # unseen maps, neither resolved (benchmarks/fidelity_before_after.py; README).
     clip_denoised: bool = False
+    # CUDA only: TF32 matmuls while sampling (plans, synthesis); no effect on CPU. Measured
+    # on an H200: 2.5x per 50-environment CUDA-graph plan (`mtdiff.runtime.matmul_tf32`).
+    tf32: bool = True
 
     def _validate(self) -> None:
         _positive(self, "num_steps", "beta_min", "beta_max", "sample_steps")
@@ -277,6 +277,9 @@ class TrainConfig(_Validated):
     ema_decay: float = 0.995
     loss: Literal["mse", "huber"] = "mse"  # authors' code: huber, first action weighted 10
     bf16: bool = False
+    # CUDA only: TF32 matmuls in training steps; no effect on CPU. Measured on an H200: 1.91x
+    # the fp32 steps/s, bf16 autocast 1.42x (`mtdiff.runtime.matmul_tf32`). Not hashed.
+    tf32: bool = True
     num_workers: int = 1
     # CPUs each Ray Train worker reserves (threads it uses). None: the cluster's CPUs split
     # over the workers (2 per worker when training on GPUs). Set it to share a machine with
@@ -394,7 +397,8 @@ class Config(_Validated):
         parts: dict[str, Any] = {
             "data_hash": data_hash, "data": self.data, "model": self.model,
             "diffusion": [d.num_steps, d.beta_min, d.beta_max, d.cond_drop],
-            "train": {k: v for k, v in to_dict(self.train).items() if k != "cpus_per_worker"}}
+            "train": {k: v for k, v in to_dict(self.train).items()
+                  if k not in ("cpus_per_worker", "tf32")}}
         if self.model.kind not in DIFFUSION_KINDS:  # only then: MTDiff's hashes stay as they were
             parts["baselines"] = self.baselines
         return config_hash(parts)

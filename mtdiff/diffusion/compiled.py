@@ -23,6 +23,7 @@ of the process (`fast_sampler`), so an evaluation worker pays compile cost once.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -107,6 +108,26 @@ def resolve_mode(setting: str, device: torch.device | str) -> Mode | None:
     if setting not in MODES:
         raise ValueError(f"diffusion.compile={setting!r} is not one of off, auto, {MODES}")
     return setting  # type: ignore[return-value]
+
+
+class _no_collection:  # noqa: N801 - used as a context manager
+    """No cyclic garbage collection during a CUDA graph capture (collected just before).
+
+    An engine dropped earlier (rebound, or evicted from `_ENGINES`) is freed only by the
+    cyclic collector; if that runs mid-capture, its graphs are reset inside the capture,
+    which CUDA refuses, and the capture fails ("operation not permitted when stream is
+    capturing"; then "Offset increment outside graph capture" in later captures). Seen on an
+    H200 (torch 2.11) in `benchmarks/gpu_check.py`; `torch.cuda.graph` collects first only
+    when `torch.compiler.config.force_cudagraph_gc` is set."""
+
+    def __enter__(self) -> None:
+        gc.collect()
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was_enabled:
+            gc.enable()
 
 
 def _recompile_limit(n: int) -> Any:
@@ -283,7 +304,7 @@ class FastSampler:
                                static["z"])
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
+            with _no_collection(), torch.cuda.graph(graph):
                 out = self._loop(static["x"], static["cond"], static["drop"], static["kks"],
                                  static["z"])
             g = self._graphs[key] = _Graph(graph, static, out)
@@ -302,11 +323,13 @@ _MAX_MODELS = 8
 
 
 def fast_sampler(model: nn.Module, sampler: Sampler, *, guidance: float | None, mode: Mode,
-                 device: torch.device | str) -> FastSampler:
-    """The process's `FastSampler` for this model and these settings (built on first use)."""
+                 device: torch.device | str, tf32: bool = False) -> FastSampler:
+    """The process's `FastSampler` for this model and these settings (built on first use).
+    `tf32`: whether its calls run under `matmul_tf32` (a captured graph keeps the kernels
+    chosen at capture, so engines with and without it are kept apart)."""
     key = (type(sampler).__name__, tuple(sampler.timesteps), sampler.temperature,
            getattr(sampler, "eta", 0.0), _clip_key(sampler.clip_sample), guidance, mode,
-           str(device))
+           str(device), tf32)
     hit = _ENGINES.get(id(model))
     if hit is None or hit[0] is not model:
         while len(_ENGINES) >= _MAX_MODELS:

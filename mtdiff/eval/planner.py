@@ -27,6 +27,7 @@ from mtdiff.diffusion import DDIMSampler, guided_model_fn, make_sampler, sample
 from mtdiff.diffusion.compiled import engines_of, fast_sampler, resolve_mode
 from mtdiff.diffusion.distill import StudentNet, StudentSpec
 from mtdiff.diffusion.samplers import ClipRange, Sampler
+from mtdiff.runtime import matmul_tf32
 from mtdiff.train.core import LoadedModel, load_model
 
 # Loaded checkpoints of this process, newest last: (path, mtime, device, ema) -> model.
@@ -121,12 +122,14 @@ class Planner:
         sampler, guidance = self._sampler(dcfg)
         shape = (N, self.horizon, self.build["act_dim"])
         mode = resolve_mode(dcfg.compile, dev)
-        if mode is None:
-            x = sample(guided_model_fn(self.net, cond, guidance), shape, sampler,
-                       generator=generator, device=dev)
-        else:
-            engine = fast_sampler(self.net, sampler, guidance=guidance, mode=mode, device=dev)
-            x = engine(cond, shape, generator=generator)
+        with matmul_tf32(dcfg.tf32, dev):
+            if mode is None:
+                x = sample(guided_model_fn(self.net, cond, guidance), shape, sampler,
+                           generator=generator, device=dev)
+            else:  # a CUDA graph keeps the matmul kernels it was captured with: tf32 in its key
+                engine = fast_sampler(self.net, sampler, guidance=guidance, mode=mode,
+                                      device=dev, tf32=dcfg.tf32)
+                x = engine(cond, shape, generator=generator)
         return np.clip(nz.unnormalize(keys.ACTION, x.float().cpu().numpy()), -1.0, 1.0)
 
     def _clip(self, dcfg: DiffusionConfig) -> ClipRange:

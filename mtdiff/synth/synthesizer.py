@@ -11,6 +11,7 @@ from mtdiff import keys
 from mtdiff.config import DiffusionConfig
 from mtdiff.data.prompts import load_prompts
 from mtdiff.diffusion import make_sampler, sample
+from mtdiff.runtime import matmul_tf32
 from mtdiff.train.core import LoadedModel, load_model
 
 
@@ -52,9 +53,10 @@ class Synthesizer:
             clip = (torch.from_numpy(np.concatenate(lo)).to(self.device),
                     torch.from_numpy(np.concatenate(hi)).to(self.device))
         sampler = make_sampler(dcfg, self.m.schedule, temperature=1.0, clip_sample=clip)
-        x = sample(lambda x, k: self.m.model(x, k, cond),
-                   (len(p), self.build["horizon"], od + ad + 1), sampler, generator=generator,
-                   device=self.device).float().cpu().numpy()
+        with matmul_tf32(dcfg.tf32, self.device):
+            x = sample(lambda x, k: self.m.model(x, k, cond),
+                       (len(p), self.build["horizon"], od + ad + 1), sampler,
+                       generator=generator, device=self.device).float().cpu().numpy()
         return {keys.OBSERVATION: nz.unnormalize(keys.OBSERVATION, x[..., :od]),
                 keys.ACTION: np.clip(nz.unnormalize(keys.ACTION, x[..., od:od + ad]), -1, 1),
                 keys.REWARD: nz.unnormalize(keys.REWARD, x[..., -1:])[..., 0]}

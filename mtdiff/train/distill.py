@@ -39,6 +39,7 @@ from mtdiff.diffusion.distill import (
     teacher_ddim,
     teacher_states,
 )
+from mtdiff.runtime import matmul_tf32
 from mtdiff.train.core import EMA, build_setup, load_checkpoint, load_model, save_checkpoint
 
 RESULT_FILE = "distill.json"
@@ -153,7 +154,8 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
         raise ValueError(f"{data} is not the teacher's training dataset (hash "
                          f"{setup.meta['dataset']['hash']} vs {meta['dataset']['hash']} at "
                          f"{meta['dataset']['path']}); pass that dataset")
-    trajs = _teacher_data(tm, setup, cfg, spec, run_dir, dev)
+    with matmul_tf32(cfg.diffusion.tf32, dev):  # the teacher's plans
+        trajs = _teacher_data(tm, setup, cfg, spec, run_dir, dev)
 
     # The student: the teacher's network and weights, no dropout (`spec.param` says how its
     # output is read).
@@ -186,8 +188,9 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
     t0 = time.time()
     with tracking.stage_run(cfg, "distill", name=name, output=run_dir, track=track,
                             params=params, teacher=str(t_ckpt)) as tracked:
-        metrics = _train(student, ema, opt, trajs, spec, grid, tm, dc, start, run_dir, s_meta,
-                         dev, tracked is not None)
+        with matmul_tf32(cfg.train.tf32, dev):
+            metrics = _train(student, ema, opt, trajs, spec, grid, tm, dc, start, run_dir,
+                             s_meta, dev, tracked is not None)
         final = _latest(run_dir)
         assert final is not None
         result = {"checkpoint": str(final[0]), "teacher": str(t_ckpt), "method": spec.method,

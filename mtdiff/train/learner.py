@@ -18,11 +18,14 @@ a factory ``factory(cfg, setup, device) -> Learner``:
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
+
+from mtdiff.runtime import matmul_tf32
 
 if TYPE_CHECKING:
     from mtdiff.config import Config
@@ -78,6 +81,7 @@ class DiffusionLearner:
         self.schedule = setup.schedule.to(device)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                                        enabled=cfg.train.bf16)
+        self.tf32 = functools.partial(matmul_tf32, cfg.train.tf32, device)
 
     def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """DDP-wrap the noise model (the EMA copy stays local)."""
@@ -87,14 +91,15 @@ class DiffusionLearner:
         """One DDPM step (paper eq. 10 / 11)."""
         from mtdiff.train.core import diffusion_step_loss
 
-        with self.autocast:
-            loss = diffusion_step_loss(self.model, self.schedule, batch, self.cfg)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                   self.cfg.train.grad_clip)
-        self.optimizer.step()
-        self.ema.update(self.model)
+        with self.tf32():
+            with self.autocast:
+                loss = diffusion_step_loss(self.model, self.schedule, batch, self.cfg)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                       self.cfg.train.grad_clip)
+            self.optimizer.step()
+            self.ema.update(self.model)
         return {"loss": loss.detach(), "grad_norm": grad_norm.detach()}
 
     def state_dict(self) -> dict[str, Any]:
