@@ -23,7 +23,7 @@ A difference is *resolved* when its CI excludes 0. With one training seed the CI
 evaluation noise only, not training noise.
 
     python benchmarks/fidelity_before_after.py --preset local --out runs/fidelity \\
-        [--part all|metaworld|maze2d] [--episodes 30] [--train-seeds 0 1 2]
+        [--part all|metaworld|maze2d] [--episodes 30] [--train-seeds 0 1 2] [--fix2-arm]
 
 Every stage is skipped when its output exists, so an interrupted run continues. Cost at
 `local` on 2 CPU cores, one training seed (estimates from the README's measured stage
@@ -56,9 +56,16 @@ BEFORE = (
 )
 
 
+# Fix 2 alone reverted: the after arm on the before arm's scripted episodes (noise blocks,
+# cleanest first, no random-action episodes); returns, targets and prompt windows stay the
+# after arm's. Against "after" it measures Fix 2 (the data); against "before", Fixes 1 and 3.
+FIX2_REVERTED = ("metaworld.scripted_noise=0.0,0.1,0.3,0.5", "metaworld.scripted_random=0.0")
+ARMS = {"before": BEFORE, "after": (), "fix2-reverted": FIX2_REVERTED}
+
+
 def arm_config(preset: str, arm: str, extra: list[str]) -> Config:
-    """The preset with the arm's options (`BEFORE` for "before") and the user's extras."""
-    return apply_overrides(get_preset(preset), [*(BEFORE if arm == "before" else ()), *extra])
+    """The preset with the arm's options (`ARMS`) and the user's extras."""
+    return apply_overrides(get_preset(preset), [*ARMS[arm], *extra])
 
 
 def _collect(cfg: Config, suite: str, out: Path) -> Path:
@@ -103,7 +110,7 @@ def metaworld_part(args: argparse.Namespace, out: Path) -> dict[str, Outcomes]:
     conds: dict[str, Outcomes] = {}
     # The after arm first: its data and trainings are the experiment graph's (a run folder's
     # `data/` and `train/` linked into --out are reused), and its clip ablation decides a default.
-    for arm in ("after", "before"):
+    for arm in ("after", "before", *(("fix2-reverted",) if args.fix2_arm else ())):
         cfg = arm_config(args.preset, arm, args.set)
         data = _collect(cfg, "metaworld", out)
         for view in ("near-optimal", "sub-optimal"):
@@ -191,11 +198,20 @@ def table(conds: dict[str, Outcomes], n_boot: int, clip_default: bool = True) ->
                  ("right - wrong demo prompt", "demo-wrong", "demo-own"),
                  ("layout - wrong layout", "layout-wrong", "layout-own"),
                  ("layout - right demo prompt", "demo-own", "layout-own")]
-    for arm in ("before", "after"):
+    for arm in ("before", "after", "fix2-reverted"):
         for name, lo_key, hi_key in orderings:
             if f"{arm}/{lo_key}" in conds and f"{arm}/{hi_key}" in conds:
                 lines.append(_diff_row(f"{arm}: {name}",
                                        diff(f"{arm}/{lo_key}", f"{arm}/{hi_key}")))
+    # Fix 2 apart from Fixes 1 and 3 (only with --fix2-arm).
+    for view in ("near-optimal", "sub-optimal"):
+        mid = f"fix2-reverted/{view}"
+        if mid in conds:
+            lines.append(_diff_row(f"{view}: fix2-reverted (after on before's scripted data: "
+                                   f"{success_ci(conds[mid], n_boot=n_boot)}) - before "
+                                   "(Fixes 1 and 3)", diff(f"before/{view}", mid)))
+            lines.append(_diff_row(f"{view}: after - fix2-reverted (Fix 2, the data)",
+                                   diff(mid, f"after/{view}")))
     # x0-hat clipping alone: the after checkpoint sampled with clip_denoised flipped.
     for name, key in (("Meta-World near-optimal", "near-optimal"),
                       ("Maze2D unseen, right demo prompt", "demo-own")):
@@ -221,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-clip-ablation", dest="clip_ablation", action="store_false",
                    help="skip evaluating the after checkpoints with diffusion.clip_denoised "
                         "flipped (x0-hat clipping measured alone)")
+    p.add_argument("--fix2-arm", action="store_true",
+                   help="also train and evaluate the after arm on the before arm's scripted "
+                        "Meta-World data (Fix 2 reverted: one more collection, 2 trainings, "
+                        "2 evaluations), which separates Fix 2 from Fixes 1 and 3")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="an override for both arms (e.g. train.cpus_per_worker=1)")
     args = p.parse_args(argv)

@@ -322,3 +322,29 @@ def test_layout_prompt_trains_and_evaluates_through_the_pipelines(tmp_path):
     assert {("train-0", "own"), ("unseen-0", "own"), ("my-map", "own"),
             ("unseen-0", "wrong"), ("my-map", "wrong")} <= by
     assert res["summary"]["target_return"] == 1.0
+
+
+def test_fidelity_table_separates_fix2_from_fixes_1_and_3():
+    """`benchmarks/fidelity_before_after.py --fix2-arm`: the table gives the reverted-data
+    arm's success and both differences, each with the right sign and verdict."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "fidelity_bench", ROOT / "benchmarks" / "fidelity_before_after.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+
+    def rate(p: float) -> dict[int, dict[str, np.ndarray]]:
+        rng = np.random.default_rng(int(p * 100))
+        return {0: {f"t{i}": (rng.random(60) < p).astype(float) for i in range(4)}}
+
+    conds = {"before/near-optimal": rate(0.2), "fix2-reverted/near-optimal": rate(0.8),
+             "after/near-optimal": rate(0.8)}
+    text = bench.table(conds, 2000)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines()}
+    fix13 = next(v for k, v in rows.items() if "(Fixes 1 and 3)" in k)
+    fix2 = rows["near-optimal: after - fix2-reverted (Fix 2, the data)"]
+    assert fix13.endswith("| resolved |") and float(fix13.split(" | ")[1].split()[0]) > 0.4
+    assert fix2.endswith("| not resolved |")
+    assert bench.arm_config("local", "fix2-reverted", []).metaworld.scripted_random == 0.0
+    assert bench.arm_config("local", "after", []).metaworld.scripted_random > 0.0
