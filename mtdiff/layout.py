@@ -82,7 +82,7 @@ class Layout:
         settings."""
         # where it runs (CPUs / GPUs per task) does not change the results
         ev = {k: v for k, v in to_dict(cfg.eval).items() if not k.startswith("num_")}
-        h = config_hash({"eval": ev, "diffusion": cfg.diffusion,
+        h = config_hash({"eval": ev, "diffusion": cfg.diffusion.identity(),
                          "maze2d": [cfg.maze2d.unseen_maps, cfg.maze2d.eval_episode_steps]})
         return self.out / "eval" / f"{suite}-{train_run.name}-{h[:8]}"
 

@@ -91,7 +91,8 @@ def test_engines_are_found_again_for_equal_clip_bounds():
 def test_tf32_switches_cuda_matmuls_inside_only_and_names_no_new_weights():
     """`train.tf32` / `diffusion.tf32`: TF32 on for CUDA inside the block, restored after
     (an error too), untouched on CPU or when off; a CUDA graph captured with it is a
-    different engine; the switch does not enter the training hash (no retraining)."""
+    different engine; the switch does not enter the training hash (no retraining) or, with
+    `diffusion.compile`, an evaluation's folder name."""
     import dataclasses
 
     from mtdiff.config import get_preset
@@ -113,7 +114,15 @@ def test_tf32_switches_cuda_matmuls_inside_only_and_names_no_new_weights():
     assert cfg.train.tf32 and cfg.diffusion.tf32
     off = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, tf32=False))
     assert off.training_hash("d") == cfg.training_hash("d")
-    assert apply_overrides(cfg, ["diffusion.tf32=false"]).diffusion.tf32 is False
+    # how the loop runs does not rename an evaluation; what the plans are does
+    from mtdiff.layout import Layout
+
+    lay, run = Layout(Path("/tmp/runs")), Path("/tmp/runs/train/metaworld/train-x")
+    fast = apply_overrides(cfg, ["diffusion.tf32=false", "diffusion.compile=inductor"])
+    assert fast.diffusion.tf32 is False
+    assert lay.evaluation(fast, "metaworld", run) == lay.evaluation(cfg, "metaworld", run)
+    other = apply_overrides(cfg, ["diffusion.guidance=1.5"])
+    assert lay.evaluation(other, "metaworld", run) != lay.evaluation(cfg, "metaworld", run)
     m, sched = tiny_model(), DiffusionSchedule.vp(50)
     smp = make_sampler(DiffusionConfig(num_steps=50, sampler="ddim", sample_steps=5), sched)
 

@@ -258,6 +258,11 @@ class DiffusionConfig(_Validated):
     # on an H200: 2.5x per 50-environment CUDA-graph plan (`mtdiff.runtime.matmul_tf32`).
     tf32: bool = True
 
+    def identity(self) -> dict[str, Any]:
+        """What decides the plans (names evaluations): all but how the loop runs (compile,
+        tf32: the same plans up to float rounding, as on another device)."""
+        return {k: v for k, v in to_dict(self).items() if k not in ("compile", "tf32")}
+
     def _validate(self) -> None:
         _positive(self, "num_steps", "beta_min", "beta_max", "sample_steps")
         _check(self.beta_min < self.beta_max, "DiffusionConfig.beta_min", "must be < beta_max")

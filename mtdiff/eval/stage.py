@@ -90,7 +90,7 @@ class JobRecords:
                  diffusion: DiffusionConfig, target: float | None):
         self.root = root
         self._base = {"checkpoint": str(Path(checkpoint).resolve()), "step": step,
-                      "diffusion": diffusion, "target_return": target}
+                      "diffusion": diffusion.identity(), "target_return": target}
 
     def _path(self, job: EvalJob) -> Path:
         return self.root / f"{config_hash({**self._base, 'job': job})}.json"
