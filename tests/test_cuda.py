@@ -1,0 +1,90 @@
+"""Paths that matter on a GPU: TF32 switches (`train.tf32`, `diffusion.tf32`) and CUDA-graph
+captures. The CUDA-only test is skipped without a GPU; run it on one with
+`python -m pytest tests/test_cuda.py` (`benchmarks/gpu_check.py` times the same paths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mtdiff.config import DiffusionConfig, apply_overrides
+from mtdiff.diffusion import DiffusionSchedule, guided_model_fn, make_sampler, sample
+from mtdiff.diffusion.compiled import FastSampler, fast_sampler
+from tests.test_fastplan import ACT, H, conds, tiny_model
+
+
+def test_tf32_switches_cuda_matmuls_inside_only_and_names_no_new_weights():
+    """`train.tf32` / `diffusion.tf32`: TF32 on for CUDA inside the block, restored after
+    (an error too), untouched on CPU or when off; a CUDA graph captured with it is a
+    different engine; the switch does not enter the training hash (no retraining) or, with
+    `diffusion.compile`, an evaluation's folder name."""
+    import dataclasses
+
+    from mtdiff.config import get_preset
+    from mtdiff.runtime import matmul_tf32
+
+    def on() -> bool:
+        return bool(torch.backends.cuda.matmul.allow_tf32)
+
+    assert not on()
+    with matmul_tf32(True, "cuda"):
+        assert on()
+    assert not on()
+    with matmul_tf32(True, torch.device("cpu")), matmul_tf32(False, "cuda:0"):
+        assert not on()
+    with pytest.raises(RuntimeError), matmul_tf32(True, "cuda:0"):
+        raise RuntimeError("inside")
+    assert not on()
+    cfg = get_preset("local")
+    assert cfg.train.tf32 and cfg.diffusion.tf32
+    off = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, tf32=False))
+    assert off.training_hash("d") == cfg.training_hash("d")
+    # how the loop runs does not rename an evaluation; what the plans are does
+    from mtdiff.layout import Layout
+
+    lay, run = Layout(Path("/tmp/runs")), Path("/tmp/runs/train/metaworld/train-x")
+    fast = apply_overrides(cfg, ["diffusion.tf32=false", "diffusion.compile=inductor"])
+    assert fast.diffusion.tf32 is False
+    assert lay.evaluation(fast, "metaworld", run) == lay.evaluation(cfg, "metaworld", run)
+    other = apply_overrides(cfg, ["diffusion.guidance=1.5"])
+    assert lay.evaluation(other, "metaworld", run) != lay.evaluation(cfg, "metaworld", run)
+    m, sched = tiny_model(), DiffusionSchedule.vp(50)
+    smp = make_sampler(DiffusionConfig(num_steps=50, sampler="ddim", sample_steps=5), sched)
+
+    def engine(tf32: bool) -> FastSampler:
+        return fast_sampler(m, smp, guidance=1.2, mode="eager", device="cpu", tf32=tf32)
+
+    assert engine(True) is engine(True) and engine(False) is not engine(True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_cuda_graph_captures_survive_engines_freed_by_the_cyclic_collector():
+    """An engine dropped earlier is freed only by the cyclic collector (it holds a cycle);
+    a collection inside a later capture resets its graphs there, which CUDA refuses. Here
+    the network collects whenever it runs inside a capture: before the fix the second
+    capture failed. Outputs still equal the eager loop's."""
+    import gc
+
+    class Collecting(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any, **kw: Any) -> torch.Tensor:
+            if torch.cuda.is_current_stream_capturing():
+                gc.collect()
+            return self.inner(*args, **kw)
+
+    m, sched = Collecting(tiny_model()).cuda(), DiffusionSchedule.vp(50)
+    s = make_sampler(DiffusionConfig(num_steps=50, sampler="ddim", sample_steps=5), sched)
+    cond = {k: v.cuda() for k, v in conds(3, 1).items()}
+    ref = sample(guided_model_fn(m, cond, 1.2), (3, H, ACT), s, device="cuda",
+                 generator=torch.Generator("cuda").manual_seed(3))
+    for _ in range(3):
+        eng = FastSampler(m, s, guidance=1.2, mode="cudagraph", device="cuda")
+        out = eng(cond, (3, H, ACT), generator=torch.Generator("cuda").manual_seed(3))
+        torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+        del eng
