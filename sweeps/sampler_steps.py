@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
           for p, m in out["trials"]}
     base = by.get(args.settings[0])
     print(f"\n{'setting':<16}{'success':>9}{'plan s/env step':>17}{'speed-up':>10}"
-          f"{'success - ' + args.settings[0]:>22}")
+          f"{'success - ' + args.settings[0]:>22}{'calls/plan':>12}")
     for s in args.settings:
         m = by.get(s)
         if m is None:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         diff = m.get("success", nan) - base.get("success", nan) if base else nan
         print(f"{s:<16}{m.get('success', nan):>9.3f}{m.get('plan_s_per_env_step', nan):>17.4f}"
               f"{speed:>9.1f}x"
-              f"{diff:>+22.3f}")
+              f"{diff:>+22.3f}{m.get('network_calls_per_plan', nan):>12.0f}")
     print(f"MLflow parent run {out['parent_run_id']}")
     return exit_code(out)
 

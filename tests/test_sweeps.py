@@ -61,13 +61,16 @@ def test_sampler_sweep_sqlite_store(maze_checkpoint, tmp_path):
             if line.startswith(("ddpm-20", "ddim-4"))}
     assert set(rows) == {"ddpm-20", "ddim-4"}
     assert rows["ddpm-20"][3] == "1.0x"  # the baseline against itself
-    assert float(rows["ddim-4"][3].rstrip("x")) > 1.5  # 4 steps instead of 20
+    assert rows["ddim-4"][3].endswith("x")  # a measured ratio (load-dependent: not asserted)
     client = mlflow.MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("mtdiff").experiment_id])
     children = [c for c in runs if c.data.tags.get("stage") == "sweep-trial"]
     assert sorted((c.data.params["diffusion.sampler"], c.data.params["diffusion.sample_steps"])
                   for c in children) == [("ddim", "4"), ("ddpm", "20")]
     assert all({"success", "plan_s_per_env_step"} <= set(c.data.metrics) for c in children)
+    calls = {c.data.params["diffusion.sampler"]: c.data.metrics["network_calls_per_plan"]
+             for c in children}
+    assert calls == {"ddim": 4.0, "ddpm": 20.0}  # 4 steps instead of 20, counted
 
 
 @pytest.mark.slow  # minutes: `python -m pytest` runs it, CI's -m 'not slow' skips it

@@ -62,11 +62,16 @@ def _finish(config: dict[str, Any], metrics: dict[str, float], **tags: str) -> d
 
 
 def _eval_metrics(results: list[dict[str, Any]], summarize: Callable) -> dict[str, float]:
-    """Success and planning cost of evaluation results so far."""
+    """Success and planning cost of evaluation results so far: seconds (measured, load-
+    dependent) and the network calls per plan (the diffusion planners' count, exact)."""
     steps = sum(r["env_steps"] for r in results)
-    return {"success": summarize(results)["success_mean"],
-            "plan_s_per_env_step": sum(r["plan_seconds"] for r in results) / max(steps, 1),
-            "env_steps_per_s": steps / max(sum(r["seconds"] for r in results), 1e-9)}
+    out = {"success": summarize(results)["success_mean"],
+           "plan_s_per_env_step": sum(r["plan_seconds"] for r in results) / max(steps, 1),
+           "env_steps_per_s": steps / max(sum(r["seconds"] for r in results), 1e-9)}
+    calls = [r.get("planner", {}).get("network_calls_per_plan") for r in results]
+    if calls and None not in calls:
+        out["network_calls_per_plan"] = float(max(calls))
+    return out
 
 
 def evaluate_trial(config: dict[str, Any]) -> None:
