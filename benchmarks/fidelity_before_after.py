@@ -41,7 +41,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mtdiff.config import Config, apply_overrides, get_preset, to_dict
+from mtdiff.config import Config, DiffusionConfig, apply_overrides, get_preset, to_dict
 from mtdiff.eval.bootstrap import Interval, Outcomes, difference_ci, success_ci
 
 # The option values before issue 11 (each fix's old behaviour, kept selectable).
@@ -90,10 +90,9 @@ def _evaluate(cfg: Config, ckpt: Path, suite: str, dest: Path, *, episodes: int,
     ecfg = replace(cfg.eval, episodes=episodes, seeds=(0,))
     if result.exists():
         s = json.loads(result.read_text())
-        how = ("compile", "tf32")  # how the loop ran, not what it plans (`identity`)
         if Path(s["summary"]["checkpoint"]).resolve() == Path(ckpt).resolve() and \
-                {k: v for k, v in s["summary"]["diffusion"].items() if k not in how} == \
-                cfg.diffusion.identity() and \
+                {k: v for k, v in s["summary"]["diffusion"].items()
+                 if k not in DiffusionConfig.HOW_IT_RUNS} == cfg.diffusion.identity() and \
                 s["summary"]["eval"] == to_dict(ecfg):  # the same evaluation: reuse it
             return s["episodes"]
     evaluate(ckpt, suite=suite, out=dest, cfg_overrides=cfg, eval_cfg=ecfg, maps=maps,

@@ -43,6 +43,7 @@ from mtdiff.diffusion import DiffusionSchedule, guided_model_fn, make_sampler, s
 from mtdiff.diffusion.compiled import FastSampler, bucket_size
 from mtdiff.diffusion.distill import StudentNet
 from mtdiff.models import build_model
+from mtdiff.runtime import matmul_tf32
 
 OBS, ACT, J, L = 39, 4, 20, 2
 ROWS: list[tuple[str, str, str, str]] = []  # section, setting, result, note
@@ -266,28 +267,24 @@ def tf32_rows(fn: Any, model: torch.nn.Module, ddim: Any, shape: tuple[int, ...]
     CUDA-graph plan lie from the eager fp32 one drawn from the same noise (max |difference|
     over the plan's std)."""
     def plan(tf32: bool) -> torch.Tensor:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        gen = torch.Generator(device=dev).manual_seed(0)
-        return sample(fn, shape, ddim, device=dev, generator=gen)
+        with matmul_tf32(tf32, dev):
+            gen = torch.Generator(device=dev).manual_seed(0)
+            return sample(fn, shape, ddim, device=dev, generator=gen)
 
     def gap(x: torch.Tensor, ref: torch.Tensor) -> str:
         return f"{(x - ref).abs().max().item() / ref.std().item():.1e} std"
 
-    try:
-        ref, alt = plan(False), plan(True)
-        torch.backends.cuda.matmul.allow_tf32 = False  # the graph below is fp32
-        graph = FastSampler(model, ddim, guidance=1.2, mode="cudagraph", device=dev)
-        same = graph(cond, shape, generator=torch.Generator(device=dev).manual_seed(0))
-        row("parity", f"DDIM-20, {shape[0]} env", f"tf32 {gap(alt, ref)}",
-            f"fp32 CUDA graph vs eager: {gap(same, ref)} (same noise)")
-        torch.backends.cuda.matmul.allow_tf32 = True
+    ref, alt = plan(False), plan(True)
+    graph = FastSampler(model, ddim, guidance=1.2, mode="cudagraph", device=dev)  # fp32
+    same = graph(cond, shape, generator=torch.Generator(device=dev).manual_seed(0))
+    row("parity", f"DDIM-20, {shape[0]} env", f"tf32 {gap(alt, ref)}",
+        f"fp32 CUDA graph vs eager: {gap(same, ref)} (same noise)")
+    with matmul_tf32(True, dev):  # as `Planner.plan` runs with diffusion.tf32
         report("DDIM-20 eager tf32", timed(lambda: sample(fn, shape, ddim, device=dev), dev, 3),
                2, 20)
         eng = FastSampler(model, ddim, guidance=1.2, mode="cudagraph", device=dev)
         eng(cond, shape)
         report("DDIM-20 cudagraph tf32", timed(lambda: eng(cond, shape), dev, 5), 2, 20)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def main() -> None:
@@ -334,11 +331,9 @@ def main() -> None:
 
     sampling_rows(dev, args.tiny, H, budget, peaks["fp32"])
 
-    if "ddp" in skip:
-        pass
-    elif not cuda:
+    if not cuda and "ddp" not in skip:
         row("ddp", "2 processes, NCCL", "skipped (no CUDA)")
-    else:
+    elif "ddp" not in skip:
         for backend, world in (("nccl", 2), ("gloo", 2), ("nccl", 1)):
             if not budget.allows(60, "ddp", f"{world} process(es), {backend}"):
                 break

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from mtdiff.config.base import _check, _positive, _Validated, config_hash, to_dict
 from mtdiff.config.baselines import BaselineConfig
@@ -239,13 +239,11 @@ class DiffusionConfig(_Validated):
     temperature: float = 0.5  # beta of low-temperature sampling
     sampler: Literal["ddpm", "ddim", "dpmsolver"] = "ddpm"
     sample_steps: int = 200  # denoising steps at sampling time (== num_steps for DDPM)
-    # The planner's denoising loop (`mtdiff.diffusion.compiled`; the eager loop's outputs
-    # within 1e-4, tested): "off" eager; "inductor" torch.compile of a step, batches padded
-    # to power-of-two buckets; "cudagraph" the whole loop as one CUDA graph per bucket;
-    # "reduce-overhead" torch.compile's CUDA graphs per step; "auto" cudagraph on CUDA, off
-    # on CPU. Measured (README "Fast planning"): CPU inductor 1.07-1.17x per plan at 1 env,
-    # 0.8x at 50, 6-140 s compile per bucket; H200 cudagraph + TF32 8.2-8.4 ms vs 43-51 eager
-    # at 1 env, 24 vs 50 ms at 50, plans within 2e-6 std. Not in weight hashes.
+    # The planner's loop (`mtdiff.diffusion.compiled`, eager outputs within 1e-4): "off"
+    # eager; "inductor" compiled step, batches padded to power-of-two buckets; "cudagraph" /
+    # "reduce-overhead" one CUDA graph per bucket / per step; "auto" cudagraph on CUDA, off on
+    # CPU (README "Fast planning": CPU inductor 0.8-1.17x per plan; H200 cudagraph + TF32
+    # 8.3 vs 43-51 ms eager at 1 env, 24 vs 50 ms at 50).
     compile: Literal["off", "auto", "inductor", "reduce-overhead", "cudagraph"] = "auto"
     # Clamp x0-hat to the training data's range in normalised units ([-1, 1] for "minmax",
     # per dimension [(min - mean)/std, (max - mean)/std] for "gaussian") at every denoising
@@ -254,14 +252,14 @@ class DiffusionConfig(_Validated):
     # +0.007 [-0.037, +0.047] on MT10 near-optimal and +0.017 [-0.117, +0.150] on Maze2D's
     # unseen maps, neither resolved (benchmarks/fidelity_before_after.py; README).
     clip_denoised: bool = False
-    # CUDA only: TF32 matmuls while sampling (plans, synthesis); no effect on CPU. Measured
-    # on an H200: 2.5x per 50-environment CUDA-graph plan (`mtdiff.runtime.matmul_tf32`).
+    # CUDA only: TF32 matmuls in plans and synthesis (H200: 2.5x per 50-env CUDA-graph plan).
     tf32: bool = True
+    # How the loop runs, not what it plans (same plans up to rounding): not in eval names.
+    HOW_IT_RUNS: ClassVar[tuple[str, ...]] = ("compile", "tf32")
 
     def identity(self) -> dict[str, Any]:
-        """What decides the plans (names evaluations): all but how the loop runs (compile,
-        tf32: the same plans up to float rounding, as on another device)."""
-        return {k: v for k, v in to_dict(self).items() if k not in ("compile", "tf32")}
+        """What decides the plans (names evaluations): all fields but `HOW_IT_RUNS`."""
+        return {k: v for k, v in to_dict(self).items() if k not in self.HOW_IT_RUNS}
 
     def _validate(self) -> None:
         _positive(self, "num_steps", "beta_min", "beta_max", "sample_steps")
@@ -282,8 +280,7 @@ class TrainConfig(_Validated):
     ema_decay: float = 0.995
     loss: Literal["mse", "huber"] = "mse"  # authors' code: huber, first action weighted 10
     bf16: bool = False
-    # CUDA only: TF32 matmuls in training steps; no effect on CPU. Measured on an H200: 1.91x
-    # the fp32 steps/s, bf16 autocast 1.42x (`mtdiff.runtime.matmul_tf32`). Not hashed.
+    # CUDA only: TF32 matmuls in training (H200: 1.91x fp32 steps/s, bf16 1.42x). Not hashed.
     tf32: bool = True
     num_workers: int = 1
     # CPUs each Ray Train worker reserves (threads it uses). None: the cluster's CPUs split

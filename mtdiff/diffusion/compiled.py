@@ -26,7 +26,8 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -110,7 +111,8 @@ def resolve_mode(setting: str, device: torch.device | str) -> Mode | None:
     return setting  # type: ignore[return-value]
 
 
-class _no_collection:  # noqa: N801 - used as a context manager
+@contextmanager
+def _no_collection() -> Iterator[None]:
     """No cyclic garbage collection during a CUDA graph capture (collected just before).
 
     An engine dropped earlier (rebound, or evicted from `_ENGINES`) is freed only by the
@@ -119,14 +121,13 @@ class _no_collection:  # noqa: N801 - used as a context manager
     capturing"; then "Offset increment outside graph capture" in later captures). Seen on an
     H200 (torch 2.11) in `benchmarks/gpu_check.py`; `torch.cuda.graph` collects first only
     when `torch.compiler.config.force_cudagraph_gc` is set."""
-
-    def __enter__(self) -> None:
-        gc.collect()
-        self.was_enabled = gc.isenabled()
-        gc.disable()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.was_enabled:
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
             gc.enable()
 
 
