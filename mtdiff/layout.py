@@ -5,6 +5,7 @@ and the report): every path a reproduction writes, by what made it.
     <out>/data/metaworld-single-<task>-<hash>/       one task's subset (Fig. 6)
     <out>/train/<suite>/train-<kind>-<hash>/         Ray Train runs (`train.stage.run_name`)
     <out>/eval/<suite>-<train run>-<hash>/           evaluations (eval-<suite>.json, plots)
+    <out>/reference/<suite>-<hash>/                  reference rows (reference-<suite>.json)
     <out>/offline/synth/<task>-<hash>/               MTDiff-S synthetic + augmented data
     <out>/offline/td3bc/<task>/<method>-s<seed>-<hash>/   TD3-BC results (result.json)
     <out>/offline/quality/<task>-<hash>/             Table 4 records and embedding plot
@@ -85,6 +86,15 @@ class Layout:
         h = config_hash({"eval": ev, "diffusion": cfg.diffusion.identity(),
                          "maze2d": [cfg.maze2d.unseen_maps, cfg.maze2d.eval_episode_steps]})
         return self.out / "eval" / f"{suite}-{train_run.name}-{h[:8]}"
+
+    def reference(self, cfg: Config, suite: str) -> Path:
+        """The reference rows of `suite` (zero action, uniform random, the dataset's own
+        numbers) under `cfg`'s dataset, evaluation and suite settings."""
+        ev = {k: v for k, v in to_dict(cfg.eval).items() if not k.startswith("num_")}
+        h = config_hash({"data": cfg.collection_hash(suite), "eval": ev,
+                         "prompt_len": cfg.data.prompt_len,
+                         "maze2d": [cfg.maze2d.unseen_maps, cfg.maze2d.eval_episode_steps]})
+        return self.out / "reference" / f"{suite}-{h[:8]}"
 
     # --- offline RL ---------------------------------------------------------------------
     def synthesis(self, task: str, key: dict) -> Path:

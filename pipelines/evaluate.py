@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale alpha")
     p.add_argument("--temperature", type=float, help="low-temperature beta")
     p.add_argument("--target-return", type=float, help="R_max on the checkpoint's return "
-                   "scale (default: the scale's own target, 1 for time-max and task-max)")
+                   "scale (default: the scale's own target, 1 on the [0, 1] scales)")
     p.add_argument("--compile", choices=("off", "auto", "inductor", "reduce-overhead",
                                          "cudagraph"),
                    help="compiled denoising loop (diffusion.compile; default: the config's)")
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         check_tracking(TrackingConfig())  # before torch's import: the usual store
 
     from mtdiff.eval.stage import run
+    from mtdiff.eval.state_use import describe
     from mtdiff.methods import method_of_meta
     from mtdiff.train.checkpoints import CheckpointError, checkpoint_config, checkpoint_meta
 
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     for t, v in a["tasks"].items():
         succ = f"success {v['success_mean']:.3f}  " if scored else ""
         print(f"  {t:<28} {succ}return {v['return_mean']:.1f}")
+    print(f"  state use (dataset windows): {describe(summary['state_use'])}")
     print(f"results: {out}/eval-{args.suite}.json")
     return 0
 

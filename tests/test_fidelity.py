@@ -46,7 +46,7 @@ def _task(rewards: np.ndarray) -> TaskData:
 def test_default_return_target_is_reached_at_every_step():
     """With the default return definition, R = the natural target (1) occurs in the data at
     every step of an episode; the old undiscounted task-max reached it at t = 0 only."""
-    from mtdiff.data.windows import normalized_returns
+    from mtdiff.data.windows import default_return_scale, normalized_returns
 
     rng = np.random.default_rng(0)
     T, E = 120, 30
@@ -55,7 +55,8 @@ def test_default_return_target_is_reached_at_every_step():
     rew = np.clip(np.arange(T)[None] / succ[:, None], 0, 1) * 10 * rng.uniform(0.3, 1, (E, 1))
     task = _task(rew)
     d = DataConfig()
-    R = normalized_returns(task, d.return_discount, d.return_scale).reshape(E, T)
+    scale = d.return_scale or default_return_scale("metaworld", [task])
+    R = normalized_returns(task, d.return_discount, scale).reshape(E, T)
     assert R.min() >= 0.0 and R.max() <= 1.0 + 1e-6
     np.testing.assert_allclose(R.max(axis=0), 1.0, rtol=1e-5)  # every t reaches the target
     # ... and it still ranks episodes: the best episode's R is above the worst's at t = 0.
@@ -85,7 +86,8 @@ def test_planner_plans_toward_the_checkpoints_natural_target(maze_checkpoint):
     ckpt, cfg = maze_checkpoint
     planner = load_planner(ckpt)
     info = planner.m.meta["returns"]
-    assert info["scale"] == cfg.data.return_scale and info["target"] == 1.0
+    # The smoke data's D4RL-style episodes never terminate: the reward-to-go scale.
+    assert info["scale"] == "time-max" and info["target"] == 1.0
     hist = np.zeros((2, planner.history, 4), np.float32)
     prompt = planner.sample_prompts("train-0", 2, np.random.default_rng(0))
     assert planner.plan(hist, prompt=prompt).shape == (2, cfg.data.horizon, 2)

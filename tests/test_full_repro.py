@@ -84,6 +84,13 @@ def test_full_repro_smoke_runs_and_resumes(tmp_path):
             and c["view"] == "near-optimal"]
     assert p1["seeds"] == [0, 1] and p1["ci_over"] == "seeds" and p1["paper_mean"] == 59.53
     assert p1["ci_low"] <= p1["mean"] <= p1["ci_high"] and p1["episodes"] > 0
+    # reference rows beside the methods: the zero action and uniform random policies on
+    # the methods' episodes, the dataset's own success
+    assert re.search(r"\| zero action \| – \| \d+\.\d\d ± \d+\.\d\d \[", md), md
+    assert re.search(r"\| dataset \(mean\) \| – \| \d+\.\d\d \| dataset, \d+ ep", md), md
+    ref = results["reference"]
+    assert {"metaworld", "maze2d"} <= set(ref) and {"train", "unseen"} <= set(ref["maze2d"])
+    assert ref["maze2d"]["unseen"]["uniform random"]["success"]["episodes"] > 0
 
     import mlflow
 

@@ -164,3 +164,19 @@ def test_a_student_follows_its_teachers_training_and_is_evaluated():
     assert other["train/maze2d/mtdiff-p/s1"].key == jobs["train/maze2d/mtdiff-p/s1"].key
     with pytest.raises(ConfigError, match="add the teacher to experiment.methods"):
         _jobs("smoke", "experiment.methods=mtdiff-p-distill")
+
+
+def test_every_suite_gets_a_reference_job_after_its_collection():
+    jobs = {j.name: j for j in _jobs("smoke")}
+    for suite in ("metaworld", "maze2d"):
+        ref = jobs[f"reference/{suite}"]
+        assert (ref.kind, ref.deps, ref.config) == ("reference", [f"collect/{suite}"],
+                                                   {"suite": suite})
+        assert ref.params["out"].startswith("/tmp/x/reference/")
+        assert f"reference/{suite}" in jobs["report"].deps
+    # its folder follows the evaluation settings (the methods' episodes and seeds), not
+    # the training settings
+    more = {j.name: j for j in _jobs("smoke", "eval.episodes=7")}
+    assert more["reference/maze2d"].key != jobs["reference/maze2d"].key
+    lr = {j.name: j for j in _jobs("smoke", "train.lr=1e-3")}
+    assert lr["reference/maze2d"].key == jobs["reference/maze2d"].key

@@ -1,6 +1,6 @@
 """The report from the experiment graph's job records: paper numbers beside ours, every
-cell with mean ± std and a 95% bootstrap CI (over seeds, or over episodes with one
-seed), results.json, the resolved differences, CSVs, PNGs, "not run" for absent inputs.
+cell with mean ± std and a 95% CI (Student's t over seeds, the bootstrap over episodes with
+one seed), results.json, the resolved differences, CSVs, PNGs, "not run" for absent inputs.
 
 Inputs are written in the exact formats the graph writes: job records at
 `Layout.job_record(name)` with the runner's keys, evaluation JSONs as
@@ -37,7 +37,6 @@ from mtdiff.report import (
     write_table2,
     write_task_count,
 )
-from mtdiff.report.stats import bootstrap_ci, difference, stratified_bootstrap_ci, summarize
 
 REPO = Path(__file__).resolve().parents[1]
 T, F = True, False
@@ -121,18 +120,19 @@ def _td3bc(lay: Layout, task: str, method: str, seed: int, successes: int, seen:
 
 # Meta-World episodes (4 per task, eval seed 0). MTDiff-P near-optimal, per training seed:
 #   s0: reach 2/4, push 1/4 -> (50 + 25) / 2 = 37.5 %;  s1: reach 3/4, push 2/4 -> 62.5 %
-#   mean 50.00, sample std |62.5 - 37.5| / sqrt(2) = 17.68, CI over 2 seeds [37.50, 62.50]
+#   mean 50.00, sample std |62.5 - 37.5| / sqrt(2) = 17.68, standard error 12.5; CI over
+#   2 seeds (t, 1 df: t_0.975 = 12.706) 50 ± 158.83 = [-108.83, 208.83]
 # MTDiff-P-onehot, seed 0 only: reach 1/4, push 3/4 -> 50 %; over its 8 episodes: std
 #   of [1,0,0,0,1,1,1,0] x 100 = 53.45; CI [25, 75] (stratified bootstrap, see
 #   test_one_seed_ci_over_episodes).
 # U-Net: 0 everywhere -> Table 3's MTDiff-P > U-Net difference is 37.5 and 62.5 paired
-#   by seed: CI [37.50, 62.50], resolved.
+#   by seed: the same t interval [-108.83, 208.83], not resolved (2 seeds cannot).
 MW = {("mtdiff-p", 0): {"reach-v3": [T, T, F, F], "push-v3": [T, F, F, F]},
       ("mtdiff-p", 1): {"reach-v3": [T, T, T, F], "push-v3": [T, T, F, F]},
       ("mtdiff-p-unet", 0): {"reach-v3": [F] * 4, "push-v3": [F] * 4},
       ("mtdiff-p-unet", 1): {"reach-v3": [F] * 4, "push-v3": [F] * 4},
       ("mtdiff-p-onehot", 0): {"reach-v3": [T, F, F, F], "push-v3": [T, T, T, F]}}
-# MTDiff-P's reach-v3 returns: s0 mean 25, s1 mean 45 -> 35.0 ± 14.1 [25.0, 45.0]
+# MTDiff-P's reach-v3 returns: s0 mean 25, s1 mean 45 -> 35.0 ± 14.1, se 10: [-92.1, 162.1]
 RETURNS = {0: [10.0, 20.0, 30.0, 40.0], 1: [30.0, 40.0, 50.0, 60.0]}
 
 
@@ -207,61 +207,12 @@ def _results(out: Path) -> dict[str, Any]:
     return json.loads((out / "report" / "results.json").read_text())
 
 
-# --- statistics -------------------------------------------------------------------------
-def test_bootstrap_against_hand_computed_cases():
-    # [0, 0, 0, 1]: a resample's mean is k/4, k ~ Binomial(4, 1/4): P(k=0) = 0.316 >
-    # 2.5%, P(k <= 2) = 0.949 < 97.5% < P(k <= 3) = 0.996 -> CI [0, 0.75].
-    assert bootstrap_ci([0, 0, 0, 1]) == (0.0, 0.75)
-    assert bootstrap_ci([0, 0, 0, 100]) == (0.0, 75.0)  # any two values: same law
-    # more than two values (index resampling): the sum of 4 draws from {0,1,2,3} is <= 1
-    # with probability 5/256 = 2.0% and <= 2 with 15/256 = 5.9% -> 2.5th percentile of
-    # the mean 2/4; by symmetry the 97.5th is 10/4.
-    assert bootstrap_ci([0, 1, 2, 3]) == (0.5, 2.5)
-    # two values: P(both low) = 1/4 > 2.5% -> the interval between them
-    assert bootstrap_ci([37.5, 62.5]) == (37.5, 62.5)
-    assert bootstrap_ci([3.0]) == (3.0, 3.0)
-    # same seed, same interval; another seed may move it
-    assert bootstrap_ci(np.arange(20.0)) == bootstrap_ci(np.arange(20.0))
-    with pytest.raises(ValueError):
-        bootstrap_ci([])
-
-
-def test_one_seed_ci_over_episodes():
-    # Strata [1,0,0,0] and [1,1,1,0]: mean over tasks = (B1 + 4 - B2) / 8 with B1, B2 ~
-    # Binomial(4, 1/4): P(B1 - B2 <= -3) = 0.018 < 2.5% < P(<= -2) = 0.105 -> X = 2 / 8.
-    assert stratified_bootstrap_ci([[1, 0, 0, 0], [1, 1, 1, 0]]) == (0.25, 0.75)
-    cell = summarize({0: 0.5}, strata=[[1, 0, 0, 0], [1, 1, 1, 0]])
-    assert (cell.ci_over, cell.n, cell.episodes, cell.seeds) == ("episodes", 8, 8, (0,))
-    assert cell.std == pytest.approx(np.std([1, 0, 0, 0, 1, 1, 1, 0], ddof=1))
-    one = summarize({0: 0.5})  # one value, no episodes: no spread, no interval
-    assert (one.std, one.ci_low, one.ci_high, one.n) == (None, None, None, 1)
-
-
-def test_difference_paired_by_seed():
-    a = summarize({0: 1.0, 1: 2.0, 2: 3.0})
-    b = summarize({0: 0.0, 1: 1.0, 2: 2.0})
-    d = difference(a, b)
-    assert (d.mean, d.ci_low, d.ci_high, d.over) == (1.0, 1.0, 1.0, "seeds (paired)")
-    assert d.resolved and d.sign == 1
-    # other seeds: resampled on their own; mean sums of 3 draws from {1,2,3} differ by
-    # <= -4 with probability 28/729 = 3.8% > 2.5%, so the CI reaches 1 - 4/3 < 0.
-    c = summarize({3: 0.0, 4: 1.0, 5: 2.0})
-    u = difference(a, c)
-    assert u.over == "seeds" and u.mean == 1.0 and u.ci_low < 0 < u.ci_high
-    assert not u.resolved and u.sign == 0
-    # one seed on a side: over episodes; no episodes: no CI
-    e = difference(summarize({0: 0.9}, strata=[[1] * 9 + [0]]),
-                   summarize({0: 0.1}, strata=[[0] * 9 + [1]]))
-    assert e.over == "episodes" and e.resolved and e.mean == pytest.approx(0.8)
-    assert difference(summarize({0: 1.0}), b) is None
-
-
 # --- the report -------------------------------------------------------------------------
 def test_table1_over_seeds_and_episodes(run):
     md = build_report(run, preset="local").read_text()
     t1 = _section(md, "Table 1")
     row = _line(t1, "| MTDiff-P |")
-    assert row == ("| MTDiff-P | 59.53 ± 1.12 | 50.00 ± 17.68 [37.50, 62.50] | 2 seeds, 16 ep; "
+    assert row == ("| MTDiff-P | 59.53 ± 1.12 | 50.00 ± 17.68 [-108.83, 208.83] | 2 seeds, 16 ep; "
                    "CI: seeds | 48.67 ± 1.32 | – | – | 2 |")
     assert _line(t1, "| MTDiff-P-onehot |") == (
         "| MTDiff-P-onehot | 61.32 ± 0.89 | 50.00 ± 53.45 [25.00, 75.00] | 1 seed, 8 ep; "
@@ -276,14 +227,14 @@ def test_table1_over_seeds_and_episodes(run):
         rows = {r["method"]: r for r in csv.DictReader(f)}
     p = rows["MTDiff-P"]
     assert float(p["near_optimal_ours_mean"]) == 50.0
-    assert float(p["near_optimal_ours_ci_low"]) == 37.5 and float(p["near_optimal_paper_mean"]) \
-        == 59.53
+    assert float(p["near_optimal_ours_ci_low"]) == pytest.approx(-108.827559)
+    assert float(p["near_optimal_paper_mean"]) == 59.53
     assert rows["MTBC"]["near_optimal_ours_mean"] == ""
     assert len(rows) == 9  # the paper's rows; U-Net is Table 3's
-    # per-task success and Table 6 (returns of reach-v3: 25 and 45 per seed)
-    assert "| reach-v3 | 62.50 ± 17.68 [50.00, 75.00] |" in md
+    # per-task success (50 and 75 per seed) and Table 6 (returns of reach-v3: 25 and 45)
+    assert "| reach-v3 | 62.50 ± 17.68 [-96.33, 221.33] |" in md
     row6 = _line(_section(md, "Table 6"), "| reach-v3 |")
-    assert row6 == "| reach-v3 | 4144.2 ± 645.4 | 35.0 ± 14.1 [25.0, 45.0] | 966.4 ± 842.9 | – |"
+    assert row6 == "| reach-v3 | 4144.2 ± 645.4 | 35.0 ± 14.1 [-92.1, 162.1] | 966.4 ± 842.9 | – |"
     assert "not in the paper's table" in _line(_section(md, "Table 6"), "| box-close-v3 |")
 
 
@@ -291,19 +242,21 @@ def test_results_json(run):
     build_report(run, preset="local")
     res = _results(run)
     keys = {"table", "method", "label", "view", "tasks", "group", "metric", "unit", "seeds",
-            "episodes", "n", "mean", "std", "ci_low", "ci_high", "ci_over", "paper_mean",
-            "paper_std", "preset"}
+            "episodes", "n", "mean", "std", "ci_low", "ci_high", "ci_over", "ci_method",
+            "paper_mean", "paper_std", "preset"}
     assert res["cells"] and all(set(c) == keys for c in res["cells"])
     [p] = [c for c in res["cells"] if c["table"] == "table1" and c["method"] == "mtdiff-p"
            and c["view"] == "near-optimal"]
     assert p == {"table": "table1", "method": "mtdiff-p", "label": "MTDiff-P",
                  "view": "near-optimal", "tasks": "2", "group": "train", "metric": "success",
                  "unit": "%", "seeds": [0, 1], "episodes": 16, "n": 2, "mean": 50.0,
-                 "std": pytest.approx(17.677670, abs=1e-6), "ci_low": 37.5, "ci_high": 62.5,
-                 "ci_over": "seeds", "paper_mean": 59.53, "paper_std": 1.12, "preset": "local"}
+                 "std": pytest.approx(17.677670, abs=1e-6), "ci_low": -108.827559,
+                 "ci_high": 208.827559, "ci_over": "seeds", "ci_method": "t",
+                 "paper_mean": 59.53, "paper_std": 1.12, "preset": "local"}
     [one] = [c for c in res["cells"] if c["table"] == "table1"
              and c["method"] == "mtdiff-p-onehot" and c["view"] == "near-optimal"]
-    assert (one["ci_over"], one["seeds"], one["n"], one["ci_low"]) == ("episodes", [0], 8, 25.0)
+    assert (one["ci_over"], one["ci_method"], one["seeds"], one["n"], one["ci_low"]) == (
+        "episodes", "bootstrap", [0], 8, 25.0)
     [bc] = [c for c in res["cells"] if c["table"] == "table1" and c["method"] == "mtbc"
             and c["view"] == "sub-optimal"]
     assert bc["mean"] is None and bc["seeds"] == [] and bc["paper_mean"] == 34.53
@@ -312,8 +265,9 @@ def test_results_json(run):
         "maze2d_per_map", "table2", "table4", "fig6", "fig7"}
     [t3] = [d for d in res["differences"] if d["table"] == "Table 3"]
     assert t3 == {"table": "Table 3", "column": "near-optimal", "a": "MTDiff-P",
-                  "b": "MTDiff-P (U-Net)", "paper": "59.53 vs 55.67", "verdict": "holds",
-                  "diff_mean": 50.0, "ci_low": 37.5, "ci_high": 62.5, "over": "seeds (paired)"}
+                  "b": "MTDiff-P (U-Net)", "paper": "59.53 vs 55.67", "verdict": "not resolved",
+                  "diff_mean": 50.0, "ci_low": -108.827559, "ci_high": 208.827559,
+                  "over": "seeds (paired)", "ci_method": "t"}
 
 
 def test_resolved_differences(run):
@@ -321,14 +275,14 @@ def test_resolved_differences(run):
     t3 = _section(md, "Table 3")
     assert "| MTDiff-P (U-Net) | 55.67 ± 1.27 | 0.00 ± 0.00 [0.00, 0.00] |" in t3
     assert ("- Table 3, near-optimal: paper MTDiff-P > MTDiff-P (U-Net) (59.53 vs 55.67); ours "
-            "+50.00 [+37.50, +62.50] over seeds (paired): **holds**") in t3
+            "+50.00 [-108.83, +208.83] over seeds (paired), t: **not resolved**") in t3
     # MTDiff-P-onehot (1 seed) vs MTDiff-P (2 seeds): over episodes, equal means
     assert re.search(r"paper MTDiff-P-onehot > MTDiff-P \(61\.32 vs 59\.53\); ours \+0\.00 "
-                     r"\[-\d+\.\d\d, \+\d+\.\d\d\] over episodes: \*\*not resolved\*\*",
+                     r"\[-\d+\.\d\d, \+\d+\.\d\d\] over episodes, bootstrap: \*\*not resolved\*\*",
                      _section(md, "Table 1"))
     maze = _section(md, "Fig. 5")
     assert "unseen maps, MTDiff-P: paper own prompt > wrong prompt" in maze
-    assert ("ours +75.00 [+75.00, +75.00] over seeds (paired): **holds**" in
+    assert ("ours +75.00 [+75.00, +75.00] over seeds (paired), t: **holds**" in
             _line(maze, "- Maze2D, unseen maps, MTDiff-P:"))
     assert "**not resolved**" in _line(maze, "- Maze2D, unseen maps, PromptDT:")  # 0 vs 0
     assert "**holds**" in _line(maze, "- Maze2D, unseen maps, own prompt:")  # P 75 vs DT 0
@@ -344,12 +298,61 @@ def test_maze_and_table5(run):
     for png in ("fig5_maze2d", "maze2d_paths", "success_per_task"):
         assert (run / "report" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     t5 = _section(md, "Table 5")
-    # training tasks: MTDiff-P -30, -28 -> -29.00 ± 1.41; held-out 10 lower
+    # training tasks: MTDiff-P -30, -28 -> -29.00 ± 1.41, se 1, t (1 df) ± 12.71; held-out
+    # 10 lower
     assert _line(t5, "| MTDiff-P |").startswith(
-        "| MTDiff-P | -29.09 ± 0.31 | -29.00 ± 1.41 [-30.00, -28.00] | -39.00 ± 1.41 "
-        "[-40.00, -38.00] | 602.17 ± 1.68 | not run | not run |")
+        "| MTDiff-P | -29.09 ± 0.31 | -29.00 ± 1.41 [-41.71, -16.29] | -39.00 ± 1.41 "
+        "[-51.71, -26.29] | 602.17 ± 1.68 | not run | not run |")
     assert paper.TABLE5_NOTE in t5
-    assert "**holds**" in _line(t5, "- Table 5, cheetah-vel, train tasks:")
+    # MTDiff-P - PromptDT per seed: 10, 8 -> 9 ± 12.71 (s = sqrt(2), se = 1): not resolved
+    assert ("ours +9.00 [-3.71, +21.71] over seeds (paired), t: **not resolved**"
+            in _line(t5, "- Table 5, cheetah-vel, train tasks:"))
+
+
+def test_aggregates_in_report(run):
+    """rliable's aggregates over seed x task scores, hand-computed from MW and Cheetah-vel."""
+    md = build_report(run, preset="local").read_text()
+    agg = {a["name"]: a for a in _results(run)["aggregates"]}
+    assert set(agg) == {"table1_near-optimal", "table5_cheetah-vel_train",
+                        "table5_cheetah-vel_heldout"}
+    mw = agg["table1_near-optimal"]
+    assert list(mw["methods"])[0] == "mtdiff-p"  # first, then in graph order
+    assert set(mw["methods"]) == {"mtdiff-p", "mtdiff-p-unet", "mtdiff-p-onehot"}
+    p = mw["methods"]["mtdiff-p"]
+    # scores reach 50, 75 and push 25, 50 -> IQM drops int(4 / 4) = 1 at each end: 50
+    assert (p["seeds"], p["tasks"], p["scores"], p["iqm"]["value"]) == ([0, 1], 2, 4, 50.0)
+    assert p["iqm"]["ci_low"] <= 50.0 <= p["iqm"]["ci_high"]
+    # one seed per task: no interval
+    assert mw["methods"]["mtdiff-p-onehot"]["iqm"] == {"value": 50.0, "ci_low": None,
+                                                       "ci_high": None, "ci_method": None}
+    poi = {(e["x"], e["y"]): e for e in mw["probability_of_improvement"]}
+    assert len(poi) == 6
+    # every MTDiff-P seed beats every U-Net seed on both tasks, in every resample too
+    assert (poi[("mtdiff-p", "mtdiff-p-unet")]["value"], poi[("mtdiff-p", "mtdiff-p-unet")]
+            ["ci_low"], poi[("mtdiff-p-unet", "mtdiff-p")]["ci_high"]) == (1.0, 1.0, 0.0)
+    # vs one-hot (25 on reach, 75 on push): reach 1, push 0 -> 0.5; one-hot has one seed
+    assert poi[("mtdiff-p", "mtdiff-p-onehot")]["value"] == 0.5
+    assert poi[("mtdiff-p", "mtdiff-p-onehot")]["ci_low"] is None
+    prof = mw["profile"]
+    assert prof["taus"][0] == 0.0 and prof["taus"][50] == 50.0 and len(prof["taus"]) == 101
+    assert prof["methods"]["mtdiff-p"]["fraction"][0] == 1.0  # every score > 0
+    assert prof["methods"]["mtdiff-p"]["fraction"][50] == 0.25  # 75 alone > 50
+    ch = agg["table5_cheetah-vel_train"]
+    assert ch["methods"]["mtdiff-p"]["iqm"]["value"] == -29.0  # (-30 - 28) / 2
+    assert poi_value(ch, "mtdiff-p", "promptdt") == 1.0
+    sec = _section(md, "Aggregates")
+    assert "![](performance_profiles.png)" in sec
+    row = _line(sec, "| MTDiff-P | 50.00 [")
+    assert re.match(r"\| MTDiff-P \| 50\.00 \[\d+\.\d\d, \d+\.\d\d\] \| 2 seeds x 2 tasks "
+                    r"\(4\) \| – \|", row)
+    assert "| 1.00 [1.00, 1.00] |" in row and "| 0.50 |" in row  # vs U-Net, vs one-hot
+    assert (run / "report" / "performance_profiles.png").read_bytes()[:8] == \
+        b"\x89PNG\r\n\x1a\n"
+
+
+def poi_value(entry: dict[str, Any], x: str, y: str) -> float:
+    [e] = [e for e in entry["probability_of_improvement"] if (e["x"], e["y"]) == (x, y)]
+    return e["value"]
 
 
 def test_offline_tables(run):
@@ -358,18 +361,21 @@ def test_offline_tables(run):
     # the smoke test's shape: paper's Original, then ours with a ±
     assert re.search(r"\| box-close-v3 \| unseen \| 23\.46 ± 7\.11 \| \d+\.\d\d ± ", t2)
     row = _line(t2, "| box-close-v3 | unseen |")
-    # Original 2/10, 4/10 -> 30.00 ± 14.14 [20, 40]; MTDiff-S 60, 80 -> ↑ 133%
-    assert "| 30.00 ± 14.14 [20.00, 40.00] |" in row
-    assert "| 70.00 ± 14.14 [60.00, 80.00] (↑ 133%) |" in row
+    # Original 2/10, 4/10 -> 30.00 ± 14.14, se 10, t (1 df) ± 127.06; MTDiff-S 60, 80 ->
+    # ↑ 133%; S4RL 5/10 twice: s = 0, [50, 50]
+    assert "| 30.00 ± 14.14 [-97.06, 157.06] |" in row
+    assert "| 70.00 ± 14.14 [-57.06, 197.06] (↑ 133%) |" in row
+    assert "| 50.00 ± 0.00 [50.00, 50.00] (↑" in row
     assert "2 seeds, 20 ep; CI: seeds" in row and "not legible" in row
     assert "| MTDiff-S | 0.0174 | 0.02 ± 0 [0.02, 0.02] |" in _section(md, "Table 4")
     f6 = _section(md, "Fig. 6")
-    assert "| reach-v3 | 30.00 ± 14.14 [20.00, 40.00] | 20.00 ± 14.14 [10.00, 30.00] |" in f6
+    assert "| reach-v3 | 30.00 ± 14.14 [-97.06, 157.06] | 20.00 ± 14.14 [-107.06, 147.06] |" \
+        in f6
     assert "fig6_single_task.png" in md and "_not run_" not in f6
     f7 = _section(md, "Fig. 7")  # the graph's 10 tasks (1 seed, over episodes), the sweep's 20
     assert "| coffee-push-v3 | 10 | 40.00 ± 51.64 [10.00, 70.00] | 1 seed, 10 ep; CI: episodes " \
            "| graph |" in f7
-    assert "| coffee-push-v3 | 20 | 60.00 ± 14.14 [50.00, 70.00] | 2 seeds; CI: seeds " \
+    assert "| coffee-push-v3 | 20 | 60.00 ± 14.14 [-67.06, 187.06] | 2 seeds; CI: seeds " \
            "| sweep |" in f7
 
 
@@ -401,8 +407,9 @@ def test_missing_inputs_say_not_run(tmp_path):
         build_report(lay.out)
     _graph(lay, ["evaluate/metaworld/mtdiff-p/near-optimal/s0"])  # never finished
     md = build_report(lay.out).read_text()
-    # Table 1, Maze2D, Table 5, Table 6, Table 2, Table 4, Figs. 6 and 7
-    assert md.count("_not run_") == 8
+    # Table 1, Maze2D, Table 5, Table 6, state use, aggregates, Table 2, Table 4, Figs. 6, 7
+    assert md.count("_not run_") == 10
+    assert "_not run_: no Meta-World, Cheetah-vel or Ant-dir" in _section(md, "Aggregates")
     assert "59.53 ± 1.12" in md and "23.46 ± 7.11" in md  # the paper's numbers stay
     assert "| MTDiff-P | -29.09 ± 0.31 | not run |" in md
     f6 = _section(md, "Fig. 6")
@@ -448,7 +455,7 @@ def test_moved_run_folder_still_reads(run, tmp_path):
     moved = tmp_path / "elsewhere"
     shutil.move(str(run), moved)
     md = build_report(moved, preset="local").read_text()
-    assert "50.00 ± 17.68 [37.50, 62.50]" in md and "- problem:" not in md
+    assert "50.00 ± 17.68 [-108.83, 208.83]" in md and "- problem:" not in md
     assert (moved / "report" / "maze2d_paths.png").exists()
 
 

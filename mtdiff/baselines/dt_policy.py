@@ -103,6 +103,11 @@ class SequencePolicy(PolicyBase):
             out[sel] = a
         return out
 
+    def teacher_force(self, idx: np.ndarray, actions: np.ndarray) -> None:
+        """The actions taken at environments `idx`'s newest step, in place of the policy's
+        own (replaying recorded steps: `mtdiff.eval.state_use`)."""
+        self.a[idx, self.n[idx] - 1] = np.asarray(actions, np.float32)
+
     def observe(self, idx: np.ndarray, obs: np.ndarray, rewards: np.ndarray) -> None:
         """R -= r / range; append (R, s', t + 1) for environments `idx` (drop the oldest
         step once K are held)."""

@@ -160,13 +160,21 @@ class DataConfig(_Validated):
     history: int | None = None  # L; None = the suite's paper value (2 Meta-World, 5 Maze2D)
     prompt_len: int = 20  # J
     batch_per_task: int = 8  # M (paper App. A: 8 per task, 400 for 50 tasks)
-    # Paper: unspecified -> per-dimension z-score pooled over tasks.
-    # Authors' code: "minmax" (pooled over tasks, to [-1, 1]).
-    normalizer: Literal["gaussian", "minmax"] = "gaussian"
+    # The paper does not say, so the authors' code is the default: "minmax", pooled over
+    # tasks, to [-1, 1] (their SafeLimitsNormalizer). "gaussian": a pooled per-dimension
+    # z-score. Measured with the rest of the authors' objective (train.loss): docs/results.md.
+    normalizer: Literal["gaussian", "minmax"] = "minmax"
     # R(tau), the return MTDiff-P conditions on (`mtdiff.data.windows.normalized_returns`).
     # The paper says "normalised cumulative return"; planning asks for the target
-    # (`eval.target_return`) at *every* step, so the default is one it can reach there:
-    # "time-max" (default): discounted reward-to-go (gamma = return_discount = 0.99, as the
+    # (`eval.target_return`) at *every* step, so the default is one it can reach there.
+    # None (default): "episode" where episodes end at a goal (maze2d.episodes="goal"),
+    #   else "time-max" (`mtdiff.data.windows.default_return_scale`).
+    # "episode" (paper: "the normalized return of tau"; authors' Maze2D code): the whole
+    #   episode's undiscounted return, min-max scaled per task: R = 1 at every state of an
+    #   episode that reaches G. There a reward-to-go is ~0.99^(steps to G): "time-max" is
+    #   >= 0.99 on 1.4% of local's Maze2D rows (padding with the goal reward up to the
+    #   time limit, as Diffuser and D4RL do, keeps that factor).
+    # "time-max": discounted reward-to-go (gamma = return_discount = 0.99, as the
     #   authors and Decision Diffuser), min-max scaled per task and per number of steps left
     #   before the time limit, in [0, 1]: R = 1 (the natural target) is "as good as the best
     #   episode in the data from this point in time", reached in the data at every step.
@@ -177,7 +185,7 @@ class DataConfig(_Validated):
     # "steps-left" (authors' Meta-World code): discounted reward-to-go / steps left in the
     #   episode, in reward units (their target 9.0 on Meta-World's 0-10 rewards; natural
     #   target here: the largest value in the training data).
-    return_scale: Literal["time-max", "task-max", "steps-left"] = "time-max"
+    return_scale: Literal["episode", "time-max", "task-max", "steps-left"] | None = None
     return_discount: float = 0.99
     # Maze2D prompt (Meta-World always uses "demo"): "demo" (paper eq. 8, default): J-step
     # (s, a) windows of an expert demonstration of the map. "layout" (authors' Maze2D
@@ -247,11 +255,9 @@ class DiffusionConfig(_Validated):
     compile: Literal["off", "auto", "inductor", "reduce-overhead", "cudagraph"] = "auto"
     # Clamp x0-hat to the training data's range in normalised units ([-1, 1] for "minmax",
     # per dimension [(min - mean)/std, (max - mean)/std] for "gaussian") at every denoising
-    # step of planning and synthesis, as the authors' code does; the paper does not say.
-    # Off: at `local` (one training seed, 30 episodes per task / map) clip on - off was
-    # +0.007 [-0.037, +0.047] on MT10 near-optimal and +0.017 [-0.117, +0.150] on Maze2D's
-    # unseen maps, neither resolved (benchmarks/fidelity_before_after.py; README).
-    clip_denoised: bool = False
+    # step of planning and synthesis. The paper does not say; the authors' code clips, so
+    # on by default. Measured with the rest of the authors' objective: docs/results.md.
+    clip_denoised: bool = True
     # CUDA only: TF32 matmuls in plans and synthesis (H200: 2.5x per 50-env CUDA-graph plan).
     tf32: bool = True
     # How the loop runs, not what it plans (same plans up to rounding): not in eval names.
@@ -278,7 +284,14 @@ class TrainConfig(_Validated):
     lr: float = 2e-4
     grad_clip: float = 1.0
     ema_decay: float = 0.995
-    loss: Literal["mse", "huber"] = "mse"  # authors' code: huber, first action weighted 10
+    # The diffusion loss. The paper writes the DDPM objective without saying more; the
+    # authors' code is the default: "huber" on epsilon, the first planned action (the one
+    # executed) weighted `action_weight` (their and Decision Diffuser's 10). The paper's
+    # plain form is `loss=mse action_weight=1`. The weight applies where the model denoises
+    # an action sequence (planners), not MTDiff-S's transitions. At `local`, with MSE / x1 the
+    # planner learnt no state-dependent action (docs/results.md, "The objective").
+    loss: Literal["mse", "huber"] = "huber"
+    action_weight: float = 10.0
     bf16: bool = False
     # CUDA only: TF32 matmuls in training (H200: 1.91x fp32 steps/s, bf16 1.42x). Not hashed.
     tf32: bool = True
@@ -292,7 +305,8 @@ class TrainConfig(_Validated):
     seed: int = 0
 
     def _validate(self) -> None:
-        _positive(self, "steps", "lr", "num_workers", "checkpoint_every", "log_every")
+        _positive(self, "steps", "lr", "num_workers", "checkpoint_every", "log_every",
+                  "action_weight")
         if self.cpus_per_worker is not None:
             _positive(self, "cpus_per_worker")
         _check(0.0 <= self.ema_decay < 1.0, "TrainConfig.ema_decay", "must be in [0, 1)")
@@ -305,8 +319,8 @@ class EvalConfig(_Validated):
     episodes: int = 50  # per task (Meta-World) or map (Maze2D), per seed
     seeds: tuple[int, ...] = (0, 1, 2)
     # R_max the planner is asked for, on the checkpoint's return scale (data.return_scale).
-    # None (default): that definition's natural target (1.0 for "time-max" and "task-max",
-    # the training data's largest return for "steps-left"); a value outside the range of
+    # None (default): that definition's natural target (1.0 on the [0, 1] scales, the
+    # training data's largest return for "steps-left"); a value outside the range of
     # the returns the checkpoint was trained on is an error. Before this option: 1.0.
     target_return: float | None = None
     max_steps: int | None = None  # None: the suite's (500 Meta-World, maze2d.eval_episode_steps)
@@ -317,9 +331,16 @@ class EvalConfig(_Validated):
     # count up to the first success. False: all 500 steps (full returns). Maze2D always
     # stops at G (reaching it is the score).
     stop_on_success: bool = True
+    # Windows per training task of the state-use check (`mtdiff.eval.state_use`; 0: off):
+    # 3 plans each, no environment. 64 keeps it to seconds at `local`; its intervals over
+    # windows are reported beside every verdict, so a small sample shows as a wide one.
+    state_use_windows: int = 64
 
     def _validate(self) -> None:
         _positive(self, "episodes", "num_cpus_per_actor")
+        _check(self.state_use_windows == 0 or self.state_use_windows >= 2,
+               "EvalConfig.state_use_windows", "must be 0 (off) or at least 2 (to shuffle "
+               f"histories), got {self.state_use_windows}")
         _check(len(self.seeds) > 0, "EvalConfig.seeds", "needs at least one seed")
         if self.target_return is not None:
             _check(math.isfinite(self.target_return), "EvalConfig.target_return",

@@ -69,8 +69,22 @@ def reward_to_go(rewards: np.ndarray, starts: np.ndarray, gamma: float) -> np.nd
     return out
 
 
-ReturnScale = Literal["time-max", "task-max", "steps-left"]
-RETURN_SCALES: tuple[str, ...] = ("time-max", "task-max", "steps-left")
+ReturnScale = Literal["episode", "time-max", "task-max", "steps-left"]
+RETURN_SCALES: tuple[str, ...] = ("episode", "time-max", "task-max", "steps-left")
+
+
+def goal_terminated(suite: str, tasks: list[TaskData]) -> bool:
+    """Whether a dataset's episodes end at a goal: Maze2D data with terminated episodes.
+
+    Maze2D's environment terminates only on reaching G (`maze2d.episodes="goal"`); its
+    D4RL-style episodes are cut from one continuing run and never terminate. Ant-dir's
+    episodes terminate on falling, which is no goal, hence the suite check."""
+    return suite == "maze2d" and any(bool(t.terminated.any()) for t in tasks)
+
+
+def default_return_scale(suite: str, tasks: list[TaskData]) -> ReturnScale:
+    """`data.return_scale=None`: "episode" for goal-terminated episodes, else "time-max"."""
+    return "episode" if goal_terminated(suite, tasks) else "time-max"
 
 
 def task_return_range(task: TaskData) -> float:
@@ -95,10 +109,24 @@ def _time_max(rtg: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return out
 
 
+def _episode_return(task: TaskData) -> np.ndarray:
+    """(N,) each row's whole-episode undiscounted return, min-max scaled over the task's
+    episodes (1 at every row when all episodes return the same)."""
+    starts = task.episode_starts
+    lens = np.diff(np.r_[starts, len(task)])
+    ret = np.add.reduceat(task.rewards.astype(np.float64), starts)  # (E,)
+    lo, span = ret.min(), ret.max() - ret.min()
+    scaled = (ret - lo) / span if span > 1e-8 else np.ones_like(ret)
+    return np.repeat(scaled, lens)
+
+
 def normalized_returns(task: TaskData, gamma: float, scale: ReturnScale) -> np.ndarray:
     """(N,) R(tau) for every row of a task (the definitions are `DataConfig.return_scale`'s).
 
-    rtg = reward-to-go discounted by `gamma`, within each episode.
+    ``episode`` (paper: "the normalized return of tau"; authors' Maze2D code): the return
+    of the row's whole episode, undiscounted (`gamma` is unused), mapped to [0, 1] by the
+    task's smallest and largest episode return; every row of the best episodes has R = 1.
+    The other scales read rtg = reward-to-go discounted by `gamma`, within each episode.
     ``time-max``: (rtg - lo) / (M(n) - lo), lo the task's smallest rtg, M(n) the largest rtg
     of the task's rows with the same number n of steps left before the time limit (the
     task's longest episode). In [0, 1], and R = 1 occurs at every n: "as good as the best
@@ -107,6 +135,8 @@ def normalized_returns(task: TaskData, gamma: float, scale: ReturnScale) -> np.n
     ``task-max``: rtg mapped to [0, 1] by the task's smallest and largest rtg.
     ``steps-left`` (authors' code): rtg / number of steps left in the episode.
     """
+    if scale == "episode":
+        return _episode_return(task).astype(np.float32)
     starts = task.episode_starts
     rtg = reward_to_go(task.rewards, starts, gamma)
     if scale == "steps-left":
@@ -117,16 +147,19 @@ def normalized_returns(task: TaskData, gamma: float, scale: ReturnScale) -> np.n
     if scale != "task-max":
         raise ValueError(f"unknown return scale {scale!r}; use one of {list(RETURN_SCALES)}")
     lo, hi = rtg.min(), rtg.max()
-    return ((rtg - lo) / max(hi - lo, 1e-8)).astype(np.float32)
+    if hi - lo <= 1e-8:  # every row alike (e.g. goal episodes that all succeed): all "best"
+        return np.ones(len(task), np.float32)
+    return ((rtg - lo) / (hi - lo)).astype(np.float32)
 
 
 def return_info(scale: ReturnScale, gamma: float, returns: np.ndarray) -> dict[str, Any]:
-    """What a checkpoint records of its return definition: scale, discount, the range of the
-    training returns and the definition's natural target (1 for the [0, 1] scales, the
-    largest training return for ``steps-left``)."""
+    """What a checkpoint records of its return definition: scale, discount (1 for the
+    undiscounted ``episode``), the range of the training returns and the definition's
+    natural target (1 for the [0, 1] scales, the largest training return for
+    ``steps-left``)."""
     lo, hi = float(returns.min()), float(returns.max())
-    return {"scale": scale, "discount": float(gamma), "min": lo, "max": hi,
-            "target": hi if scale == "steps-left" else 1.0}
+    return {"scale": scale, "discount": 1.0 if scale == "episode" else float(gamma),
+            "min": lo, "max": hi, "target": hi if scale == "steps-left" else 1.0}
 
 
 def resolve_target(info: dict[str, Any], target: float | None) -> float:
@@ -175,7 +208,7 @@ class WindowSampler:
         history: int,
         prompt_len: int,
         batch_per_task: int,
-        return_scale: ReturnScale = "time-max",
+        return_scale: ReturnScale | None = None,
         return_discount: float = 0.99,
         fields: Fields = "all",
         tasks: list[str] | None = None,
@@ -195,9 +228,10 @@ class WindowSampler:
         self.obs = nz(keys.OBSERVATION, np.concatenate([t.observations for t in tds]))
         self.act = nz(keys.ACTION, np.concatenate([t.actions for t in tds]))
         self.rew = nz(keys.REWARD, np.concatenate([t.rewards for t in tds])[:, None])[:, 0]
-        self.ret = np.concatenate([normalized_returns(t, return_discount, return_scale)
-                                   for t in tds])
-        self.return_info = return_info(return_scale, return_discount, self.ret)
+        # None: the data's default (`default_return_scale`), which the checkpoint records.
+        scale = return_scale or default_return_scale(dataset.suite, tds)
+        self.ret = np.concatenate([normalized_returns(t, return_discount, scale) for t in tds])
+        self.return_info = return_info(scale, return_discount, self.ret)
         sizes = np.array([len(t) for t in tds])
         self.offsets = np.r_[0, np.cumsum(sizes)[:-1]]
         self.sizes = sizes

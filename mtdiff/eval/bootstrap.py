@@ -1,13 +1,14 @@
-"""Bootstrap confidence intervals of success rates, from evaluation episodes grouped by
+"""Confidence intervals of success rates, from evaluation episodes grouped by
 training seed and task: the report's statistics (`mtdiff.report.stats`) on that grouping.
 
 A condition's outcomes are nested: training seeds -> tasks (or maps) -> episodes,
 ``{seed: {task: (n,) 0/1 array}}``. Its statistic is the suite's success rate as Table 1
 reports it: the mean over tasks of each task's success rate, averaged over training
 seeds. As every cell of the report (`mtdiff.report.stats.summarize`): with two or more
-training seeds the interval is over seeds; with one, over episodes resampled within each
-task (tasks are the fixed set evaluated, not resampled), so it covers episode noise only
-(not training noise), and says so where it is printed.
+training seeds the interval is over seeds (Student's t); with one, over episodes resampled
+within each task (the percentile bootstrap; tasks are the fixed set evaluated, not
+resampled), so it covers episode noise only (not training noise), and says so where it
+is printed.
 
 A difference between two conditions (after - before, right prompt - wrong prompt) is
 `mtdiff.report.stats.difference` (paired by seed when both have the same seeds); it is
@@ -28,7 +29,7 @@ Outcomes = dict[Any, dict[str, np.ndarray]]  # seed -> task -> (episodes,) 0/1
 
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate with its percentile-bootstrap interval."""
+    """A point estimate with its interval (`success_ci`, `difference_ci`)."""
 
     mean: float
     lo: float
@@ -66,11 +67,11 @@ def cell(outcomes: Outcomes) -> stats.CellStats:
 
 def success_ci(outcomes: Outcomes, *, n_boot: int = stats.RESAMPLES, seed: int = stats.SEED,
                level: float = stats.LEVEL) -> Interval:
-    """The condition's success rate with its percentile-bootstrap interval."""
+    """The condition's success rate with its interval: Student's t over two or more
+    training seeds, else the percentile bootstrap over the episodes of the one seed."""
     c = cell(outcomes)
-    if len(c.units) >= 2:
-        lo, hi = stats.bootstrap_ci(list(c.units.values()), resamples=n_boot, seed=seed,
-                                    level=level)
+    if len(c.units) >= 2:  # over seeds: the t interval, as the report's cells
+        lo, hi = stats.t_ci(list(c.units.values()), level=level)  # type: ignore[misc]
     else:
         lo, hi = stats.stratified_bootstrap_ci(c.strata, resamples=n_boot, seed=seed,
                                                level=level)

@@ -12,6 +12,8 @@ from mtdiff.config import Config, DiffusionConfig, EvalConfig, config_hash, from
 from mtdiff.config.suites import MUJOCO_SUITES, section_name
 from mtdiff.data.io import atomic_write_json
 from mtdiff.data.windows import checkpoint_return_info, resolve_target
+from mtdiff.eval.state_use import check_checkpoint
+from mtdiff.eval.state_use import metrics as state_use_metrics
 from mtdiff.eval.suites import EvalJob, run_job, summarize
 
 
@@ -173,9 +175,18 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
               f"interrupted run of this evaluation ({records.root}); running the other "
               f"{len(todo)}")
     init_ray()
+    # "DEFAULT": the jobs go to any node, not into the placement group of a caller that
+    # holds one (a Tune trial evaluating what it trained), whose bundle they may not fit.
     remote = ray.remote(run_job).options(num_cpus=ecfg.num_cpus_per_actor,
-                                         num_gpus=ecfg.num_gpus_per_actor)
+                                         num_gpus=ecfg.num_gpus_per_actor,
+                                         scheduling_strategy="DEFAULT")
     t0 = time.time()
+    # The state-use check runs beside the jobs (recomputed on a resumed evaluation: seconds).
+    check = ray.remote(check_checkpoint).options(
+        num_cpus=ecfg.num_cpus_per_actor, num_gpus=ecfg.num_gpus_per_actor,
+        scheduling_strategy="DEFAULT").remote(
+        str(ckpt), windows_per_task=ecfg.state_use_windows, diffusion=dcfg,
+        target_return=target) if ecfg.state_use_windows else None
     index = {remote.remote(jobs[i], str(ckpt), dcfg, target): i for i in todo}
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"evaluate {suite}",
               unit="job") as bar:
@@ -187,12 +198,13 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
             records.put(jobs[i], results[i])  # a killed evaluation reruns only the rest
             bar.update(1)
             pause_for_tests("eval_jobs", len(jobs) - len(pending))  # kill tests
+    state_use = _state_use(check)
     wall = time.time() - t0
     own = [r for r in results if r.get("prompt", "own") == "own"]
     summary: dict[str, Any] = {"suite": suite, "checkpoint": str(ckpt), "wall_seconds": wall,
                                "method": method.name, "diffusion": to_dict(dcfg),
                                "eval": to_dict(ecfg), "target_return": target,
-                               "all": summarize(own)}
+                               "all": summarize(own), "state_use": state_use}
     for group in ("train", "unseen", "heldout"):
         sel = [r for r in own if r.get("group") == group]
         if sel:
@@ -214,6 +226,22 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     if track:
         _log(cfg, summary, artifacts, out, Path(ckpt).parent.name)
     return summary
+
+
+def _state_use(check: Any) -> dict[str, Any]:
+    """The state-use check's result (`mtdiff.eval.state_use`); a check that failed is
+    recorded as missing, with its error, rather than losing the evaluation's episodes."""
+    import sys
+
+    import ray
+
+    if check is None:
+        return {"missing": "off (eval.state_use_windows=0)"}
+    try:
+        return ray.get(check)
+    except Exception as e:  # noqa: BLE001 - any failure of the check, reported in its place
+        print(f"[evaluate] state-use check failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return {"missing": f"the check failed: {type(e).__name__}: {e}"}
 
 
 def _task_figure(summary: dict[str, Any], path: Path) -> Path:
@@ -272,10 +300,15 @@ def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path], out: Path,
         for t, v in summary["all"]["tasks"].items():
             metrics[f"success/{Path(t).stem}"] = v["success_mean"]
             metrics[f"return/{Path(t).stem}"] = v["return_mean"]
+        metrics.update(state_use_metrics(summary.get("state_use", {})))
         # Success is undefined (None) where a suite has none (Cheetah-vel, Ant-dir).
         tracking.log_metrics({k: v for k, v in metrics.items() if v is not None})
         tracking.log_table([{"task": Path(t).stem, **v}
                             for t, v in summary["all"]["tasks"].items()], "success_per_task.json")
+        per_task = summary.get("state_use", {}).get("per_task", {})
+        if per_task:
+            tracking.log_table([{"task": t, **v} for t, v in per_task.items()],
+                               "state_use_per_task.json")
         for a in artifacts:
             tracking.log_artifact(a)
 

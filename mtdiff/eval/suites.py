@@ -63,7 +63,6 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float 
     R_max on the checkpoint's return scale; None = its natural target.
     """
     from mtdiff.eval.policy import load_policy
-    from mtdiff.eval.rollout import rollout
     from mtdiff.runtime import set_torch_threads
     from mtdiff.train.checkpoints import checkpoint_config
 
@@ -72,29 +71,41 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float 
     gen = torch.Generator(device=dev).manual_seed(job.seed)
     policy = load_policy(checkpoint, device=dev, diffusion=diffusion,
                          target_return=target_return, generator=gen)
-    cfg = checkpoint_config(checkpoint)
-    rng = np.random.default_rng(job.seed)
+    envs, name = make_envs(job)
+    return run_policy_job(job, policy, checkpoint_config(checkpoint), envs, name,
+                          diffusion=diffusion)
+
+
+def make_envs(job: EvalJob) -> tuple[list[Any], str]:
+    """The job's environments (one per episode) and its task's (map's) name."""
     if job.suite == "maze2d":
         from mtdiff.envs.maze2d import load_map, make_env
 
         maze = load_map(job.task)
-        name = maze.name
-        envs = [make_env(maze, max_episode_steps=job.max_steps) for _ in range(job.episodes)]
-        src = job.prompt_task or name
-        if src not in policy.prompts and policy.conditioning == "prompt":
-            policy.prompts[src] = _maze_prompts(policy,
-                                                load_map(src) if src != name else maze,
-                                                cfg, job.seed)
-    else:
-        if job.suite == "metaworld":
-            from mtdiff.envs.metaworld import make_env
-        else:  # Cheetah-vel, Ant-dir
-            from mtdiff.envs.mujoco_tasks import make_env
+        return [make_env(maze, max_episode_steps=job.max_steps)
+                for _ in range(job.episodes)], maze.name
+    if job.suite == "metaworld":
+        from mtdiff.envs.metaworld import make_env
+    else:  # Cheetah-vel, Ant-dir
+        from mtdiff.envs.mujoco_tasks import make_env
+    return [make_env(job.task, seed=job.seed * 100_003 + i, max_episode_steps=job.max_steps)
+            for i in range(job.episodes)], job.task
 
-        name = job.task
-        envs = [make_env(job.task, seed=job.seed * 100_003 + i, max_episode_steps=job.max_steps)
-                for i in range(job.episodes)]
-        src = job.prompt_task or name
+
+def run_policy_job(job: EvalJob, policy: Any, cfg: Any, envs: list[Any], name: str, *,
+                   diffusion: Any = None) -> dict[str, Any]:
+    """`policy`'s episodes of one job in `envs` (`make_envs`), closed at the end: the part
+    every method and the reference policies (`mtdiff.eval.reference`) share, so the
+    prompts drawn, the reset seeds and the step budget are the same for all of them."""
+    from mtdiff.eval.rollout import rollout
+
+    rng = np.random.default_rng(job.seed)
+    src = job.prompt_task or name
+    if job.suite == "maze2d" and src not in policy.prompts and policy.conditioning == "prompt":
+        from mtdiff.envs.maze2d import load_map
+
+        policy.prompts[src] = _maze_prompts(policy, load_map(src if src != name else job.task),
+                                            cfg, job.seed)
     prompts = task_ids = None
     if policy.conditioning == "task_id":
         task_ids = np.full(job.episodes, policy.task_index(src))

@@ -2,6 +2,7 @@
 Figs. 6 / 7 from `offline`) expanded into jobs with their dependencies and resources.
 
     collect/<suite>                                  one per suite (and held-out / task sets)
+    reference/<suite>                                zero action, uniform random, the data's own
     train/<suite>/<method>[/<view>]/s<seed>          per planner or synthesizer cell
     distill/<suite>/<method>[/<view>]/s<seed>        per student (after its teacher's training)
     evaluate/<suite>/<method>[/<view>]/s<seed>       per trained planner
@@ -114,6 +115,7 @@ def build_jobs(cfg: Config, out: str, cluster: ClusterInfo) -> list[Job]:
     jobs: list[Job] = []
     for suite in exp.suites:
         jobs.append(collect_job(cfg, lay, suite))
+    jobs += [reference_job(cfg, lay, suite) for suite in exp.suites]
     for suite in exp.suites:
         for m in methods:
             if suite not in m.suites:
@@ -160,6 +162,17 @@ def collect_job(cfg: Config, lay: Layout, suite: str, name: str | None = None,
                       "tasks": float(n)},
                params={"suite": suite, "out": str(lay.dataset(cfg, suite)),
                        "hash": cfg.collection_hash(suite)})
+
+
+def reference_job(cfg: Config, lay: Layout, suite: str) -> Job:
+    """The suite's reference rows (`mtdiff.eval.reference`): no planning, the evaluation's
+    jobs for two fixed policies (one Ray task each, on CPU) and the dataset's numbers."""
+    return Job(f"reference/{suite}", "reference", cfg, {"suite": suite},
+               deps=[f"collect/{suite}"], resources={"CPU": 0.0},
+               inner={"CPU": cfg.eval.num_cpus_per_actor},
+               sections=("data", "eval", section_name(suite)),
+               params={"suite": suite, "data_job": f"collect/{suite}",
+                       "out": str(lay.reference(cfg, suite))})
 
 
 def train_job(cfg: Config, lay: Layout, suite: str, data_job: str, data_hash: str,

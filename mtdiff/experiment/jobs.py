@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from mtdiff.config import Config, config_hash, to_dict
 
-Kind = Literal["collect", "subset", "train", "distill", "evaluate", "synthesize", "offline",
-               "quality", "report"]
+Kind = Literal["collect", "subset", "train", "distill", "evaluate", "reference", "synthesize",
+               "offline", "quality", "report"]
 # What each kind's Ray task runs: "module:function", called as fn(job, inputs) -> result,
 # with inputs the results of its dependencies by job name.
 RUNNERS: dict[str, str] = {
@@ -28,6 +28,7 @@ RUNNERS: dict[str, str] = {
     "train": "mtdiff.experiment.kinds:train",
     "distill": "mtdiff.experiment.kinds:distill",
     "evaluate": "mtdiff.experiment.kinds:evaluate",
+    "reference": "mtdiff.experiment.kinds:reference",
     "synthesize": "mtdiff.offline.jobs:synthesize",
     "offline": "mtdiff.offline.jobs:td3bc",
     "quality": "mtdiff.offline.jobs:quality",

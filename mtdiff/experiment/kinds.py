@@ -1,7 +1,8 @@
 """The job kinds of the graph that call the pipeline stages: collect, subset, train,
-distill, evaluate, report. Each runs inside its job's Ray task as ``fn(job, inputs) -> result``
-(`mtdiff.experiment.jobs`), inside that job's MLflow run (`mtdiff.tracking.job_run`),
-through the stage's own `run` function — the same one `pipelines/*.py` call.
+distill, evaluate, reference, report. Each runs inside its job's Ray task as
+``fn(job, inputs) -> result`` (`mtdiff.experiment.jobs`), inside that job's MLflow run
+(`mtdiff.tracking.job_run`), through the stage's own `run` function — the same one
+`pipelines/*.py` call.
 """
 
 from __future__ import annotations
@@ -94,6 +95,17 @@ def evaluate(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"eval_file": str(eval_file), "checkpoint": ckpt, "success": groups,
             "env_steps_per_s": summary["env_steps_per_s"], **job.config,
             "outputs": [str(eval_file)]}
+
+
+def reference(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The reference rows of a suite (`mtdiff.eval.reference`): the zero action and a
+    uniform random policy evaluated as its planners are, and the dataset's own numbers."""
+    from mtdiff.eval.reference import run as reference_stage
+
+    p = job.params
+    doc = reference_stage(inputs[p["data_job"]]["dataset"], suite=p["suite"], out=p["out"],
+                          cfg=job.cfg, track=True)
+    return {"reference_file": doc["path"], "suite": p["suite"], "outputs": [doc["path"]]}
 
 
 def report(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:

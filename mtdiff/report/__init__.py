@@ -3,7 +3,10 @@ read from the experiment graph's job records, every cell with its spread and 95%
 
     paper.py           the paper's numbers as data (Tables 1-6; what our copy lost)
     records.py         the graph's job records by name (`Layout.job_record`), evaluations
-    stats.py           mean, std, percentile bootstrap CI, the CI of a difference
+    stats.py           mean, std, the CI (t over seeds, bootstrap over episodes), the CI
+                       of a difference (paired t, Welch's t)
+    aggregates.py      rliable's IQM, probability of improvement, performance profiles
+    planning_aggregates.py  those over Tables 1 and 5's seed x task scores
     cells.py           cells from records; `Results` (every cell, for results.json)
     claims.py          the paper's orderings tested on our numbers (resolved differences)
     table.py           a table type rendering Markdown and CSV from the same cells

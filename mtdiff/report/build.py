@@ -15,7 +15,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from mtdiff.data.io import atomic_write_json, atomic_write_text
-from mtdiff.report import contracts, offline_tables, paper, planning, plots
+from mtdiff.report import (
+    contracts,
+    offline_tables,
+    paper,
+    planning,
+    planning_aggregates,
+    plots,
+    reference,
+    state_use,
+)
 from mtdiff.report.cells import Results
 from mtdiff.report.claims import Claim, claims_markdown
 from mtdiff.report.records import EvalRun, GraphRecords, load_graph, local_path
@@ -25,12 +34,15 @@ REPORT_FILE = "report.md"
 RESULTS_FILE = "results.json"
 STATS_NOTE = ("Every cell of ours: mean ± std [95% CI], in the table's unit. Spread and CI "
               "are over training seeds (TD3-BC seeds for the offline-RL tables) when a cell "
-              "has two or more, else over the evaluation episodes of its one seed "
-              "(resampled within each task); percentile bootstrap, 10,000 resamples, fixed "
-              "seed; std with n - 1. The n column of each table says which, and how many "
-              "seeds and episodes stand behind a cell. With 2-3 seeds a percentile "
-              "bootstrap interval is narrow (with 2 it spans the two values): read it as a "
-              "lower bound on the uncertainty. Every cell is in results.json.")
+              "has two or more: Student's t interval, which holds its 95% at 2-3 seeds "
+              "for normally spread seed scores (less for skewed ones: "
+              "benchmarks/ci_coverage.py) and is wide there (with 2 seeds, ± 12.7 "
+              "standard errors); else over the "
+              "evaluation episodes of its one seed, resampled within each task (percentile "
+              "bootstrap, 10,000 resamples, fixed seed), which leaves out the spread "
+              "between training seeds. std with n - 1. The n column of each table says "
+              "which, and how many seeds and episodes stand behind a cell. Every cell is "
+              "in results.json (`ci_method`).")
 
 
 def _section(title: str, body: Callable[[], list[str]]) -> list[str]:
@@ -53,6 +65,7 @@ class _Report:
     def __init__(self, recs: GraphRecords, rep: Path, res: Results) -> None:
         self.recs, self.rep, self.res = recs, rep, res
         self.evals: list[EvalRun] = recs.evals()
+        self.refs = reference.load(recs)  # suite -> its reference rows
         self.files: list[Path] = []
         self.claims: list[Claim] = []
 
@@ -70,12 +83,19 @@ class _Report:
     # --- planning -----------------------------------------------------------------------
     def table1(self) -> list[str]:
         table, claims = planning.table1(self.evals, self.res)
+        ref = self.refs.get("metaworld")
+        reference.append_rows(table, reference.view_rows(ref, self.res, "table1"))
+        for view in planning.VIEWS:
+            claims += reference.against_zero("Table 1", view, reference.method_cells(
+                self.evals, "metaworld", "train", view=view), ref, "train")
         lines = [] if self.has("metaworld") else _not_run(
             "no Meta-World evaluation in the graph",
             "evaluate/metaworld/<method>/<view>/s<seed>") + [""]
         lines += [*self.emit(table), "", *self.claim(claims)]
         if self.has("metaworld"):
             per_task, cells = planning.per_task_success(self.evals, self.res)
+            reference.append_columns(per_task, reference.task_columns(
+                ref, self.res, "success_per_task"))
             self.files.append(plots.success_per_task(cells, self.rep / "success_per_task.png"))
             lines += ["", "### Per-task success (ours)", "", "![](success_per_task.png)", "",
                       *self.emit(per_task)]
@@ -83,12 +103,21 @@ class _Report:
 
     def table3(self) -> list[str]:
         table, claims = planning.table3(self.evals, self.res)
+        reference.append_rows(table, reference.view_rows(self.refs.get("metaworld"), self.res,
+                                                         "table3"))
         return [*self.emit(table), "", *self.claim(claims)]
 
     def maze(self) -> list[str]:
         if not self.has("maze2d"):
             return _not_run("no Maze2D evaluation in the graph", "evaluate/maze2d/<method>/s<seed>")
         summary, detail, claims, cells = planning.maze(self.evals, self.res)
+        ref = self.refs.get("maze2d")
+        reference.append_rows(summary, reference.maze_rows(ref, self.res, planning.MAZE_GROUPS))
+        reference.append_columns(detail, reference.task_columns(
+            ref, self.res, "maze2d_per_map", reference.MAZE_METRICS, views=reference.VIEWS[:1]))
+        for group, _, col in planning.MAZE_GROUPS[:2]:
+            claims += reference.against_zero("Maze2D", col, reference.method_cells(
+                self.evals, "maze2d", group), ref, group)
         cols = [c for *_, c in planning.MAZE_GROUPS]
         self.files.append(plots.maze_success(
             {planning.label_of(m): c for m, c in cells.items()}, cols,
@@ -114,6 +143,14 @@ class _Report:
 
     def table5(self) -> list[str]:
         table, claims = planning.table5(self.evals, self.res)
+        reference.append_rows(table, reference.table5_rows(
+            self.refs, self.res, paper.TABLE5_SUITES, ("Cheetah-vel", "Ant-dir")))
+        for suite in paper.TABLE5_SUITES:
+            for group in ("train", "heldout"):
+                claims += reference.against_zero(
+                    "Table 5", f"{suite}, {group} tasks", reference.method_cells(
+                        self.evals, suite, group, reference.RETURN),
+                    self.refs.get(suite), group, reference.RETURN)
         lines = [] if any(self.has(s) for s in paper.TABLE5_SUITES) else _not_run(
             "no Cheetah-vel or Ant-dir evaluation in the graph",
             "evaluate/cheetah-vel/<method>/s<seed>, evaluate/ant-dir/<method>/s<seed>") + [""]
@@ -123,7 +160,29 @@ class _Report:
         if not planning.select(self.evals, "metaworld", "mtdiff-p"):
             return _not_run("no Meta-World evaluation of MTDiff-P in the graph",
                             "evaluate/metaworld/mtdiff-p/<view>/s<seed>")
-        return self.emit(planning.table6(self.evals, self.res))
+        table = planning.table6(self.evals, self.res)
+        reference.append_columns(table, reference.task_columns(
+            self.refs.get("metaworld"), self.res, "table6", ((reference.RETURN, "return"),)))
+        return self.emit(table)
+
+    # --- aggregates over seeds x tasks (rliable) ------------------------------------------
+    def aggregates(self) -> list[str]:
+        comps = planning_aggregates.comparisons(self.evals)
+        if not comps:
+            return _not_run("no Meta-World, Cheetah-vel or Ant-dir evaluation in the graph",
+                            "evaluate/<suite>/<method>/...")
+        lines: list[str] = [planning_aggregates.NOTE, "",
+                            f"![]({planning_aggregates.PROFILE_FILE})", ""]
+        panels = []
+        for c in comps:
+            table, entry, profiles = planning_aggregates.summarize(c)
+            self.res.aggregates.append(entry)
+            panels.append((c.title, "tau (" + ("success, %" if c.metric == "success"
+                                               else "return") + ")", profiles))
+            lines += [*self.emit(table), ""]
+        self.files.append(plots.performance_profiles(
+            panels, self.rep / planning_aggregates.PROFILE_FILE))
+        return lines
 
     # --- offline RL ---------------------------------------------------------------------
     def table2(self) -> list[str]:
@@ -227,13 +286,19 @@ def build_report(out_dir: str | Path, *, preset: str | None = None,
                         ("Table 5: Cheetah-vel and Ant-dir, MTDiff-P vs PromptDT (App. H)",
                          r.table5),
                         ("Table 6: return per task, MTDiff-P (App. I)", r.table6),
+                        ("State use: does each policy act on the state and the prompt?",
+                         lambda: state_use.section(r.evals, r.emit)),
+                        ("Aggregates over seeds x tasks: IQM, probability of improvement, "
+                         "performance profiles (rliable)", r.aggregates),
                         ("Table 2: augmentation for offline RL, TD3-BC (§5.3)", r.table2),
                         ("Table 4: quality of the synthetic data (App. E.2)", r.table4),
                         ("Fig. 6: multi-task vs single-task MTDiff-S (§5.3)", r.fig6),
                         ("Fig. 7: MTDiff-S vs number of training tasks (§5.3)", r.fig7)):
         md += _section(title, body)
     res.differences = [c.as_dict() for c in r.claims]
-    r.files.append(atomic_write_json(rep / RESULTS_FILE, res.as_dict()))
+    r.files.append(atomic_write_json(rep / RESULTS_FILE, {
+        **res.as_dict(), "reference": reference.results(r.refs),
+        "state_use": state_use.rows(r.evals)}))
     md += ["## Files", "", *[f"- `{f.name}`" for f in r.files], ""]
     return atomic_write_text(rep / REPORT_FILE, "\n".join(md))
 

@@ -3,8 +3,9 @@
 
 Scales: success rates in percent (the paper's), returns as episode returns, Table 4's
 metrics as measured. A cell's value per training seed is the mean over its tasks of each
-task's mean over that seed's episodes (every evaluation seed); with one seed the CI
-resamples those episodes within each task (`stats.summarize`).
+task's mean over that seed's episodes (every evaluation seed); with two or more
+seeds the CI is Student's t over them; with one it resamples that seed's episodes within
+each task (`stats.summarize`).
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class Results:
     preset: str
     cells: list[dict[str, Any]] = field(default_factory=list)
     differences: list[dict[str, Any]] = field(default_factory=list)
+    aggregates: list[dict[str, Any]] = field(default_factory=list)  # `planning_aggregates`
 
     def add(self, table: str, cell: CellStats | None, *, method: str | None, label: str,
             view: str | None = None, tasks: str | None = None, group: str | None = None,
@@ -132,7 +134,7 @@ class Results:
             "group": group, "metric": metric, "unit": unit, "preset": self.preset,
             **(cell.as_dict() if cell is not None else
                {"seeds": [], "episodes": 0, "n": 0, "mean": None, "std": None,
-                "ci_low": None, "ci_high": None, "ci_over": None}),
+                "ci_low": None, "ci_high": None, "ci_over": None, "ci_method": None}),
             "paper_mean": pc.mean if pc is not None else None,
             "paper_std": pc.std if pc is not None and pc.std == pc.std else None}
         self.cells.append(row)
@@ -141,11 +143,20 @@ class Results:
     def as_dict(self) -> dict[str, Any]:
         """results.json's content."""
         return {"preset": self.preset, "cells": self.cells, "differences": self.differences,
+                "aggregates": self.aggregates,
                 "notes": ["mean, std, ci_low, ci_high in the cell's unit ('%' for success "
-                          "rates); std and the 95% percentile-bootstrap CI (10,000 "
-                          "resamples, seed 0) are over `ci_over`: training (or TD3-BC) "
-                          "seeds when a cell has two or more, else the episodes of its one "
-                          "seed resampled within each task; Table 4's over tasks.",
+                          "rates); std and the 95% CI are over `ci_over`: training (or "
+                          "TD3-BC) seeds when a cell has two or more (ci_method 't': "
+                          "Student's t), else the episodes of its one seed resampled "
+                          "within each task (ci_method 'bootstrap': percentile, 10,000 "
+                          "resamples, seed 0); Table 4's over tasks (t).",
+                          "differences: the t interval of the per-seed differences when "
+                          "both cells have the same seeds (over 'seeds (paired)'), Welch's "
+                          "t when their seeds differ, the bootstrap over episodes when a "
+                          "side has one seed (ci_method).",
+                          "aggregates: rliable's IQM, probability of improvement and "
+                          "performance profiles over training seed x task scores, with "
+                          "stratified bootstrap intervals over seeds.",
                           "seeds: the seeds behind the cell; episodes: evaluation episodes "
                           "behind it (all seeds, tasks and evaluation seeds); n: the units "
                           "the std and CI are over."]}

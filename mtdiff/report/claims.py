@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from mtdiff.report.stats import CellStats, DiffStats, difference
 
+_METHOD = {"t": "t", "welch": "Welch's t", "bootstrap": "bootstrap"}
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -39,13 +41,15 @@ class Claim:
                 "diff_mean": None if d is None else round(d.mean, 6),
                 "ci_low": None if d is None else round(d.ci_low, 6),
                 "ci_high": None if d is None else round(d.ci_high, 6),
-                "over": None if d is None else d.over}
+                "over": None if d is None else d.over,
+                "ci_method": None if d is None else d.method}
 
     def line(self, fmt: str = ".2f") -> str:
         """One Markdown list item."""
         d = self.diff
         ours = ("no CI (one value on a side)" if d is None else
-                f"ours {d.mean:+{fmt}} [{d.ci_low:+{fmt}}, {d.ci_high:+{fmt}}] over {d.over}")
+                f"ours {d.mean:+{fmt}} [{d.ci_low:+{fmt}}, {d.ci_high:+{fmt}}] over {d.over}, "
+                f"{_METHOD[d.method]}")
         return (f"- {self.table}, {self.column}: paper {self.a} > {self.b} ({self.paper}); "
                 f"{ours}: **{self.verdict}**")
 
@@ -80,6 +84,8 @@ def claims_markdown(claims: list[Claim], fmt: str = ".2f") -> list[str]:
     held = sum(c.verdict == "holds" for c in claims)
     rev = sum(c.verdict == "reversed" for c in claims)
     return [f"**Resolved differences** ({held} hold, {rev} reversed, "
-            f"{len(claims) - held - rev} not resolved; 95% bootstrap CI of the difference, "
-            "paired by seed where both cells have the same seeds):", "",
+            f"{len(claims) - held - rev} not resolved; 95% CI of the difference: Student's t "
+            "on the per-seed differences where both cells have the same seeds, Welch's t "
+            "where their seeds differ, the bootstrap over episodes where a side has one "
+            "seed):", "",
             *[c.line(fmt) for c in claims]]

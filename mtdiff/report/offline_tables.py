@@ -20,9 +20,9 @@ from mtdiff.report.table import MISSING, NOT_LEGIBLE, Table, Value
 
 METHOD_LABELS = {"original": "Original", "s4rl": "S4RL", "rad": "RAD", "mtdiff-s": "MTDiff-S",
                  "mtdiff-s-single": "MTDiff-S-single"}
-TD3BC_NOTE = ("Ours: TD3-BC success (%), mean ± std [95% bootstrap CI] over TD3-BC seeds "
-              "when a cell has two or more, else over the evaluation episodes of its one "
-              "seed; n says which.")
+TD3BC_NOTE = ("Ours: TD3-BC success (%), mean ± std [95% CI] over TD3-BC seeds when a cell "
+              "has two or more (Student's t), else over the evaluation episodes of its one "
+              "seed (bootstrap); n says which.")
 
 
 def _by(records: Sequence[dict[str, Any]], *keys: str) -> dict[tuple, list[dict[str, Any]]]:
@@ -115,7 +115,7 @@ def table4(records: Sequence[dict[str, Any]], res: Results) -> tuple[Table, Tabl
         ["Method", "Dynamics error (paper)", "Dynamics error (ours)",
          "L2 distance from dataset (paper)", "L2 distance from dataset (ours)", "Ours: tasks"],
         rows, meta={"ours": res.preset}, stat_columns=ours_cols, ci_columns=ours_cols,
-        notes=["Ours: mean ± std [95% bootstrap CI] over tasks (one measurement per task, "
+        notes=["Ours: mean ± std [95% CI, Student's t] over tasks (one measurement per task, "
                "with the first TD3-BC seed's S4RL agent). The paper prints no spread.",
                "Dynamics error: MSE of the augmented next state against the simulator's; L2 "
                "distance: each point's distance to its nearest original point (SynthER)."])

@@ -28,10 +28,10 @@ from mtdiff.report.table import MISSING, NOT_RUN, Table, Value
 VIEWS = ("near-optimal", "sub-optimal")
 MAZE_GROUPS = (("train", "own", "training maps"), ("unseen", "own", "unseen maps, own prompt"),
                ("unseen", "wrong", "unseen maps, wrong prompt"))
-SPREAD_NOTE = ("Ours: mean ± std [95% bootstrap CI] over training seeds when a cell has two "
-               "or more, else over the episodes of its one seed (resampled within each "
-               "task); the n column says which and how many seeds and episodes stand "
-               "behind each cell.")
+SPREAD_NOTE = ("Ours: mean ± std [95% CI] over training seeds when a cell has two or more "
+               "(Student's t), else over the episodes of its one seed (resampled within "
+               "each task: bootstrap); the n column says which and how many seeds and "
+               "episodes stand behind each cell.")
 
 
 def label_of(method: str, fallback: str | None = None) -> str:

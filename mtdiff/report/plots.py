@@ -2,8 +2,9 @@
 and the paths of Figs. 4, 9, 10), Figs. 6 and 7.
 
 Every bar or point is a report cell (`stats.CellStats`); its error bar is the cell's 95%
-bootstrap CI (over seeds, or over episodes with one seed), none where a cell has one
-value. matplotlib is imported inside each function: importing this module costs nothing.
+CI (Student's t over seeds, or the bootstrap over episodes with one seed), none where a
+cell has one value. Performance profiles (`aggregates`) carry rliable's bootstrap bands.
+matplotlib is imported inside each function: importing this module costs nothing.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from mtdiff.report.aggregates import Profile
 from mtdiff.report.stats import CellStats
 
-CI_NOTE = "error bars: 95% bootstrap CI"
+CI_NOTE = "error bars: 95% CI"
 _FIG6_BARS = {"original": ("Original", "tab:gray"),
               "mtdiff-s-single": ("+ MTDiff-S-single", "tab:orange"),
               "mtdiff-s": ("+ MTDiff-S (multi-task)", "tab:blue")}
@@ -149,5 +151,32 @@ def fig7_task_count(cells: Mapping[str, Mapping[int, CellStats]], path: str | Pa
     ax.set_title(f"Fig. 7: success vs number of training tasks\n({CI_NOTE})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def performance_profiles(panels: Sequence[tuple[str, str, Mapping[str, Profile]]],
+                         path: str | Path) -> Path:
+    """rliable's performance profiles: per panel (title, x label, {method label: profile})
+    the fraction of seed x task scores above tau, with its 95% stratified bootstrap band."""
+    plt = _pyplot()
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax, (title, xlabel, profiles) in zip(axes.flat, panels, strict=False):
+        for label, p in profiles.items():
+            line, = ax.plot(p.taus, p.fraction, label=label)
+            if p.ci_low is not None:
+                ax.fill_between(p.taus, p.ci_low, p.ci_high, alpha=0.2, color=line.get_color())
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("fraction of scores > tau", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_axis_off()
+    fig.suptitle("Performance profiles (bands: 95% stratified bootstrap over seeds)",
+                 fontsize=10)
     fig.tight_layout()
     return _save(fig, Path(path))

@@ -24,7 +24,12 @@ from mtdiff.sweeps.driver import (
     run_sweep,
     run_sweep_or_exit,
 )
-from mtdiff.sweeps.trials import evaluate_trial, task_count_trial, train_eval_trial
+from mtdiff.sweeps.trials import (
+    budget_trial,
+    evaluate_trial,
+    task_count_trial,
+    train_eval_trial,
+)
 
-__all__ = ["SweepError", "SweepFailed", "evaluate_trial", "exit_code", "run_sweep",
+__all__ = ["SweepError", "SweepFailed", "budget_trial", "evaluate_trial", "exit_code", "run_sweep",
            "run_sweep_or_exit", "task_count_trial", "train_eval_trial"]

@@ -174,3 +174,66 @@ def task_count_trial(config: dict[str, Any]) -> None:
             cfg.offline.seeds)
         _finish(config, metrics, checkpoint=str(ckpt))
     ray.tune.report(metrics)
+
+
+def _evaluation(cfg: Config, ckpt: Path, suite: str, root: str | Path) -> dict[str, Any]:
+    """The evaluation of `ckpt` under `cfg`'s evaluation and sampler settings: read back when
+    an earlier trial made it (its folder is named by checkpoint and settings, so a trial whose
+    record was lost or re-keyed does not evaluate again), else run by the evaluation stage."""
+    import json
+
+    from mtdiff.config import config_hash
+    from mtdiff.eval.policy import load_policy
+    from mtdiff.eval.stage import run as evaluate
+    from mtdiff.train.checkpoints import checkpoint_meta
+
+    key = config_hash({"checkpoint": str(Path(ckpt).resolve()), "eval": cfg.eval,
+                       "diffusion": cfg.diffusion.identity()})
+    out = Path(root) / f"{Path(ckpt).parent.name}-{key}"
+    done = out / f"eval-{suite}.json"
+    if not done.exists():
+        # A task-id policy (MTBC, ...) knows only its training tasks: no held-out group.
+        tasks = (list(checkpoint_meta(ckpt)["tasks"])
+                 if load_policy(ckpt).conditioning == "task_id" else None)
+        evaluate(ckpt, suite=suite, out=out, cfg_overrides=cfg, tasks=tasks,
+                 wrong_prompt=False, track=False)
+    return json.loads(done.read_text())
+
+
+def budget_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
+    """A budget-curve cell's numbers from one evaluation: the score (success where the suite
+    has one, else the average return) overall, per group and per task."""
+    summary = evaluation["summary"]
+    key = "success_mean" if summary["all"]["success_mean"] is not None else "return_mean"
+    out = {"score": float(summary["all"][key])}
+    for group in ("train", "heldout", "unseen"):
+        if group in summary:
+            out[f"score_{group}"] = float(summary[group][key])
+    for task, row in summary["all"]["tasks"].items():
+        out[f"task.{task}"] = float(row[key])
+    for name, v in (summary.get("state_use") or {}).items():
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            out[f"state_use.{name}"] = float(v)
+    return out
+
+
+def budget_trial(config: dict[str, Any]) -> None:
+    """Trial (budget curve): train one method at one budget and seed, then evaluate it on
+    its suite (held-out tasks included). The driver function builds the TorchTrainer
+    (`mtdiff.train.run`, Train V2 pattern); the evaluation fans out from the trial.
+
+    config (besides the common keys): "data", "train_out", "out" (evaluations), "suite".
+    """
+    import ray.tune
+
+    from mtdiff.train import run as train
+    from mtdiff.train.checkpoints import load_checkpoint
+
+    with _trial(config) as (cfg, _):
+        ckpt = train(cfg, data=config["data"], out=config["train_out"], track=False,
+                     cpus_per_worker=1)
+        metrics = budget_metrics(_evaluation(cfg, ckpt, config["suite"], config["out"]))
+        trained_on = load_checkpoint(ckpt)["meta"]["tasks"]  # batch = M x tasks
+        metrics["samples"] = float(cfg.train.steps * cfg.data.batch_per_task * len(trained_on))
+        _finish(config, metrics, checkpoint=str(ckpt))
+    ray.tune.report({**metrics, "success": metrics["score"]})  # Tune's sort key

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config, flatten
@@ -80,3 +81,11 @@ def terminate_run(uri: str, run_id: str, status: str, **tags: str) -> None:
     for k, v in tags.items():
         client.set_tag(run_id, k, v)
     client.set_terminated(run_id, status)
+
+
+def log_to_run(cfg: Config, run_id: str, path: str | Path) -> None:
+    """Attach a file to a finished run (e.g. a sweep's table and figure to its parent)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=setup(cfg))
+    client.log_artifact(run_id, str(path))

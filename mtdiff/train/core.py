@@ -139,9 +139,10 @@ def diffusion_step_loss(model: nn.Module, schedule: DiffusionSchedule,
         drop = sample_return_drop(B, cfg.diffusion.cond_drop, device=x0.device)
     cond = {key: batch[key] for key in core.cond_keys if key in batch}
     eps = model(xk, k, cond, drop)
-    huber = cfg.train.loss == "huber"  # authors' variant: Huber, first action x10
+    # The first position is the executed action only where x is an action sequence.
+    plans = getattr(core, "x_key", keys.BATCH_ACTIONS) == keys.BATCH_ACTIONS
     return schedule.loss(eps, noise, batch.get(keys.BATCH_MASK), kind=cfg.train.loss,
-                         first_weight=10.0 if huber else 1.0)
+                         first_weight=cfg.train.action_weight if plans else 1.0)
 
 
 def save_checkpoint(path: str | Path, *, model: nn.Module, ema: EMA,

@@ -1,0 +1,123 @@
+"""The budget curve: its table, gaps and figure from trial records, and the sweep end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtdiff.report import budget
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _rec(kind: str, steps: int, seed: int, score: float, **groups: float) -> dict:
+    return {"params": {"model.kind": kind, "train.steps": steps, "train.seed": seed},
+            "metrics": {"score": score, "samples": steps * 16.0,
+                        **{f"score_{g}": v for g, v in groups.items()}}, "status": "finished"}
+
+
+def _records(gap_small: float, gap_big: float, noise: float = 0.5) -> list[dict]:
+    rng = np.random.default_rng(0)
+    out = []
+    for seed in range(4):
+        for steps, gap in ((100, gap_small), (1000, gap_big)):
+            base = -200.0 + rng.normal(0, 5)
+            out.append(_rec("mtbc", steps, seed, base, train=base))
+            d = gap + rng.normal(0, noise)
+            out.append(_rec("mtdiff-p", steps, seed, base + d, train=base + d))
+    return out
+
+
+def test_cells_group_by_method_budget_and_group():
+    recs = [*_records(0.0, 10.0), {**_rec("mtbc", 100, 9, 1.0), "status": "stopped"}]
+    cells = budget.cells(recs, "cheetah-vel")
+    # Grouped records: their groups, not a score over all tasks (sets may differ by method).
+    assert set(cells) == {("cheetah-vel", "train", m, s)
+                          for m in ("mtbc", "mtdiff-p") for s in (100, 1000)}
+    assert ("x", "all", "mtbc", 5) in budget.cells([_rec("mtbc", 5, 0, 1.0)], "x")
+    assert sorted(cells[("cheetah-vel", "train", "mtbc", 100)]) == [0, 1, 2, 3]  # stopped: out
+    arm = budget.cells(recs, "cheetah-vel", arm="paper objective")
+    assert ("cheetah-vel", "train", "mtdiff-p (paper objective)", 100) in arm
+
+
+def test_table_rows_carry_seeds_interval_and_samples():
+    recs = _records(0.0, 10.0)
+    rows = budget.table(budget.cells(recs, "cheetah-vel"), budget.samples_of(recs))
+    row = next(r for r in rows
+               if (r["group"], r["method"], r["steps"]) == ("train", "mtbc", 1000))
+    assert row["samples"] == 16_000 and len(row["seeds"]) == 4
+    assert row["ci_low"] < row["mean"] < row["ci_high"] and row["std"] > 0
+
+
+def test_gap_resolved_only_where_it_is_and_its_growth_measured():
+    recs = _records(gap_small=0.0, gap_big=10.0)
+    gaps = budget.gaps(budget.cells(recs, "cheetah-vel"))
+    at = {(g["group"], g["kind"], g["steps"]): g for g in gaps}
+    assert not at[("train", "gap", 100)]["resolved"]  # a true gap of 0 is not claimed
+    assert at[("train", "gap", 1000)]["resolved"] and at[("train", "gap", 1000)]["mean"] > 5
+    grow = at[("train", "gap_change", 1000)]
+    assert grow["from_steps"] == 100 and grow["resolved"] and grow["mean"] > 5
+    flat = {(g["kind"], g["group"]): g for g in budget.gaps(budget.cells(
+        _records(gap_small=3.0, gap_big=3.0), "cheetah-vel"))}
+    assert not flat[("gap_change", "train")]["resolved"]  # the same gap: it does not grow
+
+
+def test_markdown_and_figure(tmp_path):
+    recs = _records(0.0, 10.0)
+    cells = budget.cells(recs, "cheetah-vel")
+    rows = budget.table(cells, budget.samples_of(recs))
+    ref = [{"suite": "cheetah-vel", "group": "train", "method": "zero action", "mean": -247.5}]
+    md = budget.markdown(rows, budget.gaps(cells), ref)
+    assert "| cheetah-vel | train | *zero action* (reference)" in md
+    assert "gap at 1000 minus gap at 100 steps" in md
+    png = budget.figure(rows, tmp_path / "curve.png", ref)
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.integration
+@pytest.mark.slow  # a few minutes: SAC collection, then 8 trials through Tune
+def test_budget_curve_sweep_end_to_end(tmp_path):
+    """The entry point on a smoke Cheetah-vel dataset: a child run per cell, resumable."""
+    import mlflow
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    data = tmp_path / "data"
+    r = subprocess.run([sys.executable, str(REPO / "pipelines/collect.py"), "--suite",
+                        "cheetah-vel", "--preset", "smoke", "--out", str(data),
+                        "--no-progress"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cmd = [sys.executable, str(REPO / "sweeps/budget_curve.py"), "--preset", "smoke",
+           "--data", f"cheetah-vel={data}", "--budgets", "2", "4", "--seeds", "0", "1",
+           "--methods", "mtdiff-p", "mtbc", "--paper-objective-at", "2",
+           "--out", str(tmp_path / "curve"), "--set", "eval.max_steps=5",
+           "--set", "eval.episodes=1", "--set", "train.checkpoint_every=2"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    curve = json.loads((tmp_path / "curve" / "curve.json").read_text())
+    methods = {(row["method"], row["steps"]) for row in curve["rows"]}
+    assert methods == {("mtbc", 2), ("mtbc", 4), ("mtdiff-p", 2), ("mtdiff-p", 4),
+                       ("mtdiff-p (paper objective)", 2)}
+    groups = {(row["method"], row["group"]) for row in curve["rows"]}
+    assert ("mtdiff-p", "heldout") in groups and ("mtbc", "train") in groups
+    assert ("mtbc", "heldout") not in groups  # task ids: no held-out tasks
+    assert {g["kind"] for g in curve["gaps"]} == {"gap", "gap_change"}
+    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([client.get_experiment_by_name("mtdiff").experiment_id])
+    trials = [x for x in runs if x.data.tags.get("stage") == "sweep-trial"]
+    assert len(trials) == 10 and all(x.info.status == "FINISHED" for x in trials)
+    paper = [x for x in trials if x.data.params.get("train.loss") == "mse"]
+    assert len(paper) == 2 and all(x.data.params["data.normalizer"] == "gaussian" for x in paper)
+    # A rerun reads every cell back: no new child runs, the same table.
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    runs = client.search_runs([client.get_experiment_by_name("mtdiff").experiment_id])
+    assert len([x for x in runs if x.data.tags.get("stage") == "sweep-trial"]) == 10
+    assert json.loads((tmp_path / "curve" / "curve.json").read_text()) == curve
