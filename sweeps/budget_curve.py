@@ -129,16 +129,36 @@ def main(argv: list[str] | None = None) -> int:
             samples.update(budget.samples_of(recs))
             parents.append(res["parent_run_id"])
             code = max(code, exit_code(res))
+    reference = []
+    for suite, d in data.items():
+        base = cfg if suite not in views else _with_view(cfg, views[suite])
+        reference += budget.reference_rows(_reference(base, suite, d, out / "reference"),
+                                           suite, base.data.view)
     rows, gap_rows = budget.table(scores, samples), budget.gaps(scores)
-    (out / "curve.md").write_text(budget.markdown(rows, gap_rows))
-    (out / "curve.json").write_text(json.dumps({"rows": rows, "gaps": gap_rows}, indent=1))
-    fig = budget.figure(rows, out / "curve.png")
+    md = budget.markdown(rows, gap_rows, reference)
+    (out / "curve.md").write_text(md)
+    (out / "curve.json").write_text(json.dumps({"rows": rows, "gaps": gap_rows,
+                                                "reference": reference}, indent=1))
+    fig = budget.figure(rows, out / "curve.png", reference)
     for run_id in parents:
         for f in (out / "curve.md", out / "curve.json", fig):
             log_to_run(cfg, run_id, f)
-    print(budget.markdown(rows, gap_rows))
+    print(md)
     print(f"table, figure: {out / 'curve.md'}, {fig}")
     return code
+
+
+def _reference(cfg, suite: str, data: str, root: Path) -> dict:
+    """The zero action, a uniform random policy and the dataset's own scores on the jobs
+    the cells are evaluated on (read back when made earlier with the same settings)."""
+    from mtdiff.config import config_hash
+    from mtdiff.eval.reference import run
+
+    out = root / f"{suite}-{config_hash({'data': str(Path(data).resolve()), 'eval': cfg.eval})}"
+    done = out / f"reference-{suite}.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    return run(data, suite=suite, out=out, cfg=cfg)
 
 
 def _with_view(cfg, view: str):

@@ -108,6 +108,10 @@ def test_budget_curve_sweep_end_to_end(tmp_path):
     assert ("mtdiff-p", "heldout") in groups and ("mtbc", "train") in groups
     assert ("mtbc", "heldout") not in groups  # task ids: no held-out tasks
     assert {g["kind"] for g in curve["gaps"]} == {"gap", "gap_change"}
+    refs = {(r["method"], r["group"]) for r in curve["reference"]}
+    assert {("zero action", "train"), ("zero action", "heldout"), ("uniform random", "train"),
+            ("dataset (near-optimal, mean)", "train")} <= refs
+    assert "*zero action* (reference)" in (tmp_path / "curve" / "curve.md").read_text()
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name("mtdiff").experiment_id])
     trials = [x for x in runs if x.data.tags.get("stage") == "sweep-trial"]

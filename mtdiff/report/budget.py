@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mtdiff.report import stats
 
 PLANNER, BASELINE = "mtdiff-p", "mtbc"
@@ -165,3 +167,33 @@ def figure(rows: list[dict[str, Any]], path: str | Path,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+REFERENCE_NAMES = {"zero": "zero action", "random": "uniform random"}
+
+
+def reference_rows(doc: dict[str, Any], suite: str, view: str) -> list[dict[str, Any]]:
+    """What learning nothing scores, per group, from a reference evaluation
+    (`mtdiff.eval.reference.run`): the zero action and a uniform random policy on the same
+    jobs as the methods, and the dataset's own mean (the view's episodes of the training
+    tasks; a held-out task's prompt policy, since it has no episodes in the data)."""
+    rows = []
+    policies = doc["summary"]["policies"]
+    for kind, summary in policies.items():
+        success = summary["all"]["success_mean"] is not None
+        for group in ("train", "heldout", "unseen"):
+            if group in summary:
+                value = summary[group]["success_mean" if success else "return_mean"]
+                rows.append({"suite": suite, "group": group, "mean": float(value),
+                             "method": REFERENCE_NAMES.get(kind, kind)})
+    data = doc["dataset"]
+    per_task = [v[view] for v in data["tasks"].values() if view in v]
+    if per_task:
+        key = "success_rate" if per_task[0]["success_rate"] is not None else "mean_return"
+        rows.append({"suite": suite, "group": "train", "method": f"dataset ({view}, mean)",
+                     "mean": float(np.mean([t[key] for t in per_task]))})
+    held = [v["return"] for v in data.get("prompt_policy", {}).values()]
+    if held:
+        rows.append({"suite": suite, "group": "heldout", "method": "prompt policy (mean)",
+                     "mean": float(np.mean(held))})
+    return rows
