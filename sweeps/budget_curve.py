@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         arms = [("", {"train.steps": tune.grid_search(budgets[suite]),
                       "train.seed": tune.grid_search(args.seeds),
                       "model.kind": tune.grid_search(methods)})]
-        if args.paper_objective_at:
-            arms.append(("paper objective", {
+        if args.paper_objective_at:  # first: the objective's before / after is its own table
+            arms.insert(0, ("paper objective", {
                 "train.steps": tune.grid_search(args.paper_objective_at),
                 "train.seed": tune.grid_search(args.seeds), "model.kind": "mtdiff-p",
                 "objective": PAPER_OBJECTIVE}))
