@@ -125,3 +125,21 @@ def test_budget_curve_sweep_end_to_end(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("mtdiff").experiment_id])
     assert len([x for x in runs if x.data.tags.get("stage") == "sweep-trial"]) == 10
     assert json.loads((tmp_path / "curve" / "curve.json").read_text()) == curve
+
+
+def test_reference_rows_per_group_from_a_reference_evaluation():
+    def group(ret: float) -> dict:
+        return {"success_mean": None, "return_mean": ret}
+
+    doc = {"summary": {"policies": {
+        "zero-action": {"all": group(-200.0), "train": group(-247.5), "heldout": group(-234.0)},
+        "uniform-random": {"all": group(-300.0), "train": group(-300.0)}}},
+        "dataset": {"tasks": {"a": {"near-optimal": {"mean_return": -60.0, "success_rate": None}},
+                              "b": {"near-optimal": {"mean_return": -80.0, "success_rate": None}}},
+                    "prompt_policy": {"c": {"return": -100.0}, "d": {"return": -120.0}}}}
+    rows = {(r["method"], r["group"]): r["mean"]
+            for r in budget.reference_rows(doc, "cheetah-vel", "near-optimal")}
+    assert rows == {("zero action", "train"): -247.5, ("zero action", "heldout"): -234.0,
+                    ("uniform random", "train"): -300.0,
+                    ("dataset (near-optimal, mean)", "train"): -70.0,
+                    ("prompt policy (mean)", "heldout"): -110.0}

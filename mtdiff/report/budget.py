@@ -169,9 +169,6 @@ def figure(rows: list[dict[str, Any]], path: str | Path,
     return Path(path)
 
 
-REFERENCE_NAMES = {"zero": "zero action", "random": "uniform random"}
-
-
 def reference_rows(doc: dict[str, Any], suite: str, view: str) -> list[dict[str, Any]]:
     """What learning nothing scores, per group, from a reference evaluation
     (`mtdiff.eval.reference.run`): the zero action and a uniform random policy on the same
@@ -185,7 +182,7 @@ def reference_rows(doc: dict[str, Any], suite: str, view: str) -> list[dict[str,
             if group in summary:
                 value = summary[group]["success_mean" if success else "return_mean"]
                 rows.append({"suite": suite, "group": group, "mean": float(value),
-                             "method": REFERENCE_NAMES.get(kind, kind)})
+                             "method": kind.replace("-", " ")})
     data = doc["dataset"]
     per_task = [v[view] for v in data["tasks"].values() if view in v]
     if per_task:
