@@ -8,7 +8,8 @@ One Tune sweep per suite (an MLflow parent run, a child run per cell: method x b
 training seed); each trial trains on Ray Train (its driver builds the TorchTrainer) and
 evaluates the checkpoint on the suite, held-out tasks included. Budgets are training steps at
 the preset's batch (`data.batch_per_task` x tasks); the table gives the samples too. Cells run
-smallest budget first, so a cut-short curve has whole budget points. `--paper-objective-at N`
+budget by budget (the paper objective's budgets first, then smallest first), so a cut-short
+curve has whole budget points. `--paper-objective-at N`
 adds MTDiff-P trained with the paper's plain loss (MSE, no first-action weight, z-score
 normaliser, no x0 clip) at budget N: the before / after of the objective's defaults.
 
@@ -106,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     scores, samples, parents, code = {}, {}, [], 0
     for suite, d in data.items():
         methods = args.methods or list(DEFAULT_METHODS.get(suite, ("mtdiff-p", "mtbc")))
-        arms = [("", {"train.steps": tune.grid_search(budgets[suite]),
+        # The budgets the paper objective also trains at first (the objective's before /
+        # after is then whole early), the rest smallest first: a cut-short curve has whole
+        # budget points.
+        order = sorted(budgets[suite], key=lambda b: (b not in args.paper_objective_at, b))
+        arms = [("", {"train.steps": tune.grid_search(order),
                       "train.seed": tune.grid_search(args.seeds),
                       "model.kind": tune.grid_search(methods)})]
         if args.paper_objective_at:  # first: the objective's before / after is its own table
