@@ -180,3 +180,14 @@ def test_every_suite_gets_a_reference_job_after_its_collection():
     assert more["reference/maze2d"].key != jobs["reference/maze2d"].key
     lr = {j.name: j for j in _jobs("smoke", "train.lr=1e-3")}
     assert lr["reference/maze2d"].key == jobs["reference/maze2d"].key
+
+
+def test_mujoco_batch_applies_to_cheetah_and_ant_trainings_only():
+    over = ("experiment.suites=metaworld,cheetah-vel", "experiment.methods=mtdiff-p",
+            "experiment.mujoco_batch_per_task=32")
+    jobs = {j.name: j for j in _jobs("local", *over)}
+    assert jobs["train/cheetah-vel/mtdiff-p/s0"].cfg.data.batch_per_task == 32
+    assert jobs["train/metaworld/mtdiff-p/near-optimal/s0"].cfg.data.batch_per_task == 8
+    plain = {j.name: j for j in _jobs("local", *over[:2])}  # unset: data.batch_per_task
+    assert plain["train/cheetah-vel/mtdiff-p/s0"].cfg.data.batch_per_task == 8
+    assert plain["train/cheetah-vel/mtdiff-p/s0"].key != jobs["train/cheetah-vel/mtdiff-p/s0"].key

@@ -43,6 +43,10 @@ class ExperimentConfig(_Validated):
     retries: int = 1  # a failed job is run again this many times before it counts as failed
     # Trainings at once (None: as many as the nodes' CPUs / GPUs can host side by side).
     max_concurrent_train: int | None = None
+    # Windows per task in a Cheetah-vel / Ant-dir training batch (None: data.batch_per_task).
+    # Those suites have few training tasks where a preset has few (2 at `local`: batch 16 at
+    # M = 8), so a preset can give them more samples per step without raising Meta-World's.
+    mujoco_batch_per_task: int | None = None
 
     def method_names(self) -> list[str]:
         """The methods the grid runs: `methods`, or all of them with grid="full"."""
@@ -67,6 +71,8 @@ class ExperimentConfig(_Validated):
                f"{', '.join(orphans)} distil(s) a teacher the grid does not train; add the "
                "teacher to experiment.methods")
         _check(len(self.seeds) > 0, "ExperimentConfig.seeds", "needs at least one seed")
+        if self.mujoco_batch_per_task is not None:
+            _positive(self, "mujoco_batch_per_task")
         _check(len(set(self.seeds)) == len(self.seeds), "ExperimentConfig.seeds",
                f"seeds repeat: {self.seeds}")
         _check(all(v in ("near-optimal", "sub-optimal") for v in self.views),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config, apply_overrides
-from mtdiff.config.suites import section_name
+from mtdiff.config.suites import MUJOCO_SUITES, section_name
 from mtdiff.experiment.jobs import Job, finalize_keys
 from mtdiff.layout import Layout
 from mtdiff.methods import Method, get_method
@@ -65,10 +65,15 @@ class ClusterInfo:
         return cls([{"CPU": float(os.cpu_count() or 1), "GPU": 0.0}])
 
 
-def method_config(cfg: Config, method: Method, view: str, seed: int) -> Config:
-    """`cfg` for one training cell: the method's kind and overrides, view, seed."""
+def method_config(cfg: Config, method: Method, view: str, seed: int,
+                  suite: str | None = None) -> Config:
+    """`cfg` for one training cell: the method's kind and overrides, view, seed, and on
+    Cheetah-vel / Ant-dir the batch `experiment.mujoco_batch_per_task`."""
     cfg = apply_overrides(cfg, [f"model.kind={method.kind}", *method.overrides])
-    return replace(cfg, data=replace(cfg.data, view=view), train=replace(cfg.train, seed=seed))
+    m = cfg.experiment.mujoco_batch_per_task
+    batch = m if m is not None and suite in MUJOCO_SUITES else cfg.data.batch_per_task
+    return replace(cfg, data=replace(cfg.data, view=view, batch_per_task=batch),
+                   train=replace(cfg.train, seed=seed))
 
 
 def trainer_resources(cfg: Config, cluster: ClusterInfo) -> tuple[dict[str, float], int]:
@@ -122,7 +127,7 @@ def build_jobs(cfg: Config, out: str, cluster: ClusterInfo) -> list[Job]:
                 continue
             for view in _views(cfg, suite, m):
                 for seed in _seeds(cfg, m):
-                    mcfg = method_config(cfg, m, view or "near-optimal", seed)
+                    mcfg = method_config(cfg, m, view or "near-optimal", seed, suite)
                     cell = {"suite": suite, "method": m.name, "view": view, "seed": seed}
                     if m.teacher is not None:
                         d = distill_job(mcfg, lay, jobs, _cell(suite, m.name, view, seed),
