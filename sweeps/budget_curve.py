@@ -8,8 +8,8 @@ One Tune sweep per suite (an MLflow parent run, a child run per cell: method x b
 training seed); each trial trains on Ray Train (its driver builds the TorchTrainer) and
 evaluates the checkpoint on the suite, held-out tasks included. Budgets are training steps at
 the preset's batch (`data.batch_per_task` x tasks); the table gives the samples too. Cells run
-budget by budget (the paper objective's budgets first, then smallest first), so a cut-short
-curve has whole budget points. `--paper-objective-at N`
+budget by budget (the paper objective's budgets first, then the largest first), so a
+cut-short curve has whole budget points. `--paper-objective-at N`
 adds MTDiff-P trained with the paper's plain loss (MSE, no first-action weight, z-score
 normaliser, no x0 clip) at budget N: the before / after of the objective's defaults.
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", action="append", required=True, metavar="SUITE=DIR",
                    help="a suite and its dataset (repeat for several suites)")
     p.add_argument("--budgets", type=int, nargs="+", default=[500, 1500, 6000],
-                   help="training steps per cell (smallest first)")
+                   help="training steps per cell, increasing")
     p.add_argument("--budgets-for", action="append", default=[], metavar="SUITE=A,B,C",
                    help="another suite's budgets (e.g. metaworld=300,1000,3000: its batch is "
                         "5x Cheetah-vel's at `local`, 10 tasks x 8)")
@@ -108,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     for suite, d in data.items():
         methods = args.methods or list(DEFAULT_METHODS.get(suite, ("mtdiff-p", "mtbc")))
         # The budgets the paper objective also trains at first (the objective's before /
-        # after is then whole early), the rest smallest first: a cut-short curve has whole
-        # budget points.
-        order = sorted(budgets[suite], key=lambda b: (b not in args.paper_objective_at, b))
+        # after is then whole early), then the largest: whether more compute helps is
+        # known before the smaller points fill in. Cells run budget by budget, so a
+        # cut-short curve has whole budget points.
+        order = sorted(budgets[suite], key=lambda b: (b not in args.paper_objective_at, -b))
         arms = [("", {"train.steps": tune.grid_search(order),
                       "train.seed": tune.grid_search(args.seeds),
                       "model.kind": tune.grid_search(methods)})]
