@@ -79,16 +79,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds")
     p.add_argument("--windows", type=int, default=200, help="check windows per task")
     p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--data", help="a collected dataset instead of the synthetic one (e.g. "
+                   "local's Cheetah-vel): the check then runs on its windows")
+    p.add_argument("--methods", nargs="+", default=["mtdiff-p", "mtbc"],
+                   help="model kinds to train and check (any of mtdiff.methods' planners)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = config_from_args(args)
-    methods = {"mtdiff-p": cfg, "mtbc": apply_overrides(cfg, ["model.kind=mtbc"])}
-    if cfg.model.kind != "mtdiff-p":
-        methods["mtdiff-p"] = apply_overrides(cfg, ["model.kind=mtdiff-p"])
+    from mtdiff.methods import get_method
+
+    methods = {}
+    for name in args.methods:
+        m = get_method(name)
+        methods[name] = apply_overrides(cfg, [f"model.kind={m.kind}", *m.overrides])
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     with tempfile.TemporaryDirectory(prefix="state-probe-") as tmp:
-        data = make_data(Path(tmp) / "data", args.data_seed)
+        data = Path(args.data).resolve() if args.data else make_data(Path(tmp) / "data",
+                                                                      args.data_seed)
         for seed in args.seeds:
             for m, c in methods.items():
                 r = train_and_check(c, data, Path(tmp) / f"{m}-s{seed}", seed=seed,
@@ -103,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     for m, rs in runs.items():
         summary[m]["verdicts"] = [[r["verdict_state"], r["verdict_prompt"],
                                    r["verdict_learnt"]] for r in rs]
-    print(json.dumps({"steps": args.steps, "batch_per_task": args.batch, "seeds": args.seeds,
+    print(json.dumps({"data": str(data) if args.data else "synthetic",
+                      "steps": args.steps, "batch_per_task": args.batch, "seeds": args.seeds,
                       "windows_per_task": args.windows, "preset": args.preset,
                       "overrides": args.overrides, "train.loss": cfg.train.loss,
                       "train.action_weight": getattr(cfg.train, "action_weight", None),
