@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrent", type=int, help="trials at once (default: the CPUs)")
     p.add_argument("--out", required=True, help="the curve's folder (absolute paths are best)")
     p.add_argument("--name", default="budget-curve")
+    p.add_argument("--report-only", action="store_true",
+                   help="write the table and figure from the cells finished so far (a "
+                        "running or cut-short curve), train nothing")
     add_config_args(p)
     args = p.parse_args(argv)
     cfg = config_from_args(args)
@@ -125,16 +128,19 @@ def main(argv: list[str] | None = None) -> int:
             base = cfg if suite not in views else _with_view(cfg, views[suite])
             # A trial holds half a CPU while its trainer holds one: two trials at once keep
             # two CPUs busy (one trains while the other evaluates), and never deadlock.
-            res = run_sweep_or_exit(name, base, space, budget_trial, storage=out / "sweeps",
-                                    cpus_per_trial=0.5, trainer_cpus=1,
-                                    max_concurrent=concurrent,
-                                    trial_config={"data": d, "train_out": out / "train",
-                                                  "out": out / "evals", "suite": suite})
-            recs = list(read_records(Path(res["folder"]) / TRIALS).values())
+            if args.report_only:
+                recs = list(read_records(out / "sweeps" / name / TRIALS).values())
+            else:
+                res = run_sweep_or_exit(name, base, space, budget_trial,
+                                        storage=out / "sweeps", cpus_per_trial=0.5,
+                                        trainer_cpus=1, max_concurrent=concurrent,
+                                        trial_config={"data": d, "train_out": out / "train",
+                                                      "out": out / "evals", "suite": suite})
+                recs = list(read_records(Path(res["folder"]) / TRIALS).values())
+                parents.append(res["parent_run_id"])
+                code = max(code, exit_code(res))
             scores.update(budget.cells(recs, suite, arm))
             samples.update(budget.samples_of(recs))
-            parents.append(res["parent_run_id"])
-            code = max(code, exit_code(res))
     reference = []
     for suite, d in data.items():
         base = cfg if suite not in views else _with_view(cfg, views[suite])

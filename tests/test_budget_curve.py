@@ -125,6 +125,11 @@ def test_budget_curve_sweep_end_to_end(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("mtdiff").experiment_id])
     assert len([x for x in runs if x.data.tags.get("stage") == "sweep-trial"]) == 10
     assert json.loads((tmp_path / "curve" / "curve.json").read_text()) == curve
+    # --report-only: the same table from the records, nothing trained or logged.
+    only = subprocess.run([*cmd, "--report-only"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert only.returncode == 0, only.stderr[-3000:]
+    assert json.loads((tmp_path / "curve" / "curve.json").read_text()) == curve
 
 
 def test_reference_rows_per_group_from_a_reference_evaluation():
