@@ -141,6 +141,7 @@ def figure(rows: list[dict[str, Any]], path: str | Path,
     import matplotlib.pyplot as plt
 
     panels = sorted({(r["suite"], r["group"]) for r in rows})
+    color = {m: f"C{i}" for i, m in enumerate(sorted({r["method"] for r in rows}))}
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.6),
                              squeeze=False)
     for ax, (suite, group) in zip(axes.flat, panels, strict=False):
@@ -150,13 +151,13 @@ def figure(rows: list[dict[str, Any]], path: str | Path,
                          key=lambda r: r["samples"] or r["steps"])
             x = [r["samples"] or r["steps"] for r in pts]
             y = [r["mean"] for r in pts]
-            ax.plot(x, y, marker="o", label=method)
+            ax.plot(x, y, marker="o", label=method, color=color[method])
             lo = [r["ci_low"] if r["ci_low"] is not None else r["mean"] for r in pts]
             hi = [r["ci_high"] if r["ci_high"] is not None else r["mean"] for r in pts]
-            ax.fill_between(x, lo, hi, alpha=0.2)
+            ax.fill_between(x, lo, hi, alpha=0.2, color=color[method])
         for i, ref in enumerate(r for r in reference if (r["suite"], r["group"]) == (suite,
                                                                                       group)):
-            ax.axhline(ref["mean"], ls="--", lw=1, color=f"C{7 + i % 3}",
+            ax.axhline(ref["mean"], ls="--", lw=1, color=("0.3", "0.6", "C9")[i % 3],
                        label=f"{ref['method']} (reference)")
         ax.set_xscale("log")
         ax.set_xlabel("training samples (steps x batch)")
