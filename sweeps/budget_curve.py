@@ -147,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         reference += budget.reference_rows(_reference(base, suite, d, out / "reference"),
                                            suite, base.data.view)
     rows, gap_rows = budget.table(scores, samples), budget.gaps(scores)
-    md = budget.markdown(rows, gap_rows, reference)
+    versus = budget.versus_reference(scores, reference)
+    md = budget.markdown(rows, gap_rows, reference, versus)
     (out / "curve.md").write_text(md)
     (out / "curve.json").write_text(json.dumps({"rows": rows, "gaps": gap_rows,
-                                                "reference": reference}, indent=1))
+                                                "reference": reference,
+                                                "versus_zero_action": versus}, indent=1))
     fig = budget.figure(rows, out / "curve.png", reference)
     for run_id in parents:
         for f in (out / "curve.md", out / "curve.json", fig):

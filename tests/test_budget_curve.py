@@ -76,6 +76,12 @@ def test_markdown_and_figure(tmp_path):
     md = budget.markdown(rows, budget.gaps(cells), ref)
     assert "| cheetah-vel | train | *zero action* (reference)" in md
     assert "gap at 1000 minus gap at 100 steps" in md
+    versus = budget.versus_reference(cells, ref)
+    row = next(v for v in versus if (v["method"], v["steps"]) == ("mtdiff-p", 1000))
+    assert row["mean"] == pytest.approx(np.mean(list(cells[("cheetah-vel", "train", "mtdiff-p",
+                                                            1000)].values())) + 247.5)
+    assert row["resolved"] and row["ci_low"] > 0  # about 57 above standing still, 4 seeds
+    assert "| zero action | 4 |" in budget.markdown(rows, [], ref, versus)
     png = budget.figure(rows, tmp_path / "curve.png", ref)
     assert png.stat().st_size > 10_000
 

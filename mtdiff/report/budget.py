@@ -95,6 +95,26 @@ def gaps(cell_scores: Mapping[tuple[str, str, str, int], Mapping[int, float]],
     return rows
 
 
+def versus_reference(cell_scores: Mapping[tuple[str, str, str, int], Mapping[int, float]],
+                     reference: Iterable[dict[str, Any]], name: str = "zero action"
+                     ) -> list[dict[str, Any]]:
+    """Each cell minus a reference policy's score in its group (standing still by default),
+    with the t interval over the cell's training seeds: the reference is one fixed policy
+    on the same evaluation jobs, so its value is taken as given."""
+    ref = {(r["suite"], r["group"]): r["mean"] for r in reference if r["method"] == name}
+    rows = []
+    for (suite, group, method, steps), units in sorted(cell_scores.items()):
+        if (suite, group) not in ref:
+            continue
+        base = ref[(suite, group)]
+        d = stats.difference(stats.summarize({s: v - base for s, v in units.items()}),
+                             stats.summarize({s: 0.0 for s in units})) if len(units) > 1 else None
+        rows.append({"suite": suite, "group": group, "method": method, "steps": steps,
+                     "versus": name, "seeds": sorted(units), **_diff(d),
+                     "mean": round(float(np.mean(list(units.values()))) - base, 6)})
+    return rows
+
+
 def _diff(d: stats.DiffStats | None) -> dict[str, Any]:
     if d is None:
         return {"mean": None, "ci_low": None, "ci_high": None, "resolved": False}
@@ -107,8 +127,10 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], gap_rows: list[dict[str, Any]],
-             reference: list[dict[str, Any]] = ()) -> str:
-    """The curve as markdown: scores, reference rows, gaps and the gap's change."""
+             reference: list[dict[str, Any]] = (),
+             versus: list[dict[str, Any]] = ()) -> str:
+    """The curve as markdown: scores, reference rows, each cell minus standing still, the
+    MTDiff-P - MTBC gaps and the gap's change."""
     lines = ["| suite | group | method | steps | samples | seeds | mean ± std | 95% CI |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -120,6 +142,14 @@ def markdown(rows: list[dict[str, Any]], gap_rows: list[dict[str, Any]],
     for r in reference:
         lines.append(f"| {r['suite']} | {r['group']} | *{r['method']}* (reference) | - | - | "
                      f"- | {_fmt(r['mean'])} | - |")
+    if versus:
+        lines += ["", "| suite | group | method | steps | minus | seeds | mean | 95% CI | "
+                  "resolved |", "|---|---|---|---|---|---|---|---|---|"]
+        for v in versus:
+            ci = "-" if v["ci_low"] is None else f"[{_fmt(v['ci_low'])}, {_fmt(v['ci_high'])}]"
+            lines.append(f"| {v['suite']} | {v['group']} | {v['method']} | {v['steps']} | "
+                         f"{v['versus']} | {len(v['seeds'])} | {_fmt(v['mean'])} | {ci} | "
+                         f"{'yes' if v['resolved'] else 'no'} |")
     lines += ["", f"| suite | group | {PLANNER} - {BASELINE} | seeds | mean | 95% CI | "
               "resolved |", "|---|---|---|---|---|---|---|"]
     for g in gap_rows:
