@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         reference += budget.reference_rows(_reference(base, suite, d, out / "reference"),
                                            suite, base.data.view)
     rows, gap_rows = budget.table(scores, samples), budget.gaps(scores)
+    if args.paper_objective_at:  # the objective's before / after, paired by seed
+        gap_rows += budget.gaps(scores, budget.PLANNER, f"{budget.PLANNER} (paper objective)")
     versus = budget.versus_reference(scores, reference)
     md = budget.markdown(rows, gap_rows, reference, versus)
     (out / "curve.md").write_text(md)

@@ -75,7 +75,7 @@ def test_markdown_and_figure(tmp_path):
     ref = [{"suite": "cheetah-vel", "group": "train", "method": "zero action", "mean": -247.5}]
     md = budget.markdown(rows, budget.gaps(cells), ref)
     assert "| cheetah-vel | train | *zero action* (reference)" in md
-    assert "gap at 1000 minus gap at 100 steps" in md
+    assert "(mtdiff-p - mtbc) at 1000 minus at 100 steps" in md
     versus = budget.versus_reference(cells, ref)
     row = next(v for v in versus if (v["method"], v["steps"]) == ("mtdiff-p", 1000))
     assert row["mean"] == pytest.approx(np.mean(list(cells[("cheetah-vel", "train", "mtdiff-p",

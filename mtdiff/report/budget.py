@@ -80,7 +80,7 @@ def gaps(cell_scores: Mapping[tuple[str, str, str, int], Mapping[int, float]],
         by_group.setdefault((suite, group), {})[steps] = {s: units[s] - other[s]
                                                           for s in common}
         rows.append({"suite": suite, "group": group, "steps": steps, "kind": "gap",
-                     "seeds": common, **_diff(d)})
+                     "a": a, "b": b, "seeds": common, **_diff(d)})
     for (suite, group), per_steps in by_group.items():
         if len(per_steps) < 2:
             continue
@@ -91,7 +91,7 @@ def gaps(cell_scores: Mapping[tuple[str, str, str, int], Mapping[int, float]],
         change = {s: per_steps[hi][s] - per_steps[lo][s] for s in common}
         d = stats.difference(stats.summarize(change), stats.summarize({s: 0.0 for s in common}))
         rows.append({"suite": suite, "group": group, "steps": hi, "from_steps": lo,
-                     "kind": "gap_change", "seeds": common, **_diff(d)})
+                     "kind": "gap_change", "a": a, "b": b, "seeds": common, **_diff(d)})
     return rows
 
 
@@ -150,11 +150,12 @@ def markdown(rows: list[dict[str, Any]], gap_rows: list[dict[str, Any]],
             lines.append(f"| {v['suite']} | {v['group']} | {v['method']} | {v['steps']} | "
                          f"{v['versus']} | {len(v['seeds'])} | {_fmt(v['mean'])} | {ci} | "
                          f"{'yes' if v['resolved'] else 'no'} |")
-    lines += ["", f"| suite | group | {PLANNER} - {BASELINE} | seeds | mean | 95% CI | "
-              "resolved |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "| suite | group | difference | seeds | mean | 95% CI | resolved |",
+              "|---|---|---|---|---|---|---|"]
     for g in gap_rows:
-        what = (f"gap at {g['steps']} steps" if g["kind"] == "gap"
-                else f"gap at {g['steps']} minus gap at {g['from_steps']} steps")
+        ab = f"{g.get('a', PLANNER)} - {g.get('b', BASELINE)}"
+        what = (f"{ab} at {g['steps']} steps" if g["kind"] == "gap"
+                else f"({ab}) at {g['steps']} minus at {g['from_steps']} steps")
         ci = "-" if g["ci_low"] is None else f"[{_fmt(g['ci_low'])}, {_fmt(g['ci_high'])}]"
         lines.append(f"| {g['suite']} | {g['group']} | {what} | {len(g['seeds'])} | "
                      f"{_fmt(g['mean'])} | {ci} | {'yes' if g['resolved'] else 'no'} |")
