@@ -208,7 +208,7 @@ def reference_rows(doc: dict[str, Any], suite: str, view: str) -> list[dict[str,
     tasks; a held-out task's prompt policy, since it has no episodes in the data)."""
     rows = []
     policies = doc["summary"]["policies"]
-    for kind, summary in policies.items():
+    for kind, summary in sorted(policies.items()):  # one order, computed or read back
         success = summary["all"]["success_mean"] is not None
         for group in ("train", "heldout", "unseen"):
             if group in summary:
