@@ -183,11 +183,12 @@ def test_every_suite_gets_a_reference_job_after_its_collection():
 
 
 def test_mujoco_batch_applies_to_cheetah_and_ant_trainings_only():
-    over = ("experiment.suites=metaworld,cheetah-vel", "experiment.methods=mtdiff-p",
-            "experiment.mujoco_batch_per_task=32")
-    jobs = {j.name: j for j in _jobs("local", *over)}
+    over = ("experiment.suites=metaworld,cheetah-vel,ant-dir", "experiment.methods=mtdiff-p")
+    jobs = {j.name: j for j in _jobs("local", *over)}  # local: 32 per task on MuJoCo
     assert jobs["train/cheetah-vel/mtdiff-p/s0"].cfg.data.batch_per_task == 32
+    assert jobs["train/ant-dir/mtdiff-p/s0"].cfg.data.batch_per_task == 32
     assert jobs["train/metaworld/mtdiff-p/near-optimal/s0"].cfg.data.batch_per_task == 8
-    plain = {j.name: j for j in _jobs("local", *over[:2])}  # unset: data.batch_per_task
-    assert plain["train/cheetah-vel/mtdiff-p/s0"].cfg.data.batch_per_task == 8
-    assert plain["train/cheetah-vel/mtdiff-p/s0"].key != jobs["train/cheetah-vel/mtdiff-p/s0"].key
+    plain = {j.name: j for j in _jobs("smoke", *over)}  # unset: data.batch_per_task
+    assert plain["train/cheetah-vel/mtdiff-p/s0"].cfg.data.batch_per_task == 4
+    other = {j.name: j for j in _jobs("local", *over, "experiment.mujoco_batch_per_task=16")}
+    assert other["train/cheetah-vel/mtdiff-p/s0"].key != jobs["train/cheetah-vel/mtdiff-p/s0"].key
