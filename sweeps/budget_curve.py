@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(p)
     args = p.parse_args(argv)
     cfg = config_from_args(args)
-    data = _pairs(args.data, "data")
+    # Absolute: the paths go to Ray tasks and Tune trials that run in other directories.
+    data = {k: str(Path(v).expanduser().resolve()) for k, v in _pairs(args.data, "data").items()}
     views = {**DEFAULT_VIEWS, **_pairs(args.view, "view")}
     from mtdiff.config.sections import SUITES
 
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from mtdiff.sweeps.records import TRIALS, read_records
     from mtdiff.tracking.sweeps import log_to_run
 
+    bases = {suite: _with_view(cfg, views[suite]) if suite in views else cfg for suite in data}
     init_ray()
     concurrent = args.concurrent or max(1, int(cluster_cpus()))
     scores, samples, parents, code = {}, {}, [], 0
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 "objective": PAPER_OBJECTIVE}))
         for arm, space in arms:
             name = f"{args.name}-{suite}" + ("-paper-objective" if arm else "")
-            base = cfg if suite not in views else _with_view(cfg, views[suite])
+            base = bases[suite]
             # A trial holds half a CPU while its trainer holds one: two trials at once keep
             # two CPUs busy (one trains while the other evaluates), and never deadlock.
             if args.report_only:
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             samples.update(budget.samples_of(recs))
     reference = []
     for suite, d in data.items():
-        base = cfg if suite not in views else _with_view(cfg, views[suite])
+        base = bases[suite]
         reference += budget.reference_rows(_reference(base, suite, d, out / "reference"),
                                            suite, base.data.view)
     rows, gap_rows = budget.table(scores, samples), budget.gaps(scores)

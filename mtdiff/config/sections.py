@@ -294,7 +294,7 @@ class TrainConfig(_Validated):
     # an action sequence (planners), not MTDiff-S's transitions. State probe (1,500 steps,
     # 3 seeds, rel_err of the executed action, 1 = the mean action): all four authors'
     # options 0.875 +- 0.009; with weight 1 1.529 +- 0.006 (the state ignored); with mse
-    # 0.877 +- 0.010 (Huber itself changes nothing here); the old defaults 1.505 +- 0.021.
+    # 0.877 +- 0.010 (Huber itself changes nothing here); the paper's form 1.505 +- 0.021.
     # Cheetah-vel at `local`: docs/results.md, "The objective".
     loss: Literal["mse", "huber"] = "huber"
     action_weight: float = 10.0
