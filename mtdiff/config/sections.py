@@ -287,15 +287,11 @@ class TrainConfig(_Validated):
     lr: float = 2e-4
     grad_clip: float = 1.0
     ema_decay: float = 0.995
-    # The diffusion loss. The paper writes the DDPM objective without saying more; the
-    # authors' code is the default: "huber" on epsilon, the first planned action (the one
-    # executed) weighted `action_weight` (their and Decision Diffuser's 10). The paper's
-    # plain form is `loss=mse action_weight=1`. The weight applies where the model denoises
-    # an action sequence (planners), not MTDiff-S's transitions. State probe (1,500 steps,
-    # 3 seeds, rel_err of the executed action, 1 = the mean action): all four authors'
-    # options 0.875 +- 0.009; with weight 1 1.529 +- 0.006 (the state ignored); with mse
-    # 0.877 +- 0.010 (Huber itself changes nothing here); the paper's form 1.505 +- 0.021.
-    # Cheetah-vel at `local`: docs/results.md, "The objective".
+    # The paper is silent beyond the DDPM objective; the authors' code is the default:
+    # Huber on epsilon, the planners' first (executed) action weighted `action_weight`
+    # (theirs and Decision Diffuser's 10; MTDiff-S unweighted). Paper form: mse, 1. State
+    # probe, rel_err (1 = the mean action): 0.875 +- 0.009; weight 1: 1.529 +- 0.006; mse:
+    # 0.877 +- 0.010; the paper's form 1.505 +- 0.021 (docs/results.md, "The objective").
     loss: Literal["mse", "huber"] = "huber"
     action_weight: float = 10.0
     bf16: bool = False
