@@ -21,7 +21,9 @@ Rows, all measured in this run:
   TF32 matmuls (`diffusion.tf32`) eager and as a CUDA graph, with how far a TF32 plan lies
   from the fp32 one drawn from the same noise. Compiled rows at 50 environments run a
   bucket of 64 (the batch is padded to a power of two).
-`--skip train,ddp` leaves sections out (a second, shorter call on a lent machine).
+- the compiled training step (`train.compile`): eager, inductor and reduce-overhead (CUDA
+  graphs) with TF32, each with its kernels per step and GPU-busy share (torch.profiler);
+`--skip train,ddp,compile` leaves sections out (a second, shorter call on a lent machine).
 On a CPU-only machine the CUDA-only rows print "skipped (no CUDA)" (`--tiny`: a tiny
 model, so the tests can run this file on CPU).
 """
@@ -116,9 +118,12 @@ def make_batch(B: int, H: int, dev: torch.device) -> dict[str, torch.Tensor]:
 
 
 def train_rate(dev: torch.device, tiny: bool, B: int, H: int, steps: int, *, prec: str,
-               wrap: Any = None) -> tuple[float, float]:
+               wrap: Any = None, compile_: str = "off",
+               profile: dict[str, float] | None = None) -> tuple[float, float]:
     """(steps/s, FLOPs per step) of the project's training step (`DiffusionLearner.update`:
-    loss, backward, clipping, Adam, EMA) with `train.tf32` / `train.bf16` set by `prec`."""
+    loss, backward, clipping, Adam, EMA) with `train.tf32` / `train.bf16` set by `prec` and
+    `train.compile` by `compile_`. `profile`, when given, gets the kernels per step and the
+    share of the wall time the GPU is busy (torch.profiler over `steps` steps)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from mtdiff.train.core import TrainSetup
@@ -126,7 +131,7 @@ def train_rate(dev: torch.device, tiny: bool, B: int, H: int, steps: int, *, pre
 
     cfg = get_preset("paper")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
-        cfg.train, tf32=prec == "tf32", bf16=prec == "bf16"))
+        cfg.train, tf32=prec == "tf32", bf16=prec == "bf16", compile=compile_))
     model = build_model(model_cfg(tiny, 0.1), obs_dim=OBS, act_dim=ACT, horizon=H,
                         history=L, prompt_len=J, num_tasks=50)
     setup = TrainSetup(model, None, None, DiffusionSchedule.from_config(cfg.diffusion), {})  # type: ignore[arg-type]
@@ -138,10 +143,33 @@ def train_rate(dev: torch.device, tiny: bool, B: int, H: int, steps: int, *, pre
     def step() -> None:
         learner.update(batch)
 
+    if compile_ != "off":
+        for _ in range(3):  # compile / capture before anything is timed
+            step()
     with FlopCounterMode(display=False) as fc:
         step()
-    return 1.0 / timed(lambda: [step() for _ in range(steps)], dev, 1) * steps, float(
-        fc.get_total_flops())
+    rate = 1.0 / timed(lambda: [step() for _ in range(steps)], dev, 1) * steps
+    if profile is not None:
+        profile.update(kernel_profile(step, dev, steps))
+    return rate, float(fc.get_total_flops())
+
+
+def kernel_profile(step: Any, dev: torch.device, steps: int) -> dict[str, float]:
+    """Kernels launched per step and the GPU-busy share of the wall time (sum of kernel
+    times / elapsed), from torch.profiler over `steps` steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    sync(dev)
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        for _ in range(steps):
+            step()
+        sync(dev)
+    wall = time.perf_counter() - t0
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy = sum(e.device_time_total for e in kernels) / 1e6 if kernels else 0.0
+    return {"kernels_per_step": len(kernels) / steps, "busy": busy / wall}
 
 
 def _ddp_worker(rank: int, world: int, backend: str, port: int, tiny: bool, H: int,
@@ -328,6 +356,24 @@ def main() -> None:
         row("train", f"{prec}, 1 process, batch 400", f"{rate:.2f} steps/s",
             f"{rate * flops / 1e9:.0f} GFLOP/s ({rate * flops / peaks[prec]:.0%} of matmul), "
             f"{rate / base:.2f}x fp32")
+
+    # On CPU the compiled step is measured by benchmarks/train_throughput.py.
+    compile_modes = ("off", "inductor", "reduce-overhead") if cuda else ()
+    if not cuda and "compile" not in skip:
+        row("compile", "train.compile", "skipped (no CUDA)")
+    eager_rate: float | None = None
+    for mode in compile_modes if "compile" not in skip else ():
+        if not budget.allows(90, "compile", f"tf32, train.compile={mode}"):
+            continue
+        prec = "tf32"
+        prof: dict[str, float] = {}
+        rate, flops = train_rate(dev, args.tiny, 400, H, steps, prec=prec, compile_=mode,
+                                 profile=prof)
+        eager_rate = rate if mode == "off" else eager_rate
+        row("compile", f"{prec}, train.compile={mode}", f"{rate:.2f} steps/s",
+            f"{rate * flops / peaks[prec]:.0%} of matmul, "
+            f"{prof['kernels_per_step']:.0f} kernels/step, GPU busy {prof['busy']:.0%}"
+            + (f", {rate / eager_rate:.2f}x eager" if mode != "off" and eager_rate else ""))
 
     sampling_rows(dev, args.tiny, H, budget, peaks["fp32"])
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from mtdiff import keys
 from mtdiff.eval.policy import PolicyBase
+from mtdiff.train.compiled import clip_grad_norm
 from mtdiff.train.learner import unwrap
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class BaselineLearner:
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
         self.grad_clip: float | None = None
+        self.fast = False  # foreach grad clip (a compiled step: `mtdiff.train.compiled`)
 
     def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """DDP-wrap the trained modules (targets and scalars stay local)."""
@@ -83,11 +85,7 @@ class BaselineLearner:
                     if p.grad is not None:
                         torch.distributed.all_reduce(p.grad)
                         p.grad /= world
-        params = [p for p in self.parameters() if p.grad is not None]
-        if self.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        norm = clip_grad_norm(self.parameters(), self.grad_clip, self.fast)
         for opt in self.optimizers.values():
             opt.step()
         for sched in self.schedulers.values():

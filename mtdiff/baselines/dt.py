@@ -31,6 +31,7 @@ from torch import nn
 from mtdiff import keys
 from mtdiff.baselines.common import BaselineLearner
 from mtdiff.models.gpt2 import GPT2, GPTConfig
+from mtdiff.train.compiled import adam, compile_fn, step_mode
 
 if TYPE_CHECKING:
     from mtdiff.config import Config
@@ -139,18 +140,24 @@ class DTLearner(BaselineLearner):
         self.modules["model"] = build_dt(
             cfg, setup.meta["build"], task_dim=b.task_embed_dim if self.task_dim_of_cfg else 0,
             prompt=self.uses_prompt).to(device)
-        opt = torch.optim.AdamW(self.modules["model"].parameters(), lr=b.dt_lr,
-                                weight_decay=b.dt_weight_decay)
+        mode = step_mode(cfg.train.compile, device)
+        self.fast = mode is not None
+        opt = adam(self.modules["model"].parameters(), lr=b.dt_lr, fast=self.fast,
+                   weight_decay=b.dt_weight_decay, decoupled=True)
         warmup = max(b.dt_warmup_steps, 1)
         self.optimizers["model"] = opt
         self.schedulers["model"] = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: min((step + 1) / warmup, 1.0))
         self.grad_clip = b.dt_grad_clip
+        self.loss = compile_fn(self._loss, mode)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One teacher-forced step on a "sequence" batch."""
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pred = self.modules["model"](
             *dt_inputs(batch), task_id=batch[keys.BATCH_TASK_ID],
             prompt=batch[keys.BATCH_PROMPT] if self.uses_prompt else None)
-        loss = dt_loss(pred, batch[keys.BATCH_SEQ_ACTIONS], batch[keys.BATCH_MASK])
+        return dt_loss(pred, batch[keys.BATCH_SEQ_ACTIONS], batch[keys.BATCH_MASK])
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One teacher-forced step on a "sequence" batch."""
+        loss = self.loss(batch)
         return {"loss": loss.detach(), "grad_norm": self.step(loss)}

@@ -297,6 +297,11 @@ class TrainConfig(_Validated):
     bf16: bool = False
     # CUDA only: TF32 matmuls in training (H200: 1.91x fp32 steps/s, bf16 1.42x). Not hashed.
     tf32: bool = True
+    # How the step runs (`mtdiff.train.compiled`; the same maths, not hashed): "off" eager;
+    # "inductor" torch.compile of the loss with a fused Adam; "reduce-overhead" that as CUDA
+    # graphs; "auto" inductor on CUDA, eager on CPU (compiled is 0.86x there for the local
+    # MTDiff-P: benchmarks/train_throughput.py).
+    compile: Literal["off", "auto", "inductor", "reduce-overhead"] = "auto"
     num_workers: int = 1
     # CPUs each Ray Train worker reserves (threads it uses). None: the cluster's CPUs split
     # over the workers (2 per worker when training on GPUs). Set it to share a machine with
@@ -423,7 +428,7 @@ class Config(_Validated):
             "data_hash": data_hash, "data": self.data, "model": self.model,
             "diffusion": [d.num_steps, d.beta_min, d.beta_max, d.cond_drop],
             "train": {k: v for k, v in to_dict(self.train).items()
-                  if k not in ("cpus_per_worker", "tf32")}}
+                  if k not in ("cpus_per_worker", "tf32", "compile")}}
         if self.model.kind not in DIFFUSION_KINDS:  # only then: MTDiff's hashes stay as they were
             parts["baselines"] = self.baselines
         return config_hash(parts)

@@ -120,29 +120,48 @@ def to_torch(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, to
 
 
 def diffusion_step_loss(model: nn.Module, schedule: DiffusionSchedule,
-                        batch: dict[str, torch.Tensor], cfg: Config,
-                        generator: torch.Generator | None = None) -> torch.Tensor:
+                        batch: dict[str, torch.Tensor], cfg: Config) -> torch.Tensor:
     """One DDPM training loss (paper eq. 10 / 11) on a batch from `WindowSampler`.
 
     x0 is the batch's actions (MTDiff-P) or transitions (MTDiff-S); k ~ U{0..K-1};
     R is dropped with probability `diffusion.cond_drop` (MTDiff-P); positions past an
     episode's end (mask 0) do not count.
     """
-    core = model.module if hasattr(model, "module") else model
-    x0 = batch[core.x_key] if hasattr(core, "x_key") else batch[keys.BATCH_ACTIONS]
+    draws = draw_noise(model, schedule, batch, cfg)
+    return diffusion_loss_given(model, schedule, batch, draws, loss_settings(model, cfg))
+
+
+def draw_noise(model: nn.Module, schedule: DiffusionSchedule, batch: dict[str, torch.Tensor],
+               cfg: Config) -> dict[str, torch.Tensor]:
+    """The step's random draws: k, the noise and R's drop mask. Drawn outside a compiled
+    loss, so compiled and eager steps see the same numbers from the same seed."""
+    core = unwrap(model)
+    x0 = batch[getattr(core, "x_key", keys.BATCH_ACTIONS)]
     B = x0.shape[0]
-    k = schedule.sample_steps(B, device=x0.device)
-    noise = torch.randn_like(x0)
-    xk = schedule.add_noise(x0, noise, k)
-    drop = None
+    draws = {"k": schedule.sample_steps(B, device=x0.device), "noise": torch.randn_like(x0)}
     if getattr(core, "uses_return", False):
-        drop = sample_return_drop(B, cfg.diffusion.cond_drop, device=x0.device)
-    cond = {key: batch[key] for key in core.cond_keys if key in batch}
-    eps = model(xk, k, cond, drop)
+        draws["drop"] = sample_return_drop(B, cfg.diffusion.cond_drop, device=x0.device)
+    return draws
+
+
+def loss_settings(model: nn.Module, cfg: Config) -> dict[str, Any]:
+    """`diffusion_loss`'s keyword settings for `model` under `cfg`."""
     # The first position is the executed action only where x is an action sequence.
-    plans = getattr(core, "x_key", keys.BATCH_ACTIONS) == keys.BATCH_ACTIONS
-    return schedule.loss(eps, noise, batch.get(keys.BATCH_MASK), kind=cfg.train.loss,
-                         first_weight=cfg.train.action_weight if plans else 1.0)
+    plans = getattr(unwrap(model), "x_key", keys.BATCH_ACTIONS) == keys.BATCH_ACTIONS
+    return {"kind": cfg.train.loss, "first_weight": cfg.train.action_weight if plans else 1.0}
+
+
+def diffusion_loss_given(model: nn.Module, schedule: DiffusionSchedule,
+                         batch: dict[str, torch.Tensor], draws: dict[str, torch.Tensor],
+                         settings: dict[str, Any]) -> torch.Tensor:
+    """The DDPM loss for given draws (`draw_noise`): deterministic apart from dropout, the
+    part `mtdiff.train.compiled` compiles."""
+    core = unwrap(model)
+    x0 = batch[getattr(core, "x_key", keys.BATCH_ACTIONS)]
+    xk = schedule.add_noise(x0, draws["noise"], draws["k"])
+    cond = {key: batch[key] for key in core.cond_keys if key in batch}
+    eps = model(xk, draws["k"], cond, draws.get("drop"))
+    return schedule.loss(eps, draws["noise"], batch.get(keys.BATCH_MASK), **settings)
 
 
 def save_checkpoint(path: str | Path, *, model: nn.Module, ema: EMA,

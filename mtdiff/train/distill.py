@@ -40,6 +40,7 @@ from mtdiff.diffusion.distill import (
     teacher_states,
 )
 from mtdiff.runtime import matmul_tf32
+from mtdiff.train.compiled import adam, clip_grad_norm, compile_fn, step_mode
 from mtdiff.train.core import EMA, build_setup, load_checkpoint, load_model, save_checkpoint
 
 RESULT_FILE = "distill.json"
@@ -168,7 +169,8 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
     net = copy.deepcopy(tm.model).train().requires_grad_(True)
     student = StudentNet(net, tm.schedule, spec.param).to(dev)
     ema = EMA(net, dc.ema_decay)
-    opt = torch.optim.Adam(net.parameters(), lr=dc.lr)
+    mode = step_mode(cfg.train.compile, dev)
+    opt = adam(net.parameters(), lr=dc.lr, fast=mode is not None)
     start = 0
     if latest is not None:
         st = load_checkpoint(latest[0], map_location=dev)
@@ -190,7 +192,7 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
                             params=params, teacher=str(t_ckpt)) as tracked:
         with matmul_tf32(cfg.train.tf32, dev):
             metrics = _train(student, ema, opt, trajs, spec, grid, tm, dc, start, run_dir,
-                             s_meta, dev, tracked is not None)
+                             s_meta, dev, tracked is not None, mode)
         final = _latest(run_dir)
         assert final is not None
         result = {"checkpoint": str(final[0]), "teacher": str(t_ckpt), "method": spec.method,
@@ -235,8 +237,10 @@ def _teacher_data(tm: Any, setup: Any, cfg: Config, spec: StudentSpec, run_dir: 
 
 def _train(student: StudentNet, ema: EMA, opt: torch.optim.Optimizer, trajs: dict[str, Any],
            spec: StudentSpec, grid: list[int], tm: Any, dc: Any, start: int, run_dir: Path,
-           meta: dict[str, Any], dev: torch.device, track: bool) -> dict[str, Any]:
-    """The optimisation loop: log, checkpoint (keeping the last two), final validation."""
+           meta: dict[str, Any], dev: torch.device, track: bool,
+           mode: str | None = None) -> dict[str, Any]:
+    """The optimisation loop: log, checkpoint (keeping the last two), final validation.
+    `mode`: how the step runs (`mtdiff.train.compiled.step_mode`)."""
     states = trajs["train"]["states"]  # (n + 1, N, H, D), CPU
     targets, weights = distill_targets(states, grid, tm.schedule)
     weights = weights.to(dev)
@@ -246,14 +250,15 @@ def _train(student: StudentNet, ema: EMA, opt: torch.optim.Optimizer, trajs: dic
     eval_student = StudentNet(ema.shadow, tm.schedule, spec.param).to(dev)
     first = _validate(tm, eval_student, trajs["val"], spec, dev, dc.seed + 1) if start == 0 \
         else None
+    loss_fn = compile_fn(distill_loss, mode)
     loss_sum, loss_n, t_last = 0.0, 0, time.perf_counter()
     for step in range(start + 1, dc.steps + 1):
         idx = torch.randint(0, N, (min(dc.batch_size, N),), generator=gen)
-        loss = distill_loss(student, states[:, idx].to(dev), targets[:, idx].to(dev), weights,
-                            {k: v[idx].to(dev) for k, v in cond.items()}, grid)
+        loss = loss_fn(student, states[:, idx].to(dev), targets[:, idx].to(dev), weights,
+                       {k: v[idx].to(dev) for k, v in cond.items()}, grid)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        clip_grad_norm(student.parameters(), 1.0, mode is not None)
         opt.step()
         ema.update(student.model)
         loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1

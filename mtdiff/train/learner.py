@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from mtdiff.runtime import matmul_tf32
+from mtdiff.train.compiled import adam, clip_grad_norm, compile_fn, step_mode
 
 if TYPE_CHECKING:
     from mtdiff.config import Config
@@ -58,14 +59,16 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """shadow <- decay * shadow + (1 - decay) * weights (buffers copied)."""
+        """shadow <- decay * shadow + (1 - decay) * weights (buffers copied), as one
+        foreach update over every tensor."""
         model = unwrap(model)
         src = dict(model.named_parameters())
-        for name, p in self.shadow.named_parameters():
-            p.lerp_(src[name].detach().to(p.dtype), 1.0 - self.decay)
-        for (_, b), (_, sb) in zip(model.named_buffers(), self.shadow.named_buffers(),
-                                   strict=True):
-            sb.copy_(b)
+        shadow = [p for _, p in self.shadow.named_parameters()]
+        weights = [src[name].detach().to(p.dtype) for name, p in self.shadow.named_parameters()]
+        torch._foreach_lerp_(shadow, weights, 1.0 - self.decay)
+        pairs = list(zip(self.shadow.buffers(), model.buffers(), strict=True))
+        if pairs:
+            torch._foreach_copy_([sb for sb, _ in pairs], [b for _, b in pairs])
 
 
 class DiffusionLearner:
@@ -77,11 +80,23 @@ class DiffusionLearner:
         self.cfg = cfg
         self.model: nn.Module = setup.model.to(device)
         self.ema = EMA(self.model, cfg.train.ema_decay)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr)
+        self.mode = step_mode(cfg.train.compile, device)
+        self.optimizer = adam(self.model.parameters(), lr=cfg.train.lr,
+                              fast=self.mode is not None)
         self.schedule = setup.schedule.to(device)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                                        enabled=cfg.train.bf16)
         self.tf32 = functools.partial(matmul_tf32, cfg.train.tf32, device)
+        from mtdiff.train.core import loss_settings
+
+        self.settings = loss_settings(self.model, cfg)
+        self.loss = compile_fn(self._loss, self.mode)
+
+    def _loss(self, batch: dict[str, torch.Tensor],
+              draws: dict[str, torch.Tensor]) -> torch.Tensor:
+        from mtdiff.train.core import diffusion_loss_given
+
+        return diffusion_loss_given(self.model, self.schedule, batch, draws, self.settings)
 
     def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """DDP-wrap the noise model (the EMA copy stays local)."""
@@ -89,15 +104,16 @@ class DiffusionLearner:
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One DDPM step (paper eq. 10 / 11)."""
-        from mtdiff.train.core import diffusion_step_loss
+        from mtdiff.train.core import draw_noise
 
         with self.tf32():
+            draws = draw_noise(self.model, self.schedule, batch, self.cfg)
             with self.autocast:
-                loss = diffusion_step_loss(self.model, self.schedule, batch, self.cfg)
+                loss = self.loss(batch, draws)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                       self.cfg.train.grad_clip)
+            grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.train.grad_clip,
+                                       self.mode is not None)
             self.optimizer.step()
             self.ema.update(self.model)
         return {"loss": loss.detach(), "grad_norm": grad_norm.detach()}
