@@ -28,24 +28,48 @@ def fail(message: str) -> NoReturn:
 
 
 def add_config_args(parser: argparse.ArgumentParser, *, default_preset: str | None = "local",
-                    ) -> None:
-    """`--preset NAME` and any number of `--set section.field=value` overrides."""
+                    sections: tuple[str, ...] | None = None) -> None:
+    """`--preset NAME`, any number of `--set section.field=value` overrides and
+    `--print-config`; the help lists the fields of `sections` (all when None) with their
+    comments and defaults."""
     parser.add_argument("--preset", choices=PRESETS, default=default_preset,
                         help=f"configuration preset (default: {default_preset})")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.FIELD=VALUE",
-                        help="override any config field, e.g. --set train.lr=1e-4 (repeatable)")
+                        help="override any config field, e.g. --set train.lr=1e-4 (repeatable); "
+                        "the fields are listed below")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (preset and --set applied) and exit")
+    add_fields_help(parser, sections, preset=default_preset or "local")
+
+
+def add_fields_help(parser: argparse.ArgumentParser, sections: tuple[str, ...] | None,
+                    *, preset: str = "local") -> None:
+    """Append the config fields of `sections` (comments, `preset`'s defaults) to the help."""
+    from mtdiff.config.docs import fields_help
+
+    if parser.formatter_class is argparse.HelpFormatter:  # keep the epilog's lines
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    text = fields_help(get_preset(preset), sections)
+    parser.epilog = f"{parser.epilog}\n\n{text}" if parser.epilog else text
 
 
 def config_from_args(args: argparse.Namespace, preset: str | None = None,
-                     extra: list[str] | None = None) -> Config:
+                     extra: list[str] | None = None, *, final: bool = True) -> Config:
     """The preset with the overrides (then `extra`) applied; a bad value exits with the
-    config's message (exit 2)."""
+    config's message (exit 2). With --print-config, a `final` config is printed and the
+    command exits 0."""
     try:
-        return apply_overrides(get_preset(preset or args.preset),
-                               [*args.overrides, *(extra or [])])
+        cfg = apply_overrides(get_preset(preset or args.preset),
+                              [*args.overrides, *(extra or [])])
     except ConfigError as e:
         fail(f"bad configuration: {e}")
+    if final and getattr(args, "print_config", False):
+        from mtdiff.config.docs import print_config
+
+        print(print_config(cfg))
+        raise SystemExit(0)
+    return cfg
 
 
 def writable_dir(path: str | Path, flag: str = "--out") -> Path:

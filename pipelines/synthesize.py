@@ -1,65 +1,11 @@
-"""Synthesize transitions with a trained MTDiff-S for seen or held-out tasks (paper §5.3).
-
-    python pipelines/synthesize.py --checkpoint CKPT --task box-close-v3 --prompt-episodes 1 \\
-        --num 100000 --out runs/synth/box-close [--combine-with runs/data/metaworld-XXXX]
-
-The output is a dataset of the project's format (source "synthetic", provenance in the
-manifest); --combine-with also writes <out>-augmented: original + synthetic data.
-Sampler settings are the checkpoint's unless overridden, e.g.
-`--set diffusion.sampler=ddim --set diffusion.sample_steps=20 --set diffusion.clip_denoised=false`.
+"""`mtdiff synthesize` as a script, with the same arguments
+(`mtdiff.commands.synthesize`): python pipelines/synthesize.py --help
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, synthesize, optionally combine, print where it went."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--task", nargs="+", required=True, help="task(s) to synthesize for")
-    p.add_argument("--prompt-episodes", type=int, default=1,
-                   help="expert demonstrations the prompt is cut from (paper: 1)")
-    p.add_argument("--num", type=int, required=True, help="transitions per task")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=256, help="sequences denoised together")
-    p.add_argument("--combine-with", help="original dataset to combine with")
-    p.add_argument("--set", dest="overrides", action="append", default=[],
-                   metavar="diffusion.FIELD=VALUE",
-                   help="sampler setting over the checkpoint's (repeatable)")
-    args = p.parse_args(argv)
-
-    from mtdiff.cli import writable_dir
-    from mtdiff.config import ConfigError, apply_overrides
-    from mtdiff.data.reader import verify_checksums
-    from mtdiff.data.schema import DatasetError
-    from mtdiff.synth.stage import combine, run
-    from mtdiff.train.checkpoints import CheckpointError, checkpoint_config
-
-    out_dir = writable_dir(args.out)
-    try:
-        bad = [o for o in args.overrides if not o.startswith("diffusion.")]
-        if bad:
-            raise ValueError(f"--set {bad[0]}: synthesis takes sampler settings only "
-                             "(diffusion.FIELD=VALUE)")
-        dcfg = apply_overrides(checkpoint_config(args.checkpoint), args.overrides).diffusion
-        if args.combine_with:
-            verify_checksums(args.combine_with)  # before any work (it is read at the end)
-        out = run(args.checkpoint, tasks=args.task, num=args.num, out=out_dir,
-                  prompt_episodes=args.prompt_episodes, seed=args.seed, batch=args.batch,
-                  diffusion=dcfg)
-        print(f"synthetic dataset: {out}")
-        if args.combine_with:
-            aug = combine(args.combine_with, out, f"{str(out).rstrip('/')}-augmented")
-            print(f"augmented dataset: {aug}")
-    except (DatasetError, CheckpointError, ConfigError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
+from mtdiff.commands import guarded
+from mtdiff.commands.synthesize import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded(main))
