@@ -232,3 +232,13 @@ def matmul_tf32(enabled: bool, device: Any) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a short clock for progress lines: 45s, 12m05s, 3h07m."""
+    s = max(int(round(seconds)), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"

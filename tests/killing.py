@@ -2,7 +2,7 @@
 
 The run is started with $MTDIFF_TEST_PAUSE_AFTER_<WHAT>=N (shards, checkpoint_step, trials:
 `mtdiff.runtime.pause_for_tests`); polling its progress and killing instead races the
-run's end on a fast machine (issue 14: 8,000 of 8,000 rows written before the poll).
+run's end on a fast machine (8,000 of 8,000 rows can be written before the poll).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The baselines' losses against TorchRL's loss modules on the same batch, weights and
-random stream (issue 12, item 2): BCLoss (MTBC), IQLLoss (MTIQL), CQLLoss (MTCQL), DTLoss
+random stream: BCLoss (MTBC), IQLLoss (MTIQL), CQLLoss (MTCQL), DTLoss
 (MT-DT, Prompt-DT). Our multi-head critics and task-conditioned actors enter TorchRL
 through thin TensorDictModule adapters; its vmap over critics is turned off (a plain loop)
 because a forward pass groups samples by task."""

@@ -1,4 +1,4 @@
-"""The baselines of Table 1 and the U-Net ablation (issue 12): sampler fields, networks,
+"""The baselines of Table 1 and the U-Net ablation: sampler fields, networks,
 policies, checkpoints without pickle, exact resume, and each method trained and evaluated
 through the real entry points (`pipelines/train.py`, `pipelines/evaluate.py`) on a real
 Meta-World dataset. The losses against TorchRL's: tests/test_baseline_losses.py."""
@@ -299,7 +299,7 @@ def local_ray():
 
 # Each case is a Ray Train fit and an evaluation through the real entry points, in one local
 # Ray: measured 27-29 s a case (43 s for the first, which starts Ray) beside a two-actor
-# evaluation on 2 cores, so every method runs in the default suite (issue 12's CI smoke).
+# evaluation on 2 cores, so every method runs in the default suite (CI's smoke).
 @pytest.mark.integration
 @pytest.mark.parametrize("method", ["mtiql", "promptdt", "mtbc", "mtcql", "mtdt",
                                     "mtdiff-p-unet"])

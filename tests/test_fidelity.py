@@ -1,6 +1,6 @@
-"""Fidelity to the paper and the authors' code (issue 11): the planner's return, the
+"""Fidelity to the paper and the authors' code: the planner's return, the
 scripted buffer's order, where prompts are cut, x0-hat clipping, Maze2D layout prompts and
-the synthesis sampler settings. Each test fails on the code before its fix."""
+the synthesis sampler settings. Each test fails when its behaviour is undone."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reliability drills (issue 14) through the real entry points: bad input fails fast with
+"""Reliability drills through the real entry points: bad input fails fast with
 one line and exit code 2, before any Ray work; damaged data is named as damaged; a local
 Ray instance listens on loopback and its processes find it among others."""
 

@@ -157,7 +157,7 @@ def test_task_count_sweep_writes_fig7_records(tmp_path):
     assert bad.returncode == 2 and "not in set(s) ['reach-v3']" in bad.stderr
 
 
-# ------------------------------------------------------------ reliability drills (issue 14)
+# ------------------------------------------------------------------------- reliability drills
 
 
 def _gt(ckpt: str | Path, storage: str | Path, *extra: str, cwd: Path, uri: str,

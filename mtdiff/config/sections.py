@@ -81,8 +81,8 @@ class MetaWorldConfig(_Validated):
     # agent's), so the sub-optimal view (first 50%, paper App. G) is the worse half: the
     # first `scripted_random` of a task's episodes act uniformly at random (SAC's warm-up),
     # the rest are split evenly, in the order given, over these action-noise stds (sized by
-    # `benchmarks/scripted_quality.py`: noise <= 0.5 barely hurts the experts). Before:
-    # scripted_noise=0.0,0.1,0.3,0.5 scripted_random=0.0 (the cleanest half first).
+    # `benchmarks/scripted_quality.py`: noise <= 0.5 barely hurts the experts).
+    # scripted_noise=0.0,0.1,0.3,0.5 scripted_random=0.0 puts the cleanest half first.
     scripted_noise: tuple[float, ...] = (2.0, 1.0, 0.5, 0.2, 0.0)
     scripted_random: float = 0.1
 
@@ -328,7 +328,7 @@ class EvalConfig(_Validated):
     # R_max the planner is asked for, on the checkpoint's return scale (data.return_scale).
     # None (default): that definition's natural target (1.0 on the [0, 1] scales, the
     # training data's largest return for "steps-left"); a value outside the range of
-    # the returns the checkpoint was trained on is an error. Before this option: 1.0.
+    # the returns the checkpoint was trained on is an error.
     target_return: float | None = None
     max_steps: int | None = None  # None: the suite's (500 Meta-World, maze2d.eval_episode_steps)
     num_cpus_per_actor: float = 1.0
