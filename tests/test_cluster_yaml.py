@@ -31,6 +31,14 @@ README = ROOT / "README.md"
 
 CUDA_TORCH = ("pip install --force-reinstall torch==2.13.0 "
               "--index-url https://download.pytorch.org/whl/cu128")
+# The nodes' venv is Python 3.12, so its lock is constraints-py312.txt (.ci/lock); only GPU
+# nodes take the gpu extra (nvidia-ml-py).
+LOCK = "~/mtdiff/constraints-py312.txt"
+PROJECT_INSTALL = {
+    "head": f"pip install -q -c {LOCK} -e ~/mtdiff",
+    "cpu_worker": f"pip install -q -c {LOCK} -e ~/mtdiff",
+    "gpu_worker": f'pip install -q -c {LOCK} -e "$HOME/mtdiff[gpu]"',
+}
 
 
 @pytest.fixture(autouse=True)
@@ -210,7 +218,7 @@ def test_every_node_installs_the_project_and_only_gpu_nodes_cuda_torch() -> None
     }
     for name, cmds in commands.items():
         text = "\n".join(cmds)
-        assert "pip install -q -e ~/mtdiff" in text, name
+        assert PROJECT_INSTALL[name] in text, name
         assert "python3.12 -m venv ~/venv" in text, name
         # /shared: the head exports it, every worker mounts it from $RAY_HEAD_IP
         if name == "head":
@@ -221,10 +229,53 @@ def test_every_node_installs_the_project_and_only_gpu_nodes_cuda_torch() -> None
     gpu = "\n".join(commands["gpu_worker"])
     assert CUDA_TORCH in gpu
     # the CUDA build goes in before the project, so pip keeps it
-    assert gpu.index(CUDA_TORCH) < gpu.index("pip install -q -e ~/mtdiff")
+    assert gpu.index(CUDA_TORCH) < gpu.index(PROJECT_INSTALL["gpu_worker"])
     for name in ("head", "cpu_worker"):
         assert "cu128" not in "\n".join(commands[name]), name
         assert "whl/cpu" in "\n".join(commands[name]), name
+
+
+def _pip_installs(commands: list[str]) -> list[str]:
+    """Each `pip install ...` of the commands, up to the next `&&`, `||` or `;`."""
+    return [m.group(0).strip() for c in commands
+            for m in re.finditer(r"pip install\b[^&|;]*", c)]
+
+
+def test_every_pip_install_goes_through_the_lock_for_the_nodes_python() -> None:
+    """Exact versions on the cluster: every pip install takes the 3.12 lock, except pip's
+    own upgrade and torch's build from PyTorch's index (the lock's `torch==2.13.0` then
+    accepts it). The lock is the one for the venv's Python and reaches the nodes."""
+    config = load()
+    view = autoscaler_view(config)
+    commands = {
+        "head": view.get_head_setup_commands(),
+        "gpu_worker": view.get_worker_setup_commands("gpu_worker"),
+        "cpu_worker": view.get_worker_setup_commands("cpu_worker"),
+    }
+    for name, cmds in commands.items():
+        installs = _pip_installs(cmds)
+        assert installs, name
+        for install in installs:
+            if install == "pip install -q -U pip":
+                continue
+            if "--index-url https://download.pytorch.org/whl/" in install:
+                assert re.search(r"\btorch==2\.13\.0 ", install), install
+                continue
+            assert f"-c {LOCK} " in install, f"{name}: not through the lock: {install}"
+        assert sum("-e " in i for i in installs) == 1, name
+        assert PROJECT_INSTALL[name] in installs, name
+    # the venv's Python and the lock's agree, and the lock is a file that rsync uploads
+    assert re.search(r"\bpython3\.12 -m venv ~/venv\b", "\n".join(commands["head"]))
+    lock = ROOT / Path(LOCK).name
+    assert lock.is_file()
+    assert re.match(r"# Lock for Python 3\.12 ", lock.read_text())
+    assert config["file_mounts"] == {"~/mtdiff": "."}
+    assert config["rsync_filter"] == [".gitignore"]
+    git = shutil.which("git")
+    if git is not None and (ROOT / ".git").exists():
+        ignored = subprocess.run([git, "-C", str(ROOT), "check-ignore", "-q", lock.name],
+                                 capture_output=True)
+        assert ignored.returncode == 1, "the lock is gitignored, so rsync would not upload it"
 
 
 def test_mlflow_server_runs_on_the_head_and_every_node_gets_its_address() -> None:
