@@ -3,6 +3,7 @@ and the report): every path a reproduction writes, by what made it.
 
     <out>/data/<suite>-<hash>/                       datasets (`Config.collection_hash`)
     <out>/data/metaworld-single-<task>-<hash>/       one task's subset (Fig. 6)
+    <out>/data/metaworld-<set>-<hash>/               a task set's subset (Fig. 7)
     <out>/train/<suite>/train-<kind>-<hash>/         Ray Train runs (`train.stage.run_name`)
     <out>/eval/<suite>-<train run>-<hash>/           evaluations (eval-<suite>.json, plots)
     <out>/reference/<suite>-<hash>/                  reference rows (reference-<suite>.json)
@@ -13,7 +14,7 @@ and the report): every path a reproduction writes, by what made it.
     <out>/report/                                    report.md, results.json, CSVs, plots
     <out>/jobs/<job>.json                            each job's record (state, result, node)
     <out>/logs/<job>.log                             each job's output
-    <out>/graph.json                                 the job graph of the last run
+    <out>/graph.json                                 the job graph (at the start, then per job)
 
 Each folder is named by the content hash of exactly the config that made it, so a
 changed setting makes a new folder and an unchanged one is found again (a rerun skips
@@ -63,6 +64,14 @@ class Layout:
 
         h = subset_hash(source_hash, [task])[-12:]
         return self.out / "data" / f"metaworld-single-{task}-{h}"
+
+    def task_set(self, source_hash: str, name: str, tasks: list[str],
+                 prompt_tasks: list[str]) -> Path:
+        """Task set `name`'s subset of a dataset, with `prompt_tasks`' prompts (Fig. 7)."""
+        from mtdiff.data.subset import subset_hash
+
+        h = subset_hash(source_hash, tasks, prompt_tasks)[-12:]
+        return self.out / "data" / f"metaworld-{name}-{h}"
 
     # --- training -----------------------------------------------------------------------
     def train_root(self, suite: str) -> Path:

@@ -42,6 +42,9 @@ class Method:
     # A student of another method's trained model (its `distill` job follows the teacher's
     # training job, `mtdiff.train.distill`), instead of a training job of its own.
     teacher: str | None = None
+    # Its training leaves a GPU mostly idle (small MLPs: the step is kernel launches and
+    # Python): on a GPU cluster it takes `experiment.gpu_share_baseline` of one.
+    host_bound: bool = False
 
     @property
     def diffusion(self) -> bool:
@@ -70,14 +73,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     # ones on Meta-World; Prompt-DT also on Maze2D (paper Figs. 4, 5: training and unseen
     # maps against MTDiff-P).
     *(Method(name, name, label, fields=fields, learner=f"mtdiff.baselines.{name}:{cls}",
-             policy=f"mtdiff.baselines.{name}:policy_from_checkpoint", suites=suites)
-      for name, label, fields, cls, suites in (
-          ("mtbc", "MTBC", "qlearning", "MTBCLearner", ("metaworld",)),
-          ("mtiql", "MTIQL", "qlearning", "MTIQLLearner", ("metaworld",)),
-          ("mtcql", "MTCQL", "qlearning", "MTCQLLearner", ("metaworld",)),
-          ("mtdt", "MTDT", "sequence", "MTDTLearner", ("metaworld",)),
+             policy=f"mtdiff.baselines.{name}:policy_from_checkpoint", suites=suites,
+             host_bound=mlp)
+      for name, label, fields, cls, suites, mlp in (
+          ("mtbc", "MTBC", "qlearning", "MTBCLearner", ("metaworld",), True),
+          ("mtiql", "MTIQL", "qlearning", "MTIQLLearner", ("metaworld",), True),
+          ("mtcql", "MTCQL", "qlearning", "MTCQLLearner", ("metaworld",), True),
+          ("mtdt", "MTDT", "sequence", "MTDTLearner", ("metaworld",), False),
           ("promptdt", "PromptDT", "sequence", "PromptDTLearner",
-           ("metaworld", "maze2d", "cheetah-vel", "ant-dir")))),
+           ("metaworld", "maze2d", "cheetah-vel", "ant-dir"), False))),
 )}
 
 

@@ -110,8 +110,10 @@ def test_worker_cpus_come_from_the_largest_node_never_the_cluster_total():
     gpu = ClusterInfo([{"CPU": 8.0}, {"CPU": 4.0, "GPU": 1.0}])
     jobs = _jobs("smoke", cluster=gpu)
     train = next(j for j in jobs if j.kind == "train")
-    assert train.inner["GPU"] == 1.0 and train.inner["CPU"] == 2.0
-    assert next(j for j in jobs if j.kind == "synthesize").resources["GPU"] == 1.0
+    assert train.inner["CPU"] == 2.0
+    assert train.inner["GPU"] == 0.5  # smoke's 8 windows a step: a small-batch share
+    # synthesis shares a GPU (`experiment.gpu_share_synthesize`; tests/test_gpu_share.py)
+    assert 0 < next(j for j in jobs if j.kind == "synthesize").resources["GPU"] < 1.0
     ev = next(j for j in jobs if j.kind == "evaluate")
     assert ev.inner["GPU"] > 0 and ev.cfg.eval.num_gpus_per_actor > 0  # planning on GPUs
     cpu_ev = next(j for j in _jobs("smoke") if j.name == ev.name)
@@ -192,3 +194,31 @@ def test_mujoco_batch_applies_to_cheetah_and_ant_trainings_only():
     assert plain["train/cheetah-vel/mtdiff-p/s0"].cfg.data.batch_per_task == 4
     other = {j.name: j for j in _jobs("local", *over, "experiment.mujoco_batch_per_task=16")}
     assert other["train/cheetah-vel/mtdiff-p/s0"].key != jobs["train/cheetah-vel/mtdiff-p/s0"].key
+
+
+def test_paper_maze2d_trains_2e5_steps_at_batch_512_other_presets_as_before():
+    jobs = {j.name: j for j in _jobs("paper")}
+    for m in ("mtdiff-p", "promptdt"):  # "each baseline has the same batch size and steps"
+        cfg = jobs[f"train/maze2d/{m}/s0"].cfg
+        windows = cfg.data.batch_per_task * len(cfg.maze2d.train_maps)
+        assert (windows, cfg.train.steps) == (512, 200_000)  # paper App. D
+    mw = jobs["train/metaworld/mtdiff-p/near-optimal/s0"].cfg
+    assert (mw.data.batch_per_task, mw.train.steps) == (8, 2_000_000)  # App. A: 400 x 2e6
+    for preset in ("local", "smoke"):
+        p = get_preset(preset)
+        maze = next(j for j in _jobs(preset) if j.name == "train/maze2d/mtdiff-p/s0").cfg
+        assert (maze.data.batch_per_task, maze.train.steps) == (p.data.batch_per_task,
+                                                                p.train.steps)
+
+
+def test_intermediate_td3bc_episodes_reach_td3bc_jobs_only_and_only_when_fewer():
+    base = {j.name: j.key for j in _jobs("smoke", "offline.eval_episodes=4")}
+    same = {j.name: j.key for j in _jobs("smoke", "offline.eval_episodes=4",
+                                         "offline.eval_episodes_intermediate=9")}
+    assert same == base  # at least the last evaluation's count: the runs are as they were
+    fewer = {j.name: j.key for j in _jobs("smoke", "offline.eval_episodes=4",
+                                          "offline.eval_episodes_intermediate=2")}
+    changed = {n for n in base if fewer[n] != base[n]}
+    assert changed and all(n.startswith(("offline/", "quality/")) or n == "report"
+                           for n in changed), changed
+    assert all(fewer[n] == base[n] for n in base if n.startswith("synthesize/"))

@@ -127,3 +127,24 @@ def test_run_td3bc_logs_to_active_mlflow_run(reach: Transitions, tmp_path) -> No
                                                       "td3bc/rad/critic_loss")] == [5, 10, 15, 20]
     # Without an active run nothing is logged and nothing fails.
     assert run_td3bc(reach, "reach-v3", TINY, max_episode_steps=5).curve[-1]["step"] == 20
+
+
+def test_intermediate_evaluations_use_fewer_episodes_the_last_keeps_its_count(
+        reach: Transitions, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mtdiff.offline.run as run_mod
+
+    asked: list[int] = []
+
+    def counting(*args, episodes: int, **kw):
+        asked.append(episodes)
+        return evaluate_policy(*args, episodes=episodes, **kw)
+
+    monkeypatch.setattr(run_mod, "evaluate_policy", counting)
+    cfg = OfflineConfig(hidden=64, batch_size=64, steps=30, eval_every=10, eval_episodes=3,
+                        eval_episodes_intermediate=1, eval_envs=2)
+    res = run_td3bc(reach, "reach-v3", cfg, max_episode_steps=5)
+    assert asked == [1, 1, 3]  # steps 10 and 20: the curve; step 30: the result
+    assert [p["episodes"] for p in res.curve] == [1.0, 1.0, 3.0]
+    asked.clear()  # never more than the last evaluation's count
+    run_td3bc(reach, "reach-v3", TINY, max_episode_steps=5)
+    assert asked == [2, 2]

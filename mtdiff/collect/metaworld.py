@@ -363,9 +363,12 @@ def log_sac_runs(cfg: Config, root: str | Path) -> None:
 
     from mtdiff import tracking
     from mtdiff.envs.metaworld import resolve_tasks
+    from mtdiff.tracking.remote import live_children
 
     histories = sac_histories(root, resolve_tasks(cfg.metaworld.tasks))
     for task, hist in histories.items():
+        if live_children("task", task):  # its task logged the curve while training
+            continue
         with tracking.nested_run(f"sac-{task}", stage="collect-sac", task=task,
                                  backend=cfg.sac.backend, dataset_path=root):
             for h in hist:

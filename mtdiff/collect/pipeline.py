@@ -107,6 +107,7 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
     from tqdm import tqdm
 
     from mtdiff.runtime import init_ray
+    from mtdiff.tracking import remote as tracking_remote
 
     root = Path(out)
     chash = cfg.collection_hash(suite)
@@ -126,12 +127,14 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
     plan = _plan(cfg, suite)
     init_ray()
     remote = ray.remote(_run_job)
+    live = tracking_remote.active_spec()  # tasks log their curves live under this run
     refs, by_task = {}, {}
     for job in plan.jobs:
         deps = [by_task[t] for t in job.after]  # resolved by Ray before the job starts
         ref = remote.options(num_cpus=cfg.collect.num_cpus_per_task,
                              num_gpus=cfg.collect.num_gpus_per_task if job.rows else 0,
-                             name=f"collect:{suite}:{job.task}").remote(job, cfg, str(root), *deps)
+                             name=f"collect:{suite}:{job.task}").remote(job, cfg, str(root), live,
+                                                                          *deps)
         refs[ref], by_task[job.task] = job, ref
     total = sum(j.rows for j in plan.jobs)
     data_jobs = [j for j in plan.jobs if j.rows]
@@ -172,8 +175,11 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
     return root
 
 
-def _run_job(job: TaskJob, cfg: Config, root: str, *_after: Any) -> np.ndarray:
+def _run_job(job: TaskJob, cfg: Config, root: str, live: dict[str, str] | None,
+             *_after: Any) -> np.ndarray:
     from mtdiff.runtime import set_torch_threads
+    from mtdiff.tracking.remote import live_parent
 
     set_torch_threads(1)
-    return job.fn(job, cfg, root)
+    with live_parent(live):
+        return job.fn(job, cfg, root)

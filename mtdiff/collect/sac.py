@@ -291,6 +291,27 @@ class SACAgent:
 # ----------------------------------------------------------------------------------------
 
 
+def curve_metrics(point: dict[str, float], suite: str) -> dict[str, float]:
+    """One evaluation point (`SACTaskRun.log_eval`) as MLflow metrics: ``eval_return``,
+    ``eval_success`` (Meta-World only: the MuJoCo suites define no success),
+    ``steps_per_s`` and the losses; the names the after-the-fact curves use
+    (`metaworld.log_sac_runs`, `mujoco.log_sac_curves`)."""
+    return {f"eval_{k}" if k in ("return", "success") else k: float(v)
+            for k, v in point.items()
+            if k != "step" and not (k == "success" and suite != "metaworld")}
+
+
+def final_metrics(history: list[dict[str, float]], suite: str) -> dict[str, float]:
+    """A finished curve's summary: final success (Meta-World), else first and final
+    return."""
+    if not history:
+        return {}
+    if suite == "metaworld":
+        return {"final_eval_success": float(history[-1]["success"])}
+    return {"final_eval_return": float(history[-1]["return"]),
+            "first_eval_return": float(history[0]["return"])}
+
+
 def make_agent(cfg: Config, obs_dim: int, act_dim: int, seed: int) -> SACAgent:
     """A fresh agent with `cfg.sac`'s hyper-parameters (CUDA when Ray gave us a GPU)."""
     sc = cfg.sac
@@ -311,6 +332,7 @@ def collect_task_lean(task: str, cfg: Config, root: str, seed: int,
     import time
 
     from mtdiff.collect.metaworld import EpisodeRecorder, SACTaskRun, evaluate
+    from mtdiff.tracking.remote import LiveChild
 
     run = SACTaskRun(task, cfg, root, seed, env=env_spec)
     if run.done:
@@ -335,29 +357,39 @@ def collect_task_lean(task: str, cfg: Config, root: str, seed: int,
     env = spec.make(task, seed)
     clock, clock_steps = time.perf_counter(), run.steps
     losses: dict[str, torch.Tensor] = {}
-    while run.steps < run.total:
-        n = min(T, run.total - run.steps)  # the last episode may be cut by the budget
-        rec = EpisodeRecorder(n, obs_dim, act_dim)
-        obs, _ = env.reset(seed=run.episode_seed())
-        for t in range(n):
-            step = run.steps + t  # env steps taken before this one
-            action = agent.random_action() if step < starts else agent.act(obs)
-            next_obs, reward, term, trunc, info = env.step(action)
-            rec.add(obs, action, float(reward), term, trunc or t == n - 1,
-                    bool(info.get("success", False)))
-            buffer.add(obs, action, float(reward), next_obs, term)
-            if step + 1 >= starts and buffer.size >= sc.batch_size:
-                for _ in range(sc.updates_per_step):
-                    losses = agent.update(buffer)
-            obs = next_obs
-            if (step + 1) % sc.eval_every == 0:
-                sps = (step + 1 - clock_steps) / (time.perf_counter() - clock)
-                ret, succ = evaluate(lambda o: agent.act(o, deterministic=True), task, cfg,
-                                     seed, (step + 1) // sc.eval_every, spec)
-                run.log_eval(step + 1, ret, succ, sps,
-                             **{k: float(v) for k, v in losses.items()})  # one sync
-                clock, clock_steps = time.perf_counter(), step + 1  # eval time excluded
-            if term:
-                break
-        run.end_episode(rec.episode(), obs, save)
+    # The curve goes to MLflow as it is measured (a child run of the collect job's run);
+    # a run resumed from a checkpoint starts its child run with the committed points.
+    with LiveChild(f"sac-{task}", key={"stage": "collect-sac", "task": task},
+                   tags={"suite": spec.suite, "backend": "lean", "dataset_path": root}
+                   ) as curve:
+        if not curve.resumed:
+            for h in run.history:
+                curve.log(curve_metrics(h, spec.suite), step=int(h["step"]))
+        while run.steps < run.total:
+            n = min(T, run.total - run.steps)  # the last episode may be cut by the budget
+            rec = EpisodeRecorder(n, obs_dim, act_dim)
+            obs, _ = env.reset(seed=run.episode_seed())
+            for t in range(n):
+                step = run.steps + t  # env steps taken before this one
+                action = agent.random_action() if step < starts else agent.act(obs)
+                next_obs, reward, term, trunc, info = env.step(action)
+                rec.add(obs, action, float(reward), term, trunc or t == n - 1,
+                        bool(info.get("success", False)))
+                buffer.add(obs, action, float(reward), next_obs, term)
+                if step + 1 >= starts and buffer.size >= sc.batch_size:
+                    for _ in range(sc.updates_per_step):
+                        losses = agent.update(buffer)
+                obs = next_obs
+                if (step + 1) % sc.eval_every == 0:
+                    sps = (step + 1 - clock_steps) / (time.perf_counter() - clock)
+                    ret, succ = evaluate(lambda o: agent.act(o, deterministic=True), task, cfg,
+                                         seed, (step + 1) // sc.eval_every, spec)
+                    run.log_eval(step + 1, ret, succ, sps,
+                                 **{k: float(v) for k, v in losses.items()})  # one sync
+                    curve.log(curve_metrics(run.history[-1], spec.suite), step=step + 1)
+                    clock, clock_steps = time.perf_counter(), step + 1  # eval time excluded
+                if term:
+                    break
+            run.end_episode(rec.episode(), obs, save)
+        curve.log(final_metrics(run.history, spec.suite))
     env.close()

@@ -47,6 +47,34 @@ class ExperimentConfig(_Validated):
     # Those suites have few training tasks where a preset has few (2 at `local`: batch 16 at
     # M = 8), so a preset can give them more samples per step without raising Meta-World's.
     mujoco_batch_per_task: int | None = None
+    # Maze2D's trainings (MTDiff-P and Prompt-DT): windows per map and gradient steps (None:
+    # data.batch_per_task, train.steps). Paper App. D: "After training with 512 batch size
+    # for 2e5 gradient steps" -- 64 per map over the 8 training maps. `local` and `smoke`
+    # size Maze2D as every other suite (None).
+    maze2d_batch_per_task: int | None = 64
+    maze2d_steps: int | None = 200_000
+    # GPU share per job of the jobs that leave a GPU mostly idle (a GPU cluster only; on a
+    # CPU cluster no job asks for a GPU). Their time goes to the host: environment steps,
+    # Python and kernel launches of small models. Several then run on one GPU, each in its
+    # own process, instead of one holding a whole GPU. Trainings of the diffusion models
+    # and the DTs at `small_batch` windows or more keep a whole GPU per worker.
+    # Evaluations: per Ray task of an evaluation (a batch of environments and its planner);
+    # eval.num_gpus_per_actor, when set, wins.
+    gpu_share_evaluate: float = 0.25
+    # Synthesis: one MTDiff-S sampling 256 sequences at a time, then writing Parquet.
+    gpu_share_synthesize: float = 0.5
+    # TD3-BC (offline RL): 256-wide MLPs at batch 256, and its evaluations on the CPU.
+    gpu_share_offline: float = 0.25
+    # Trainings of the MLP baselines (MTBC, MTIQL, MTCQL): 3-layer MLPs at MTDiff's batch.
+    gpu_share_baseline: float = 0.25
+    # Trainings of fewer than `small_batch` windows per step (data.batch_per_task x training
+    # tasks), e.g. Fig. 7's 10-task MTDiff-S (80 windows at M = 8): a step costs about as
+    # many kernel launches as at the paper's 400 windows, for a fifth of the work.
+    gpu_share_small_train: float = 0.5
+    # 128: a third of the paper's Meta-World batch (400 = 8 x 50 tasks), below which a
+    # training is "small"; benchmarks/gpu_share.py measures the summed samples/s of 1, 2
+    # and 4 trainings sharing a GPU at a given batch.
+    small_batch: int = 128
 
     def method_names(self) -> list[str]:
         """The methods the grid runs: `methods`, or all of them with grid="full"."""
@@ -71,8 +99,14 @@ class ExperimentConfig(_Validated):
                f"{', '.join(orphans)} distil(s) a teacher the grid does not train; add the "
                "teacher to experiment.methods")
         _check(len(self.seeds) > 0, "ExperimentConfig.seeds", "needs at least one seed")
-        if self.mujoco_batch_per_task is not None:
-            _positive(self, "mujoco_batch_per_task")
+        for name in ("mujoco_batch_per_task", "maze2d_batch_per_task", "maze2d_steps"):
+            if getattr(self, name) is not None:
+                _positive(self, name)
+        for name in ("gpu_share_evaluate", "gpu_share_synthesize", "gpu_share_offline",
+                     "gpu_share_baseline", "gpu_share_small_train"):
+            _check(0.0 < getattr(self, name) <= 1.0, f"ExperimentConfig.{name}",
+                   f"a share of one GPU, in (0, 1]; got {getattr(self, name)} (1 = a whole GPU)")
+        _positive(self, "small_batch")
         _check(len(set(self.seeds)) == len(self.seeds), "ExperimentConfig.seeds",
                f"seeds repeat: {self.seeds}")
         _check(all(v in ("near-optimal", "sub-optimal") for v in self.views),

@@ -113,7 +113,8 @@ def local() -> Config:
         experiment=ExperimentConfig(suites=("maze2d", "metaworld"),
                                     methods=("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s"),
                                     views=("near-optimal",), seeds=(0,), task_counts=(),
-                                    mujoco_batch_per_task=32),
+                                    mujoco_batch_per_task=32, maze2d_batch_per_task=None,
+                                    maze2d_steps=None),
     )
 
 
@@ -157,7 +158,8 @@ def smoke() -> Config:
         # Two seeds so the grid (and the report's spread over seeds) is exercised.
         experiment=ExperimentConfig(suites=("maze2d", "metaworld"),
                                     methods=("mtdiff-p", "mtdiff-p-onehot", "mtdiff-s"),
-                                    views=("near-optimal",), seeds=(0, 1), task_counts=()),
+                                    views=("near-optimal",), seeds=(0, 1), task_counts=(),
+                                    maze2d_batch_per_task=None, maze2d_steps=None),
     )
 
 

@@ -1,10 +1,12 @@
 """A dataset made of some of another dataset's tasks.
 
 Used to train a model on fewer tasks than were collected (MTDiff-S-single of Fig. 6: one
-task's data) without collecting again. The selected tasks' shards and indexes are copied
-as they are (checksums stay valid), their prompt sets kept, and a new manifest written
-last with the subset's own normalisation statistics: a model trained on the subset
-normalises with the statistics of what it saw, as if the subset had been collected alone.
+task's data; Fig. 7's task sets) without collecting again. The selected tasks' shards and
+indexes are copied as they are (checksums stay valid), their prompt sets kept (and those
+of `prompt_tasks`, prompts without data, as a collection keeps its held-out tasks'), and
+a new manifest written last with the subset's own normalisation statistics: a model
+trained on the subset normalises with the statistics of what it saw, as if the subset had
+been collected alone.
 
     python pipelines/dataset.py subset SRC --tasks push-v3 --out DIR
 """
@@ -12,7 +14,9 @@ normalises with the statistics of what it saw, as if the subset had been collect
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mtdiff.data.prompts import load_prompts, write_prompts
 from mtdiff.data.reader import check_tasks, read_manifest
@@ -22,26 +26,38 @@ from mtdiff.data.writer import MANIFEST, finalize_dataset, task_dir
 PARTIAL = ".subset-partial"  # marks a folder this module is still writing
 
 
-def subset_hash(source_hash: str, tasks: list[str]) -> str:
-    """The subset's `config_hash`: the source's plus the chosen tasks (order-free)."""
+def subset_hash(source_hash: str, tasks: list[str], prompt_tasks: Sequence[str] = ()) -> str:
+    """The subset's `config_hash`: the source's plus the chosen tasks and prompt-only
+    tasks (order-free)."""
     from mtdiff.config import config_hash
 
-    return f"subset-{source_hash}-{config_hash(sorted(tasks))}"
+    chosen = [sorted(tasks), sorted(prompt_tasks)] if prompt_tasks else sorted(tasks)
+    return f"subset-{source_hash}-{config_hash(chosen)}"
 
 
-def write_subset(src: str | Path, out: str | Path, tasks: list[str]) -> Path:
-    """Write the dataset of `tasks` from `src` into `out`; returns `out`.
+def write_subset(src: str | Path, out: str | Path, tasks: list[str],
+                 prompt_tasks: Sequence[str] = ()) -> Path:
+    """Write the dataset of `tasks` from `src` into `out`, with the prompts of `tasks`
+    and of `prompt_tasks` (tasks of `src` with prompts: no data is copied for them);
+    returns `out`. The statistics are accumulated in the order of `tasks`, as a
+    collection of `tasks` accumulates them.
 
     Idempotent: a finished subset of the same source and tasks is returned as it is; a
     folder left by a killed call (marked `.subset-partial`) is started over. Raises
-    DatasetError for unknown tasks or when `out` holds something else.
+    DatasetError for unknown tasks, prompt tasks without prompts, or when `out` holds
+    something else.
     """
     src, out = Path(src), Path(out)
     man = read_manifest(src)
     if not tasks:
         raise DatasetError(f"a subset of {src} needs at least one task")
     check_tasks(tasks, list(man["tasks"]), str(src))
-    want = subset_hash(man["config_hash"], tasks)
+    prompts = load_prompts(src)
+    missing = [t for t in prompt_tasks if t not in prompts]
+    if missing:
+        raise DatasetError(f"{src} has no prompts of {missing} (its prompt tasks: "
+                           f"{sorted(prompts)}); a subset keeps only prompts it has")
+    want = subset_hash(man["config_hash"], tasks, prompt_tasks)
     if (out / MANIFEST).exists():
         have = read_manifest(out).get("config_hash")
         if have == want:
@@ -56,12 +72,15 @@ def write_subset(src: str | Path, out: str | Path, tasks: list[str]) -> Path:
     for task in tasks:
         shutil.copytree(task_dir(src, task), task_dir(out, task))
     entry = man["tasks"][tasks[0]]
-    prompts = load_prompts(src)
-    write_prompts(out, {t: prompts[t] for t in tasks if t in prompts}, int(entry["obs_dim"]),
-                  int(entry["act_dim"]))
+    kept = {t: prompts[t] for t in [*tasks, *prompt_tasks] if t in prompts}
+    write_prompts(out, kept, int(entry["obs_dim"]), int(entry["act_dim"]))
+    extra: dict[str, Any] = {"prompt_tasks": sorted(kept)}
+    if "details" in man:  # the collector's, for these tasks
+        extra["details"] = {**man["details"], "tasks": list(tasks),
+                            "heldout_prompt_tasks": [t for t in prompt_tasks if t not in tasks]}
     finalize_dataset(out, suite=man["suite"], source=man.get("source", "unknown"), tasks=tasks,
                      config={"subset_of": str(src.resolve()), "source_hash": man["config_hash"],
-                             "tasks": tasks},
-                     config_hash=want)
+                             "tasks": tasks, "prompt_tasks": list(prompt_tasks)},
+                     config_hash=want, extra=extra)
     (out / PARTIAL).unlink()
     return out

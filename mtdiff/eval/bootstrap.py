@@ -96,3 +96,23 @@ def outcomes_from_episodes(records: list[dict[str, Any]], seed: Any, *, key: str
             continue
         tasks.setdefault(str(r[key]), []).extend(float(s) for s in r["success"])
     return {seed: {t: np.asarray(v) for t, v in tasks.items()}}
+
+
+def episode_intervals(records: list[dict[str, Any]], *, key: str = "task") -> dict[str, float]:
+    """The interval of an evaluation's success rate and average return, from its per-job
+    records (one training seed, so over its episodes: resampled within each task, pooled
+    over evaluation seeds, percentile bootstrap as `success_ci`):
+    ``{"success_ci_low", "success_ci_high", "return_ci_low", "return_ci_high"}``, in the
+    records' scale; no success bounds where the suite defines no success (None)."""
+    success: dict[str, list[float]] = {}
+    returns: dict[str, list[float]] = {}
+    for r in records:
+        returns.setdefault(str(r[key]), []).extend(float(x) for x in r["returns"])
+        if r.get("success") is not None:
+            success.setdefault(str(r[key]), []).extend(float(x) for x in r["success"])
+    out: dict[str, float] = {}
+    for name, strata in (("success", success), ("return", returns)):
+        if sum(len(v) for v in strata.values()) >= 2:
+            lo, hi = stats.stratified_bootstrap_ci(list(strata.values()))
+            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = lo, hi
+    return out

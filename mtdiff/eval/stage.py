@@ -12,6 +12,7 @@ from mtdiff.config import Config, DiffusionConfig, EvalConfig, config_hash, from
 from mtdiff.config.suites import MUJOCO_SUITES, section_name
 from mtdiff.data.io import atomic_write_json
 from mtdiff.data.windows import checkpoint_return_info, resolve_target
+from mtdiff.eval.bootstrap import episode_intervals
 from mtdiff.eval.state_use import check_checkpoint
 from mtdiff.eval.state_use import metrics as state_use_metrics
 from mtdiff.eval.suites import EvalJob, run_job, summarize
@@ -204,14 +205,15 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     summary: dict[str, Any] = {"suite": suite, "checkpoint": str(ckpt), "wall_seconds": wall,
                                "method": method.name, "diffusion": to_dict(dcfg),
                                "eval": to_dict(ecfg), "target_return": target,
-                               "all": summarize(own), "state_use": state_use}
+                               "all": {**summarize(own), **episode_intervals(own)},
+                               "state_use": state_use}
     for group in ("train", "unseen", "heldout"):
         sel = [r for r in own if r.get("group") == group]
         if sel:
-            summary[group] = summarize(sel)
+            summary[group] = {**summarize(sel), **episode_intervals(sel)}
     wrong = [r for r in results if r.get("prompt") == "wrong"]
     if wrong:
-        summary["unseen_wrong_prompt"] = summarize(wrong)
+        summary["unseen_wrong_prompt"] = {**summarize(wrong), **episode_intervals(wrong)}
     # Throughput of the jobs this call ran (a resumed evaluation's wall time excludes the
     # jobs it took from disk); how many it took is in the summary.
     summary["reused_jobs"] = len(jobs) - len(todo)
@@ -293,10 +295,14 @@ def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path], out: Path,
                    "env_steps_per_s": summary["env_steps_per_s"],
                    "wall_seconds": summary["wall_seconds"],
                    "compile_seconds": summary["all"].get("compile_seconds", 0.0)}
+        # 95% intervals over this seed's episodes (`bootstrap.episode_intervals`)
+        bounds = [f"{m}_ci_{b}" for m in ("success", "return") for b in ("low", "high")]
+        metrics.update({k: summary["all"].get(k) for k in bounds})
         for group in ("train", "unseen", "heldout", "unseen_wrong_prompt"):
             if group in summary:
                 metrics[f"{group}_success_mean"] = summary[group]["success_mean"]
                 metrics[f"{group}_return_mean"] = summary[group]["return_mean"]
+                metrics.update({f"{group}_{k}": summary[group].get(k) for k in bounds})
         for t, v in summary["all"]["tasks"].items():
             metrics[f"success/{Path(t).stem}"] = v["success_mean"]
             metrics[f"return/{Path(t).stem}"] = v["return_mean"]

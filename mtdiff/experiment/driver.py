@@ -1,6 +1,7 @@
 """The reproduction's driver: build the graph, check it fits the cluster, run it, report.
 
     run(cfg, out=..., plan_only=False)     (what `pipelines/full_repro.py` calls)
+    plan(cfg, out=..., cluster_file=..., calibration=...)   (--plan: the jobs and their cost)
 
 On a cluster of several nodes the output folder must be one filesystem every node sees:
 the driver writes a marker and a task pinned to each node reads it back, and a folder
@@ -16,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config
+from mtdiff.experiment.clusters import load_cluster
+from mtdiff.experiment.cost import Estimate, estimate, format_estimate, human_s
 from mtdiff.experiment.grid import ClusterInfo, build_jobs
 from mtdiff.experiment.jobs import Job, done_result
+from mtdiff.experiment.rates import default_calibration, load_calibration
 from mtdiff.layout import Layout
 
 
@@ -26,15 +30,28 @@ class GraphError(ValueError):
     cannot see); the message names the problem and the fix."""
 
 
-def plan_rows(jobs: list[Job], out: str | Path) -> list[dict[str, Any]]:
-    """The --plan view: each job's description and state ("done" / "pending")."""
+def plan_rows(jobs: list[Job], out: str | Path, est: Estimate | None = None
+              ) -> list[dict[str, Any]]:
+    """The --plan view: each job's description and state ("done" / "pending"), and with
+    an estimate its cost: ``estimated_s`` (wall seconds alone on the cluster's resources,
+    None where it cannot run) and ``cost`` (its place in the simulated schedule, the
+    core- and GPU-hours it reserves, what it counted)."""
     lay = Layout.at(out)
-    return [{**j.describe(), "state": "done" if done_result(j, lay.job_record(j.name))
+    rows = [{**j.describe(), "state": "done" if done_result(j, lay.job_record(j.name))
              is not None else "pending"} for j in jobs]
+    for r in rows if est is not None else []:
+        c = est.jobs[r["name"]]
+        r["estimated_s"] = None if c.seconds is None else round(c.seconds, 2)
+        r["cost"] = {"start_s": c.start_s, "end_s": c.end_s,
+                     "core_hours": round(c.cpu_s / 3600, 5),
+                     "gpu_hours": round(c.gpu_s / 3600, 5), **c.detail,
+                     **({"problem": c.problem} if c.problem else {})}
+    return rows
 
 
 def format_plan(rows: list[dict[str, Any]]) -> str:
-    """One line per job: state, name, resources, dependencies."""
+    """One line per job: state, name, resources, dependencies (and its estimated time
+    when the rows carry one)."""
     lines = []
     for r in rows:
         res = ", ".join(f"{k}={v:g}" for k, v in r["resources"].items() if k != "inner")
@@ -44,7 +61,9 @@ def format_plan(rows: list[dict[str, Any]]) -> str:
                 f"{k}={v:g}" for k, v in inner.items() if v) + ")"
         deps = ", ".join(r["deps"]) if len(r["deps"]) <= 3 else \
             f"{', '.join(r['deps'][:2])}, ... ({len(r['deps'])} jobs)"
-        lines.append(f"{r['state']:<8} {r['name']:<52} [{res or 'CPU=0'}]  <- {deps or '-'}")
+        est = f" ~{human_s(r['estimated_s'])}" if "estimated_s" in r else ""
+        lines.append(f"{r['state']:<8} {r['name']:<52} [{res or 'CPU=0'}]{est}  "
+                     f"<- {deps or '-'}")
     n_done = sum(r["state"] == "done" for r in rows)
     kinds: dict[str, int] = {}
     for r in rows:
@@ -124,6 +143,34 @@ def _print_outcomes(outcomes: list[Any]) -> None:
                                                            o.state == "failed" else ""))
 
 
+def plan(cfg: Config, *, out: str | Path, plan_json: bool = False,
+         cluster_file: str | Path | None = None,
+         calibration: str | Path | None = None) -> int:
+    """Print the job graph and its cost (`mtdiff.experiment.cost`) on the cluster it sees,
+    or the one `cluster_file` describes (`mtdiff.experiment.clusters`), priced by
+    `calibration` (default: the shipped file of the cluster's node kind)."""
+    import os
+
+    from mtdiff.runtime import init_ray
+
+    lay = Layout.at(out)
+    if cluster_file is not None:
+        cluster = load_cluster(cluster_file)
+    elif os.environ.get("RAY_ADDRESS") not in (None, "", "local"):
+        init_ray()
+        cluster = ClusterInfo.from_ray()
+    else:  # describe this machine without starting Ray
+        cluster = ClusterInfo.local()
+    cal = load_calibration(calibration) if calibration is not None else \
+        default_calibration(cluster.gpus > 0)
+    jobs = build_jobs(cfg, str(lay.out), cluster)
+    est = estimate(jobs, cluster, cal)
+    rows = plan_rows(jobs, lay.out, est)
+    print(json.dumps(rows, indent=1) if plan_json else
+          format_plan(rows) + "\n" + format_estimate(est))
+    return 0
+
+
 def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = False,
         plan_json: bool = False, progress: bool = True) -> int:
     """Plan (and unless `plan_only`, run) the reproduction; returns the exit code: 0 when
@@ -134,16 +181,7 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
     check_not_job_copy(out)
     lay = Layout.at(out)
     if plan_only:
-        import os
-
-        if os.environ.get("RAY_ADDRESS") not in (None, "", "local"):
-            init_ray()
-            cluster = ClusterInfo.from_ray()
-        else:  # describe this machine without starting Ray
-            cluster = ClusterInfo.local()
-        rows = plan_rows(build_jobs(cfg, str(lay.out), cluster), lay.out)
-        print(json.dumps(rows, indent=1) if plan_json else format_plan(rows))
-        return 0
+        return plan(cfg, out=out, plan_json=plan_json)
     with tracking.claim_output(lay.out):
         init_ray()
         cluster = ClusterInfo.from_ray()
@@ -155,22 +193,31 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
         if track:
             mlflow_spec = _start_parent(cfg, lay.out, len(jobs), version)
         t0 = time.time()
-        ok = False
+        ok = interrupted = False
         try:
             from mtdiff.experiment.runner import run_graph
 
             outcomes = run_graph(jobs, out=lay.out, cluster=cluster, mlflow_spec=mlflow_spec,
                                  code_version=version, retries=cfg.experiment.retries,
                                  max_concurrent_train=cfg.experiment.max_concurrent_train,
-                                 progress=progress)
+                                 progress=progress, on_update=lambda done: _write_graph(
+                                     lay, jobs, done, time.time() - t0))
             ok = all(o.state in ("done", "skipped") for o in outcomes)
             _write_graph(lay, jobs, outcomes, time.time() - t0)
             _print_outcomes(outcomes)
             if track:
                 _log_summary(lay, outcomes, time.time() - t0)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             if track:
-                tracking.end_parent(ok)
+                tracking.end_parent(ok, interrupted=interrupted)
+            if track and interrupted:  # the jobs' tasks end with this driver: so do their runs
+                import ray
+
+                ray.shutdown()
+                tracking.close_stale_runs(cfg, lay.out)
     states = [o.state for o in outcomes]
     print(f"[repro] {len(outcomes)} jobs: {states.count('done')} done, "
           f"{states.count('skipped')} skipped (done earlier), {states.count('failed')} failed, "

@@ -11,7 +11,10 @@ Figs. 6 / 7 from `offline`) expanded into jobs with their dependencies and resou
 
 Resources come from the config and from what the cluster's *nodes* offer
 (`ClusterInfo`): a training worker gets CPUs from the largest node, never the cluster's
-total, and GPUs only where the cluster has them.
+total, and GPUs only where the cluster has them: a whole one per worker for the diffusion
+models and DTs, a share (`experiment.gpu_share_*`) for the jobs that leave a GPU mostly
+idle (evaluations, synthesis, TD3-BC, the MLP baselines, small-batch trainings), so that
+several of those run on one GPU.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from mtdiff.config import Config, apply_overrides
 from mtdiff.config.suites import MUJOCO_SUITES, section_name
 from mtdiff.experiment.jobs import Job, finalize_keys
 from mtdiff.layout import Layout
-from mtdiff.methods import Method, get_method
+from mtdiff.methods import Method, get_method, method_of_kind
 
 TRAIN_SECTIONS = ("data", "model", "diffusion", "train")  # what shapes a model's weights
 
@@ -67,25 +70,63 @@ class ClusterInfo:
 
 def method_config(cfg: Config, method: Method, view: str, seed: int,
                   suite: str | None = None) -> Config:
-    """`cfg` for one training cell: the method's kind and overrides, view, seed, and on
-    Cheetah-vel / Ant-dir the batch `experiment.mujoco_batch_per_task`."""
+    """`cfg` for one training cell: the method's kind and overrides, view, seed; on
+    Cheetah-vel / Ant-dir the batch `experiment.mujoco_batch_per_task`, on Maze2D the
+    batch and steps `experiment.maze2d_batch_per_task` / `maze2d_steps`."""
     cfg = apply_overrides(cfg, [f"model.kind={method.kind}", *method.overrides])
-    m = cfg.experiment.mujoco_batch_per_task
-    batch = m if m is not None and suite in MUJOCO_SUITES else cfg.data.batch_per_task
+    exp = cfg.experiment
+    batch, steps = cfg.data.batch_per_task, cfg.train.steps
+    if suite in MUJOCO_SUITES and exp.mujoco_batch_per_task is not None:
+        batch = exp.mujoco_batch_per_task
+    if suite == "maze2d":
+        batch = exp.maze2d_batch_per_task or batch
+        steps = exp.maze2d_steps or steps
     return replace(cfg, data=replace(cfg.data, view=view, batch_per_task=batch),
-                   train=replace(cfg.train, seed=seed))
+                   train=replace(cfg.train, seed=seed, steps=steps))
 
 
-def trainer_resources(cfg: Config, cluster: ClusterInfo) -> tuple[dict[str, float], int]:
-    """(the trainer's resources, CPUs per worker) for a training job: GPUs when the
-    cluster has them; CPUs per worker from `train.cpus_per_worker`, else 1 per worker
-    on CPU clusters (many jobs share the nodes: the graph runs them side by side) and 2
-    next to a GPU."""
+def training_tasks(cfg: Config, suite: str) -> int:
+    """The tasks a training on `suite`'s collection under `cfg` samples windows of (its
+    batch: data.batch_per_task windows of each): Maze2D's training maps, the Meta-World
+    tasks, the MuJoCo suite's training tasks (held-out tasks have prompts only)."""
+    if suite == "maze2d":
+        return len(cfg.maze2d.train_maps)
+    if suite == "metaworld":
+        from mtdiff.envs.metaworld import resolve_tasks
+
+        return len(resolve_tasks(cfg.metaworld.tasks))
+    from mtdiff.envs.mujoco_specs import resolve_tasks as mujoco_tasks
+
+    return len(mujoco_tasks(cfg.suite_section(suite).tasks, suite=suite))
+
+
+def train_gpu_share(cfg: Config, tasks: int) -> float:
+    """GPUs per worker of a training of `cfg` on `tasks` tasks, on a GPU cluster: the MLP
+    baselines' share, the small-batch share under `experiment.small_batch` windows per
+    step, else a whole GPU. A DDP training (several workers) keeps a whole GPU per worker:
+    NCCL refuses two ranks on one device, and a share could place them so."""
+    exp = cfg.experiment
+    if cfg.train.num_workers > 1:
+        return 1.0
+    if method_of_kind(cfg.model.kind, cfg.model.backbone).host_bound:
+        return exp.gpu_share_baseline
+    if cfg.data.batch_per_task * tasks < exp.small_batch:
+        return exp.gpu_share_small_train
+    return 1.0
+
+
+def trainer_resources(cfg: Config, cluster: ClusterInfo, tasks: int
+                      ) -> tuple[dict[str, float], int]:
+    """(the trainer's resources, CPUs per worker) for a training job on `tasks` tasks:
+    GPUs when the cluster has them (`train_gpu_share` per worker); CPUs per worker from
+    `train.cpus_per_worker`, else 1 per worker on CPU clusters (many jobs share the
+    nodes: the graph runs them side by side) and 2 next to a GPU."""
     n = cfg.train.num_workers
     gpu = cluster.gpus > 0
     cpus = cfg.train.cpus_per_worker or (2 if gpu else 1)
     cpus = int(min(cpus, max(1.0, cluster.largest("CPU", having="GPU" if gpu else None))))
-    return {"CPU": float(cpus * n), "GPU": float(n if gpu else 0), "workers": float(n)}, cpus
+    share = train_gpu_share(cfg, tasks) if gpu else 0.0
+    return {"CPU": float(cpus * n), "GPU": share * n, "workers": float(n)}, cpus
 
 
 def _cell(suite: str, method: str, view: str | None, seed: int) -> str:
@@ -181,9 +222,11 @@ def reference_job(cfg: Config, lay: Layout, suite: str) -> Job:
 
 
 def train_job(cfg: Config, lay: Layout, suite: str, data_job: str, data_hash: str,
-              cell: str, config: dict[str, Any], cluster: ClusterInfo) -> Job:
-    """Train one model on `data_job`'s dataset (hash `data_hash`)."""
-    inner, cpus = trainer_resources(cfg, cluster)
+              cell: str, config: dict[str, Any], cluster: ClusterInfo,
+              tasks: int | None = None) -> Job:
+    """Train one model on `data_job`'s dataset (hash `data_hash`) of `tasks` training
+    tasks (None: `training_tasks(cfg, suite)`)."""
+    inner, cpus = trainer_resources(cfg, cluster, tasks or training_tasks(cfg, suite))
     run = lay.train_run(cfg, suite, data_hash)
     return Job(f"train/{cell}", "train", cfg, config, deps=[data_job],
                resources={"CPU": 0.0}, inner=inner, sections=TRAIN_SECTIONS,
@@ -221,7 +264,8 @@ def evaluate_job(cfg: Config, lay: Layout, train: Job, cluster: ClusterInfo) -> 
     suite = train.config["suite"]
     if cluster.gpus > 0 and cfg.eval.num_gpus_per_actor == 0:
         # planning is the GPU's work on a GPU cluster: a share of one per batch of envs
-        cfg = replace(cfg, eval=replace(cfg.eval, num_gpus_per_actor=0.25))
+        cfg = replace(cfg, eval=replace(cfg.eval,
+                                        num_gpus_per_actor=cfg.experiment.gpu_share_evaluate))
     gpu = cfg.eval.num_gpus_per_actor
     return Job("evaluate/" + train.name.split("/", 1)[1], "evaluate", cfg,
                dict(train.config), deps=[train.name], resources={"CPU": 0.0},

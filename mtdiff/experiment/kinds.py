@@ -38,15 +38,18 @@ def collect(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def subset(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One task's subset of a dataset (MTDiff-S-single, Fig. 6)."""
+    """A subset of a dataset: one task's (`params.task`: MTDiff-S-single, Fig. 6) or a task
+    set's with the prompts of `params.prompt_tasks` (Fig. 7)."""
     from mtdiff.data.reader import read_manifest
     from mtdiff.data.subset import write_subset
     from mtdiff.data.writer import MANIFEST
 
     p = job.params
-    root = write_subset(inputs[p["data_job"]]["dataset"], p["out"], [p["task"]])
+    tasks = list(p["tasks"]) if "tasks" in p else [p["task"]]
+    root = write_subset(inputs[p["data_job"]]["dataset"], p["out"], tasks,
+                        p.get("prompt_tasks", ()))
     man = read_manifest(root)
-    return {"dataset": str(root), "hash": man["config_hash"], "tasks": [p["task"]],
+    return {"dataset": str(root), "hash": man["config_hash"], "tasks": tasks,
             "outputs": [str(Path(root) / MANIFEST)]}
 
 
@@ -54,12 +57,15 @@ def train(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Train (or resume) one model: the Train V2 pattern — this task is the driver
     function that builds the `TorchTrainer`, whose workers reserve their own resources
     (`job.inner`, counted by the runner when it decides how many trainings run at once)."""
-    from mtdiff.train import run as train_stage
     from mtdiff.train.checkpoints import CHECKPOINT_FILE, load_checkpoint
+    from mtdiff.train.stage import run as train_stage
 
     p = job.params
+    # a share of a GPU per worker where the grid gave one (`grid.train_gpu_share`)
+    gpus = job.inner.get("GPU", 0.0) / max(job.inner.get("workers", 1.0), 1.0)
     ckpt = train_stage(job.cfg, data=inputs[p["data_job"]]["dataset"], out=p["root"],
-                       track=True, cpus_per_worker=p.get("cpus_per_worker"))
+                       track=True, cpus_per_worker=p.get("cpus_per_worker"),
+                       gpus_per_worker=gpus or None)
     step = int(load_checkpoint(ckpt)["step"])
     return {"checkpoint": str(ckpt), "run": str(Path(ckpt).parent), "steps": step,
             "method": job.config.get("method"), "outputs": [str(Path(ckpt) / CHECKPOINT_FILE)]}

@@ -12,9 +12,12 @@ TD3-BC seed s uses the MTDiff-S of training seed s when the grid trains it, else
 first training seed's. S4RL's run depends on the same seed's original run (its Q).
 Fig. 6 (`offline.single_tasks`): `subset/<task>`, `train/metaworld-single/<task>/...`,
 `synthesize/<task>/single/s<k>`, `offline/<task>/mtdiff-s-single/s<seed>`.
-Fig. 7 (`experiment.task_counts`): per task set, `collect/metaworld-<set>`,
+Fig. 7 (`experiment.task_counts`): per task set, `subset/metaworld-<set>` of the
+Meta-World collection (`collect/metaworld-<set>` when the set has tasks it lacks),
 `train/metaworld-<set>/mtdiff-s/s<k>`, `synthesize/<task>/<set>/s<k>`,
 `offline/<task>/mtdiff-s-<set>/s<seed>`.
+
+On a GPU cluster synthesis and TD3-BC take a share of a GPU (`experiment.gpu_share_*`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,36 @@ def _gpu(cluster: ClusterInfo, share: float) -> float:
     return share if cluster.gpus > 0 else 0.0
 
 
+def task_set_data(cfg: Config, lay: Layout, spec: str) -> tuple[Job, str]:
+    """(the job making Fig. 7's dataset of task set `spec`, that dataset's hash).
+
+    A task's collected rows and prompts depend on its own seed only (`task_seed`: the base
+    seed and the task's name), never on which other tasks are collected, so a set within
+    the Meta-World collection's tasks is a `subset` of it (its rows, its prompts and those
+    of the held-out tasks a separate collection would prompt) instead of a collection of
+    its own: the same dataset without collecting again. A set with other tasks is
+    collected (`collect/metaworld-<set>`)."""
+    from mtdiff.collect.metaworld import plan_metaworld
+    from mtdiff.data.subset import subset_hash
+    from mtdiff.envs.metaworld import resolve_tasks
+    from mtdiff.experiment.grid import collect_job
+
+    ccfg = replace(cfg, metaworld=replace(cfg.metaworld, tasks=spec))
+    tasks = resolve_tasks(spec)
+    if not set(tasks) <= set(resolve_tasks(cfg.metaworld.tasks)):
+        return (collect_job(ccfg, lay, "metaworld", name=f"collect/metaworld-{spec}",
+                            config={"suite": "metaworld", "tasks": spec}),
+                ccfg.collection_hash("metaworld"))
+    prompt_only = list(plan_metaworld(ccfg).details["heldout_prompt_tasks"])
+    source = cfg.collection_hash("metaworld")
+    return (Job(f"subset/metaworld-{spec}", "subset", cfg, {"tasks": spec},
+                deps=["collect/metaworld"], resources={"CPU": 1.0}, sections=("collect",),
+                params={"tasks": tasks, "prompt_tasks": prompt_only,
+                        "data_job": "collect/metaworld",
+                        "out": str(lay.task_set(source, spec, tasks, prompt_only))}),
+            subset_hash(source, tasks, prompt_only))
+
+
 def offline_jobs(cfg: Config, lay: Layout, cluster: ClusterInfo) -> list[Job]:
     """The offline-RL jobs (module docstring), in dependency order."""
     from mtdiff.data.subset import subset_hash
@@ -74,8 +107,13 @@ def offline_jobs(cfg: Config, lay: Layout, cluster: ClusterInfo) -> list[Job]:
         data_of.update({t: "collect/metaworld-heldout" for t in unseen})
     pair = {s: (s if s in exp.seeds else exp.seeds[0]) for s in o.seeds}
     model = {k: f"train/metaworld/mtdiff-s/{view}/s{k}" for k in set(pair.values())}
+    # The intermediate evaluations are TD3-BC's alone: in its runs' keys, and there only
+    # when they change a run (fewer episodes than the last evaluation's).
     offline_key = {k: v for k, v in to_dict(o).items()
-                   if k not in ("tasks", "seeds", "single_tasks")}
+                   if k not in ("tasks", "seeds", "single_tasks", "eval_episodes_intermediate")}
+    td3_key = dict(offline_key)
+    if o.eval_episodes_intermediate < o.eval_episodes:
+        td3_key["eval_episodes_intermediate"] = o.eval_episodes_intermediate
 
     def synth(task: str, model_job: str, data_job: str, tag: str, seen: bool) -> Job:
         key = {"model": model_job, "task": task, "offline": offline_key,
@@ -84,7 +122,7 @@ def offline_jobs(cfg: Config, lay: Layout, cluster: ClusterInfo) -> list[Job]:
                "view": view if seen else "near-optimal"}
         return Job(f"synthesize/{task}/{tag}", "synthesize", cfg, {"task": task, "model": tag},
                    deps=[model_job, data_job],
-                   resources={"CPU": 1.0, "GPU": _gpu(cluster, 1.0)},
+                   resources={"CPU": 1.0, "GPU": _gpu(cluster, exp.gpu_share_synthesize)},
                    sections=("offline", "diffusion", "collect"),
                    params={"task": task, "model_job": model_job, "data_job": data_job,
                            "view": key["view"], "out": str(lay.synthesis(task, key))})
@@ -92,12 +130,13 @@ def offline_jobs(cfg: Config, lay: Layout, cluster: ClusterInfo) -> list[Job]:
     def td3(task: str, method: str, seed: int, data: str, extra_deps: dict[str, str],
             seen: bool, data_job: str | None = None, **more: Any) -> Job:
         deps = {"data_job": data_job or data_of[task], **extra_deps}
-        key = {"method": method, "data": data, "task": task, "offline": offline_key,
+        key = {"method": method, "data": data, "task": task, "offline": td3_key,
                "seed": seed, "deps": sorted(deps.values())}
         return Job(f"offline/{task}/{method}/s{seed}", "offline", cfg,
                    {"task": task, "method": method, "seed": seed, **more},
                    deps=list(dict.fromkeys(deps.values())),
-                   resources={"CPU": 1.0, "GPU": _gpu(cluster, 0.25)}, sections=("offline",),
+                   resources={"CPU": 1.0, "GPU": _gpu(cluster, exp.gpu_share_offline)},
+                   sections=("offline",),
                    params={"task": task, "method": method, "seed": seed, "data": data,
                            "seen": seen, "view": view if seen else "near-optimal",
                            "save_agent": method == "original",
@@ -145,7 +184,7 @@ def offline_jobs(cfg: Config, lay: Layout, cluster: ClusterInfo) -> list[Job]:
             t = train_job(scfg, lay, "metaworld", f"subset/{task}", sub_hash,
                           f"metaworld-single/{task}/mtdiff-s/s{k}",
                           {"suite": "metaworld", "method": SINGLE, "task": task, "seed": k},
-                          cluster)
+                          cluster, tasks=1)
             jobs.append(t)
             s = synth(task, t.name, data_of[task], f"single/s{k}", True)
             jobs.append(s)
@@ -163,13 +202,13 @@ def offline_jobs(cfg: Config, lay: Layout, cluster: ClusterInfo) -> list[Job]:
                              f"offline.task_count_task={target!r} (Fig. 7 varies only how many "
                              "other tasks MTDiff-S saw)")
         ccfg = replace(cfg, metaworld=replace(cfg.metaworld, tasks=spec))
-        cname = f"collect/metaworld-{spec}"
-        jobs.append(collect_job(ccfg, lay, "metaworld", name=cname,
-                                config={"suite": "metaworld", "tasks": spec}))
+        data_job, data_hash = task_set_data(cfg, lay, spec)
+        jobs.append(data_job)
+        cname = data_job.name
         n = len(set_tasks)
         for k in sorted(set(pair.values())):
             t = train_job(method_config(ccfg, mts, view, k), lay, "metaworld", cname,
-                          ccfg.collection_hash("metaworld"), f"metaworld-{spec}/mtdiff-s/s{k}",
+                          data_hash, f"metaworld-{spec}/mtdiff-s/s{k}",
                           {"suite": "metaworld", "method": "mtdiff-s", "tasks": spec,
                            "seed": k}, cluster)
             jobs.append(t)

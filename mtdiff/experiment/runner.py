@@ -26,6 +26,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,8 +161,10 @@ def train_capacity(jobs: list[Job], cluster: Any, limit: int | None) -> tuple[st
 
 def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: dict | None,
               code_version: str, retries: int, max_concurrent_train: int | None,
-              progress: bool = True) -> list[Outcome]:
-    """Run (or skip) every job; returns their outcomes in the graph's order."""
+              progress: bool = True,
+              on_update: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
+    """Run (or skip) every job; returns their outcomes in the graph's order. `on_update`
+    gets the outcomes so far before the first job starts and after each one ends."""
     import ray
     from tqdm import tqdm
 
@@ -210,10 +213,18 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
         bad = [d for d in j.deps if d in outcomes and outcomes[d].state in ("failed", "blocked")]
         return bad[0] if bad else None
 
+    def update() -> None:
+        if on_update is not None:
+            on_update([outcomes[j.name] for j in jobs if j.name in outcomes])
+
+    update()
     total = len(jobs)
     with tqdm(total=total, initial=len(outcomes), unit="job", desc="jobs",
               disable=not progress) as bar:
         while queue or running:
+            # The bar's own clock is the elapsed time; its counts say what is left.
+            bar.set_postfix_str(f"done {len(outcomes)}, running {len(running)}, "
+                                f"pending {len(queue) + len(reports)}", refresh=False)
             progressed = False
             for j in list(queue):
                 b = blocked_by(j)
@@ -265,6 +276,7 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
                                                node=rec["node"], log=str(lay.job_log(j.name)),
                                                result=rec["result"])
                 bar.update(1)
+                update()
                 o = outcomes[j.name]
                 tqdm.write(f"[repro] {j.name}: {o.state} ({secs:.0f}s)"
                            + (f" - {o.error}" if o.error else ""))
@@ -282,6 +294,7 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
                 outcomes[j.name] = Outcome(j.name, j.kind, "failed", time.time() - t0,
                                            log=str(lay.job_log(j.name)), error=_one_line(e))
             bar.update(1)
+            update()
     return [outcomes[j.name] for j in jobs if j.name in outcomes]
 
 

@@ -22,7 +22,8 @@ class TD3BCResult:
     """What `run_td3bc` returns."""
 
     agent: TD3BC
-    curve: list[dict[str, float]]  # [{step, success_rate, mean_return}] at every evaluation
+    # [{step, success_rate, mean_return, episodes}] at every evaluation
+    curve: list[dict[str, float]]
     success_rate: float  # at the last evaluation (after `steps` updates)
     mean_return: float
     train_logs: list[dict[str, float]] = field(default_factory=list)  # mean losses per window
@@ -35,7 +36,8 @@ def run_td3bc(data: Transitions, task: str, cfg: OfflineConfig | None = None, *,
               metric_prefix: str = "td3bc/", device: str = "cpu", seed: int | None = None,
               log_every: int = 1000) -> TD3BCResult:
     """Train TD3-BC on `data` for `cfg.steps` updates, evaluating on `task` every
-    `cfg.eval_every` updates and at the end (`cfg.eval_episodes` episodes, random goals).
+    `cfg.eval_every` updates (`cfg.eval_episodes_intermediate` episodes) and at the end
+    (`cfg.eval_episodes`: the result), random goals.
 
     The state normaliser is fitted on `data`'s states (augmented data included, as a
     practitioner training on the augmented set would). With an active MLflow run, losses
@@ -59,10 +61,12 @@ def run_td3bc(data: Transitions, task: str, cfg: OfflineConfig | None = None, *,
     for target in evals:
         logs += agent.train(sample, target - agent.step, log_every=min(log_every, cfg.steps),
                             on_log=log)
-        res = evaluate_policy(agent.act, task, episodes=cfg.eval_episodes, seed=seed,
+        episodes = cfg.eval_episodes if target == cfg.steps else min(
+            cfg.eval_episodes_intermediate, cfg.eval_episodes)
+        res = evaluate_policy(agent.act, task, episodes=episodes, seed=seed,
                               num_envs=cfg.eval_envs, max_episode_steps=max_episode_steps)
         point = {"step": float(agent.step), "success_rate": res.success_rate,
-                 "mean_return": res.mean_return}
+                 "mean_return": res.mean_return, "episodes": float(episodes)}
         curve.append(point)
         log(agent.step, {"eval/success_rate": res.success_rate,
                          "eval/mean_return": res.mean_return})

@@ -1,5 +1,6 @@
-"""Assemble `<out>/report/` from the graph's job records: report.md, results.json, one CSV
-per table, PNG figures; log it to MLflow.
+"""Assemble `<out>/report/` from the graph's job records: report.md, report.html (the same,
+one self-contained page), results.json, one CSV per table, PNG figures; log it to MLflow,
+with the headline cells as metrics of the reproduction's run (`headline`).
 
 Each section is built from its own records; a section without any says "not run" (the
 tables still show the paper's numbers), one whose inputs are malformed says why, and
@@ -8,12 +9,14 @@ the rest of the report is still written.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from mtdiff import tracking
 from mtdiff.data.io import atomic_write_json, atomic_write_text
 from mtdiff.report import (
     contracts,
@@ -27,8 +30,11 @@ from mtdiff.report import (
 )
 from mtdiff.report.cells import Results
 from mtdiff.report.claims import Claim, claims_markdown
+from mtdiff.report.headline import headline_metrics
+from mtdiff.report.html import HTML_FILE, write_html
 from mtdiff.report.records import EvalRun, GraphRecords, load_graph, local_path
 from mtdiff.report.table import Table
+from mtdiff.tracking import remote
 
 REPORT_FILE = "report.md"
 RESULTS_FILE = "results.json"
@@ -263,10 +269,13 @@ def build_report(out_dir: str | Path, *, preset: str | None = None,
     is stale; default: `<out_dir>/graph.json`'s) and write the report; returns report.md's
     path.
 
-    Writes `<dest>/report.md` (default `<out_dir>/report/`), `results.json` (every cell:
-    mean, std, CI, seeds, episodes, the paper's number; the resolved differences), a CSV
-    per table and the figures. `preset` labels our numbers (default: the presets the
-    records name, else "unknown").
+    Writes `<dest>/report.md` (default `<out_dir>/report/`), `report.html` (the same with
+    the figures inline), `results.json` (every cell: mean, std, CI, seeds, episodes, the
+    paper's number; the resolved differences), a CSV per table and the figures. `preset`
+    labels our numbers (default: the presets the records name, else "unknown").
+
+    Inside a graph job's MLflow run (the report job), the headline cells go to the
+    reproduction's parent run as metrics, with report.html (`publish_to_parent`).
     """
     recs = load_graph(out_dir, graph)
     rep = Path(dest) if dest is not None else recs.root / "report"
@@ -299,19 +308,41 @@ def build_report(out_dir: str | Path, *, preset: str | None = None,
     r.files.append(atomic_write_json(rep / RESULTS_FILE, {
         **res.as_dict(), "reference": reference.results(r.refs),
         "state_use": state_use.rows(r.evals)}))
-    md += ["## Files", "", *[f"- `{f.name}`" for f in r.files], ""]
-    return atomic_write_text(rep / REPORT_FILE, "\n".join(md))
+    md += ["## Files", "", f"- `{HTML_FILE}`: this report as one page, figures inline",
+           *[f"- `{f.name}`" for f in r.files], ""]
+    path = atomic_write_text(rep / REPORT_FILE, "\n".join(md))
+    write_html(path)
+    publish_to_parent(rep)
+    return path
+
+
+def publish_to_parent(report_dir: str | Path) -> bool:
+    """Log the report's headline cells (`headline.headline_metrics`) as metrics of the
+    active run's parent, with report.html and results.json as its artifacts under
+    ``report/``: inside the report job of a reproduction, that parent is the
+    reproduction's run, where two reproductions are compared. Returns False, logging
+    nothing, when no run is active or it has no parent."""
+    parent = remote.parent_run_id()
+    if parent is None:
+        return False
+    d = Path(report_dir)
+    results = json.loads((d / RESULTS_FILE).read_text())
+    remote.log_to_run(parent, headline_metrics(results),
+                               [d / HTML_FILE, d / RESULTS_FILE], artifact_path="report")
+    return True
 
 
 def log_report_to_mlflow(report_dir: str | Path, artifact_path: str = "report") -> bool:
-    """Log the report folder (or report.md's folder) as artifacts of the active MLflow run.
+    """Log the report folder (or report.md's folder) as artifacts of the active MLflow run,
+    and its headline cells as the run's metrics (`headline.headline_metrics`).
 
     Returns False, logging nothing, when no run is active (mlflow is then not imported).
     """
-    from mtdiff import tracking
-
     if tracking.active() is None:
         return False
     d = Path(report_dir)
-    tracking.log_artifact(d.parent if d.is_file() else d, artifact_path=artifact_path)
+    d = d.parent if d.is_file() else d
+    tracking.log_artifact(d, artifact_path=artifact_path)
+    if (d / RESULTS_FILE).is_file():
+        tracking.log_metrics(headline_metrics(json.loads((d / RESULTS_FILE).read_text())))
     return True

@@ -7,6 +7,10 @@ The embedded default store is ``sqlite:///mlflow.db`` (MLflow 3's default; the f
 needs an opt-in). On a cluster set ``tracking.uri`` (or $MLFLOW_TRACKING_URI) to the
 ``mlflow server`` on the head node so every worker logs to one place.
 
+The experiment is marked for model training (`EXPERIMENT_KIND`), so MLflow's UI opens it on
+its runs rather than on the GenAI overview; every run a stage or job opens samples system
+metrics (CPU, memory, disk, network; GPU where `nvidia-ml-py` is installed: the `gpu` extra).
+
 Run states are honest: a run whose body raises ends FAILED (KILLED on Ctrl-C); a run a
 killed process left RUNNING is closed (KILLED) by the next run that claims the same output
 folder (`claim_output`: an exclusive lock on the folder proves nobody else is writing it).
@@ -31,16 +35,43 @@ from mtdiff.config import Config, config_hash, flatten
 CODE_VERSION_FILE = "CODE_VERSION"  # written at submit time (pipelines/submit.py)
 LOCK_FILE = ".mtdiff.lock"
 _REPO = Path(__file__).resolve().parents[2]
+# The experiment tag MLflow's UI (3.x) reads to choose the experiment's page, and its value
+# for "Machine learning" (model training): the runs table instead of the GenAI overview.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# Kinds the UI infers or leaves unset; any other value was chosen by a person and is kept.
+_UNCHOSEN_KINDS = ("", "no_inferred_type", "genai_development_inferred",
+                   "custom_model_development_inferred")
 
 
 def setup(cfg: Config) -> str:
-    """Point MLflow at the configured store and experiment; returns the URI."""
+    """Point MLflow at the configured store and experiment (created, and marked for model
+    training, when missing); returns the URI."""
     import mlflow
 
     uri = cfg.tracking.resolved_uri()
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(cfg.tracking.experiment)
+    mark_model_training(mlflow.set_experiment(cfg.tracking.experiment))
     return uri
+
+
+def mark_model_training(experiment: Any) -> None:
+    """Tag `experiment` (an `mlflow.entities.Experiment`) as model training so the UI
+    opens on its runs; a kind someone chose in the UI is left alone. Idempotent: no
+    write when the tag is already there."""
+    import mlflow
+
+    if experiment.tags.get(EXPERIMENT_KIND_TAG, "") in _UNCHOSEN_KINDS:
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id,
+                                                 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
+
+def _quiet_system_metrics() -> None:
+    """Keep the system-metrics monitor's per-run INFO lines (and its note that no GPU
+    library is installed) out of the stage logs."""
+    import logging
+
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
 
 
 def code_version() -> str:
@@ -120,13 +151,14 @@ def run(cfg: Config, stage: str, *, name: str | None = None, nested: bool = Fals
         params: dict[str, Any] | None = None, **tags: Any) -> Iterator[Any]:
     """An MLflow run for a stage: flattened config (+ `params`) as params, common tags.
 
-    With ``nested=True`` it becomes a child of the active run. Ends FAILED when the body
-    raises.
+    With ``nested=True`` it becomes a child of the active run (which samples the system
+    metrics already). Ends FAILED when the body raises.
     """
     import mlflow
 
+    _quiet_system_metrics()
     active = mlflow.start_run(run_name=name or stage, nested=nested,
-                              tags=common_tags(cfg, stage, **tags))
+                              tags=common_tags(cfg, stage, **tags), log_system_metrics=not nested)
     with _ended(active):
         mlflow.log_params(_params(cfg, params))
         yield active
@@ -177,12 +209,14 @@ def job_run(spec: dict[str, Any], cfg: Config, *, name: str, stage: str,
     from mtdiff.config import to_dict
 
     mlflow.set_tracking_uri(spec["uri"])
-    mlflow.set_experiment(experiment_id=spec["experiment_id"])
+    mark_model_training(mlflow.set_experiment(experiment_id=spec["experiment_id"]))
+    _quiet_system_metrics()
     own = config_hash({"sections": {s: to_dict(getattr(cfg, s)) for s in sections},
                        "job": params or {}})
     active = mlflow.start_run(run_name=name, tags={
         **common_tags(cfg, stage, **tags), "config_hash": own,
-        "mlflow.parentRunId": spec["parent_id"], "output": spec["output"], "job": name})
+        "mlflow.parentRunId": spec["parent_id"], "output": spec["output"], "job": name},
+        log_system_metrics=True)
     with _ended(active):
         mlflow.log_params(_params(cfg, params, ("preset", *sections)))
         yield active
@@ -196,19 +230,21 @@ def start_parent(cfg: Config, *, name: str, output: str | Path, **tags: Any) -> 
 
     uri = setup(cfg)
     output = str(Path(output).resolve())
+    _quiet_system_metrics()
     active = mlflow.start_run(run_name=name, tags=common_tags(cfg, "full_repro", output=output,
-                                                              **tags))
+                                                              **tags), log_system_metrics=True)
     mlflow.log_params(_params(cfg, None))
     return {"uri": uri, "experiment_id": active.info.experiment_id,
             "parent_id": active.info.run_id, "output": output}
 
 
-def end_parent(ok: bool) -> None:
-    """End the parent run: FINISHED when every job finished, else FAILED."""
+def end_parent(ok: bool, *, interrupted: bool = False) -> None:
+    """End the parent run: FINISHED when every job finished, KILLED when interrupted
+    (Ctrl-C), else FAILED."""
     import mlflow
 
     if mlflow.active_run() is not None:
-        mlflow.end_run("FINISHED" if ok else "FAILED")
+        mlflow.end_run("KILLED" if interrupted else "FINISHED" if ok else "FAILED")
 
 
 def parent_name(preset: str, cfg: Config) -> str:
@@ -302,22 +338,22 @@ def log_dataset(manifest: dict[str, Any], path: str | Path, *, context: str = "t
 class RunLogger:
     """Logs metrics into an existing run from another process (a Ray Train worker), by run
     id through the client: it never starts or ends the run, so the run's state stays the
-    owner's to set. Also samples system metrics (CPU, memory, GPU) into the run."""
+    owner's to set. Also samples system metrics (CPU, memory, GPU) into the run, as
+    ``system/train_worker/...``: the run's owner samples its own node as ``system/...``,
+    and the worker may sit on another (the GPU) node."""
 
     def __init__(self, spec: dict[str, str] | None, *, enabled: bool = True) -> None:
         self.active = spec is not None and enabled
         self._monitor = None
         if self.active:
-            import logging
-
             import mlflow
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-            logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+            _quiet_system_metrics()
             self.client = mlflow.MlflowClient(tracking_uri=spec["uri"])
             self.run_id = spec["run_id"]
             self._monitor = SystemMetricsMonitor(self.run_id, tracking_uri=spec["uri"],
-                                                 resume_logging=True)
+                                                 resume_logging=True, node_id="train_worker")
             self._monitor.start()
 
     def log(self, metrics: dict[str, float], step: int) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config, flatten
-from mtdiff.tracking import _ended, common_tags, setup
+from mtdiff.tracking import _ended, _quiet_system_metrics, common_tags, setup
 
 
 @contextmanager
@@ -60,14 +60,16 @@ def trial_run(spec: dict[str, str], *, key: str, name: str, params: dict[str, An
     import mlflow
 
     mlflow.set_tracking_uri(spec["uri"])
+    _quiet_system_metrics()
     existing = find_child_run(spec, key)
     if existing is not None:
-        active = mlflow.start_run(run_id=existing)  # its params were logged when it started
+        # its params were logged when it started
+        active = mlflow.start_run(run_id=existing, log_system_metrics=True)
     else:
         active = mlflow.start_run(experiment_id=spec["experiment_id"], run_name=name,
                                   tags={"mlflow.parentRunId": spec["parent_id"],
                                         "stage": "sweep-trial", "sweep": spec["sweep"],
-                                        "trial_key": key})
+                                        "trial_key": key}, log_system_metrics=True)
         mlflow.log_params(params)
     with _ended(active):
         yield active

@@ -60,7 +60,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     from ray.train.v2._internal.execution import context as _ctx
 
     from mtdiff.config import from_dict
-    from mtdiff.runtime import pause_for_tests, set_torch_threads
+    from mtdiff.runtime import duration, pause_for_tests, set_torch_threads
     from mtdiff.train.checkpoints import write_checkpoint
     from mtdiff.train.core import build_setup, to_torch
     from mtdiff.train.learner import build_learner
@@ -99,15 +99,19 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
         is_ckpt = step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps
         if step % cfg.train.log_every == 0 or is_ckpt:
             now = time.perf_counter()
-            samples = (step - n_last) * setup.sampler.batch_size * world
+            batch_world = setup.sampler.batch_size * world
+            samples = (step - n_last) * batch_world
             # Window means (one host sync per log step, not per step).
             metrics = {k: float(v) / max(n_sum, 1) for k, v in sums.items()}
             metrics["samples_per_s"] = samples / max(now - t_last, 1e-9)
             t_last, n_last, sums, n_sum = now, step, {}, 0
             tracker.log(metrics, step)
             if rank == 0:
+                # The latest window's rate: the first window carries compile and warm-up.
+                left = (cfg.train.steps - step) * batch_world / metrics["samples_per_s"]
                 print(f"[train] step {step}/{cfg.train.steps} loss {metrics['loss']:.4f} "
-                      f"{metrics['samples_per_s']:.1f} samples/s", flush=True)
+                      f"{metrics['samples_per_s']:.1f} samples/s, ETA {duration(left)}",
+                      flush=True)
         if is_ckpt:
             # Only checkpoints go through ray.train.report: each report waits for the
             # controller's next poll (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s) when the previous
@@ -145,9 +149,11 @@ def default_cpus_per_worker(num_workers: int, gpu: bool) -> int:
 
 def build_trainer(cfg: Config, data_dir: str | Path, out: str | Path, *,
                   run_name: str | None = None, mlflow_spec: dict[str, str] | None = None,
-                  cpus_per_worker: int | None = None,
+                  cpus_per_worker: int | None = None, gpus_per_worker: float | None = None,
                   resume_from: str | Path | None = None) -> Any:
     """A `TorchTrainer` for `cfg` on the dataset at `data_dir`, storing under `out`.
+
+    `gpus_per_worker`: on a GPU cluster, a share of a GPU per worker (None: a whole one).
 
     `resume_from`: a checkpoint folder the workers start from when Ray has none to restore.
     """
@@ -163,8 +169,8 @@ def build_trainer(cfg: Config, data_dir: str | Path, out: str | Path, *,
         train_loop_config={"config": to_dict(cfg), "data_dir": str(Path(data_dir).resolve()),
                            "threads": cpus, "mlflow": mlflow_spec,
                            "resume_from": str(resume_from) if resume_from else None},
-        scaling_config=ScalingConfig(num_workers=n, use_gpu=gpu,
-                                     resources_per_worker={"CPU": cpus}),
+        scaling_config=ScalingConfig(num_workers=n, use_gpu=gpu, resources_per_worker={
+            "CPU": cpus, **({"GPU": gpus_per_worker} if gpu and gpus_per_worker else {})}),
         run_config=RunConfig(
             name=run_name or f"train-{cfg.model.kind}-{config_hash(cfg)}",  # stage passes one
             storage_path=str(Path(out).resolve()),

@@ -25,14 +25,15 @@ def finished_checkpoint(cfg: Config, data: str | Path, out: str | Path) -> Path 
 
 
 def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
-        cpus_per_worker: int | None = None) -> Path:
+        cpus_per_worker: int | None = None, gpus_per_worker: float | None = None) -> Path:
     """Train `cfg.model.kind` on the dataset at `data`; returns the final checkpoint folder.
 
     Finished runs (a checkpoint at `train.steps`) are skipped; unfinished ones resume from
     their newest readable checkpoint. `cpus_per_worker`: CPUs each Ray Train worker
     reserves (default: `train.cpus_per_worker`, else the largest node's CPUs split over
     the workers); a caller that itself holds CPUs passes fewer, or the worker group can
-    never be placed. Paths are made absolute here: Ray Train workers run elsewhere.
+    never be placed. `gpus_per_worker`: a share of a GPU per worker on a GPU cluster
+    (default: a whole one). Paths are made absolute here: Ray Train workers run elsewhere.
     """
     from mtdiff import tracking
     from mtdiff.data.reader import read_manifest, verify_checksums
@@ -54,6 +55,7 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
                             model=cfg.model.kind) as spec:
         result = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec,
                                cpus_per_worker=cpus_per_worker,
+                               gpus_per_worker=gpus_per_worker,
                                resume_from=latest[0] if latest else None).fit()
         if result.error:
             raise result.error

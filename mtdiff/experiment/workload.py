@@ -1,0 +1,565 @@
+"""What one job of the graph costs: its work, read from its own config, priced by a
+calibration (`mtdiff.experiment.rates`).
+
+    job_work(job, cal) -> Work(tasks=(Task(need, seconds, ...), ...), lead_s, tail_s)
+
+A `Task` is a piece of the job that holds resources while it runs: the job's own Ray task
+(synthesis, TD3-BC, ...), a trainer's workers, or each Ray task it fans out (one per
+collected env task, one per evaluated task and seed). ``lead_s`` / ``tail_s`` are the
+driver's serial parts that hold nothing (its task starting; summaries and manifests).
+
+What each kind does, and so what it is priced by:
+
+- collect: per env task, its env steps (scripted experts, or SAC: env steps + updates +
+  evaluation episodes), the expert episodes its prompts are cut from;
+- reference: the evaluation's tasks x seeds, twice (zero action, uniform random): env steps;
+- train: ``train.steps`` steps of the method's network at batch M x tasks, plus the
+  trainer's start, the dataset's loading and the checkpoints;
+- evaluate: per task and seed, ``episodes`` envs for ``max_steps`` steps, each step one
+  plan (``sample_steps`` denoiser calls at 2 x envs rows when guided) and the env steps;
+  the state-use check beside it (3 plans of its windows);
+- synthesize: ceil(transitions / H) sequences in batches of 256, ``sample_steps`` calls each;
+- offline: ``offline.steps`` TD3-BC updates and its evaluation episodes (500 steps each);
+- distill, quality, subset, report: their own loops (see the functions).
+
+Episodes are priced at their full length: a planner that succeeds early (Meta-World with
+``eval.stop_on_success``, Maze2D at G) costs less, so these are upper bounds there.
+FLOPs of a network call come from the config's sizes (d_model, layers, tokens, widths):
+counted for the matmuls, which is what scales with the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mtdiff.config import Config
+from mtdiff.experiment.jobs import Job
+from mtdiff.experiment.rates import Calibration
+
+
+@dataclass(frozen=True)
+class Task:
+    """A piece of a job holding `need` (per bundle) for `seconds`; `bundles` are placed
+    together (a trainer's workers); `after`: indices of the job's tasks it waits for."""
+
+    need: dict[str, float]
+    seconds: float
+    bundles: int = 1
+    after: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Work:
+    """A job's cost (module docstring)."""
+
+    tasks: tuple[Task, ...] = ()
+    lead_s: float = 0.0
+    tail_s: float = 0.0
+    detail: dict[str, float] = field(default_factory=dict)  # what it counted, for --plan --json
+
+
+# ----------------------------------------------------------------------------------------
+# The suites' shapes (from the collection plan: tasks, dims, rows)
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SuiteShape:
+    """What a suite's dataset looks like under a config."""
+
+    obs_dim: int
+    act_dim: int
+    tasks: tuple[str, ...]  # tasks with data
+    rows_per_task: int  # planned rows of one task (an upper bound for goal episodes)
+    plan: Any  # mtdiff.collect.pipeline.SuitePlan
+
+
+_SHAPES: dict[tuple[str, str], SuiteShape] = {}
+
+
+def suite_shape(cfg: Config, suite: str) -> SuiteShape:
+    """The suite's collection plan under `cfg` (cached by its collection hash)."""
+    from mtdiff.collect.pipeline import _plan
+
+    key = (suite, cfg.collection_hash(suite))
+    if key not in _SHAPES:
+        plan = _plan(cfg, suite)
+        data = [j for j in plan.jobs if j.rows]
+        rows = data[0].rows if data else 0
+        if suite == "maze2d" and cfg.maze2d.episodes == "goal":
+            rows = cfg.maze2d.episodes_per_map * cfg.maze2d.episode_steps  # capped below
+        _SHAPES[key] = SuiteShape(plan.obs_dim, plan.act_dim, tuple(j.task for j in data),
+                                  rows, plan)
+    return _SHAPES[key]
+
+
+def _maze_episode_steps(cfg: Config, cal: Calibration) -> float:
+    m = cfg.maze2d
+    if m.episodes == "goal":  # ends at G: the measured mean length, up to the cap
+        return min(m.episode_steps, cal.value("maze2d_goal_episode_steps"))
+    return m.episode_steps
+
+
+def task_rows(cfg: Config, suite: str, cal: Calibration) -> float:
+    """Rows one task of the suite's dataset holds (expected, for Maze2D goal episodes)."""
+    if suite == "maze2d":
+        return cfg.maze2d.episodes_per_map * _maze_episode_steps(cfg, cal)
+    return suite_shape(cfg, suite).rows_per_task
+
+
+# ----------------------------------------------------------------------------------------
+# FLOPs of the networks (forward, per sample)
+# ----------------------------------------------------------------------------------------
+
+
+def mlp_flops(sizes: list[int]) -> float:
+    """Forward FLOPs of an MLP with these layer widths, per sample."""
+    return 2.0 * sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def gpt2_flops(d: int, n_layer: int, tokens: int) -> float:
+    """Forward FLOPs of the GPT-2 blocks on `tokens` tokens: 12 d^2 weights per token and
+    layer (QKV, projection, 4x MLP) and attention's 2 T^2 d."""
+    return n_layer * (24.0 * tokens * d * d + 4.0 * tokens * tokens * d)
+
+
+def _unet_flops(d: int, horizon: int, act_dim: int, prompt_len: int) -> float:
+    dim = max(1, d // 4)  # `build_model`: dim = d_model // 4, dim_mults (1, 2, 4)
+    chans = [dim, 2 * dim, 4 * dim]
+
+    def res(ci: int, co: int, h: float) -> float:  # two k=5 convs and the 1x1 skip
+        return 2.0 * h * (5 * ci * co + 5 * co * co + (ci * co if ci != co else 0))
+
+    f, c_prev, h, hs = 0.0, act_dim, float(horizon), []
+    for i, c in enumerate(chans):
+        f += res(c_prev, c, h) + res(c, c, h)
+        hs.append(h)
+        if i < len(chans) - 1:
+            h = math.ceil(h / 2)
+            f += 2.0 * h * 3 * c * c
+        c_prev = c
+    f += 2 * res(c_prev, c_prev, h)
+    for c_out, c_in, hh in zip(reversed(chans[:-1]), reversed(chans[1:]), reversed(hs[:-1]),
+                               strict=True):
+        f += res(2 * c_in, c_out, hh) + res(c_out, c_out, hh) + 2.0 * hh * 4 * c_in * c_in
+    return f + 2.0 * prompt_len * 2 * 3 * dim * dim * 3  # the prompt's TCN
+
+
+@dataclass(frozen=True)
+class Net:
+    """A job's network: its family (which calibrated rate prices it) and forward FLOPs
+    per sample in training and per row of a policy call."""
+
+    family: str  # "gpt2" | "unet" | "dt" | "mlp"
+    train_flops: float  # forward + backward, per sample
+    call_flops: float  # one forward, per row (a denoiser or policy call)
+    diffusion: bool
+    size: str = ""  # "d128-l3": a calibration's line for this size, where it has one
+
+
+def network(cfg: Config, suite: str, shape: SuiteShape) -> Net:
+    """The network `cfg.model.kind` trains on `suite` (sizes from the config)."""
+    m, dt, b = cfg.model, cfg.data, cfg.baselines
+    od, ad, d = shape.obs_dim, shape.act_dim, m.d_model
+    L, H, J = dt.history_for(suite), dt.horizon, dt.prompt_len
+    size = f"d{d}-l{m.n_layer}"
+    if m.kind in ("mtdiff-p", "mtdiff-s", "mtdiff-p-onehot"):
+        if m.backbone == "unet":
+            f = _unet_flops(d, H, ad, J) + mlp_flops([L * od, 2 * d // 4, d // 4])
+            return Net("unet", 3 * f, f, True, f"d{d}")
+        if m.kind == "mtdiff-s":
+            cond, x_dim = J + 1, od + ad + 1
+        else:
+            cond, x_dim = (1 if m.kind == "mtdiff-p-onehot" else J) + 2 + L, ad
+        T = cond + H
+        f = gpt2_flops(d, m.n_layer, T) + T * mlp_flops([od + ad, 2 * d, d]) \
+            + H * mlp_flops([d, 2 * d, x_dim])
+        return Net("gpt2", 3 * f, f, True, size)
+    if m.kind in ("mtdt", "promptdt"):
+        K = b.dt_context
+        T = 3 * K + (2 * J if m.kind == "promptdt" else 0)
+        f = gpt2_flops(d, m.n_layer, T) + T * mlp_flops([od, d])
+        return Net("dt", 3 * f, f, False, size)
+    # MLP baselines: 3-layer Mish MLPs, the task embedding beside them
+    n_tasks = max(1, len(shape.tasks))
+    h, z = (b.bc_hidden if m.kind == "mtbc" else b.hidden), b.task_embed_dim
+    actor = mlp_flops([od + z, h, h, h, ad]) + mlp_flops([n_tasks, h, h, z])
+    q = mlp_flops([od + ad + z, h, h, h, n_tasks])
+    if m.kind == "mtbc":
+        train = 3 * actor
+    elif m.kind == "mtiql":  # actor, twin Q, V (+ target Q forward)
+        train = 3 * (actor + 3 * q) + 2 * q
+    else:  # mtcql: twin Q on the data and on 3 x n sampled actions, actor on s and s'
+        n = b.cql_n_actions
+        train = 3 * (2 * q * (1 + 3 * n) + actor * (2 + 2 * n))
+    return Net("mlp", train, actor, False)
+
+
+def _guided(cfg: Config, net: Net) -> bool:
+    g = cfg.diffusion.guidance
+    return net.diffusion and cfg.model.kind != "mtdiff-s" and g not in (0.0, 1.0)
+
+
+def plan_s(cfg: Config, net: Net, rows: int, cal: Calibration, *,
+           student: bool = False) -> float:
+    """Seconds of one plan (or policy call) for `rows` environments on `cal`'s device; a
+    distilled `student` makes `distill.student_steps` unguided calls."""
+    if not net.diffusion:
+        return cal.call_s(f"act.{net.family}", rows * net.call_flops, net.size)
+    calls = cfg.distill.student_steps if student else cfg.diffusion.sample_steps
+    width = rows * (2 if _guided(cfg, net) and not student else 1)
+    return calls * cal.call_s(f"denoise.{net.family}", width * net.call_flops, net.size)
+
+
+# ----------------------------------------------------------------------------------------
+# Start-up costs
+# ----------------------------------------------------------------------------------------
+
+# Of a job's own Ray tasks, the share that start a new worker process (Ray keeps idle
+# workers and reuses them; a job's task often finds one). The tasks a job fans out start
+# in new ones: their driver holds its own worker meanwhile, and they come many at once.
+NEW_WORKER_SHARE = 0.25
+
+
+def fanned_out_start_s(cal: Calibration, suite: str | None = None) -> float:
+    """A fanned-out task's start: a new worker, and the first env of `suite` in it."""
+    return cal.value("worker_start_s") + (cal.value(f"import_s.{suite}") if suite else 0.0)
+
+
+def job_start_s(cal: Calibration, suite: str | None = None) -> float:
+    """A job's own task's start (`NEW_WORKER_SHARE` of them in a new worker, which pays
+    for the imports and the first env of `suite`)."""
+    return NEW_WORKER_SHARE * fanned_out_start_s(cal, suite) \
+        + (1 - NEW_WORKER_SHARE) * cal.value("task_start_s")
+
+
+# ----------------------------------------------------------------------------------------
+# Per kind
+# ----------------------------------------------------------------------------------------
+
+
+def _gpu(need: dict[str, float]) -> bool:
+    return need.get("GPU", 0.0) > 0
+
+
+def _own(job: Job) -> dict[str, float]:
+    return {k: float(v) for k, v in job.resources.items() if k in ("CPU", "GPU") and v}
+
+
+def _inner(job: Job) -> dict[str, float]:
+    return {k: float(v) for k, v in job.inner.items() if k in ("CPU", "GPU") and v}
+
+
+def _sac_update_flops(cfg: Config, od: int, ad: int) -> float:
+    h = cfg.sac.hidden
+    actor, q = mlp_flops([od, h, h, 2 * ad]), mlp_flops([od + ad, h, h, 1])
+    # target (actor + twin Q, no grad), critics fwd+bwd, policy through the critics
+    return cfg.sac.batch_size * (actor + 2 * q + 3 * 2 * q + 3 * (actor + 2 * q))
+
+
+def _sac_run_s(cfg: Config, suite: str, steps: int, starts: int, episode_steps: int,
+               od: int, ad: int, cal: Calibration) -> float:
+    """A SAC run of `steps` env steps: the steps, the updates, the evaluation episodes."""
+    sc = cfg.sac
+    env = cal.value(f"sac_env_steps_per_s.{suite}")
+    updates = max(0, steps - max(starts, sc.batch_size)) * sc.updates_per_step
+    evals = (steps // sc.eval_every) * sc.eval_episodes * episode_steps
+    return (steps + evals) / env + updates * cal.call_s("sac_update",
+                                                       _sac_update_flops(cfg, od, ad))
+
+
+def collect_work(job: Job, cal: Calibration) -> Work:
+    """One task per env task of the suite's collection plan (`TaskJob.after` kept)."""
+    cfg, suite = job.cfg, job.params["suite"]
+    shape = suite_shape(cfg, suite)
+    c = cfg.collect
+    start = fanned_out_start_s(cal, suite)
+    names = [j.task for j in shape.plan.jobs]
+    tasks, total_rows = [], 0.0
+    for tj in shape.plan.jobs:
+        need = {"CPU": c.num_cpus_per_task, **({"GPU": c.num_gpus_per_task}
+                                               if tj.rows and c.num_gpus_per_task else {})}
+        host = cal.on(_gpu(need))
+        if suite == "maze2d":
+            ep = _maze_episode_steps(cfg, cal)
+            rate = host.value("maze2d_collect_steps_per_s")
+            rows = cfg.maze2d.episodes_per_map * ep if tj.rows else 0.0
+            secs = (rows + c.prompt_episodes * ep) / rate
+        elif suite == "metaworld":
+            mw = cfg.metaworld
+            prompts = c.prompt_episodes * mw.episode_steps / host.value(
+                "metaworld_scripted_steps_per_s")
+            rows = float(tj.rows)
+            if not tj.rows:
+                secs = prompts
+            elif mw.source == "sac":
+                secs = prompts + _sac_run_s(cfg, suite, tj.rows, cfg.sac.learning_starts,
+                                            mw.episode_steps, shape.obs_dim, shape.act_dim,
+                                            host)
+            else:
+                secs = prompts + tj.rows / host.value("metaworld_scripted_steps_per_s")
+        else:  # Cheetah-vel, Ant-dir: SAC per task, expert episodes, prompts
+            sc = cfg.suite_section(suite)
+            T = sc.episode_steps
+            train = tj.payload.role == "train"
+            steps = sc.transitions_per_task if train else sc.heldout_transitions
+            starts = 0 if getattr(tj.payload, "init_from", None) else cfg.sac.learning_starts
+            policy_steps = c.prompt_episodes * T + (
+                sc.expert_episodes * T if train and sc.dataset == "expert" else 0)
+            rows = float(tj.rows)
+            secs = _sac_run_s(cfg, suite, steps, starts, T, shape.obs_dim, shape.act_dim, host) \
+                + policy_steps / host.value(f"sac_env_steps_per_s.{suite}")
+        total_rows += rows
+        tasks.append(Task(need, start + secs, after=tuple(names.index(a) for a in tj.after)))
+    tail = cal.value("finalize_s") + total_rows / cal.value("load_rows_per_s")
+    return Work(tuple(tasks), job_start_s(cal), tail,
+                {"env_tasks": len(tasks), "rows": total_rows})
+
+
+def _eval_jobs(cfg: Config, suite: str, shape: SuiteShape, wrong_prompt: bool) -> int:
+    """How many (task or map, seed) batches `mtdiff.eval.stage.plan_jobs` makes."""
+    seeds = len(cfg.eval.seeds)
+    if suite == "maze2d":
+        unseen = len(cfg.maze2d.unseen_maps)
+        return (len(shape.tasks) + unseen * (2 if wrong_prompt else 1)) * seeds
+    if suite == "metaworld":
+        return len(shape.tasks) * seeds
+    held = [t for t in shape.plan.jobs if not t.rows]
+    return (len(shape.tasks) + len(held)) * seeds
+
+
+def _eval_steps(cfg: Config, suite: str) -> int:
+    if cfg.eval.max_steps:
+        return cfg.eval.max_steps
+    if suite == "maze2d":
+        return cfg.maze2d.eval_episode_steps
+    if suite == "metaworld":
+        from mtdiff.envs.metaworld import MAX_EPISODE_STEPS
+
+        return MAX_EPISODE_STEPS
+    return cfg.suite_section(suite).episode_steps
+
+
+def _rollout_s(cfg: Config, suite: str, cal: Calibration) -> tuple[float, float]:
+    """(seconds of making the envs, seconds of stepping them) of one evaluation batch."""
+    n = cfg.eval.episodes
+    return (n * cal.value(f"env_make_s.{suite}"),
+            n * _eval_steps(cfg, suite) / cal.value(f"env_steps_per_s.{suite}"))
+
+
+def reference_work(job: Job, cal: Calibration) -> Work:
+    """Zero-action and uniform-random policies over the evaluation's batches."""
+    cfg, suite = job.cfg, job.params["suite"]
+    shape = suite_shape(cfg, suite)
+    need = _inner(job)
+    host = cal.on(False)
+    make, steps = _rollout_s(cfg, suite, host)
+    n = 2 * _eval_jobs(cfg, suite, shape, wrong_prompt=False)
+    task = Task(need, fanned_out_start_s(cal, suite) + make + steps)
+    rows = len(shape.tasks) * task_rows(cfg, suite, cal)  # the dataset's own numbers
+    return Work((task,) * n, job_start_s(cal),
+                cal.value("finalize_s") + rows / cal.value("load_rows_per_s"),
+                {"batches": n, "env_steps": n * cfg.eval.episodes * _eval_steps(cfg, suite)})
+
+
+def _data_tasks(job: Job, shape: SuiteShape) -> int:
+    """Tasks in a training job's dataset: one for a single task's (Fig. 6: its cell names
+    the task), else the tasks of its config's collection (Fig. 7's sets: the set's)."""
+    return 1 if "task" in job.config else len(shape.tasks)
+
+
+def train_step_s(cfg: Config, net: Net, batch: int, cal: Calibration) -> float:
+    """Seconds of one training step at `batch` samples on `cal`'s device."""
+    return cal.call_s(f"train.{net.family}", batch * net.train_flops, net.size)
+
+
+def train_work(job: Job, cal: Calibration) -> Work:
+    """A trainer: its start, the dataset's load, `train.steps` steps, the checkpoints."""
+    cfg, suite = job.cfg, job.config["suite"]
+    shape = suite_shape(cfg, suite)
+    n_tasks = _data_tasks(job, shape)
+    net = network(cfg, suite, shape)
+    inner = dict(job.inner)
+    workers = max(1, int(inner.get("workers", 1)))
+    need = {k: inner.get(k, 0.0) / workers for k in ("CPU", "GPU") if inner.get(k)}
+    dev = cal.on(_gpu(need))
+    batch = math.ceil(cfg.data.batch_per_task / workers) * n_tasks  # per worker
+    t = cfg.train
+    ckpts = math.ceil(t.steps / t.checkpoint_every)
+    rows = n_tasks * task_rows(cfg, suite, cal)
+    step = train_step_s(cfg, net, batch, dev)
+    start = dev.value("trainer_start_s")
+    # checksums, then the load (`train.stage.run`, `build_setup`)
+    secs = (start + 2 * rows / cal.value("load_rows_per_s")
+            + t.steps * step + ckpts * dev.value("checkpoint_s"))
+    tasks = [Task(need, secs, bundles=workers)]
+    # Ray Train's controller and helper actors reserve no CPU but keep more than the
+    # worker's busy while the trainer starts: that work, as a task beside it
+    extra = max(0.0, dev.value("trainer_start_cpus") - need.get("CPU", 0.0))
+    if extra > 0:
+        tasks.append(Task({"CPU": min(1.0, extra)}, start * extra / min(1.0, extra)))
+    return Work(tuple(tasks), job_start_s(cal), 0.0,
+                {"steps": t.steps, "batch": batch * workers, "step_s": step,
+                 "gflop_per_step": batch * net.train_flops / 1e9})
+
+
+def distill_work(job: Job, cal: Calibration) -> Work:
+    """Teacher trajectories (guided, `teacher_steps` calls per batch), then the student's
+    steps at `batch_size x student_steps` rows."""
+    cfg, suite = job.cfg, job.config["suite"]
+    shape = suite_shape(cfg, suite)
+    dc = cfg.distill
+    net = network(cfg, suite, shape)
+    need = _own(job)
+    dev = cal.on(_gpu(need))
+    width = 2 if _guided(cfg, net) else 1
+    teacher = math.ceil((dc.samples + dc.val_samples) / dc.teacher_batch) * dc.teacher_steps \
+        * dev.call_s(f"denoise.{net.family}", width * dc.teacher_batch * net.call_flops,
+                     net.size)
+    student = dc.steps * train_step_s(cfg, net, dc.batch_size * dc.student_steps, dev)
+    rows = len(shape.tasks) * task_rows(cfg, suite, cal)
+    secs = (job_start_s(cal) + dev.value("policy_load_s")
+            + rows / cal.value("load_rows_per_s") + teacher + student
+            + math.ceil(dc.steps / dc.checkpoint_every) * dev.value("checkpoint_s"))
+    return Work((Task(need, secs),), 0.0, 0.0, {"steps": dc.steps})
+
+
+def evaluate_work(job: Job, cal: Calibration) -> Work:
+    """Per (task or map, seed): `episodes` envs stepped together, one plan per step; and
+    the state-use check (3 plans of its windows) beside them."""
+    cfg, suite = job.cfg, job.params["suite"]
+    shape = suite_shape(cfg, suite)
+    student = str(job.config.get("method", "")).endswith("-distill")
+    net = network(cfg, suite, shape)
+    need = _inner(job)
+    dev, host = cal.on(_gpu(need)), cal.on(False)
+    n_jobs = _eval_jobs(cfg, suite, shape, wrong_prompt=True)
+    make, env = _rollout_s(cfg, suite, host)
+    steps = _eval_steps(cfg, suite)
+    plans = steps * plan_s(cfg, net, cfg.eval.episodes, dev, student=student)
+    start = fanned_out_start_s(cal, suite) + dev.value("policy_load_s")
+    tasks = [Task(need, start + make + env + plans)] * n_jobs
+    w = cfg.eval.state_use_windows
+    if w:
+        rows = len(shape.tasks) * task_rows(cfg, suite, cal)
+        windows = w * len(shape.tasks)
+        tasks.append(Task(need, start + rows / cal.value("load_rows_per_s")
+                          + 3 * plan_s(cfg, net, windows, dev, student=student)))
+    return Work(tuple(tasks), job_start_s(cal), cal.value("finalize_s"),
+                {"batches": n_jobs, "plans": n_jobs * steps,
+                 "env_steps": n_jobs * steps * cfg.eval.episodes})
+
+
+def _offline_rows(cfg: Config, job: Job, cal: Calibration) -> float:
+    """Original rows of the offline job's task (its dataset: trained-on or held-out)."""
+    data_job = str(job.params.get("data_job", "collect/metaworld"))
+    if data_job == "collect/metaworld-heldout":
+        ep = cfg.metaworld.episode_steps
+        return math.ceil(cfg.offline.heldout_transitions / ep) * ep
+    return float(suite_shape(cfg, "metaworld").rows_per_task)
+
+
+def synthesize_work(job: Job, cal: Calibration) -> Work:
+    """ceil(N / H) MTDiff-S sequences in batches of 256, `sample_steps` calls each, then the
+    synthetic and augmented datasets written."""
+    cfg = job.cfg
+    o = cfg.offline
+    from dataclasses import replace
+
+    scfg = replace(cfg, model=replace(cfg.model, kind="mtdiff-s"))
+    shape = suite_shape(cfg, "metaworld")
+    net = network(scfg, "metaworld", shape)
+    need = _own(job)
+    dev = cal.on(_gpu(need))
+    orig = _offline_rows(cfg, job, cal)
+    num = o.synth_transitions or o.augment_copies * orig
+    seqs = math.ceil(num / cfg.data.horizon)
+    calls = 0.0
+    for b in [256] * (seqs // 256) + ([seqs % 256] if seqs % 256 else []):
+        calls += plan_s(scfg, net, b, dev)
+    prompt = o.prompt_episodes * cfg.metaworld.episode_steps / cal.value(
+        "metaworld_scripted_steps_per_s")
+    io = orig / cal.value("load_rows_per_s") + (2 * num + orig) / cal.value("write_rows_per_s")
+    secs = job_start_s(cal, "metaworld") + dev.value("policy_load_s") + prompt + calls + io
+    return Work((Task(need, secs),), 0.0, 0.0, {"transitions": num, "sequences": seqs})
+
+
+def _td3bc_update_flops(cfg: Config, od: int, ad: int) -> float:
+    o = cfg.offline
+    actor, q = mlp_flops([od, o.hidden, o.hidden, ad]), mlp_flops([od + ad, o.hidden,
+                                                                     o.hidden, 1])
+    # critics every update (+ target actor and critics), the actor every policy_delay
+    return o.batch_size * (3 * 2 * q + actor + 2 * q + 3 * (actor + q) / o.policy_delay)
+
+
+def offline_work(job: Job, cal: Calibration) -> Work:
+    """`offline.steps` TD3-BC updates and its evaluations (intermediate ones at their own
+    episode count where the config has one), on the job's data variant."""
+    cfg = job.cfg
+    o = cfg.offline
+    from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM
+
+    need = _own(job)
+    dev, host = cal.on(_gpu(need)), cal.on(False)
+    rows = _offline_rows(cfg, job, cal)
+    data = str(job.params.get("data", "original"))
+    extra = 0.0 if data == "original" else o.augment_copies * rows
+    points = sorted({*range(o.eval_every, o.steps + 1, o.eval_every), o.steps})
+    mid = min(getattr(o, "eval_episodes_intermediate", o.eval_episodes), o.eval_episodes)
+    episodes = o.eval_episodes + mid * (len(points) - 1)
+    ep_steps = episodes * cfg.metaworld.episode_steps
+    update = dev.call_s("td3bc_update", _td3bc_update_flops(cfg, OBS_DIM, ACT_DIM))
+    q = mlp_flops([OBS_DIM + ACT_DIM, o.hidden, o.hidden, 1])
+    s4rl = extra * 3 * q / float(dev._rate("td3bc_update")["flops_per_s"]) \
+        if data == "s4rl" else 0.0
+    # each evaluation makes its environments anew (`evaluate_policy`)
+    makes = len(points) * min(o.eval_envs, o.eval_episodes) * host.value("env_make_s.metaworld")
+    secs = (job_start_s(cal, "metaworld") + (rows + extra) / cal.value("load_rows_per_s")
+            + s4rl + o.steps * update + ep_steps / host.value("td3bc_eval_steps_per_s") + makes)
+    return Work((Task(need, secs),), 0.0, 0.0,
+                {"updates": o.steps, "eval_episodes": episodes, "update_s": update})
+
+
+def quality_work(job: Job, cal: Calibration) -> Work:
+    """Table 4: dynamics error of `quality_samples` rows of 3 methods, the embedding."""
+    cfg = job.cfg
+    o = cfg.offline
+    rows = _offline_rows(cfg, job, cal)
+    n = min(o.quality_samples, rows)
+    secs = (job_start_s(cal, "metaworld") + 3 * rows / cal.value("load_rows_per_s")
+            + 3 * n * cal.value("quality_sample_s") + cal.value("embedding_s"))
+    return Work((Task(_own(job), secs),), 0.0, 0.0, {"checked_rows": 3 * n})
+
+
+def subset_work(job: Job, cal: Calibration) -> Work:
+    """The tasks' rows read and written again (one task for Fig. 6, a task set for
+    Fig. 7)."""
+    n = len(job.params["tasks"]) if "tasks" in job.params else 1
+    rows = n * float(suite_shape(job.cfg, "metaworld").rows_per_task)
+    secs = job_start_s(cal) + rows / cal.value("load_rows_per_s") \
+        + rows / cal.value("write_rows_per_s")
+    return Work((Task(_own(job), secs),), 0.0, 0.0, {"rows": rows})
+
+
+def report_work(job: Job, cal: Calibration) -> Work:
+    """The report: a fixed part and one record read per job of the graph."""
+    n = len(job.params.get("graph", ()))
+    secs = job_start_s(cal) + cal.value("report_s") + n * cal.value("report_job_s")
+    return Work((Task(_own(job) or {"CPU": 1.0}, secs),), 0.0, 0.0, {"records": n})
+
+
+WORK = {"collect": collect_work, "reference": reference_work, "train": train_work,
+        "distill": distill_work, "evaluate": evaluate_work, "synthesize": synthesize_work,
+        "offline": offline_work, "quality": quality_work, "subset": subset_work,
+        "report": report_work}
+
+
+def job_work(job: Job, cal: Calibration) -> Work:
+    """The job's `Work` under calibration `cal` (module docstring)."""
+    if job.kind not in WORK:
+        raise ValueError(f"job {job.name}: no cost model for kind {job.kind!r} (add one to "
+                         "mtdiff.experiment.workload.WORK)")
+    return WORK[job.kind](job, cal)
+
