@@ -20,7 +20,7 @@ from mtdiff.experiment.jobs import Job
 from mtdiff.report import build_report, log_report_to_mlflow
 from mtdiff.report.headline import headline_metrics, metric_name
 from mtdiff.report.html import render_html
-from mtdiff.tracking import remote
+from mtdiff.tracking import remote, ui
 from tests.test_report import run  # noqa: F401 - the report's reproduction folder fixture
 
 
@@ -37,7 +37,7 @@ def _client(cfg):
 
 def _kind(cfg) -> str | None:
     exp = _client(cfg).get_experiment_by_name(cfg.tracking.experiment)
-    return exp.tags.get(tracking.EXPERIMENT_KIND_TAG)
+    return exp.tags.get(ui.EXPERIMENT_KIND_TAG)
 
 
 # --- the experiment opens on its runs ------------------------------------------------------
@@ -49,10 +49,10 @@ def test_experiment_is_marked_for_model_training(tmp_path):
     assert _kind(cfg) == "custom_model_development"
     client = _client(cfg)
     exp_id = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
-    client.set_experiment_tag(exp_id, tracking.EXPERIMENT_KIND_TAG, "genai_development_inferred")
+    client.set_experiment_tag(exp_id, ui.EXPERIMENT_KIND_TAG, "genai_development_inferred")
     tracking.setup(cfg)  # a kind the UI only guessed is replaced
     assert _kind(cfg) == "custom_model_development"
-    client.set_experiment_tag(exp_id, tracking.EXPERIMENT_KIND_TAG, "genai_development")
+    client.set_experiment_tag(exp_id, ui.EXPERIMENT_KIND_TAG, "genai_development")
     tracking.setup(cfg)  # a kind a person chose stays
     assert _kind(cfg) == "genai_development"
 
@@ -303,3 +303,9 @@ def test_sac_curve_reaches_mlflow_while_it_trains(tmp_path):
     assert [m.step for m in hist] == [100, 200, 300]
     assert {"eval_return", "steps_per_s", "q_loss", "final_eval_success"} <= set(
         child.data.metrics)
+
+
+def test_runs_page_link_opens_model_training():
+    assert ui.runs_page_url("http://10.0.0.1:5000/", "7") == \
+        "http://10.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+    assert ui.runs_page_url("sqlite:///mlflow.db", "7") is None

@@ -223,6 +223,12 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
           f"{states.count('skipped')} skipped (done earlier), {states.count('failed')} failed, "
           f"{states.count('blocked')} blocked, in {time.time() - t0:.0f}s; outputs under "
           f"{lay.out}")
+    if mlflow_spec:
+        from mtdiff.tracking.ui import runs_page_url
+
+        url = runs_page_url(cfg.tracking.resolved_uri(), mlflow_spec["experiment_id"])
+        print(f"[repro] runs in MLflow: {url or cfg.tracking.resolved_uri()}"
+              + ("" if url else " (mlflow ui --backend-store-uri <that>; pick 'Model training')"))
     return 0 if ok else 1
 
 

@@ -13,8 +13,6 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
-from markdown_it import MarkdownIt
-
 from mtdiff.data.io import atomic_write_text
 
 HTML_FILE = "report.html"
@@ -49,6 +47,8 @@ def render_html(markdown: str, base: str | Path, title: str = "MTDiff reproducti
                 ) -> str:
     """The page for `markdown`, its relative image links (resolved against `base`)
     inlined."""
+    from markdown_it import MarkdownIt  # not paid by every importer of mtdiff.report
+
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
     default_image = md.renderer.rules["image"]
     folder = Path(base)

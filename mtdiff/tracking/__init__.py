@@ -7,9 +7,11 @@ The embedded default store is ``sqlite:///mlflow.db`` (MLflow 3's default; the f
 needs an opt-in). On a cluster set ``tracking.uri`` (or $MLFLOW_TRACKING_URI) to the
 ``mlflow server`` on the head node so every worker logs to one place.
 
-The experiment is marked for model training (`EXPERIMENT_KIND`), so MLflow's UI opens it on
-its runs rather than on the GenAI overview; every run a stage or job opens samples system
-metrics (CPU, memory, disk, network; GPU where `nvidia-ml-py` is installed: the `gpu` extra).
+The experiment is marked for model training (`EXPERIMENT_KIND`), which MLflow UIs that read
+the tag take to open it on its runs, not on the GenAI overview (3.17's UI follows a switch it
+keeps per browser instead: `ui.runs_page_url` links past it). Every run a stage or job
+opens samples system metrics (CPU, memory, disk, network; GPU where `nvidia-ml-py` is
+installed: the `gpu` extra).
 
 Run states are honest: a run whose body raises ends FAILED (KILLED on Ctrl-C); a run a
 killed process left RUNNING is closed (KILLED) by the next run that claims the same output
@@ -31,19 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config, config_hash, flatten
+from mtdiff.tracking.ui import mark_model_training
 
 CODE_VERSION_FILE = "CODE_VERSION"  # written at submit time (pipelines/submit.py)
 LOCK_FILE = ".mtdiff.lock"
 _REPO = Path(__file__).resolve().parents[2]
-# The experiment tag MLflow's UI (3.x) reads to choose the experiment's page, and its value
-# for "Machine learning" (model training): the runs table instead of the GenAI overview.
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-EXPERIMENT_KIND = "custom_model_development"
-# Kinds the UI infers or leaves unset; any other value was chosen by a person and is kept.
-_UNCHOSEN_KINDS = ("", "no_inferred_type", "genai_development_inferred",
-                   "custom_model_development_inferred")
-
-
 def setup(cfg: Config) -> str:
     """Point MLflow at the configured store and experiment (created, and marked for model
     training, when missing); returns the URI."""
@@ -53,17 +47,6 @@ def setup(cfg: Config) -> str:
     mlflow.set_tracking_uri(uri)
     mark_model_training(mlflow.set_experiment(cfg.tracking.experiment))
     return uri
-
-
-def mark_model_training(experiment: Any) -> None:
-    """Tag `experiment` (an `mlflow.entities.Experiment`) as model training so the UI
-    opens on its runs; a kind someone chose in the UI is left alone. Idempotent: no
-    write when the tag is already there."""
-    import mlflow
-
-    if experiment.tags.get(EXPERIMENT_KIND_TAG, "") in _UNCHOSEN_KINDS:
-        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id,
-                                                 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
 
 def _quiet_system_metrics() -> None:

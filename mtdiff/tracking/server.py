@@ -70,4 +70,3 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
             f"the MLflow tracking server {uri} cannot be reached ({reason}); {fix}set "
             "MLFLOW_TRACKING_URI (or --set tracking.uri=...) to a reachable one, or turn "
             "tracking off (--no-mlflow where the command has it)") from None
-
