@@ -41,7 +41,7 @@ def _usage() -> str:
     lines = ["usage: mtdiff <command> [arguments]  (mtdiff <command> --help)", "", "commands:"]
     lines += [f"  {name:<22}{text}" for name, (_, text) in COMMANDS.items()]
     lines += ["  sweep <name>          a Tune sweep:"]
-    lines += [f"    {name:<20}{text}" for name, (_, text) in SWEEPS.items()]
+    lines += [f"    {name:<22}{text}" for name, (_, text) in SWEEPS.items()]
     return "\n".join(lines)
 
 
