@@ -64,7 +64,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("mtdiff-p-onehot", "mtdiff-p-onehot", "MTDiff-P-onehot", suites=("metaworld",)),
     Method("mtdiff-p-unet", "mtdiff-p", "MTDiff-P (U-Net)", overrides=("model.backbone=unet",),
            suites=("metaworld",)),
-    # Ours, not the paper's (issue 16): MTDiff-P distilled into a few-step planner
+    # Ours, not the paper's: MTDiff-P distilled into a few-step planner
     # (progressive distillation of the guided teacher; `distill.student_steps`).
     Method("mtdiff-p-distill", "mtdiff-p", "MTDiff-P (distilled)", teacher="mtdiff-p"),
     Method("mtdiff-s", "mtdiff-s", "MTDiff-S", role="synthesizer", fields="synth",

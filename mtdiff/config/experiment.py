@@ -25,7 +25,7 @@ class ExperimentConfig(_Validated):
     # Method names of `mtdiff.methods.METHODS`; each runs on the suites it applies to
     # (Maze2D: MTDiff-P and Prompt-DT). Paper: Table 1's methods, the U-Net ablation
     # (Table 3) and MTDiff-S (Tables 2, 4).
-    # mtdiff-p-distill (ours, issue 16: MTDiff-P's few-step student) is not the paper's; it
+    # mtdiff-p-distill (ours: MTDiff-P's few-step student) is not the paper's; it
     # runs with grid="full" or when named here.
     methods: tuple[str, ...] = ("mtdiff-p", "mtdiff-p-onehot", "mtbc", "mtiql", "mtcql",
                                 "mtdt", "promptdt", "mtdiff-p-unet", "mtdiff-s")

@@ -66,7 +66,7 @@ def local() -> Config:
         # 30k the policy scored 84 / 73, below the ~196 of standing still (the +1 per step
         # for staying healthy, which SAC's untrained policy gets at 5k): SAC first learns
         # to move and falls; it passes standing still after ~60k steps and reaches 269 /
-        # 284 at 100k (measured, 2026-11-30, ant-dir-0 / ant-dir-1, 5 episodes each).
+        # 284 at 100k (measured on ant-dir-0 / ant-dir-1, 5 episodes each).
         ant_dir=MujocoSuiteConfig(tasks=LOCAL_TASKS["ant-dir"], heldout_tasks="ant-dir:heldout",
                                   transitions_per_task=100_000, heldout_transitions=10_000,
                                   heldout_init="nearest", expert_episodes=50),
