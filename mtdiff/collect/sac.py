@@ -332,6 +332,7 @@ def collect_task_lean(task: str, cfg: Config, root: str, seed: int,
     import time
 
     from mtdiff.collect.metaworld import EpisodeRecorder, SACTaskRun, evaluate
+    from mtdiff.runtime import duration
     from mtdiff.tracking.remote import LiveChild
 
     run = SACTaskRun(task, cfg, root, seed, env=env_spec)
@@ -387,6 +388,11 @@ def collect_task_lean(task: str, cfg: Config, root: str, seed: int,
                     run.log_eval(step + 1, ret, succ, sps,
                                  **{k: float(v) for k, v in losses.items()})  # one sync
                     curve.log(curve_metrics(run.history[-1], spec.suite), step=step + 1)
+                    # Live progress in the job's log (the collection's bar counts rows only
+                    # once a task's data is written, which SAC does at its end).
+                    print(f"[sac] {task} step {step + 1}/{run.total} return {ret:.1f} "
+                          f"success {succ:.2f} {sps:.0f} steps/s, ETA "
+                          f"{duration((run.total - step - 1) / max(sps, 1e-9))}", flush=True)
                     clock, clock_steps = time.perf_counter(), step + 1  # eval time excluded
                 if term:
                     break
