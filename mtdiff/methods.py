@@ -21,7 +21,7 @@ from mtdiff.config import ConfigError
 from mtdiff.config.sections import DIFFUSION_KINDS
 
 __all__ = ["DIFFUSION_KINDS", "METHODS", "Method", "get_method", "method_of_kind",
-           "method_of_meta", "register"]
+           "method_of_meta"]
 
 Role = Literal["planner", "synthesizer"]
 
@@ -83,11 +83,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
           ("promptdt", "PromptDT", "sequence", "PromptDTLearner",
            ("metaworld", "maze2d", "cheetah-vel", "ant-dir"), False))),
 )}
-
-
-def register(method: Method) -> None:
-    """Add a method (its files exist): used by modules that define methods."""
-    METHODS[method.name] = method
 
 
 def get_method(name: str) -> Method:

@@ -10,7 +10,6 @@ the float64 originals are kept for the samplers' per-step scalars.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -152,9 +151,3 @@ class DiffusionSchedule:
         return (f"DiffusionSchedule(K={self.num_steps}, beta_1={float(self.betas64[0]):.3g}, "
                 f"beta_K={float(self.betas64[-1]):.3g}, "
                 f"abar_K={float(self.alphas_cumprod64[-1]):.3g})")
-
-
-def log_snr(schedule: DiffusionSchedule, k: int) -> float:
-    """λ_k = log(√ᾱ_k / √(1 - ᾱ_k)) (DPM-Solver's half log-SNR) at 0-based step k."""
-    abar = float(schedule.alphas_cumprod64[k])
-    return 0.5 * math.log(abar) - 0.5 * math.log(1.0 - abar)

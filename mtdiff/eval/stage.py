@@ -317,9 +317,3 @@ def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path], out: Path,
                                "state_use_per_task.json")
         for a in artifacts:
             tracking.log_artifact(a)
-
-
-def load_results(path: str | Path) -> dict[str, Any]:
-    """Read an evaluation JSON written by `run`."""
-    return json.loads(Path(path).read_text())
-

@@ -27,8 +27,6 @@ from typing import Any
 from mtdiff.config import Config, OfflineConfig
 from mtdiff.data.transitions import Transitions, concat, from_task
 
-AUGMENTED = ("s4rl", "rad", "mtdiff-s")  # Table 4's methods (original + augmentation)
-
 
 def heldout_config(cfg: Config, tasks: list[str]) -> Config:
     """The collection config of the tasks MTDiff-S never saw: scripted, noisy, small

@@ -75,10 +75,3 @@ def run_td3bc(data: Transitions, task: str, cfg: OfflineConfig | None = None, *,
     last = curve[-1]
     return TD3BCResult(agent, curve, last["success_rate"], last["mean_return"], logs, path,
                        time.perf_counter() - t0)
-
-
-def curve_summary(result: TD3BCResult) -> str:
-    """One line per evaluation: step, success rate, mean return."""
-    return "\n".join(f"  step {int(p['step']):>8d}  success {p['success_rate']:.3f}  "
-                     f"return {p['mean_return']:.1f}" for p in result.curve) or "  (no evals)"
-

@@ -35,7 +35,9 @@ from typing import Any
 from mtdiff.config import Config, config_hash, flatten
 from mtdiff.tracking.ui import mark_model_training
 
-CODE_VERSION_FILE = "CODE_VERSION"  # written at submit time (pipelines/submit.py)
+# A copy without .git (e.g. `ray job submit --working-dir`) may carry its version here:
+# `git rev-parse --short HEAD > CODE_VERSION` before submitting.
+CODE_VERSION_FILE = "CODE_VERSION"
 LOCK_FILE = ".mtdiff.lock"
 _REPO = Path(__file__).resolve().parents[2]
 def setup(cfg: Config) -> str:

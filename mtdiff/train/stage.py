@@ -18,12 +18,6 @@ def run_name(cfg: Config, data: str | Path) -> str:
     return train_run_name(cfg, read_manifest(data)["config_hash"])
 
 
-def finished_checkpoint(cfg: Config, data: str | Path, out: str | Path) -> Path | None:
-    """The checkpoint of a finished run of `cfg` on `data` under `out`, or None."""
-    latest = latest_checkpoint(Path(out).resolve() / run_name(cfg, data), quiet=True)
-    return latest[0] if latest is not None and latest[1] >= cfg.train.steps else None
-
-
 def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
         cpus_per_worker: int | None = None, gpus_per_worker: float | None = None) -> Path:
     """Train `cfg.model.kind` on the dataset at `data`; returns the final checkpoint folder.
