@@ -327,12 +327,12 @@ def test_layout_prompt_trains_and_evaluates_through_the_pipelines(tmp_path):
 
 
 def test_fidelity_table_separates_fix2_from_fixes_1_and_3():
-    """`benchmarks/fidelity_before_after.py --fix2-arm`: the table gives the reverted-data
+    """`experiments/fidelity_before_after.py --fix2-arm`: the table gives the reverted-data
     arm's success and both differences, each with the right sign and verdict."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "fidelity_bench", ROOT / "benchmarks" / "fidelity_before_after.py")
+        "fidelity_bench", ROOT / "experiments" / "fidelity_before_after.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)  # type: ignore[union-attr]
 

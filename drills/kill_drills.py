@@ -1,6 +1,6 @@
 """Kill drills: kill -9 a smoke `full_repro` at random moments, rerun it, compare.
 
-    python benchmarks/kill_drills.py --kills 5 --work /tmp/drills [--seed 0] [--reuse-reference]
+    python drills/kill_drills.py --kills 5 --work /tmp/drills [--seed 0] [--reuse-reference]
 
 1. A reference: one uninterrupted smoke reproduction (its own output folder and MLflow
    store).

@@ -1,6 +1,6 @@
 """A smoke reproduction on a two-node Ray cluster simulated on this machine.
 
-    python benchmarks/two_node_smoke.py --work /tmp/two-node
+    python drills/two_node_smoke.py --work /tmp/two-node
 
 Starts a head (`ray start --head`, its own --temp-dir and ports, 1 CPU) and a worker node
 (`ray start --address`, another --temp-dir, 1 CPU), then, as a user of such a cluster:

@@ -22,7 +22,7 @@ episodes within each task with one training seed, and training seeds with severa
 A difference is *resolved* when its CI excludes 0. With one training seed the CIs cover
 evaluation noise only, not training noise.
 
-    python benchmarks/fidelity_before_after.py --preset local --out runs/fidelity \\
+    python experiments/fidelity_before_after.py --preset local --out runs/fidelity \\
         [--part all|metaworld|maze2d] [--episodes 30] [--train-seeds 0 1 2] [--fix2-arm]
 
 Every stage is skipped when its output exists, so an interrupted run continues. Cost at
