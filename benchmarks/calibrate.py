@@ -46,13 +46,9 @@ import torch
 from cpu_meter import descendants_cpu  # benchmarks/cpu_meter.py, beside this script
 
 from mtdiff.config import Config, apply_overrides, get_preset
+from mtdiff.experiment.flops import network
 from mtdiff.experiment.rates import CALIBRATION_DIR, RATES, from_dict
-from mtdiff.experiment.workload import (
-    SuiteShape,
-    _sac_update_flops,
-    _td3bc_update_flops,
-    network,
-)
+from mtdiff.experiment.workload import sac_update_flops, td3bc_update_flops
 from mtdiff.runtime import set_torch_threads
 
 LOCAL = ["model.d_model=128", "model.n_layer=3", "model.n_head=4", "data.horizon=16"]
@@ -196,14 +192,14 @@ def collect_maze(c: Calibrator) -> Path:
     return root
 
 
-def collect_metaworld(c: Calibrator) -> Path:
+def collect_metaworld(c: Calibrator, rows: int = 2500) -> Path:
     """reach-v3 through the scripted collection job (the local preset's settings)."""
     from mtdiff.collect.metaworld import _scripted_job, plan_metaworld
     from mtdiff.data.prompts import write_prompts
     from mtdiff.data.writer import finalize_dataset
 
     cfg = apply_overrides(get_preset("local"), ["metaworld.tasks=reach-v3",
-                                                "metaworld.transitions_per_task=2500"])
+                                                f"metaworld.transitions_per_task={rows}"])
     root = c.tmp / "mw"
     plan = plan_metaworld(cfg)
     job = next(j for j in plan.jobs if j.task == "reach-v3")
@@ -248,10 +244,6 @@ def data_rates(c: Calibrator) -> Path:
 # ----------------------------------------------------------------------------------------
 
 
-def _shape(tasks: int, od: int = 39, ad: int = 4) -> SuiteShape:
-    return SuiteShape(od, ad, tuple(f"task-{i:02d}" for i in range(tasks)), 0, None)
-
-
 def _cfg(kind: str, size: list[str], *more: str) -> Config:
     from mtdiff.methods import get_method
 
@@ -272,7 +264,7 @@ def train_points(data: Path, kind: str, size: list[str], batches: list[int],
         cfg = _cfg(kind, size, f"data.batch_per_task={m}")
         setup = build_setup(cfg, data, batch_per_task=m)
         learner = build_learner(cfg, setup, torch.device("cpu"))
-        net = network(cfg, "metaworld", _shape(len(setup.meta["tasks"])))
+        net = network(cfg, "metaworld", 39, 4, len(setup.meta["tasks"]))
         batch = setup.sampler.batch_size
         secs = timed(lambda lr=learner, st=setup: lr.update(to_torch(st.sampler.sample(), "cpu")),
                      min_s=min_s, warmup=2)
@@ -320,7 +312,6 @@ def planning(c: Calibrator, mw: Path) -> None:
     from mtdiff.eval.policy import load_policy
     from mtdiff.eval.suites import EvalJob, run_job
 
-    shape = _shape(1)
     lines: dict[str, list[tuple[str, float, float]]] = {}
     loads = []
     runs = (("mtdiff-p", SMOKE, (2, 8), 5), ("mtdiff-p", LOCAL, (1, 8), 10),
@@ -331,7 +322,7 @@ def planning(c: Calibrator, mw: Path) -> None:
         ckpt, cfg = _checkpoint(mw, kind, size, c.tmp / f"ckpt-{i}")
         if steps:
             cfg = apply_overrides(cfg, [f"diffusion.sample_steps={steps}"])
-        net = network(cfg, "metaworld", shape)
+        net = network(cfg, "metaworld", 39, 4, 1)
         with Clock() as clk:
             load_policy(ckpt, diffusion=cfg.diffusion)
         loads.append(clk.busy)
@@ -411,7 +402,7 @@ def sac(c: Calibrator) -> None:
                      rng.uniform(-1, 1, (5000, 4)).astype(np.float32), rng.random(5000),
                      rng.normal(size=(5000, 39)).astype(np.float32), np.zeros(5000))
         secs = timed(lambda a=agent, b=buf: a.update(b), min_s=1.0, warmup=3)
-        pts.append(("", _sac_update_flops(cfg, 39, 4), secs))
+        pts.append(("", sac_update_flops(cfg, 39, 4), secs))
     c.put_line("sac_update", pts, "SACAgent.update (hidden/batch 256/256 and 64/64)")
     cfg = get_preset("paper")
     for suite, task in (("metaworld", "reach-v3"), ("cheetah-vel", "cheetah-vel-0"),
@@ -451,13 +442,13 @@ def td3bc(c: Calibrator, mw: Path) -> None:
         agent.fit_normalizer(data.observations)
         sample = agent.batches(data)
         secs = timed(lambda a=agent, s=sample: a.train(s, 20, log_every=10**9), min_s=1.0)
-        pts.append(("", _td3bc_update_flops(cfg, 39, 4), secs / 20))
+        pts.append(("", td3bc_update_flops(cfg, 39, 4), secs / 20))
     c.put_line("td3bc_update", pts, "TD3BC.train (hidden/batch 256/256 and 32/32)")
     assert agent is not None
     with Clock() as clk:
-        evaluate_policy(agent.act, "reach-v3", episodes=4, num_envs=4, max_episode_steps=150)
-    c.put("td3bc_eval_steps_per_s", 4 * 150 / clk.busy, "steps/s",
-          "evaluate_policy, reach-v3, 4 envs x 150 steps (TD3-BC actor)")
+        evaluate_policy(agent.act, "reach-v3", episodes=5, num_envs=5, max_episode_steps=300)
+    c.put("td3bc_eval_steps_per_s", 5 * 300 / clk.busy, "steps/s",
+          "evaluate_policy, reach-v3, 5 envs x 300 steps (TD3-BC actor; local's eval_envs)")
 
 
 def quality(c: Calibrator, mw: Path) -> None:

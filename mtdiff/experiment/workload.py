@@ -24,8 +24,7 @@ What each kind does, and so what it is priced by:
 
 Episodes are priced at their full length: a planner that succeeds early (Meta-World with
 ``eval.stop_on_success``, Maze2D at G) costs less, so these are upper bounds there.
-FLOPs of a network call come from the config's sizes (d_model, layers, tokens, widths):
-counted for the matmuls, which is what scales with the model.
+FLOPs of a network call come from the config's sizes (`mtdiff.experiment.flops`).
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtdiff.config import Config
+from mtdiff.experiment.flops import Net, mlp_flops, network
 from mtdiff.experiment.jobs import Job
 from mtdiff.experiment.rates import Calibration
 
@@ -109,94 +109,6 @@ def task_rows(cfg: Config, suite: str, cal: Calibration) -> float:
     return suite_shape(cfg, suite).rows_per_task
 
 
-# ----------------------------------------------------------------------------------------
-# FLOPs of the networks (forward, per sample)
-# ----------------------------------------------------------------------------------------
-
-
-def mlp_flops(sizes: list[int]) -> float:
-    """Forward FLOPs of an MLP with these layer widths, per sample."""
-    return 2.0 * sum(a * b for a, b in zip(sizes, sizes[1:], strict=False))
-
-
-def gpt2_flops(d: int, n_layer: int, tokens: int) -> float:
-    """Forward FLOPs of the GPT-2 blocks on `tokens` tokens: 12 d^2 weights per token and
-    layer (QKV, projection, 4x MLP) and attention's 2 T^2 d."""
-    return n_layer * (24.0 * tokens * d * d + 4.0 * tokens * tokens * d)
-
-
-def _unet_flops(d: int, horizon: int, act_dim: int, prompt_len: int) -> float:
-    dim = max(1, d // 4)  # `build_model`: dim = d_model // 4, dim_mults (1, 2, 4)
-    chans = [dim, 2 * dim, 4 * dim]
-
-    def res(ci: int, co: int, h: float) -> float:  # two k=5 convs and the 1x1 skip
-        return 2.0 * h * (5 * ci * co + 5 * co * co + (ci * co if ci != co else 0))
-
-    f, c_prev, h, hs = 0.0, act_dim, float(horizon), []
-    for i, c in enumerate(chans):
-        f += res(c_prev, c, h) + res(c, c, h)
-        hs.append(h)
-        if i < len(chans) - 1:
-            h = math.ceil(h / 2)
-            f += 2.0 * h * 3 * c * c
-        c_prev = c
-    f += 2 * res(c_prev, c_prev, h)
-    for c_out, c_in, hh in zip(reversed(chans[:-1]), reversed(chans[1:]), reversed(hs[:-1]),
-                               strict=True):
-        f += res(2 * c_in, c_out, hh) + res(c_out, c_out, hh) + 2.0 * hh * 4 * c_in * c_in
-    return f + 2.0 * prompt_len * 2 * 3 * dim * dim * 3  # the prompt's TCN
-
-
-@dataclass(frozen=True)
-class Net:
-    """A job's network: its family (which calibrated rate prices it) and forward FLOPs
-    per sample in training and per row of a policy call."""
-
-    family: str  # "gpt2" | "unet" | "dt" | "mlp"
-    train_flops: float  # forward + backward, per sample
-    call_flops: float  # one forward, per row (a denoiser or policy call)
-    diffusion: bool
-    size: str = ""  # "d128-l3": a calibration's line for this size, where it has one
-
-
-def network(cfg: Config, suite: str, shape: SuiteShape) -> Net:
-    """The network `cfg.model.kind` trains on `suite` (sizes from the config)."""
-    m, dt, b = cfg.model, cfg.data, cfg.baselines
-    od, ad, d = shape.obs_dim, shape.act_dim, m.d_model
-    L, H, J = dt.history_for(suite), dt.horizon, dt.prompt_len
-    size = f"d{d}-l{m.n_layer}"
-    if m.kind in ("mtdiff-p", "mtdiff-s", "mtdiff-p-onehot"):
-        if m.backbone == "unet":
-            f = _unet_flops(d, H, ad, J) + mlp_flops([L * od, 2 * d // 4, d // 4])
-            return Net("unet", 3 * f, f, True, f"d{d}")
-        if m.kind == "mtdiff-s":
-            cond, x_dim = J + 1, od + ad + 1
-        else:
-            cond, x_dim = (1 if m.kind == "mtdiff-p-onehot" else J) + 2 + L, ad
-        T = cond + H
-        f = gpt2_flops(d, m.n_layer, T) + T * mlp_flops([od + ad, 2 * d, d]) \
-            + H * mlp_flops([d, 2 * d, x_dim])
-        return Net("gpt2", 3 * f, f, True, size)
-    if m.kind in ("mtdt", "promptdt"):
-        K = b.dt_context
-        T = 3 * K + (2 * J if m.kind == "promptdt" else 0)
-        f = gpt2_flops(d, m.n_layer, T) + T * mlp_flops([od, d])
-        return Net("dt", 3 * f, f, False, size)
-    # MLP baselines: 3-layer Mish MLPs, the task embedding beside them
-    n_tasks = max(1, len(shape.tasks))
-    h, z = (b.bc_hidden if m.kind == "mtbc" else b.hidden), b.task_embed_dim
-    actor = mlp_flops([od + z, h, h, h, ad]) + mlp_flops([n_tasks, h, h, z])
-    q = mlp_flops([od + ad + z, h, h, h, n_tasks])
-    if m.kind == "mtbc":
-        train = 3 * actor
-    elif m.kind == "mtiql":  # actor, twin Q, V (+ target Q forward)
-        train = 3 * (actor + 3 * q) + 2 * q
-    else:  # mtcql: twin Q on the data and on 3 x n sampled actions, actor on s and s'
-        n = b.cql_n_actions
-        train = 3 * (2 * q * (1 + 3 * n) + actor * (2 + 2 * n))
-    return Net("mlp", train, actor, False)
-
-
 def _guided(cfg: Config, net: Net) -> bool:
     g = cfg.diffusion.guidance
     return net.diffusion and cfg.model.kind != "mtdiff-s" and g not in (0.0, 1.0)
@@ -252,7 +164,8 @@ def _inner(job: Job) -> dict[str, float]:
     return {k: float(v) for k, v in job.inner.items() if k in ("CPU", "GPU") and v}
 
 
-def _sac_update_flops(cfg: Config, od: int, ad: int) -> float:
+def sac_update_flops(cfg: Config, od: int, ad: int) -> float:
+    """FLOPs of one SAC update at `cfg.sac`'s widths and batch."""
     h = cfg.sac.hidden
     actor, q = mlp_flops([od, h, h, 2 * ad]), mlp_flops([od + ad, h, h, 1])
     # target (actor + twin Q, no grad), critics fwd+bwd, policy through the critics
@@ -267,7 +180,7 @@ def _sac_run_s(cfg: Config, suite: str, steps: int, starts: int, episode_steps: 
     updates = max(0, steps - max(starts, sc.batch_size)) * sc.updates_per_step
     evals = (steps // sc.eval_every) * sc.eval_episodes * episode_steps
     return (steps + evals) / env + updates * cal.call_s("sac_update",
-                                                       _sac_update_flops(cfg, od, ad))
+                                                       sac_update_flops(cfg, od, ad))
 
 
 def collect_work(job: Job, cal: Calibration) -> Work:
@@ -380,7 +293,7 @@ def train_work(job: Job, cal: Calibration) -> Work:
     cfg, suite = job.cfg, job.config["suite"]
     shape = suite_shape(cfg, suite)
     n_tasks = _data_tasks(job, shape)
-    net = network(cfg, suite, shape)
+    net = network(cfg, suite, shape.obs_dim, shape.act_dim, len(shape.tasks))
     inner = dict(job.inner)
     workers = max(1, int(inner.get("workers", 1)))
     need = {k: inner.get(k, 0.0) / workers for k in ("CPU", "GPU") if inner.get(k)}
@@ -411,7 +324,7 @@ def distill_work(job: Job, cal: Calibration) -> Work:
     cfg, suite = job.cfg, job.config["suite"]
     shape = suite_shape(cfg, suite)
     dc = cfg.distill
-    net = network(cfg, suite, shape)
+    net = network(cfg, suite, shape.obs_dim, shape.act_dim, len(shape.tasks))
     need = _own(job)
     dev = cal.on(_gpu(need))
     width = 2 if _guided(cfg, net) else 1
@@ -432,7 +345,7 @@ def evaluate_work(job: Job, cal: Calibration) -> Work:
     cfg, suite = job.cfg, job.params["suite"]
     shape = suite_shape(cfg, suite)
     student = str(job.config.get("method", "")).endswith("-distill")
-    net = network(cfg, suite, shape)
+    net = network(cfg, suite, shape.obs_dim, shape.act_dim, len(shape.tasks))
     need = _inner(job)
     dev, host = cal.on(_gpu(need)), cal.on(False)
     n_jobs = _eval_jobs(cfg, suite, shape, wrong_prompt=True)
@@ -470,7 +383,7 @@ def synthesize_work(job: Job, cal: Calibration) -> Work:
 
     scfg = replace(cfg, model=replace(cfg.model, kind="mtdiff-s"))
     shape = suite_shape(cfg, "metaworld")
-    net = network(scfg, "metaworld", shape)
+    net = network(scfg, "metaworld", shape.obs_dim, shape.act_dim, len(shape.tasks))
     need = _own(job)
     dev = cal.on(_gpu(need))
     orig = _offline_rows(cfg, job, cal)
@@ -486,7 +399,8 @@ def synthesize_work(job: Job, cal: Calibration) -> Work:
     return Work((Task(need, secs),), 0.0, 0.0, {"transitions": num, "sequences": seqs})
 
 
-def _td3bc_update_flops(cfg: Config, od: int, ad: int) -> float:
+def td3bc_update_flops(cfg: Config, od: int, ad: int) -> float:
+    """FLOPs of one TD3-BC update at `cfg.offline`'s widths and batch."""
     o = cfg.offline
     actor, q = mlp_flops([od, o.hidden, o.hidden, ad]), mlp_flops([od + ad, o.hidden,
                                                                      o.hidden, 1])
@@ -510,7 +424,7 @@ def offline_work(job: Job, cal: Calibration) -> Work:
     mid = min(getattr(o, "eval_episodes_intermediate", o.eval_episodes), o.eval_episodes)
     episodes = o.eval_episodes + mid * (len(points) - 1)
     ep_steps = episodes * cfg.metaworld.episode_steps
-    update = dev.call_s("td3bc_update", _td3bc_update_flops(cfg, OBS_DIM, ACT_DIM))
+    update = dev.call_s("td3bc_update", td3bc_update_flops(cfg, OBS_DIM, ACT_DIM))
     q = mlp_flops([OBS_DIM + ACT_DIM, o.hidden, o.hidden, 1])
     s4rl = extra * 3 * q / float(dev._rate("td3bc_update")["flops_per_s"]) \
         if data == "s4rl" else 0.0
