@@ -232,11 +232,13 @@ def log_sac_curves(cfg: Config, root: str | Path, suite: str) -> None:
     env steps/s, losses against env steps; no success: the suites define none) and a plot
     of all tasks."""
     from mtdiff import tracking
-    from mtdiff.tracking.remote import live_children
+    from mtdiff.tracking.remote import live_children, tag_runs
 
     curves = sac_curves(cfg, root, suite)
     for task, (role, hist) in curves.items():
-        if live_children("task", task):  # its task logged the curve while training
+        live = live_children("task", task)
+        if live:  # its task logged the curve while training; the role only this knows
+            tag_runs(live, {"role": role, "suite": suite})
             continue
         with tracking.run(cfg, "collect-sac", name=f"sac-{task}", nested=True, task=task,
                           role=role, suite=suite, backend="lean", dataset_path=str(root)):

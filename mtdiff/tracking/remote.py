@@ -156,3 +156,15 @@ def live_children(key: str, value: str) -> list[str]:
         filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}' and "
                       f"tags.live = 'true' and tags.{key} = '{value}'")
     return [r.info.run_id for r in found]
+
+
+def tag_runs(run_ids: list[str], tags: dict[str, Any]) -> None:
+    """Set `tags` on runs by id (what a driver knows of a live child run that its task
+    could not: e.g. a SAC task's role)."""
+    mlflow = active()
+    if mlflow is None:
+        return
+    client = mlflow.MlflowClient()
+    for run_id in run_ids:
+        for k, v in tags.items():
+            client.set_tag(run_id, k, str(v))
