@@ -1,7 +1,7 @@
 """The locks: exact versions for reproducible installs, one file per Python minor version
 (constraints.txt for 3.11, constraints-py312.txt for 3.12), written by .ci/lock from
-pyproject.toml, used by CI (.ci/run) and the cluster (cluster.yaml), offered in the README
-(issue 14 item 11, issue 26 item 4)."""
+pyproject.toml, used by CI (.ci/run) and the cluster (cluster.yaml), offered in the
+README."""
 
 from __future__ import annotations
 

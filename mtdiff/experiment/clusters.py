@@ -80,13 +80,7 @@ def _from_types(doc: dict[str, Any], where: str) -> list[dict[str, float]]:
     if not isinstance(types, dict) or not types:
         raise ClusterFileError(f"{where}: node_types must map names to "
                                "{CPU: n, GPU: m, count: k}")
-    nodes: list[dict[str, float]] = []
-    for name, spec in types.items():
-        w = f"{where}: node type {name!r}"
-        count = _number(w, "count", spec.get("count", 1) if isinstance(spec, dict) else None,
-                        integer=True)
-        nodes += [_node(w, spec)] * int(count)
-    return nodes
+    return _counted([(f"{where}: node type {name!r}", spec) for name, spec in types.items()])
 
 
 def _from_nodes(doc: dict[str, Any], where: str) -> list[dict[str, float]]:
@@ -94,9 +88,13 @@ def _from_nodes(doc: dict[str, Any], where: str) -> list[dict[str, float]]:
     if not isinstance(listed, list) or not listed:
         raise ClusterFileError(f"{where}: nodes must be a non-empty list of "
                                "{CPU: n, GPU: m, count: k}")
+    return _counted([(f"{where}: nodes[{i}]", spec) for i, spec in enumerate(listed)])
+
+
+def _counted(specs: list[tuple[str, Any]]) -> list[dict[str, float]]:
+    """Each (label, {CPU, GPU, count}) as `count` nodes (1 when not given)."""
     nodes: list[dict[str, float]] = []
-    for i, spec in enumerate(listed):
-        w = f"{where}: nodes[{i}]"
+    for w, spec in specs:
         count = _number(w, "count", spec.get("count", 1) if isinstance(spec, dict) else None,
                         integer=True)
         nodes += [_node(w, spec)] * int(count)

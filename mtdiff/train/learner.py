@@ -56,6 +56,7 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.shadow = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
+        self._shadow = list(self.shadow.named_parameters())  # fixed: named once, not per step
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -63,9 +64,8 @@ class EMA:
         foreach update over every tensor."""
         model = unwrap(model)
         src = dict(model.named_parameters())
-        shadow = [p for _, p in self.shadow.named_parameters()]
-        weights = [src[name].detach().to(p.dtype) for name, p in self.shadow.named_parameters()]
-        torch._foreach_lerp_(shadow, weights, 1.0 - self.decay)
+        weights = [src[name].detach().to(p.dtype) for name, p in self._shadow]
+        torch._foreach_lerp_([p for _, p in self._shadow], weights, 1.0 - self.decay)
         pairs = list(zip(self.shadow.buffers(), model.buffers(), strict=True))
         if pairs:
             torch._foreach_copy_([sb for sb, _ in pairs], [b for _, b in pairs])
