@@ -154,3 +154,28 @@ def test_reference_rows_per_group_from_a_reference_evaluation():
                     ("uniform random", "train"): -300.0,
                     ("dataset (near-optimal, mean)", "train"): -70.0,
                     ("prompt policy (mean)", "heldout"): -110.0}
+
+
+def test_task_table_per_task_over_seeds_with_the_dataset_score():
+    def rec(kind: str, seed: int, door: float, push: float) -> dict:
+        return {"params": {"model.kind": kind, "train.steps": 1500, "train.seed": seed},
+                "metrics": {"score": (door + push) / 2, "task.door-open-v3": door,
+                            "task.push-v3": push}, "status": "finished"}
+
+    recs = [rec("mtdiff-p", s, d, 0.0) for s, d in ((0, 0.2), (1, 0.4), (2, 0.3))]
+    recs += [rec("mtbc", 0, 1.0, 1.0), {**rec("mtbc", 1, 9.0, 9.0), "status": "errored"}]
+    cells = budget.task_cells(recs, "metaworld")
+    assert cells[("metaworld", "door-open-v3", "mtdiff-p", 1500)] == {0: 0.2, 1: 0.4, 2: 0.3}
+    assert cells[("metaworld", "push-v3", "mtbc", 1500)] == {0: 1.0}  # errored: out
+    doc = {"dataset": {"tasks": {
+        "door-open-v3": {"sub-optimal": {"mean_return": 1.0, "success_rate": 0.9}},
+        "push-v3": {"near-optimal": {"mean_return": 1.0, "success_rate": 0.5}}}}}
+    ds = budget.dataset_per_task(doc, "metaworld", "sub-optimal")
+    assert ds == {("metaworld", "door-open-v3"): 0.9}
+    rows = budget.task_table(cells, ds)
+    door = next(r for r in rows if (r["task"], r["method"]) == ("door-open-v3", "mtdiff-p"))
+    assert door["dataset"] == 0.9 and len(door["seeds"]) == 3
+    assert door["ci_low"] < 0.3 < door["ci_high"]
+    md = budget.task_markdown(rows)
+    assert "| metaworld | door-open-v3 | mtdiff-p | 1500 | 3 | 0.300" in md
+    assert md.count("\n") == len(rows) + 2

@@ -31,6 +31,9 @@ PAPER_OBJECTIVE = {"train.loss": "mse", "train.action_weight": 1.0,
 DEFAULT_METHODS = {"cheetah-vel": ("mtdiff-p", "mtbc", "promptdt"),
                    "ant-dir": ("mtdiff-p", "mtbc", "promptdt")}
 DEFAULT_VIEWS = {"metaworld": "sub-optimal"}
+# Suites whose curve also gets a table per task: MT10's mean success hides which tasks a
+# method solves at all.
+PER_TASK_SUITES = ("metaworld",)
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ray import tune
 
+    from mtdiff.data.io import atomic_write_json, atomic_write_text
     from mtdiff.report import budget
     from mtdiff.runtime import cluster_cpus, init_ray
     from mtdiff.sweeps import budget_trial, exit_code, run_sweep_or_exit
@@ -108,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     from mtdiff.tracking.sweeps import log_to_run
 
     bases = {suite: _with_view(cfg, views[suite]) if suite in views else cfg for suite in data}
-    init_ray()
-    concurrent = args.concurrent or max(1, int(cluster_cpus()))
-    scores, samples, parents, code = {}, {}, [], 0
+    concurrent = 0
+    if not args.report_only:  # reading records back needs no cluster
+        init_ray()
+        concurrent = args.concurrent or max(1, int(cluster_cpus()))
+    scores, task_scores, samples, parents, code = {}, {}, {}, [], 0
     for suite, d in data.items():
         methods = args.methods or list(DEFAULT_METHODS.get(suite, ("mtdiff-p", "mtbc")))
         # The budgets the paper objective also trains at first (the objective's before /
@@ -143,21 +149,28 @@ def main(argv: list[str] | None = None) -> int:
                 parents.append(res["parent_run_id"])
                 code = max(code, exit_code(res))
             scores.update(budget.cells(recs, suite, arm))
+            if suite in PER_TASK_SUITES:
+                task_scores.update(budget.task_cells(recs, suite, arm))
             samples.update(budget.samples_of(recs))
-    reference = []
+    reference, dataset_tasks = [], {}
     for suite, d in data.items():
         base = bases[suite]
-        reference += budget.reference_rows(_reference(base, suite, d, out / "reference"),
-                                           suite, base.data.view)
+        doc = _reference(base, suite, d, out / "reference")
+        reference += budget.reference_rows(doc, suite, base.data.view)
+        dataset_tasks.update(budget.dataset_per_task(doc, suite, base.data.view))
     rows, gap_rows = budget.table(scores, samples), budget.gaps(scores)
     if args.paper_objective_at:  # the objective's before / after, paired by seed
         gap_rows += budget.gaps(scores, budget.PLANNER, f"{budget.PLANNER} (paper objective)")
     versus = budget.versus_reference(scores, reference)
+    task_rows = budget.task_table(task_scores, dataset_tasks)
     md = budget.markdown(rows, gap_rows, reference, versus)
-    (out / "curve.md").write_text(md)
-    (out / "curve.json").write_text(json.dumps({"rows": rows, "gaps": gap_rows,
-                                                "reference": reference,
-                                                "versus_zero_action": versus}, indent=1))
+    if task_rows:
+        md += "\nPer task (success rate where the suite has one):\n\n" + \
+            budget.task_markdown(task_rows)
+    atomic_write_text(out / "curve.md", md)
+    atomic_write_json(out / "curve.json", {"rows": rows, "gaps": gap_rows,
+                                           "reference": reference, "versus_zero_action": versus,
+                                           "tasks": task_rows})
     fig = budget.figure(rows, out / "curve.png", reference)
     for run_id in parents:
         for f in (out / "curve.md", out / "curve.json", fig):

@@ -48,6 +48,60 @@ def cells(records: Iterable[dict[str, Any]], suite: str, arm: str = ""
     return out
 
 
+def task_cells(records: Iterable[dict[str, Any]], suite: str, arm: str = ""
+               ) -> dict[tuple[str, str, str, int], dict[int, float]]:
+    """(suite, task, method, steps) -> {training seed: the task's score}, from the trials'
+    ``task.<name>`` metrics: which tasks a method learns, not only its mean over them."""
+    out: dict[tuple[str, str, str, int], dict[int, float]] = {}
+    for rec in records:
+        if rec.get("status", "finished") != "finished":
+            continue
+        p = rec["params"]
+        for name, value in rec["metrics"].items():
+            if name.startswith("task."):
+                key = (suite, name[len("task."):], method_label(p, arm), int(p["train.steps"]))
+                out.setdefault(key, {})[int(p["train.seed"])] = float(value)
+    return out
+
+
+def task_table(task_scores: Mapping[tuple[str, str, str, int], Mapping[int, float]],
+               dataset: Mapping[tuple[str, str], float] | None = None
+               ) -> list[dict[str, Any]]:
+    """One row per (suite, task, method, budget): seeds, mean, std, 95% interval over
+    training seeds, and the dataset's own score on the task where known."""
+    rows = []
+    for (suite, task, method, steps), units in sorted(task_scores.items()):
+        st = stats.summarize(units, unit="seeds")
+        rows.append({"suite": suite, "task": task, "method": method, "steps": steps,
+                     "dataset": (dataset or {}).get((suite, task)), **st.as_dict()})
+    return rows
+
+
+def task_markdown(rows: list[dict[str, Any]]) -> str:
+    """The per-task table: each task's score per method and budget, with the dataset's."""
+    lines = ["| suite | task | method | steps | seeds | mean ± std | 95% CI | dataset |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        std = "" if r["std"] is None else f" ± {_fmt(r['std'])}"
+        ci = "-" if r["ci_low"] is None else f"[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        lines.append(f"| {r['suite']} | {r['task']} | {r['method']} | {r['steps']} | "
+                     f"{len(r['seeds'])} | {_fmt(r['mean'])}{std} | {ci} | "
+                     f"{_fmt(r['dataset'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def dataset_per_task(doc: dict[str, Any], suite: str, view: str) -> dict[tuple[str, str], float]:
+    """(suite, task) -> the dataset view's own success rate (or mean return) on that task,
+    from a reference evaluation (`mtdiff.eval.reference.run`)."""
+    out = {}
+    for task, views in doc["dataset"]["tasks"].items():
+        if view in views:
+            t = views[view]
+            out[(suite, task)] = float(t["success_rate"] if t["success_rate"] is not None
+                                       else t["mean_return"])
+    return out
+
+
 def samples_of(records: Iterable[dict[str, Any]]) -> dict[int, float]:
     """Training steps -> training samples (steps x batch), as the trials recorded them."""
     return {int(r["params"]["train.steps"]): float(r["metrics"]["samples"])
