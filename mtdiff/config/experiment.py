@@ -41,8 +41,13 @@ class ExperimentConfig(_Validated):
     # on top of `local`.
     grid: Literal["preset", "full"] = "preset"
     retries: int = 1  # a failed job is run again this many times before it counts as failed
-    # Trainings at once (None: as many as the nodes' CPUs / GPUs can host side by side).
+    # Trainings at once (None: as many as the live nodes' CPUs / GPUs can host side by side;
+    # re-read as nodes leave or join, so a shrunken cluster is not asked for the old one's).
     max_concurrent_train: int | None = None
+    # Seconds a job may wait for a resource that no live node offers (its own task, or one
+    # of its trainer's workers, needs more than any node has: a node was lost) before it is
+    # failed with one line naming what it needs; a rerun resumes once the node is back.
+    resource_wait_s: float = 600.0
     # Windows per task in a Cheetah-vel / Ant-dir training batch (None: data.batch_per_task).
     # Those suites have few training tasks where a preset has few (2 at `local`: batch 16 at
     # M = 8), so a preset can give them more samples per step without raising Meta-World's.
@@ -116,5 +121,6 @@ class ExperimentConfig(_Validated):
         _check(all(s in known for s in self.suites), "ExperimentConfig.suites",
                f"{self.suites}: known suites are {', '.join(known)}")
         _check(self.retries >= 0, "ExperimentConfig.retries", "must be >= 0")
+        _check(self.resource_wait_s > 0, "ExperimentConfig.resource_wait_s", "must be > 0")
         if self.max_concurrent_train is not None:
             _positive(self, "max_concurrent_train")

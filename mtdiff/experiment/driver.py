@@ -76,13 +76,7 @@ def format_plan(rows: list[dict[str, Any]]) -> str:
 def check_fits(jobs: list[Job], cluster: ClusterInfo) -> None:
     """Every job's task, and every worker / fanned-out task it starts, fits on some node."""
     for j in jobs:
-        own = {k: v for k, v in j.resources.items() if k in ("CPU", "GPU")}
-        inner = dict(j.inner)
-        if j.kind == "train":  # one worker's bundle
-            n = max(inner.get("workers", 1.0), 1.0)
-            inner = {"CPU": inner.get("CPU", 0.0) / n, "GPU": inner.get("GPU", 0.0) / n}
-        inner = {k: v for k, v in inner.items() if k in ("CPU", "GPU")}
-        for what, need in (("its task", own), ("what it starts", inner)):
+        for what, need in j.bundles().items():
             if need and not cluster.fits(need):
                 raise GraphError(
                     f"job {j.name}: {what} needs {need}, which no node of the cluster offers "
@@ -200,6 +194,7 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
             outcomes = run_graph(jobs, out=lay.out, cluster=cluster, mlflow_spec=mlflow_spec,
                                  code_version=version, retries=cfg.experiment.retries,
                                  max_concurrent_train=cfg.experiment.max_concurrent_train,
+                                 resource_wait_s=cfg.experiment.resource_wait_s,
                                  progress=progress, on_update=lambda done: _write_graph(
                                      lay, jobs, done, time.time() - t0))
             ok = all(o.state in ("done", "skipped") for o in outcomes)

@@ -57,6 +57,17 @@ class Job:
     sections: tuple[str, ...] = ()
     key: str = ""  # content hash (set by `finalize_keys`)
 
+    def bundles(self) -> dict[str, dict[str, float]]:
+        """What must fit on one node: "its task" (the job's own Ray task) and "what it
+        starts" (one trainer worker's bundle, or one fanned-out task); CPU / GPU only."""
+        own = {k: v for k, v in self.resources.items() if k in ("CPU", "GPU") and v}
+        inner = dict(self.inner)
+        if self.kind == "train":  # one worker's bundle
+            n = max(inner.get("workers", 1.0), 1.0)
+            inner = {"CPU": inner.get("CPU", 0.0) / n, "GPU": inner.get("GPU", 0.0) / n}
+        inner = {k: v for k, v in inner.items() if k in ("CPU", "GPU") and v}
+        return {"its task": own, "what it starts": inner}
+
     def describe(self) -> dict[str, Any]:
         """The --plan --json view of the job (without its state)."""
         res = {k: v for k, v in self.resources.items() if v}

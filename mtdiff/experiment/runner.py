@@ -159,12 +159,59 @@ def train_capacity(jobs: list[Job], cluster: Any, limit: int | None) -> tuple[st
     return res, float(sum(n.get(res, 0.0) for n in cluster.nodes))
 
 
+class LiveCluster:
+    """The cluster as it is now: its alive nodes, re-read at most every `every` seconds
+    (a node lost or added changes what the graph may start)."""
+
+    def __init__(self, first: Any, *, every: float = 5.0,
+                 read: Callable[[], Any] | None = None) -> None:
+        self.now, self.every, self.read_at = first, every, time.monotonic()
+        self._read = read
+
+    def current(self) -> tuple[Any, bool]:
+        """(the cluster now, whether its nodes changed since the last call)."""
+        if time.monotonic() - self.read_at < self.every:
+            return self.now, False
+        if self._read is None:
+            from mtdiff.experiment.grid import ClusterInfo
+
+            self._read = ClusterInfo.from_ray
+        before, self.now, self.read_at = self.now, self._read(), time.monotonic()
+        return self.now, sorted(map(_node_key, before.nodes)) != sorted(
+            map(_node_key, self.now.nodes))
+
+
+def _node_key(n: dict[str, float]) -> tuple:
+    return tuple(sorted((k, v) for k, v in n.items() if k in ("CPU", "GPU")))
+
+
+def _describe(cluster: Any) -> str:
+    cpus = sum(n.get("CPU", 0.0) for n in cluster.nodes)
+    gpus = sum(n.get("GPU", 0.0) for n in cluster.nodes)
+    return (f"{len(cluster.nodes)} node(s), {cpus:g} CPU" + (f", {gpus:g} GPU" if gpus else ""))
+
+
+def unplaceable(j: Job, cluster: Any) -> str | None:
+    """What of `j` no node of `cluster` can host ("what it starts needs {'CPU': 2.0}"), or
+    None when all of it fits somewhere."""
+    for what, need in j.bundles().items():
+        if need and not cluster.fits(need):
+            return f"{what} needs {need}"
+    return None
+
+
 def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: dict | None,
               code_version: str, retries: int, max_concurrent_train: int | None,
-              progress: bool = True,
-              on_update: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
+              progress: bool = True, resource_wait_s: float = 600.0,
+              on_update: Callable[[list[Outcome]], None] | None = None,
+              live: LiveCluster | None = None) -> list[Outcome]:
     """Run (or skip) every job; returns their outcomes in the graph's order. `on_update`
-    gets the outcomes so far before the first job starts and after each one ends."""
+    gets the outcomes so far before the first job starts and after each one ends.
+
+    Trainings are admitted against the cluster as it is now (`live`, default: Ray's alive
+    nodes re-read every few seconds), not as it was at the start. A job that needs more
+    than any live node offers for `resource_wait_s` seconds (a node was lost) is failed
+    with one line instead of waiting forever; its dependents are blocked."""
     import ray
     from tqdm import tqdm
 
@@ -184,6 +231,8 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
     started: dict[str, float] = {}
     cap_res, capacity = train_capacity(jobs, cluster, max_concurrent_train)
     used = 0.0
+    live = live or LiveCluster(cluster)
+    stuck: dict[str, float] = {}  # job -> since when it needs what no live node offers
 
     def need(j: Job) -> float:
         return 1.0 if cap_res == "count" else float(j.inner.get(cap_res, 0.0))
@@ -217,6 +266,20 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
         if on_update is not None:
             on_update([outcomes[j.name] for j in jobs if j.name in outcomes])
 
+    def waited_too_long(j: Job, now: Any) -> str | None:
+        """The one-line error of a job stuck on resources no live node offers, once it
+        has waited `resource_wait_s`; None while it may still wait (or fits)."""
+        why = unplaceable(j, now)
+        if why is None:
+            stuck.pop(j.name, None)
+            return None
+        since = stuck.setdefault(j.name, time.monotonic())
+        if time.monotonic() - since < resource_wait_s:
+            return None
+        return (f"waited {resource_wait_s:.0f}s: {why}, which no live node offers "
+                f"({_describe(now)}: {now.nodes}); a node was lost? restart it (or lower the "
+                "request) and rerun the same command to resume")
+
     update()
     total = len(jobs)
     with tqdm(total=total, initial=len(outcomes), unit="job", desc="jobs",
@@ -225,6 +288,26 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
             # The bar's own clock is the elapsed time; its counts say what is left.
             bar.set_postfix_str(f"done {len(outcomes)}, running {len(running)}, "
                                 f"pending {len(queue) + len(reports)}", refresh=False)
+            now, changed = live.current()
+            if changed:
+                cap_res, capacity = train_capacity(jobs, now, max_concurrent_train)
+                tqdm.write(f"[repro] the cluster changed: now {_describe(now)}; trainings "
+                           f"are admitted against it ({capacity:g} {cap_res})")
+            for ref, j in list(running.items()):  # started, but stuck on a lost node's share
+                err = waited_too_long(j, now)
+                if err is None:
+                    continue
+                ray.cancel(ref, force=True, recursive=True)
+                running.pop(ref)
+                values.pop(j.name, None)
+                if j.kind == "train":
+                    used -= need(j)
+                outcomes[j.name] = Outcome(j.name, j.kind, "failed",
+                                           seconds=time.time() - started[j.name],
+                                           log=str(lay.job_log(j.name)), error=err)
+                bar.update(1)
+                update()
+                tqdm.write(f"[repro] {j.name}: failed - {err}")
             progressed = False
             for j in list(queue):
                 b = blocked_by(j)
@@ -237,6 +320,18 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
                     continue
                 if not dep_ready(j):
                     continue
+                err = waited_too_long(j, now)
+                if err is not None:
+                    outcomes[j.name] = Outcome(j.name, j.kind, "failed", error=err,
+                                               log=str(lay.job_log(j.name)))
+                    queue.remove(j)
+                    bar.update(1)
+                    update()
+                    tqdm.write(f"[repro] {j.name}: failed - {err}")
+                    progressed = True
+                    continue
+                if j.name in stuck:  # it would wait inside Ray for what no node has
+                    continue
                 if j.kind == "train":
                     # a trainer starts only once its data exists and there is room for it
                     if any(isinstance(values[d], _RefResult) for d in j.deps):
@@ -247,6 +342,9 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
                 queue.remove(j)
                 progressed = True
             if not running:
+                if stuck and any(j.name in stuck for j in queue):
+                    time.sleep(min(2.0, live.every))  # waiting for a node to come back
+                    continue
                 if not progressed and queue:  # nothing can start: a dependency never ran
                     for j in queue:
                         outcomes[j.name] = Outcome(j.name, j.kind, "blocked",
