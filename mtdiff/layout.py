@@ -36,6 +36,22 @@ def train_run_name(cfg: Config, data_hash: str) -> str:
     return f"train-{kind}-{cfg.training_hash(data_hash)}"
 
 
+# File names inside the folders above: spelled here only, for writers and readers alike.
+def evaluation_file(folder: str | Path, suite: str) -> Path:
+    """An evaluation's results (summary and episodes) in its folder."""
+    return Path(folder) / f"eval-{suite}.json"
+
+
+def reference_file(folder: str | Path, suite: str) -> Path:
+    """A suite's reference rows in their folder."""
+    return Path(folder) / f"reference-{suite}.json"
+
+
+def td3bc_result(folder: str | Path) -> Path:
+    """One TD3-BC run's result in its folder."""
+    return Path(folder) / "result.json"
+
+
 def job_file_name(job: str) -> str:
     """A job name as a file name ("train/metaworld/mtdiff-p/near-optimal/s0" ->
     "train__metaworld__mtdiff-p__near-optimal__s0")."""

@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         succ = f"success {v['success_mean']:.3f}  " if scored else ""
         print(f"  {t:<28} {succ}return {v['return_mean']:.1f}")
     print(f"  state use (dataset windows): {describe(summary['state_use'])}")
-    print(f"results: {out}/eval-{args.suite}.json")
+    from mtdiff.layout import evaluation_file
+
+    print(f"results: {evaluation_file(out, args.suite)}")
     return 0
 
 

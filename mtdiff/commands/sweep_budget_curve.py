@@ -185,9 +185,10 @@ def _reference(cfg, suite: str, data: str, root: Path) -> dict:
     the cells are evaluated on (read back when made earlier with the same settings)."""
     from mtdiff.config import config_hash
     from mtdiff.eval.reference import run
+    from mtdiff.layout import reference_file
 
     out = root / f"{suite}-{config_hash({'data': str(Path(data).resolve()), 'eval': cfg.eval})}"
-    done = out / f"reference-{suite}.json"
+    done = reference_file(out, suite)
     if done.exists():
         return json.loads(done.read_text())
     return run(data, suite=suite, out=out, cfg=cfg)

@@ -31,6 +31,7 @@ import numpy as np
 from mtdiff.config import Config, to_dict
 from mtdiff.eval.policy import PolicyBase
 from mtdiff.eval.suites import SUCCESS_UNDEFINED, EvalJob, make_envs, run_policy_job, summarize
+from mtdiff.layout import reference_file
 
 ZERO, RANDOM = "zero-action", "uniform-random"
 POLICIES = (ZERO, RANDOM)
@@ -181,7 +182,7 @@ def run(dataset: str | Path, *, suite: str, out: str | Path, cfg: Config,
                        "eval": to_dict(cfg.eval), "wall_seconds": time.time() - t0,
                        "policies": policies},
            "dataset": dataset_reference(dataset, suite), "episodes": results}
-    path = Path(out).resolve() / f"reference-{suite}.json"
+    path = reference_file(Path(out).resolve(), suite)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, doc)
     if track:

@@ -16,6 +16,7 @@ from mtdiff.eval.bootstrap import episode_intervals
 from mtdiff.eval.state_use import check_checkpoint
 from mtdiff.eval.state_use import metrics as state_use_metrics
 from mtdiff.eval.suites import EvalJob, run_job, summarize
+from mtdiff.layout import evaluation_file
 
 
 def plan_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig, *,
@@ -219,10 +220,10 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     summary["reused_jobs"] = len(jobs) - len(todo)
     summary["env_steps_per_s"] = sum(results[i]["env_steps"] for i in todo) / max(wall, 1e-9)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / f"eval-{suite}.json", {"summary": summary, "episodes": [
+    atomic_write_json(evaluation_file(out, suite), {"summary": summary, "episodes": [
         {k: v for k, v in r.items() if k != "paths"} for r in results]})
     records.clear()  # the evaluation's JSON holds every job now
-    artifacts = [out / f"eval-{suite}.json", _task_figure(summary, out / "success-per-task.png")]
+    artifacts = [evaluation_file(out, suite), _task_figure(summary, out / "success-per-task.png")]
     if suite == "maze2d":
         artifacts.append(_maze_figure(results, out / "maze2d-paths.png"))
     if track:

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtdiff.layout import evaluation_file
+
 
 def collect(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Collect `params.suite` into `params.out` (the stage fans out one Ray task per env
@@ -97,7 +99,7 @@ def evaluate(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                              track=True)
     groups = {g: summary[g]["success_mean"] for g in
               ("all", "train", "unseen", "unseen_wrong_prompt", "heldout") if g in summary}
-    eval_file = Path(p["out"]) / f"eval-{p['suite']}.json"
+    eval_file = evaluation_file(p["out"], p["suite"])
     return {"eval_file": str(eval_file), "checkpoint": ckpt, "success": groups,
             "env_steps_per_s": summary["env_steps_per_s"], **job.config,
             "outputs": [str(eval_file)]}

@@ -26,6 +26,7 @@ from typing import Any
 
 from mtdiff.config import Config, OfflineConfig
 from mtdiff.data.transitions import Transitions, concat, from_task
+from mtdiff.layout import td3bc_result
 
 
 def heldout_config(cfg: Config, tasks: list[str]) -> Config:
@@ -141,11 +142,11 @@ def td3bc_cell(cfg: Config, data: Transitions, *, task: str, seed: int, out: Pat
     rec = {"task": task, "seed": seed, **record, "success": res.success_rate,
            "mean_return": res.mean_return, "curve": res.curve, "seconds": res.seconds,
            "transitions": len(data), "episodes": o.eval_episodes, "preset": cfg.preset}
-    atomic_write_json(out / "result.json", rec)
+    atomic_write_json(td3bc_result(out), rec)
     tracking.log_metrics({"success": res.success_rate, "mean_return": res.mean_return,
                           "transitions": len(data)})
     return {**rec, "agent": str(agent) if agent else None,
-            "outputs": [str(out / "result.json")] + ([str(agent)] if agent else [])}
+            "outputs": [str(td3bc_result(out))] + ([str(agent)] if agent else [])}
 
 
 def td3bc(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config, apply_overrides, to_dict
+from mtdiff.layout import evaluation_file, td3bc_result
 from mtdiff.sweeps.records import read_records, write_record
 
 
@@ -165,7 +166,7 @@ def task_count_trial(config: dict[str, Any]) -> None:
         metrics: dict[str, float] = {"num_tasks": float(n)}
         for seed in cfg.offline.seeds:
             out = lay.td3bc(task, f"mtdiff-s-{spec}", seed, key)
-            f = out / "result.json"
+            f = td3bc_result(out)
             rec = json.loads(f.read_text()) if f.exists() else td3bc_cell(
                 cfg, load_task(src["augmented"], task, "near-optimal"), task=task, seed=seed,
                 out=out, method=f"mtdiff-s-{spec}", num_tasks=n, seen=True)
@@ -190,7 +191,7 @@ def _evaluation(cfg: Config, ckpt: Path, suite: str, root: str | Path) -> dict[s
     key = config_hash({"checkpoint": str(Path(ckpt).resolve()), "eval": cfg.eval,
                        "diffusion": cfg.diffusion.identity()})
     out = Path(root) / f"{Path(ckpt).parent.name}-{key}"
-    done = out / f"eval-{suite}.json"
+    done = evaluation_file(out, suite)
     if not done.exists():
         # A task-id policy (MTBC, ...) knows only its training tasks: no held-out group.
         tasks = (list(checkpoint_meta(ckpt)["tasks"])

@@ -21,6 +21,7 @@ from mtdiff.data.normalize import Normalizer
 from mtdiff.data.prompts import load_prompts
 from mtdiff.data.reader import load_dataset
 from mtdiff.data.windows import WindowSampler
+from mtdiff.data.writer import PROMPTS
 from mtdiff.diffusion import DiffusionSchedule
 from mtdiff.models import build_model, sample_return_drop
 from mtdiff.train.checkpoints import (
@@ -90,7 +91,7 @@ def build_setup(cfg: Config, data_dir: str | Path, *, seed: int = 0,
         "suite": ds.suite, "tasks": ds.task_names, "normalizer": normalizer.state_dict(),
         "dataset": {"path": str(Path(data_dir).resolve()),
                     "hash": ds.manifest["config_hash"], "view": cfg.data.view},
-        "prompts": str((Path(data_dir) / "prompts.parquet").resolve()),
+        "prompts": str((Path(data_dir) / PROMPTS).resolve()),
         "prompt": prompt, "returns": sampler.return_info,
     }
     return TrainSetup(model, sampler, normalizer, DiffusionSchedule.from_config(cfg.diffusion),
