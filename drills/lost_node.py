@@ -50,7 +50,9 @@ DASHBOARD = "http://127.0.0.1:8275"
 
 def _env(db: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update({"RAY_AUTH_MODE": "token", "MLFLOW_TRACKING_URI": f"sqlite:///{db}"})
+    # The nodes inherit this environment (`ray start`): the job's `python` is this venv's.
+    env.update({"RAY_AUTH_MODE": "token", "MLFLOW_TRACKING_URI": f"sqlite:///{db}",
+                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"})
     return env
 
 
