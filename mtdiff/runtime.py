@@ -58,10 +58,16 @@ def init_ray(**kwargs: Any) -> None:
     poll = os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     runtime_env = opts.setdefault("runtime_env", {})
     env_vars = runtime_env.setdefault("env_vars", {})
+    # MLflow's retry budget (`tracking.retry_budget`), where the driver has set one.
+    for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        if k in os.environ:
+            env_vars.setdefault(k, os.environ[k])
     # A trainer whose workers wait for CPUs (other jobs of the graph hold them) keeps its
     # place in Ray's queue: Train V2 gives up a worker group that is not placed within
     # RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S (60 s) and asks again, over and over; the graph
-    # checks up front that every request fits on a node, so waiting is always right.
+    # checks up front that every request fits on a node, so waiting is right (and fails a job
+    # whose request no live node can meet any more: `experiment.resource_wait_s`).
     for k, v in {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                  "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": poll,
                  "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "86400",

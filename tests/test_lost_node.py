@@ -76,3 +76,29 @@ def test_a_job_no_live_node_can_host_fails_in_one_line_and_blocks_its_dependents
     assert "rerun the same command" in err
     assert states["evaluate/big"] == ("blocked", "train/big failed")
     assert 3.0 <= time.time() - t0 < 60  # waited its time, then went on
+
+
+def test_a_watch_reason_stops_the_graph(tmp_path):
+    import ray
+
+    from mtdiff.experiment.runner import GraphAborted
+
+    cfg = get_preset("smoke")
+    waiting = Job("train/big", "train", cfg, {}, inner={"CPU": 4.0, "workers": 1})
+    calls = []
+
+    def watch() -> str | None:
+        calls.append(time.time())
+        return "the tracking server is gone" if len(calls) > 2 else None
+
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        one = ClusterInfo.from_ray()
+        with pytest.raises(GraphAborted, match="the tracking server is gone"):
+            run_graph([waiting], out=tmp_path, cluster=one, mlflow_spec=None,
+                      code_version="test", retries=0, max_concurrent_train=None,
+                      progress=False, resource_wait_s=600.0,
+                      live=LiveCluster(one, every=0.5), watch=watch)
+    finally:
+        ray.shutdown()
+    assert len(calls) == 3

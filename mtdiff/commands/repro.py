@@ -61,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from mtdiff.config import ConfigError
     from mtdiff.data.schema import DatasetError
-    from mtdiff.experiment.driver import GraphError, check_not_job_copy, plan, run
+    from mtdiff.experiment.driver import (
+        GraphError,
+        TrackingDownError,
+        check_not_job_copy,
+        plan,
+        run,
+    )
     from mtdiff.tracking import OutputBusyError
 
     out = args.out or f"runs/repro-{preset}"
@@ -74,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, ConfigError, GraphError, OutputBusyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrackingDownError as e:  # a run that started and was stopped: not a usage error
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

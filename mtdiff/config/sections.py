@@ -362,6 +362,14 @@ class TrackingConfig(_Validated):
 
     uri: str = ""
     experiment: str = "mtdiff"
+    # How long one call to an http(s) tracking server keeps retrying (a server restarting or
+    # not answering) before it fails; meanwhile the job waits and what it logs arrives once
+    # the server answers. The default rides out a restart (drills/tracking_down.py stops the
+    # server for 60 s); a server gone for longer stops the graph with one line.
+    retry_s: float = 300.0
+
+    def _validate(self) -> None:
+        _check(self.retry_s > 0, "TrackingConfig.retry_s", "must be > 0 (seconds)")
 
     def resolved_uri(self) -> str:
         """The tracking URI to use: this field, else $MLFLOW_TRACKING_URI, else sqlite.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,44 @@ from mtdiff.experiment.grid import ClusterInfo, build_jobs
 from mtdiff.experiment.jobs import Job, done_result
 from mtdiff.experiment.rates import default_calibration, load_calibration
 from mtdiff.layout import Layout
+
+
+def tracking_watch(uri: str, retry_s: float, every: float = 10.0
+                   ) -> Callable[[], str | None] | None:
+    """For an http(s) tracking server: a check, run by the graph every round, that returns
+    the reason to stop once the server has not accepted a connection for `retry_s`
+    seconds (its jobs' calls would fail by then anyway, one retry budget each). None for
+    stores that are files."""
+    from mtdiff.tracking.server import TrackingError, check_reachable
+
+    if not uri.startswith(("http://", "https://")):
+        return None
+    state: dict[str, float | None] = {"checked": 0.0, "down_since": None}
+
+    def watch() -> str | None:
+        now = time.monotonic()
+        if now - float(state["checked"] or 0.0) < every:
+            return None
+        state["checked"] = now
+        try:
+            check_reachable(uri, timeout_s=5.0)
+        except TrackingError:
+            state["down_since"] = state["down_since"] or now
+            if now - float(state["down_since"]) >= retry_s:
+                return (f"the tracking server {uri} has not answered for {retry_s:.0f}s "
+                        "(tracking.retry_s); the graph stopped, finished jobs are kept; "
+                        "start the server and rerun the same command to resume")
+        else:
+            if state["down_since"] is not None:
+                print(f"[repro] the tracking server {uri} answers again", flush=True)
+            state["down_since"] = None
+        return None
+
+    return watch
+
+
+class TrackingDownError(RuntimeError):
+    """The tracking server stopped answering for longer than its retry budget."""
 
 
 class GraphError(ValueError):
@@ -177,6 +216,8 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
     if plan_only:
         return plan(cfg, out=out, plan_json=plan_json)
     with tracking.claim_output(lay.out):
+        if track:  # before Ray starts: its workers take the retry budget from here
+            tracking.retry_budget(cfg.tracking.retry_s)
         init_ray()
         cluster = ClusterInfo.from_ray()
         jobs = build_jobs(cfg, str(lay.out), cluster)
@@ -187,16 +228,18 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
         if track:
             mlflow_spec = _start_parent(cfg, lay.out, len(jobs), version)
         t0 = time.time()
-        ok = interrupted = False
+        ok = interrupted = tracking_down = False
         try:
-            from mtdiff.experiment.runner import run_graph
+            from mtdiff.experiment.runner import GraphAborted, run_graph
 
             outcomes = run_graph(jobs, out=lay.out, cluster=cluster, mlflow_spec=mlflow_spec,
                                  code_version=version, retries=cfg.experiment.retries,
                                  max_concurrent_train=cfg.experiment.max_concurrent_train,
                                  resource_wait_s=cfg.experiment.resource_wait_s,
                                  progress=progress, on_update=lambda done: _write_graph(
-                                     lay, jobs, done, time.time() - t0))
+                                     lay, jobs, done, time.time() - t0),
+                                 watch=tracking_watch(cfg.tracking.resolved_uri(),
+                                                      cfg.tracking.retry_s) if track else None)
             ok = all(o.state in ("done", "skipped") for o in outcomes)
             _write_graph(lay, jobs, outcomes, time.time() - t0)
             _print_outcomes(outcomes)
@@ -205,8 +248,16 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
         except KeyboardInterrupt:
             interrupted = True
             raise
+        except GraphAborted as e:
+            # The server cannot take the runs' ends now: they stay RUNNING there until the
+            # rerun, which closes them (`tracking.close_stale_runs`) before it starts.
+            tracking_down = True
+            import ray
+
+            ray.shutdown()
+            raise TrackingDownError(str(e)) from None
         finally:
-            if track:
+            if track and not tracking_down:
                 tracking.end_parent(ok, interrupted=interrupted)
             if track and interrupted:  # the jobs' tasks end with this driver: so do their runs
                 import ray

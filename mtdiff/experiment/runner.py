@@ -36,6 +36,11 @@ from mtdiff.experiment.jobs import RUNNERS, Job, done_result
 from mtdiff.layout import Layout
 
 
+class GraphAborted(RuntimeError):
+    """The graph was stopped (its running jobs cancelled) for a reason outside any job,
+    such as the tracking server gone for longer than its retry budget."""
+
+
 @dataclass
 class Outcome:
     """What happened to a job in this run."""
@@ -204,14 +209,16 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
               code_version: str, retries: int, max_concurrent_train: int | None,
               progress: bool = True, resource_wait_s: float = 600.0,
               on_update: Callable[[list[Outcome]], None] | None = None,
-              live: LiveCluster | None = None) -> list[Outcome]:
+              live: LiveCluster | None = None,
+              watch: Callable[[], str | None] | None = None) -> list[Outcome]:
     """Run (or skip) every job; returns their outcomes in the graph's order. `on_update`
     gets the outcomes so far before the first job starts and after each one ends.
 
     Trainings are admitted against the cluster as it is now (`live`, default: Ray's alive
     nodes re-read every few seconds), not as it was at the start. A job that needs more
     than any live node offers for `resource_wait_s` seconds (a node was lost) is failed
-    with one line instead of waiting forever; its dependents are blocked."""
+    with one line instead of waiting forever; its dependents are blocked. `watch`, called
+    every round, stops the whole graph (`GraphAborted`) when it returns a reason."""
     import ray
     from tqdm import tqdm
 
@@ -285,6 +292,11 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
     with tqdm(total=total, initial=len(outcomes), unit="job", desc="jobs",
               disable=not progress) as bar:
         while queue or running:
+            stop = watch() if watch is not None else None
+            if stop is not None:  # finished jobs keep their records; a rerun resumes
+                for ref in running:
+                    ray.cancel(ref, force=True, recursive=True)
+                raise GraphAborted(stop)
             # The bar's own clock is the elapsed time; its counts say what is left.
             bar.set_postfix_str(f"done {len(outcomes)}, running {len(running)}, "
                                 f"pending {len(queue) + len(reports)}", refresh=False)

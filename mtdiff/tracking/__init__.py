@@ -40,11 +40,42 @@ from mtdiff.tracking.ui import mark_model_training
 CODE_VERSION_FILE = "CODE_VERSION"
 LOCK_FILE = ".mtdiff.lock"
 _REPO = Path(__file__).resolve().parents[2]
+# MLflow's HTTP client retries a failed call with urllib3's back-off: no wait before the
+# first retry, then BACKOFF_FACTOR * 2^(k-1) s before retry k (at most 120 s each).
+_BACKOFF_FACTOR = 2
+_MAX_RETRIES = 10  # MLflow's own upper limit
+
+
+def retry_budget(seconds: float | None) -> int:
+    """Make this process's MLflow HTTP calls keep retrying for about `seconds` (and the
+    Ray workers it starts afterwards: `runtime.init_ray` passes the variables on); returns
+    the number of retries. A call to a server that is down waits, and what it logs arrives,
+    once the server answers within that time."""
+    if seconds is None:
+        return int(os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7"))
+    n, waited = 0, 0.0
+    while waited < seconds and n < _MAX_RETRIES:
+        n += 1
+        waited += 0.0 if n == 1 else min(120.0, _BACKOFF_FACTOR * 2.0 ** (n - 1))
+    os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(n),
+                       "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(_BACKOFF_FACTOR),
+                       # a server that accepts but never answers: one try's share of it
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(min(120.0, max(10.0,
+                                                                             seconds / 4))))})
+    return n
+
+
+def retry_seconds(retries: int) -> float:
+    """The back-off `retries` retries wait in all (what `retry_budget` aims at)."""
+    return sum(min(120.0, _BACKOFF_FACTOR * 2.0 ** (k - 1)) for k in range(2, retries + 1))
+
+
 def setup(cfg: Config) -> str:
     """Point MLflow at the configured store and experiment (created, and marked for model
-    training, when missing); returns the URI."""
+    training, when missing), with the configured retry budget; returns the URI."""
     import mlflow
 
+    retry_budget(cfg.tracking.retry_s)
     uri = cfg.tracking.resolved_uri()
     mlflow.set_tracking_uri(uri)
     mark_model_training(mlflow.set_experiment(cfg.tracking.experiment))
@@ -166,14 +197,15 @@ def stage_run(cfg: Config, stage: str, *, name: str, output: str | Path, track: 
     import mlflow
 
     if mlflow.active_run() is not None:
-        yield {"uri": mlflow.get_tracking_uri(), "run_id": mlflow.active_run().info.run_id}
+        yield {"uri": mlflow.get_tracking_uri(), "run_id": mlflow.active_run().info.run_id,
+               "retry_s": cfg.tracking.retry_s}
         return
     uri = setup(cfg)
     output = str(Path(output).resolve())
     with claim_output(output):
         close_stale_runs(cfg, output)
         with run(cfg, stage, name=name, params=params, output=output, **tags) as active:
-            yield {"uri": uri, "run_id": active.info.run_id}
+            yield {"uri": uri, "run_id": active.info.run_id, "retry_s": cfg.tracking.retry_s}
 
 
 @contextmanager
@@ -193,6 +225,7 @@ def job_run(spec: dict[str, Any], cfg: Config, *, name: str, stage: str,
 
     from mtdiff.config import to_dict
 
+    retry_budget(spec.get("retry_s"))
     mlflow.set_tracking_uri(spec["uri"])
     mark_model_training(mlflow.set_experiment(experiment_id=spec["experiment_id"]))
     _quiet_system_metrics()
@@ -220,7 +253,8 @@ def start_parent(cfg: Config, *, name: str, output: str | Path, **tags: Any) -> 
                                                               **tags), log_system_metrics=True)
     mlflow.log_params(_params(cfg, None))
     return {"uri": uri, "experiment_id": active.info.experiment_id,
-            "parent_id": active.info.run_id, "output": output}
+            "parent_id": active.info.run_id, "output": output,
+            "retry_s": cfg.tracking.retry_s}
 
 
 def end_parent(ok: bool, *, interrupted: bool = False) -> None:
@@ -335,6 +369,7 @@ class RunLogger:
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
             _quiet_system_metrics()
+            retry_budget(spec.get("retry_s"))
             self.client = mlflow.MlflowClient(tracking_uri=spec["uri"])
             self.run_id = spec["run_id"]
             self._monitor = SystemMetricsMonitor(self.run_id, tracking_uri=spec["uri"],

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mtdiff.tracking import active
+from mtdiff.tracking import active, retry_budget, retry_seconds
 
 _LIVE_PARENT: dict[str, str] | None = None  # set by `live_parent` for the task's duration
 
@@ -56,7 +56,8 @@ def active_spec() -> dict[str, str] | None:
         return None
     run = mlflow.active_run()
     return {"uri": mlflow.get_tracking_uri(), "experiment_id": run.info.experiment_id,
-            "run_id": run.info.run_id, "output": run.data.tags.get("output", "")}
+            "run_id": run.info.run_id, "output": run.data.tags.get("output", ""),
+            "retry_s": retry_seconds(retry_budget(None))}
 
 
 @contextmanager
@@ -94,6 +95,7 @@ class LiveChild:
               tags: dict[str, Any]) -> None:
         import mlflow
 
+        retry_budget(spec.get("retry_s"))
         self.client = mlflow.MlflowClient(tracking_uri=spec["uri"])
         where = " and ".join([f"tags.mlflow.parentRunId = '{spec['run_id']}'",
                               *(f"tags.{k} = '{v}'" for k, v in key.items())])

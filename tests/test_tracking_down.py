@@ -1,0 +1,65 @@
+"""A tracking server that stops answering: MLflow calls retry for `tracking.retry_s`, and a
+server gone for longer stops the graph with one line (the full drill, with a real
+`mlflow server` stopped mid-run: drills/tracking_down.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+from mtdiff.experiment.driver import tracking_watch
+from mtdiff.tracking import retry_budget, retry_seconds
+
+
+def test_retry_budget_sets_mlflows_retries_to_cover_the_seconds(monkeypatch):
+    for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.delenv(k, raising=False)
+    n = retry_budget(300.0)
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == str(n)
+    assert retry_seconds(n) >= 300.0 > retry_seconds(n - 1)  # the fewest that cover it
+    assert retry_budget(60.0) < n and retry_seconds(retry_budget(60.0)) >= 60.0
+    assert retry_budget(1e9) == 10  # MLflow's own limit
+    assert retry_budget(None) == 10  # None: what is set stays
+
+
+def test_a_server_down_longer_than_the_budget_stops_the_graph_in_one_line():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    watch = tracking_watch(uri, retry_s=1.0, every=0.0)
+    assert watch() is None  # answering
+    server.close()
+    assert watch() is None  # down, within its budget
+    time.sleep(1.2)
+    reason = watch()
+    assert reason is not None and "\n" not in reason
+    assert f"the tracking server {uri} has not answered for 1s" in reason
+    assert "rerun the same command to resume" in reason
+    assert tracking_watch("sqlite:////tmp/x.db", 1.0) is None  # files: nothing to watch
+
+
+def test_a_server_back_within_the_budget_does_not_stop_anything():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    server.close()  # down from the start
+    watch = tracking_watch(f"http://127.0.0.1:{port}", retry_s=2.0, every=0.0)
+    assert watch() is None
+    back = socket.socket()
+    back.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        back.bind(("127.0.0.1", port))
+    except OSError:
+        pytest.skip("the port was taken by another process meanwhile")
+    back.listen()
+    try:
+        time.sleep(2.2)
+        assert watch() is None  # it answered again: the clock restarted
+    finally:
+        back.close()
