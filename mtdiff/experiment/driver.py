@@ -241,6 +241,9 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
                                  watch=tracking_watch(cfg.tracking.resolved_uri(),
                                                       cfg.tracking.retry_s) if track else None)
             ok = all(o.state in ("done", "skipped") for o in outcomes)
+            if track:  # every job has ended: a run still open lost its process (a node died;
+                # Ray ran the job again elsewhere under a new run)
+                tracking.close_stale_runs(cfg, lay.out, exclude=(mlflow_spec["parent_id"],))
             _write_graph(lay, jobs, outcomes, time.time() - t0)
             _print_outcomes(outcomes)
             if track:

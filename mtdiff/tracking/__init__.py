@@ -453,8 +453,8 @@ def close_stale_runs(cfg: Config, output: str | Path, *, status: str = "KILLED",
         client.set_terminated(r.info.run_id, status=status)
         closed.append(r.info.run_id)
     if closed:
-        print(f"[tracking] marked {len(closed)} run(s) left RUNNING by a killed run of "
-              f"{output} as {status}")
+        print(f"[tracking] marked {len(closed)} run(s) of {output} left RUNNING by a process "
+              f"that was killed (or lost with its node) as {status}")
     return closed
 
 
