@@ -58,9 +58,11 @@ def init_ray(**kwargs: Any) -> None:
     poll = os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     runtime_env = opts.setdefault("runtime_env", {})
     env_vars = runtime_env.setdefault("env_vars", {})
-    # MLflow's retry budget (`tracking.retry_budget`), where the driver has set one.
+    # MLflow's retry budget (`tracking.retry_budget`), where the driver has set one, and its
+    # telemetry switch (off: `mtdiff.tracking`).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
-              "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+              "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_DISABLE_TELEMETRY"):
         if k in os.environ:
             env_vars.setdefault(k, os.environ[k])
     # A trainer whose workers wait for CPUs (other jobs of the graph hold them) keeps its

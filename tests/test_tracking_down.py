@@ -63,3 +63,23 @@ def test_a_server_back_within_the_budget_does_not_stop_anything():
         assert watch() is None  # it answered again: the clock restarted
     finally:
         back.close()
+
+
+def test_mlflow_telemetry_is_off_where_mtdiff_tracks():
+    """Its thread edits os.environ while requests iterates it: log calls failed with
+    KeyError '_MLFLOW_TELEMETRY_SESSION_ID'."""
+    import subprocess
+    import sys
+
+    code = ("import mtdiff.tracking, mlflow\n"
+            "from mlflow.telemetry import get_telemetry_client\n"
+            "from mlflow.telemetry.utils import is_telemetry_disabled\n"
+            "print(is_telemetry_disabled(), get_telemetry_client() is None)\n")
+    # as a user's shell has it: not under pytest or CI (MLflow turns telemetry off there)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "CI", "PYTEST_CURRENT_TEST",
+                        "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILDKITE")}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["True", "True"]
