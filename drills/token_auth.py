@@ -44,6 +44,12 @@ def _run(cmd: list[str], env: dict[str, str], timeout: float = 300
                           timeout=timeout)
 
 
+def _started(r: subprocess.CompletedProcess) -> None:
+    if r.returncode != 0:
+        raise SystemExit(f"ray start failed (exit {r.returncode}): "
+                         f"{(r.stdout + r.stderr).strip()[-1500:]}")
+
+
 def _refusal(text: str) -> str:
     """The line of Ray's output that says why it refused."""
     for line in text.splitlines():
@@ -79,13 +85,14 @@ def main() -> int:
     wrong = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * len(token)}
     ok = True
     try:
-        _run([str(BIN / "ray"), "start", "--head", "--port", PORT, "--dashboard-port", DASH,
-              "--temp-dir", str(head_tmp), "--dashboard-agent-listen-port", "52387",
-              "--ray-client-server-port", "23002", "--num-cpus", "1",
-              "--node-ip-address", "127.0.0.1"], with_token).check_returncode()
-        _run([str(BIN / "ray"), "start", "--address", f"127.0.0.1:{PORT}", "--temp-dir",
-              str(worker_tmp), "--dashboard-agent-listen-port", "52388", "--num-cpus", "1",
-              "--node-ip-address", "127.0.0.1"], with_token).check_returncode()
+        _started(_run([str(BIN / "ray"), "start", "--head", "--port", PORT,
+                       "--dashboard-port", DASH, "--temp-dir", str(head_tmp),
+                       "--dashboard-agent-listen-port", "52387",
+                       "--ray-client-server-port", "23002", "--num-cpus", "1",
+                       "--node-ip-address", "127.0.0.1"], with_token))
+        _started(_run([str(BIN / "ray"), "start", "--address", f"127.0.0.1:{PORT}",
+                       "--temp-dir", str(worker_tmp), "--dashboard-agent-listen-port", "52388",
+                       "--num-cpus", "1", "--node-ip-address", "127.0.0.1"], with_token))
         probe = ["python", "-c", "print('ran')"]
         for what, env in (("no token", no_token), ("a wrong token", wrong)):
             r = _run([str(BIN / "ray"), "job", "submit", "--address", DASHBOARD, "--", *probe],
