@@ -14,16 +14,28 @@ from mtdiff.experiment.jobs import Job
 from mtdiff.experiment.runner import LiveCluster, run_graph, train_capacity, unplaceable
 
 
+def _fresh_ray(**kwargs) -> None:
+    """This process's own Ray for the test: an instance an earlier test of the session left
+    connected is let go first (`ray.init` refuses to run twice)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(**kwargs)
+
+
 @pytest.fixture
 def two_nodes():
     import ray
     from ray.cluster_utils import Cluster
 
+    if ray.is_initialized():
+        ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    worker = cluster.add_node(num_cpus=1)
-    ray.init(address=cluster.address)
-    cluster.wait_for_nodes()
     try:
+        worker = cluster.add_node(num_cpus=1)
+        _fresh_ray(address=cluster.address)
+        cluster.wait_for_nodes()
         yield cluster, worker
     finally:
         ray.shutdown()
@@ -59,7 +71,7 @@ def test_a_job_no_live_node_can_host_fails_in_one_line_and_blocks_its_dependents
     cfg = get_preset("smoke")
     big = Job("train/big", "train", cfg, {}, inner={"CPU": 4.0, "workers": 1})
     after = Job("evaluate/big", "evaluate", cfg, {}, deps=["train/big"], resources={"CPU": 1})
-    ray.init(num_cpus=1, include_dashboard=False)
+    _fresh_ray(num_cpus=1, include_dashboard=False)
     try:
         one = ClusterInfo.from_ray()
         t0 = time.time()
@@ -91,7 +103,7 @@ def test_a_watch_reason_stops_the_graph(tmp_path):
         calls.append(time.time())
         return "the tracking server is gone" if len(calls) > 2 else None
 
-    ray.init(num_cpus=1, include_dashboard=False)
+    _fresh_ray(num_cpus=1, include_dashboard=False)
     try:
         one = ClusterInfo.from_ray()
         with pytest.raises(GraphAborted, match="the tracking server is gone"):
