@@ -5,11 +5,17 @@ error found before any work starts (arguments, configuration, input data, an out
 folder that cannot be written, an unreachable tracking server), with one line on stderr
 naming the problem and the fix; 1 a run that failed while working (a stage or trial
 raised; rerunning the same command resumes), and `dataset.py validate` finding problems.
+A disk that fills while working is exit 1 with one line too (`disk_full_message`): the
+file or output folder, its filesystem's free space, and to free space or choose another
+--out; every file is written atomically, so the same command then resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +31,102 @@ def fail(message: str) -> NoReturn:
     """Print ``error: <message>`` (one line) on stderr and exit with `USER_ERROR`."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(USER_ERROR)
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# Out-of-space errors that reach the driver as text only (a remote error's message, SQLite).
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "[Errno 28]",
+                   "database or disk is full")
+# The output folders this process proved writable (`writable_dir`): the disk to name when
+# an out-of-space error does not say which file it was writing.
+_OUTPUTS: dict[Path, str] = {}
+
+
+def disk_full_error(exc: BaseException) -> OSError | None:
+    """The out-of-space error (ENOSPC, EDQUOT) behind `exc`, or None when `exc` is not one.
+
+    Looked for through chained exceptions (``__cause__`` / ``__context__``), Ray task errors
+    (``.cause``: an error raised inside a Ray worker), Ray Train's worker-group and
+    controller errors (``.worker_failures``, ``.controller_failure``) and exception groups;
+    then, for errors that crossed a process boundary as text, in the messages."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    texts: list[str] = []
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            return e
+        texts.append(str(e))
+        nested: list[object] = [e.__cause__, e.__context__, getattr(e, "cause", None),
+                                getattr(e, "controller_failure", None)]
+        failures = getattr(e, "worker_failures", None)
+        if isinstance(failures, dict):
+            nested += list(failures.values())
+        nested += list(getattr(e, "exceptions", None) or ())
+        todo += [n for n in nested if isinstance(n, BaseException)]
+    for text in texts:
+        if any(t in text for t in _DISK_FULL_TEXT):
+            quota = "Disk quota exceeded" in text
+            code = errno.EDQUOT if quota else errno.ENOSPC
+            return OSError(code, os.strerror(code))
+    return None
+
+
+def _mount_point(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def disk_full_message(error: OSError) -> str:
+    """One line for an out-of-space error: the file (or the output folder on the fullest
+    disk, when the error does not name a file), that disk's mount point and free space, and
+    what to do."""
+    flag: str | None = "--out"
+    if error.filename:
+        where = Path(os.fsdecode(error.filename)).resolve()
+        flag = None  # a disk other than the outputs' (the temporary directory, say)
+        for out, f in _OUTPUTS.items():
+            if where == out or out in where.parents:
+                flag = f
+        what = f"writing {where}"
+    elif _OUTPUTS:
+        def free(p: Path) -> int:
+            try:
+                return shutil.disk_usage(p).free
+            except OSError:
+                return 1 << 62
+        where = min(_OUTPUTS, key=free)
+        flag = _OUTPUTS[where]
+        what = f"writing under {where}"
+    else:
+        where, what = Path.cwd(), "(the file was not named)"
+    mount = _mount_point(where)
+    try:
+        usage = shutil.disk_usage(mount)
+        room = f"{_size(usage.free)} free of {_size(usage.total)}"
+    except OSError:
+        room = "size unknown"
+    kind = "disk quota exceeded" if error.errno == errno.EDQUOT else "disk full"
+    fix = f"free space there or choose another {flag}" if flag else "free space there"
+    return (f"{kind}: {os.strerror(error.errno or errno.ENOSPC)} {what} (filesystem "
+            f"{mount}: {room}); {fix}, then rerun the same command to resume")
 
 
 def add_config_args(parser: argparse.ArgumentParser, *, default_preset: str | None = "local",
@@ -83,6 +185,7 @@ def writable_dir(path: str | Path, flag: str = "--out") -> Path:
     except OSError as e:
         fail(f"{flag} {path}: cannot write there ({e.strerror or e}); choose a folder you "
              "can write to")
+    _OUTPUTS[p] = flag
     return p
 
 

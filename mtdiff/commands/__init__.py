@@ -7,7 +7,8 @@
     mtdiff <command> --print-config ...        the resolved config, nothing run
 
 `pipelines/*.py` and `sweeps/*.py` are the same commands as scripts. Exit codes as in
-`mtdiff.cli`: 0 done, 1 a run failed (rerun to resume), 2 bad input, 130 interrupted.
+`mtdiff.cli`: 0 done, 1 a run failed (rerun to resume; a full disk is one line naming
+it), 2 bad input, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -72,10 +73,33 @@ def main(argv: list[str] | None = None) -> int:
 
 def guarded(command: Callable[[list[str] | None], int | None],
             argv: list[str] | None = None) -> int:
-    """Run a command's main; Ctrl-C ends it with one line and exit 130, not a traceback
-    (every job writes atomically, so rerunning the same command resumes)."""
+    """Run a command's main; Ctrl-C ends it with one line and exit 130, a full disk (also
+    when a Ray worker or Ray Train hit it) with one line naming the disk and exit 1, not a
+    traceback (every job writes atomically, so rerunning the same command resumes)."""
+    from mtdiff.cli import RUN_FAILED, disk_full_error, disk_full_message
+
     try:
         return command(argv) or 0
     except KeyboardInterrupt:
         print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
         return INTERRUPTED
+    except Exception as e:
+        full = disk_full_error(e)
+        if full is None:
+            raise
+        _stop_ray()  # its workers' buffered log lines would follow the error line
+        print(f"error: {disk_full_message(full)}", file=sys.stderr)
+        return RUN_FAILED
+
+
+def _stop_ray() -> None:
+    """Shut down the Ray instance this process uses, if any (best effort)."""
+    ray = sys.modules.get("ray")
+    if ray is None:
+        return
+    try:
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:  # noqa: BLE001 - failing anyway; the error line matters
+        pass
+    sys.stderr.flush()

@@ -1,11 +1,14 @@
 """Atomic writes: a file is either absent or complete, never half-written.
 
 Everything is written to a temporary file in the same directory, flushed and fsynced,
-then moved into place with `os.replace` (atomic on POSIX within one filesystem).
+then moved into place with `os.replace` (atomic on POSIX within one filesystem). A write
+that fails (a full disk included) removes its temporary file; an out-of-space error is
+raised naming the file it was writing.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -44,11 +47,27 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = _out_of_space(e)
+        if full is not None:
+            # Writers do not say which file filled the disk (pyarrow, file.write), or hide
+            # it behind their own error (torch.save's "unexpected pos"): say it.
+            raise OSError(full.errno, os.strerror(full.errno), str(path)) from e
         raise
     return path
+
+
+def _out_of_space(e: BaseException) -> OSError | None:
+    """The ENOSPC / EDQUOT error that `e` is or was raised from (or while handling)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +23,42 @@ from typing import Any
 import torch
 
 from mtdiff.config import Config, config_hash
+
+CHECKPOINT_TMP = "mtdiff-ckpt-"  # + host-pid-: a checkpoint's folder before Ray copies it
+
+
+def checkpoint_tmpdir() -> tempfile.TemporaryDirectory:
+    """The temporary folder a worker writes a checkpoint into before `ray.train.report`
+    copies it to storage, named after its host and process: a worker killed meanwhile
+    (SIGKILL, preemption) leaves it behind, and the next worker on that node removes it
+    (`remove_stale_checkpoint_tmp`) instead of letting checkpoints pile up in /tmp."""
+    return tempfile.TemporaryDirectory(
+        prefix=f"{CHECKPOINT_TMP}{socket.gethostname()}-{os.getpid()}-")
+
+
+def remove_stale_checkpoint_tmp(tmp: str | Path | None = None) -> list[Path]:
+    """Delete the checkpoint folders (`checkpoint_tmpdir`) in `tmp` (default: the temporary
+    directory) whose process on this host is gone; returns them."""
+    host = socket.gethostname()
+    prefix = f"{CHECKPOINT_TMP}{host}-"
+    removed = []
+    for d in Path(tmp or tempfile.gettempdir()).glob(f"{prefix}*"):
+        pid = d.name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _resume_state(loop_cfg: dict[str, Any], device: torch.device) -> dict[str, Any] | None:
@@ -66,6 +105,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     from mtdiff.train.learner import build_learner
 
     logging.getLogger(_ctx.__file__).setLevel(logging.WARNING)
+    remove_stale_checkpoint_tmp()  # a killed worker's half-written checkpoint folders
     cfg = from_dict(loop_cfg["config"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -117,7 +157,7 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
             # controller's next poll (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s) when the previous
             # one is still queued, so reporting every log step throttled training to that
             # poll rate. Metrics go to MLflow from rank 0 directly.
-            with tempfile.TemporaryDirectory() as d:
+            with checkpoint_tmpdir() as d:
                 if rank == 0:
                     write_checkpoint(d, **learner.state_dict(), step=step, meta=setup.meta)
                 ray.train.report({**metrics, "step": step},

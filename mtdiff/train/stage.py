@@ -6,7 +6,13 @@ import time
 from pathlib import Path
 
 from mtdiff.config import Config
-from mtdiff.train.checkpoints import CHECKPOINT_FILE, find_checkpoint, latest_checkpoint
+from mtdiff.train.checkpoints import (
+    CHECKPOINT_FILE,
+    find_checkpoint,
+    latest_checkpoint,
+    remove_partial_checkpoints,
+    repair_run_state,
+)
 
 
 def run_name(cfg: Config, data: str | Path) -> str:
@@ -39,6 +45,8 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
     latest = latest_checkpoint(out / name)
     if latest is not None and latest[1] >= cfg.train.steps:
         print(f"[train] {out / name} already finished ({cfg.train.steps} steps); skipping")
+        if track:
+            _close_stale_runs(cfg, out / name)
         return latest[0]
     if latest is not None:
         print(f"[train] resuming {out / name} from step {latest[1]} ({latest[0]})")
@@ -47,12 +55,24 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
     t0 = time.time()
     with tracking.stage_run(cfg, "train", name=name, output=out / name, track=track,
                             model=cfg.model.kind) as spec:
-        result = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec,
-                               cpus_per_worker=cpus_per_worker,
-                               gpus_per_worker=gpus_per_worker,
-                               resume_from=latest[0] if latest else None).fit()
-        if result.error:
-            raise result.error
+        # What a kill (or a full disk) left: Ray's own checkpoint list damaged, copies cut
+        # short. (This process holds the run folder now: `stage_run` claimed it.)
+        repair_run_state(out / name)
+        remove_partial_checkpoints(out / name)
+        trainer = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec,
+                                cpus_per_worker=cpus_per_worker,
+                                gpus_per_worker=gpus_per_worker,
+                                resume_from=latest[0] if latest else None)
+        try:
+            result = trainer.fit()  # Ray Train V2 raises TrainingFailedError
+            if result.error:
+                raise result.error
+        except Exception:
+            # Nothing half-written stays: checkpoints this fit's Ray copied only in part
+            # (a full disk) go, and a checkpoint list it left damaged is set aside.
+            remove_partial_checkpoints(out / name)
+            repair_run_state(out / name)
+            raise
         ckpt = find_checkpoint(out / name)
         if spec is not None:
             tracking.log_dataset(read_manifest(data), data, view=cfg.data.view)
@@ -61,3 +81,21 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
             tracking.set_tags({"checkpoint": str(ckpt)})
     print(f"[train] {cfg.model.kind}: {cfg.train.steps} steps in {time.time() - t0:.1f}s -> {ckpt}")
     return ckpt
+
+
+def _close_stale_runs(cfg: Config, run_dir: Path) -> None:
+    """A finished run found again: close the MLflow run that an attempt killed after its
+    last checkpoint (before it ended its run) left RUNNING, as `tracking.stage_run` does
+    before it opens a run. Inside a job of the experiment graph (a run is active in this
+    process) the graph does that; a live process writing `run_dir` keeps its run."""
+    from mtdiff import tracking
+
+    if tracking.active() is not None:
+        return
+    try:
+        with tracking.claim_output(run_dir):
+            closed = tracking.close_stale_runs(cfg, run_dir)
+    except tracking.OutputBusyError:
+        return
+    if closed:
+        print(f"[train] closed {len(closed)} MLflow run(s) a killed attempt left RUNNING")
