@@ -35,7 +35,8 @@ always start from the last complete checkpoint, never from a partial one.
    after), and rerun to the end. The rerun must exit 0, say it resumes from the highest
    step readable on disk after the kill (computed here by loading every checkpoint), end
    at the reference's final step with ``resumed_from`` equal to that step, remove the
-   killed worker's temporary folder and leave no MLflow run RUNNING.
+   killed worker's temporary folder and any cut-short checkpoint copy, and leave no MLflow
+   run RUNNING.
 
 Prints one line per kill and exits non-zero if any check failed.
 """
@@ -396,7 +397,7 @@ def train_kills(work: Path, kills: int, seed: int, reuse: bool) -> int:
         while max(len(seen), len(stored)) < nth and proc.poll() is None \
                 and time.time() - t0 < 900:
             seen |= {p.name for p in tmp.glob(f"{CHECKPOINT_TMP}*")}
-            stored |= {p.name for p in out.glob("*/checkpoint_*")}
+            stored |= {p.name for p in out.glob("*/checkpoint_*") if p.is_dir()}
             time.sleep(0.005)
         if proc.poll() is not None or max(len(seen), len(stored)) < nth:
             why = ("Ray did not start in time (overloaded machine)"
@@ -443,6 +444,8 @@ def train_kills(work: Path, kills: int, seed: int, reuse: bool) -> int:
         stale = running_runs(db)
         if stale:
             problems.append(f"MLflow runs left RUNNING: {stale}")
+        if _on_disk(out)[1]:
+            problems.append("a cut-short checkpoint is still there after the rerun")
         failed += bool(problems)
         print(f"train kill {i}: {delay:.2f}s after checkpoint {nth} ({nth * TRAIN_EVERY}) "
               f"began: {'still being written or copied' if writing else 'written'}; on disk: "
