@@ -34,6 +34,28 @@ def _own_ray_for_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_ADDRESS", "local")
 
 
+def fresh_ray(**kwargs) -> None:
+    """`ray.init(**kwargs)` for a test that needs its own instance: one an earlier test left
+    connected in this process is let go first (`ray.init` refuses to run twice)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(**kwargs)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_ray_across_modules():
+    """In-process stage calls (`init_ray`) leave Ray connected for speed within a module;
+    the next module starts without it, so its `ray.init` and its CPU counts are its own."""
+    yield
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.fixture
 def write_dataset(tmp_path: Path) -> Callable[..., Path]:
     """Factory: a finalised dataset of random episodes (tasks x episodes x T) with prompts."""

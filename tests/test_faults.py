@@ -32,6 +32,7 @@ from mtdiff.train.checkpoints import (
     repair_run_state,
     write_checkpoint,
 )
+from tests.conftest import fresh_ray
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -347,7 +348,7 @@ def test_a_ray_task_that_fills_the_disk_is_one_line_exit_1(small_disk, capsys):
     def write(path: str) -> None:
         atomic_write_parquet(path, pa.table({"x": np.arange(300_000, dtype=np.float64)}))
 
-    ray.init(num_cpus=1, include_dashboard=False)
+    fresh_ray(num_cpus=1, include_dashboard=False)
     try:
         ref = ray.remote(write).remote(str(disk / "part-000000.parquet"))
         code = guarded(lambda argv: ray.get(ref))

@@ -12,16 +12,7 @@ from mtdiff.config import get_preset
 from mtdiff.experiment.grid import ClusterInfo
 from mtdiff.experiment.jobs import Job
 from mtdiff.experiment.runner import LiveCluster, run_graph, train_capacity, unplaceable
-
-
-def _fresh_ray(**kwargs) -> None:
-    """This process's own Ray for the test: an instance an earlier test of the session left
-    connected is let go first (`ray.init` refuses to run twice)."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(**kwargs)
+from tests.conftest import fresh_ray
 
 
 @pytest.fixture
@@ -34,7 +25,7 @@ def two_nodes():
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     try:
         worker = cluster.add_node(num_cpus=1)
-        _fresh_ray(address=cluster.address)
+        fresh_ray(address=cluster.address)
         cluster.wait_for_nodes()
         yield cluster, worker
     finally:
@@ -71,7 +62,7 @@ def test_a_job_no_live_node_can_host_fails_in_one_line_and_blocks_its_dependents
     cfg = get_preset("smoke")
     big = Job("train/big", "train", cfg, {}, inner={"CPU": 4.0, "workers": 1})
     after = Job("evaluate/big", "evaluate", cfg, {}, deps=["train/big"], resources={"CPU": 1})
-    _fresh_ray(num_cpus=1, include_dashboard=False)
+    fresh_ray(num_cpus=1, include_dashboard=False)
     try:
         one = ClusterInfo.from_ray()
         t0 = time.time()
@@ -103,7 +94,7 @@ def test_a_watch_reason_stops_the_graph(tmp_path):
         calls.append(time.time())
         return "the tracking server is gone" if len(calls) > 2 else None
 
-    _fresh_ray(num_cpus=1, include_dashboard=False)
+    fresh_ray(num_cpus=1, include_dashboard=False)
     try:
         one = ClusterInfo.from_ray()
         with pytest.raises(GraphAborted, match="the tracking server is gone"):

@@ -55,10 +55,11 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
     t0 = time.time()
     with tracking.stage_run(cfg, "train", name=name, output=out / name, track=track,
                             model=cfg.model.kind) as spec:
-        # What a kill (or a full disk) left: Ray's own checkpoint list damaged, copies cut
-        # short. (This process holds the run folder now: `stage_run` claimed it.)
-        repair_run_state(out / name)
+        # What a kill (or a full disk) left: copies cut short, Ray's own checkpoint list
+        # damaged or naming one of them (so after the removal). (This process holds the
+        # run folder now: `stage_run` claimed it.)
         remove_partial_checkpoints(out / name)
+        repair_run_state(out / name)
         trainer = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec,
                                 cpus_per_worker=cpus_per_worker,
                                 gpus_per_worker=gpus_per_worker,
