@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 
 from mtdiff.cli import add_config_args, config_from_args
+from mtdiff.experiment.cells import ClusterInfo
 from mtdiff.experiment.clusters import load_cluster
 from mtdiff.experiment.cost import estimate, human_s
-from mtdiff.experiment.grid import ClusterInfo, build_jobs
+from mtdiff.experiment.grid import build_jobs
 from mtdiff.experiment.jobs import read_record
 from mtdiff.experiment.rates import default_calibration, load_calibration
 from mtdiff.layout import Layout

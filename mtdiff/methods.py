@@ -17,13 +17,15 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mtdiff.config import ConfigError
-from mtdiff.config.sections import DIFFUSION_KINDS
+from mtdiff.errors import ConfigError
 
 __all__ = ["DIFFUSION_KINDS", "METHODS", "Method", "get_method", "method_of_kind",
            "method_of_meta"]
 
 Role = Literal["planner", "synthesizer"]
+
+# The model kinds that are diffusion models (sampler settings, x0 clip, the diffusion loss).
+DIFFUSION_KINDS = ("mtdiff-p", "mtdiff-s", "mtdiff-p-onehot")
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from mtdiff.config import apply_overrides, get_preset
+from mtdiff.experiment.cells import ClusterInfo
 from mtdiff.experiment.clusters import ClusterFileError, load_cluster
 from mtdiff.experiment.cost import SimJob, estimate, format_estimate, simulate
-from mtdiff.experiment.grid import ClusterInfo, build_jobs
+from mtdiff.experiment.grid import build_jobs
 from mtdiff.experiment.rates import (
     CALIBRATION_DIR,
     RATES,

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from mtdiff.config import apply_overrides, get_preset
-from mtdiff.experiment.grid import ClusterInfo, build_jobs
+from mtdiff.experiment.cells import ClusterInfo
+from mtdiff.experiment.grid import build_jobs
 
 GPU_NODE = ClusterInfo([{"CPU": 16.0, "GPU": 2.0}])
 CPU_NODE = ClusterInfo([{"CPU": 16.0, "GPU": 0.0}])

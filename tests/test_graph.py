@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from mtdiff.config import apply_overrides, get_preset
+from mtdiff.experiment.cells import ClusterInfo
 from mtdiff.experiment.driver import GraphError, check_fits, format_plan, plan_rows
-from mtdiff.experiment.grid import ClusterInfo, build_jobs
+from mtdiff.experiment.grid import build_jobs
 
 REPO = Path(__file__).resolve().parents[1]
 ONE_NODE = ClusterInfo([{"CPU": 2.0, "GPU": 0.0}])

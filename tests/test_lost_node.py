@@ -9,7 +9,7 @@ import time
 import pytest
 
 from mtdiff.config import get_preset
-from mtdiff.experiment.grid import ClusterInfo
+from mtdiff.experiment.cells import ClusterInfo
 from mtdiff.experiment.jobs import Job
 from mtdiff.experiment.runner import LiveCluster, run_graph, train_capacity, unplaceable
 from tests.conftest import fresh_ray

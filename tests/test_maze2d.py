@@ -359,15 +359,6 @@ def test_draw_maze_draws_walls_goal_and_paths():
     plt.close(fig)
 
 
-def test_expert_api_is_reexported_from_maze2d():
-    from mtdiff.envs import maze2d
-
-    assert maze2d.WaypointExpert is WaypointExpert
-    assert maze2d.generate_episodes is generate_episodes
-    with pytest.raises(AttributeError):
-        maze2d.no_such_name  # noqa: B018
-
-
 def test_parse_map_tolerates_surrounding_blank_lines():
     m = parse_map("\n\n" + GOOD + "\n\n", name="x")
     assert m.shape == (4, 5)

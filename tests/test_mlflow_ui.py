@@ -264,7 +264,7 @@ def test_sac_curve_reaches_mlflow_while_it_trains(tmp_path):
     hands it to its Ray tasks: each evaluation point is in MLflow when it is measured,
     and the after-the-fact logging skips the task instead of making a second run."""
     from mtdiff.collect import sac
-    from mtdiff.collect.metaworld import log_sac_runs
+    from mtdiff.collect.sac_run import log_sac_runs
 
     cfg = _cfg(tmp_path, "metaworld.source=sac", "metaworld.tasks=reach-v3",
                "metaworld.transitions_per_task=300", "metaworld.episode_steps=100",

@@ -161,7 +161,7 @@ def test_smoke_sac_collection_two_tasks_tracked(tmp_path):
 def test_killed_sac_collection_resumes_exactly(tmp_path):
     """SIGKILL the driver's process group after a committed shard, rerun the same
     command: the rows equal an uninterrupted run's, none lost, none twice."""
-    from mtdiff.collect.pipeline import task_seed
+    from mtdiff.collect.plan import task_seed
     from mtdiff.collect.sac import collect_task_lean
     from mtdiff.data.reader import load_dataset, validate_dataset
     from mtdiff.data.writer import INDEX, TaskIndex

@@ -30,7 +30,7 @@ from torch import nn
 from mtdiff import keys
 from mtdiff.eval.policy import PolicyBase
 from mtdiff.train.compiled import clip_grad_norm
-from mtdiff.train.learner import unwrap
+from mtdiff.train.ema import unwrap
 
 if TYPE_CHECKING:
     from mtdiff.config import Config

@@ -1,6 +1,6 @@
 """Maze2D collection (paper App. D): D4RL's waypoint expert on every training map.
 
-One Ray task per map runs `mtdiff.envs.maze2d.generate_episodes` (D4RL's generator: a
+One Ray task per map runs `mtdiff.envs.maze2d_expert.generate_episodes` (D4RL's generator: a
 continuing trajectory toward random goal cells, cut into episodes) and writes it through
 a resumable `TaskWriter`. Every map, training or unseen, also gets a prompt set cut from
 expert episodes that head for the map's goal.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtdiff.collect.pipeline import SuitePlan, TaskJob, prompt_windows, task_seed
+from mtdiff.collect.plan import SuitePlan, TaskJob, prompt_windows, task_seed
 from mtdiff.config import Config
 from mtdiff.data.writer import TaskWriter
 
@@ -21,7 +21,7 @@ OBS_DIM, ACT_DIM = 4, 2
 
 def _maze_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
     """Write a map's episodes (skipping those already committed); return its prompts."""
-    from mtdiff.envs.maze2d import expert_episode, generate_episodes
+    from mtdiff.envs.maze2d_expert import expert_episode, generate_episodes
 
     maze = job.payload
     if job.rows:

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from mtdiff.collect.metaworld import EpisodeRecorder, SACTaskRun, derive_seed, sac_histories
-from mtdiff.collect.pipeline import SuitePlan, TaskJob, prompt_windows, task_seed
+from mtdiff.collect.plan import SuitePlan, TaskJob, prompt_windows, task_seed
 from mtdiff.collect.sac_env import SACEnv
+from mtdiff.collect.sac_run import EpisodeRecorder, SACTaskRun, derive_seed, sac_histories
 from mtdiff.config import Config, to_dict
 from mtdiff.data.writer import TaskWriter
 

@@ -18,57 +18,20 @@ from __future__ import annotations
 
 import json
 import time
-import zlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mtdiff.collect.maze2d import plan_maze2d
+from mtdiff.collect.metaworld import plan_metaworld
+from mtdiff.collect.mujoco import plan_mujoco
+from mtdiff.collect.plan import SuitePlan, TaskJob
 from mtdiff.config import Config, to_dict
-from mtdiff.data.prompts import cut_prompt_windows, write_prompts
+from mtdiff.data.prompts import write_prompts
 from mtdiff.data.reader import validate_dataset
 from mtdiff.data.schema import DatasetError
 from mtdiff.data.writer import INDEX, MANIFEST, TaskIndex, finalize_dataset, task_dir
-
-
-@dataclass
-class TaskJob:
-    """One unit of collection work (runs inside a Ray task)."""
-
-    task: str
-    # fn(job, cfg, root) -> prompt windows (P, J, obs+act); writes data when `rows` > 0.
-    fn: Callable[[TaskJob, Config, str], np.ndarray]
-    payload: Any  # what fn needs (a map, a task name, ...)
-    rows: int  # transitions this job writes (0: prompts only)
-    seed: int
-    # Tasks whose jobs must finish first (listed earlier in the plan): Ray starts this job
-    # only then, holding no CPU while it waits.
-    after: tuple[str, ...] = ()
-
-
-@dataclass
-class SuitePlan:
-    """What a suite's collection consists of."""
-
-    suite: str
-    source: str
-    obs_dim: int
-    act_dim: int
-    jobs: list[TaskJob]
-    details: dict[str, Any]  # recorded in the manifest (e.g. map layouts)
-
-
-def task_seed(base: int, task: str) -> int:
-    """A per-task seed that does not depend on the order or number of tasks."""
-    return (base * 1_000_003 + zlib.crc32(task.encode())) % (2**31)
-
-
-def prompt_windows(demos: list[dict[str, np.ndarray]], cfg: Config, seed: int) -> np.ndarray:
-    """The task's prompt set from its expert demonstrations."""
-    return cut_prompt_windows(demos, cfg.collect.prompt_len, cfg.collect.prompts_per_task,
-                              np.random.default_rng(seed + 7), window=cfg.collect.prompt_window)
 
 
 def _rows_on_disk(root: Path, task: str) -> int:
@@ -81,16 +44,10 @@ def _rows_on_disk(root: Path, task: str) -> int:
 
 def _plan(cfg: Config, suite: str) -> SuitePlan:
     if suite == "maze2d":
-        from mtdiff.collect.maze2d import plan_maze2d
-
         return plan_maze2d(cfg)
     if suite == "metaworld":
-        from mtdiff.collect.metaworld import plan_metaworld
-
         return plan_metaworld(cfg)
     if suite in ("cheetah-vel", "ant-dir"):
-        from mtdiff.collect.mujoco import plan_mujoco
-
         return plan_mujoco(cfg, suite)
     raise DatasetError(f"unknown suite {suite!r}; use 'maze2d', 'metaworld', 'cheetah-vel' "
                        "or 'ant-dir'")

@@ -331,7 +331,7 @@ def collect_task_lean(task: str, cfg: Config, root: str, seed: int,
     `learning_starts`: overrides `sac.learning_starts` (uniform random actions before)."""
     import time
 
-    from mtdiff.collect.metaworld import EpisodeRecorder, SACTaskRun, evaluate
+    from mtdiff.collect.sac_run import EpisodeRecorder, SACTaskRun, evaluate
     from mtdiff.runtime import duration
     from mtdiff.tracking.remote import LiveChild
 

@@ -3,7 +3,7 @@
 For users who want RLlib's runners, learners and algorithm zoo; the ``lean`` backend
 (`mtdiff.collect.sac`) is the default because it is ~10x faster per core on this
 workload (`benchmarks/sac_collect.py`). Both write the same format through
-`mtdiff.collect.metaworld.SACTaskRun`, with the same commit and resume rules.
+`mtdiff.collect.sac_run.SACTaskRun`, with the same commit and resume rules.
 
 How transitions are recorded: RLlib steps our env (`num_env_runners=0`, so inside this
 process) through `_RecordingEnv`, a wrapper that writes down every (s, a, r, flags)
@@ -29,7 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from mtdiff.collect.metaworld import EpisodeRecorder, SACTaskRun, evaluate
+from mtdiff.collect.sac_run import EpisodeRecorder, SACTaskRun, derive_seed, evaluate
 from mtdiff.config import Config
 
 # RLlib makes envs from a registered creator it pickles, so the creator cannot close over
@@ -64,7 +64,6 @@ class _RecordingEnv(gym.Wrapper):
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Start the next episode, seeded by (task seed, episode id); RLlib's seed ignored."""
-        from mtdiff.collect.metaworld import derive_seed
 
         self._obs, info = self.env.reset(seed=derive_seed(self.run.seed, self._episode))
         n = min(self.episode_steps, max(self.run.total - self._steps, 1))

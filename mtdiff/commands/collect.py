@@ -76,7 +76,7 @@ def _tracked(cfg: Config, args: argparse.Namespace) -> Path:
     """The collection inside an MLflow run (SAC tasks as child runs)."""
     from mtdiff import tracking
     from mtdiff.collect import run
-    from mtdiff.collect.metaworld import log_sac_runs
+    from mtdiff.collect.sac_run import log_sac_runs
     from mtdiff.data.reader import read_manifest
 
     print(f"[collect] MLflow: {tracking.setup(cfg)} (experiment {cfg.tracking.experiment!r})")

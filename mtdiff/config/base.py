@@ -10,9 +10,9 @@ import types
 import typing
 from typing import Any, Literal
 
+from mtdiff.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the fix."""
+__all__ = ["ConfigError", "config_hash", "to_dict"]
 
 
 def _check(cond: bool, where: str, msg: str) -> None:

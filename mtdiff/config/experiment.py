@@ -7,6 +7,7 @@ from typing import Literal
 
 from mtdiff.config.base import _check, _positive, _Validated
 from mtdiff.config.suites import MUJOCO_SUITES
+from mtdiff.methods import METHODS
 
 
 @dataclass
@@ -83,8 +84,6 @@ class ExperimentConfig(_Validated):
 
     def method_names(self) -> list[str]:
         """The methods the grid runs: `methods`, or all of them with grid="full"."""
-        from mtdiff.methods import METHODS
-
         return list(METHODS) if self.grid == "full" else list(self.methods)
 
     def view_names(self) -> list[str]:
@@ -92,8 +91,6 @@ class ExperimentConfig(_Validated):
         return ["near-optimal", "sub-optimal"] if self.grid == "full" else list(self.views)
 
     def _validate(self) -> None:
-        from mtdiff.methods import METHODS
-
         _check(len(self.methods) > 0, "ExperimentConfig.methods", "needs at least one method")
         unknown = [m for m in self.methods if m not in METHODS]
         _check(not unknown, "ExperimentConfig.methods",

@@ -22,6 +22,7 @@ from mtdiff.config.suites import (
     cheetah_vel_default,
     section_name,
 )
+from mtdiff.methods import DIFFUSION_KINDS
 
 # Every suite a dataset can come from: the paper's two (Table 1, Fig. 4) and Prompt-DT's
 # two MuJoCo benchmarks (App. H, Table 5).
@@ -209,9 +210,6 @@ class DataConfig(_Validated):
         if self.history is not None:
             return self.history
         return {"metaworld": 2, "maze2d": 5, "cheetah-vel": 2, "ant-dir": 2}[suite]
-
-
-DIFFUSION_KINDS = ("mtdiff-p", "mtdiff-s", "mtdiff-p-onehot")
 
 
 @dataclass

@@ -13,8 +13,8 @@ The environment is gymnasium-robotics' ``PointMaze`` physics with D4RL maze2d's
 interface: the observation is ``(x, y, vx, vy)`` (no goal in it), the action a force in
 [-1, 1]^2, and the reward is sparse: 1 within ``goal_threshold`` of the centre of G.
 
-The waypoint expert and the dataset generator live in `mtdiff.envs.maze2d_expert` and are
-re-exported here (lazily, so importing this module stays cheap).
+The waypoint expert and the dataset generator live in `mtdiff.envs.maze2d_expert` (which
+builds on this module).
 """
 
 from __future__ import annotations
@@ -369,18 +369,3 @@ def draw_maze(ax: Axes, maze_map: MazeMap, paths: list[np.ndarray] | None = None
     ax.set_yticks([])
     ax.set_title(maze_map.name)
     return ax
-
-
-# The expert and the generator: re-exported lazily (PEP 562) so that
-# `from mtdiff.envs.maze2d import WaypointExpert` works without an import cycle.
-_EXPERT_NAMES = (
-    "WaypointExpert", "generate_episodes", "expert_episode", "q_iteration", "TARGET_KEY",
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPERT_NAMES:
-        from mtdiff.envs import maze2d_expert
-
-        return getattr(maze2d_expert, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

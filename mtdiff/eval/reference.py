@@ -143,8 +143,8 @@ def dataset_reference(dataset: str | Path, suite: str) -> dict[str, Any]:
     out: dict[str, Any] = {"tasks": tasks, "prompt_policy": {}}
     held = read_manifest(dataset).get("details", {}).get("heldout_prompt_tasks", [])
     if held:
-        from mtdiff.collect.metaworld import sac_histories
         from mtdiff.collect.mujoco import SAC_DIR
+        from mtdiff.collect.sac_run import sac_histories
 
         for t, hist in sac_histories(Path(dataset) / SAC_DIR, list(held)).items():
             if hist:

@@ -45,7 +45,7 @@ def _maze_prompts(policy: Any, maze: Any, cfg: Any, seed: int) -> np.ndarray:
     """A prompt set for a map the dataset has none for: its layout (a layout checkpoint),
     else windows of fresh expert episodes."""
     from mtdiff.data.prompts import cut_prompt_windows
-    from mtdiff.envs.maze2d import expert_episode
+    from mtdiff.envs.maze2d_expert import expert_episode
 
     if policy.prompt_kind == "layout":
         return policy.layout_prompt(maze)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mtdiff.experiment.grid import ClusterInfo
+from mtdiff.experiment.cells import ClusterInfo
 
 FORMATS = ("a Ray autoscaler cluster.yaml (available_node_types x max_workers + head), "
            "{\"nodes\": [{\"CPU\": 16, \"GPU\": 1, \"count\": 8}, ...]} or "

@@ -32,7 +32,7 @@ from mtdiff.experiment.rates import Calibration
 from mtdiff.experiment.workload import Task, Work, job_work
 
 if TYPE_CHECKING:
-    from mtdiff.experiment.grid import ClusterInfo
+    from mtdiff.experiment.cells import ClusterInfo
 
 RESOURCES = ("CPU", "GPU")
 EPS = 1e-9

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config
+from mtdiff.experiment.cells import ClusterInfo
 from mtdiff.experiment.clusters import load_cluster
 from mtdiff.experiment.cost import Estimate, estimate, format_estimate, human_s
-from mtdiff.experiment.grid import ClusterInfo, build_jobs
+from mtdiff.experiment.grid import build_jobs
 from mtdiff.experiment.jobs import Job, done_result
 from mtdiff.experiment.rates import default_calibration, load_calibration
 from mtdiff.layout import Layout

@@ -27,7 +27,7 @@ def collect(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     man = read_manifest(root)
     tracking.log_dataset(man, root, context="collected")
     if p["suite"] == "metaworld" and job.cfg.metaworld.source == "sac":
-        from mtdiff.collect.metaworld import log_sac_runs
+        from mtdiff.collect.sac_run import log_sac_runs
 
         log_sac_runs(job.cfg, root)  # a child run per task with its learning curve
     elif p["suite"] in ("cheetah-vel", "ant-dir"):

@@ -23,14 +23,13 @@ On a GPU cluster synthesis and TD3-BC take a share of a GPU (`experiment.gpu_sha
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mtdiff.config import Config, to_dict
+from mtdiff.experiment.cells import ClusterInfo, collect_job, method_config, train_job
 from mtdiff.experiment.jobs import Job
 from mtdiff.layout import Layout
-
-if TYPE_CHECKING:
-    from mtdiff.experiment.grid import ClusterInfo
+from mtdiff.methods import get_method
 
 SINGLE = "mtdiff-s-single"  # Fig. 6's column
 TABLE2_METHODS = ("original", "s4rl", "rad", "mtdiff-s")
@@ -61,7 +60,6 @@ def task_set_data(cfg: Config, lay: Layout, spec: str) -> tuple[Job, str]:
     from mtdiff.collect.metaworld import plan_metaworld
     from mtdiff.data.subset import subset_hash
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.experiment.grid import collect_job
 
     ccfg = replace(cfg, metaworld=replace(cfg.metaworld, tasks=spec))
     tasks = resolve_tasks(spec)
@@ -83,8 +81,6 @@ def offline_jobs(cfg: Config, lay: Layout, cluster: ClusterInfo) -> list[Job]:
     """The offline-RL jobs (module docstring), in dependency order."""
     from mtdiff.data.subset import subset_hash
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.experiment.grid import collect_job, method_config, train_job
-    from mtdiff.methods import get_method
     from mtdiff.offline.jobs import heldout_config
 
     o, exp = cfg.offline, cfg.experiment

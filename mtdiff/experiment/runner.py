@@ -178,7 +178,7 @@ class LiveCluster:
         if time.monotonic() - self.read_at < self.every:
             return self.now, False
         if self._read is None:
-            from mtdiff.experiment.grid import ClusterInfo
+            from mtdiff.experiment.cells import ClusterInfo
 
             self._read = ClusterInfo.from_ray
         before, self.now, self.read_at = self.now, self._read(), time.monotonic()

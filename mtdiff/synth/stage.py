@@ -41,7 +41,8 @@ def expert_prompt(suite: str, task: str, *, prompt_episodes: int, prompt_len: in
         demos = expert_demos(task, num_episodes=prompt_episodes, seed=seed,
                              max_episode_steps=max_steps)
     elif suite == "maze2d":
-        from mtdiff.envs.maze2d import expert_episode, load_map
+        from mtdiff.envs.maze2d import load_map
+        from mtdiff.envs.maze2d_expert import expert_episode
 
         maze = load_map(task)
         demos = [expert_episode(maze, seed=seed + i, max_steps=max_steps)

@@ -13,7 +13,7 @@ A compiled step keeps the maths of the eager one and changes how it runs:
   own generator (equal in distribution, not in value); the parity test
   (tests/test_compiled_step.py) pins them with `torch._inductor.config.fallback_random`.
 
-The EMA (`mtdiff.train.learner.EMA`) is a single foreach update in every mode.
+The EMA (`mtdiff.train.ema.EMA`) is a single foreach update in every mode.
 
 "auto" compiles on CUDA and runs eager on CPU. On this 2-core CPU the compiled step is
 slower (`benchmarks/train_throughput.py`: 0.86x for the local-sized MTDiff-P, 0.70x for

@@ -31,7 +31,7 @@ from mtdiff.train.checkpoints import (
     load_checkpoint,
     write_checkpoint,
 )
-from mtdiff.train.learner import EMA, unwrap
+from mtdiff.train.ema import EMA, unwrap
 
 __all__ = ["CHECKPOINT_FILE", "EMA", "CheckpointError", "LoadedModel", "TrainSetup",
            "build_setup", "diffusion_step_loss", "load_checkpoint", "load_model",

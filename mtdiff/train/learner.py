@@ -17,20 +17,26 @@ a factory ``factory(cfg, setup, device) -> Learner``:
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
+from mtdiff.config import Config
+from mtdiff.methods import method_of_kind
 from mtdiff.runtime import matmul_tf32
 from mtdiff.train.compiled import adam, clip_grad_norm, compile_fn, step_mode
+from mtdiff.train.core import (
+    TrainSetup,
+    diffusion_loss_given,
+    draw_noise,
+    loss_settings,
+)
+from mtdiff.train.ema import EMA, unwrap
 
-if TYPE_CHECKING:
-    from mtdiff.config import Config
-    from mtdiff.train.core import TrainSetup
+__all__ = ["EMA", "DiffusionLearner", "Learner", "build_learner", "unwrap"]
 
 
 class Learner(Protocol):
@@ -43,32 +49,6 @@ class Learner(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (or the module itself)."""
-    return model.module if hasattr(model, "module") else model
-
-
-class EMA:
-    """Exponential moving average of a model's weights (decay `TrainConfig.ema_decay`)."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.shadow = copy.deepcopy(unwrap(model)).eval().requires_grad_(False)
-        self._shadow = list(self.shadow.named_parameters())  # fixed: named once, not per step
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """shadow <- decay * shadow + (1 - decay) * weights (buffers copied), as one
-        foreach update over every tensor."""
-        model = unwrap(model)
-        src = dict(model.named_parameters())
-        weights = [src[name].detach().to(p.dtype) for name, p in self._shadow]
-        torch._foreach_lerp_([p for _, p in self._shadow], weights, 1.0 - self.decay)
-        pairs = list(zip(self.shadow.buffers(), model.buffers(), strict=True))
-        if pairs:
-            torch._foreach_copy_([sb for sb, _ in pairs], [b for _, b in pairs])
 
 
 class DiffusionLearner:
@@ -87,14 +67,12 @@ class DiffusionLearner:
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                                        enabled=cfg.train.bf16)
         self.tf32 = functools.partial(matmul_tf32, cfg.train.tf32, device)
-        from mtdiff.train.core import loss_settings
 
         self.settings = loss_settings(self.model, cfg)
         self.loss = compile_fn(self._loss, self.mode)
 
     def _loss(self, batch: dict[str, torch.Tensor],
               draws: dict[str, torch.Tensor]) -> torch.Tensor:
-        from mtdiff.train.core import diffusion_loss_given
 
         return diffusion_loss_given(self.model, self.schedule, batch, draws, self.settings)
 
@@ -104,8 +82,6 @@ class DiffusionLearner:
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One DDPM step (paper eq. 10 / 11)."""
-        from mtdiff.train.core import draw_noise
-
         with self.tf32():
             draws = draw_noise(self.model, self.schedule, batch, self.cfg)
             with self.autocast:
@@ -132,6 +108,4 @@ class DiffusionLearner:
 
 def build_learner(cfg: Config, setup: TrainSetup, device: torch.device) -> Learner:
     """The learner of the method that trains `cfg.model.kind` (`mtdiff.methods`)."""
-    from mtdiff.methods import method_of_kind
-
     return method_of_kind(cfg.model.kind, cfg.model.backbone).load("learner")(cfg, setup, device)
