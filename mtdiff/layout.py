@@ -5,6 +5,7 @@ and the report): every path a reproduction writes, by what made it.
     <out>/data/metaworld-single-<task>-<hash>/       one task's subset (Fig. 6)
     <out>/data/metaworld-<set>-<hash>/               a task set's subset (Fig. 7)
     <out>/train/<suite>/train-<kind>-<hash>/         Ray Train runs (`train.stage.run_name`)
+    <out>/distill/<suite>/distill-<hash>/            distilled students (`train.distill`)
     <out>/eval/<suite>-<train run>-<hash>/           evaluations (eval-<suite>.json, plots)
     <out>/reference/<suite>-<hash>/                  reference rows (reference-<suite>.json)
     <out>/offline/synth/<task>-<hash>/               MTDiff-S synthetic + augmented data
@@ -50,6 +51,12 @@ def reference_file(folder: str | Path, suite: str) -> Path:
 def td3bc_result(folder: str | Path) -> Path:
     """One TD3-BC run's result in its folder."""
     return Path(folder) / "result.json"
+
+
+def distill_run_name(key: dict) -> str:
+    """A distillation run's folder name in `Layout.distill_root` (`train.distill.run`): the
+    hash of the teacher checkpoint and everything that shapes the student."""
+    return "distill-" + config_hash(key)
 
 
 def job_file_name(job: str) -> str:
@@ -101,6 +108,11 @@ class Layout:
     def distill_root(self, suite: str) -> Path:
         """Where a suite's distilled students live (`train.distill.run(out=...)`)."""
         return self.out / "distill" / suite
+
+    def student(self, suite: str, key: dict) -> Path:
+        """The name a distill job gives its student before it exists (the stage names the
+        run folder itself, `distill_run_name`): the student's evaluations are named from it."""
+        return self.distill_root(suite) / f"student-{config_hash(key)[:12]}"
 
     # --- evaluation ---------------------------------------------------------------------
     def evaluation(self, cfg: Config, suite: str, train_run: Path) -> Path:

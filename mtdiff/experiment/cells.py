@@ -171,24 +171,23 @@ def distill_job(cfg: Config, lay: Layout, jobs: list[Job], cell: str, teacher_jo
                 config: dict[str, Any], cluster: ClusterInfo) -> Job:
     """Distil the model `teacher_job` trained into a few-step student (in its own Ray
     task: one CPU, or a GPU where the cluster has one)."""
-    from mtdiff.config import config_hash
-
     teacher = next((j for j in jobs if j.name == teacher_job), None)
     if teacher is None:
         raise ValueError(f"{cell}: its teacher {teacher_job!r} is not in the grid; add the "
                          f"teacher's method to experiment.methods")
     suite = config["suite"]
     # the run's name within distill_root is the stage's; this names its evaluations
-    h = config_hash({"teacher": Path(teacher.params["out"]).name, "distill": cfg.distill,
-                     "diffusion": [cfg.diffusion.guidance, cfg.diffusion.temperature],
-                     "target_return": cfg.eval.target_return})
+    student = lay.student(suite, {"teacher": Path(teacher.params["out"]).name,
+                                  "distill": cfg.distill,
+                                  "diffusion": [cfg.diffusion.guidance, cfg.diffusion.temperature],
+                                  "target_return": cfg.eval.target_return})
     gpu = 1.0 if cluster.gpus > 0 else 0.0
     return Job(f"distill/{cell}", "distill", cfg, config,
                deps=[teacher.params["data_job"], teacher_job],
                resources={"CPU": 1.0, "GPU": gpu}, sections=(*TRAIN_SECTIONS, "distill"),
                params={"data_job": teacher.params["data_job"], "model_job": teacher_job,
                        "root": str(lay.distill_root(suite)),
-                       "out": str(lay.distill_root(suite) / f"student-{h[:12]}")})
+                       "out": str(student)})
 
 
 def evaluate_job(cfg: Config, lay: Layout, train: Job, cluster: ClusterInfo) -> Job:

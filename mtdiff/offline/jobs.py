@@ -129,7 +129,8 @@ def s4rl_data(original: Transitions, agent_path: str, o: OfflineConfig,
 
 def td3bc_cell(cfg: Config, data: Transitions, *, task: str, seed: int, out: Path,
                save_agent: bool = False, **record: Any) -> dict[str, Any]:
-    """Train and evaluate TD3-BC on `data`; writes `<out>/result.json` (and the agent)."""
+    """Train and evaluate TD3-BC on `data`; writes its result (`layout.td3bc_result`) and
+    the agent under `out`."""
     from mtdiff import tracking
     from mtdiff.data.io import atomic_write_json
     from mtdiff.offline.run import run_td3bc

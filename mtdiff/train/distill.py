@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from mtdiff import keys, tracking
-from mtdiff.config import Config, config_hash, from_dict, to_dict
+from mtdiff.config import Config, from_dict, to_dict
 from mtdiff.data.io import atomic_write, atomic_write_json
 from mtdiff.data.windows import checkpoint_return_info, resolve_target
 from mtdiff.diffusion.distill import (
@@ -39,6 +39,7 @@ from mtdiff.diffusion.distill import (
     teacher_ddim,
     teacher_states,
 )
+from mtdiff.layout import distill_run_name
 from mtdiff.runtime import matmul_tf32
 from mtdiff.train.compiled import adam, clip_grad_norm, compile_fn, step_mode
 from mtdiff.train.core import EMA, build_setup, load_checkpoint, load_model, save_checkpoint
@@ -51,10 +52,10 @@ COND_KEYS = (keys.BATCH_PROMPT, keys.BATCH_TASK_ID, keys.BATCH_HISTORY, keys.BAT
 def run_name(cfg: Config, teacher_ckpt: Path, teacher_step: int) -> str:
     """Folder name: the teacher checkpoint and everything that shapes the student."""
     d = cfg.diffusion
-    return "distill-" + config_hash({"teacher": str(teacher_ckpt), "step": teacher_step,
-                                     "distill": cfg.distill, "guidance": d.guidance,
-                                     "temperature": d.temperature,
-                                     "target_return": cfg.eval.target_return})
+    return distill_run_name({"teacher": str(teacher_ckpt), "step": teacher_step,
+                             "distill": cfg.distill, "guidance": d.guidance,
+                             "temperature": d.temperature,
+                             "target_return": cfg.eval.target_return})
 
 
 def _conditions(sampler: Any, n: int, target: float, p_target: float,
