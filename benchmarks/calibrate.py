@@ -48,7 +48,8 @@ from cpu_meter import descendants_cpu  # benchmarks/cpu_meter.py, beside this sc
 from mtdiff.config import Config, apply_overrides, get_preset
 from mtdiff.experiment.flops import network
 from mtdiff.experiment.rates import CALIBRATION_DIR, RATES, from_dict
-from mtdiff.experiment.workload import sac_update_flops, td3bc_update_flops
+from mtdiff.experiment.workload import sac_update_flops
+from mtdiff.experiment.workload_offline import td3bc_update_flops
 from mtdiff.runtime import set_torch_threads
 
 LOCAL = ["model.d_model=128", "model.n_layer=3", "model.n_head=4", "data.horizon=16"]

@@ -36,9 +36,10 @@ from calibrate import LOCAL, Calibrator, Clock, _checkpoint, collect_metaworld
 
 from mtdiff.config import apply_overrides, get_preset
 from mtdiff.experiment.cells import ClusterInfo, collect_job, evaluate_job, train_job
+from mtdiff.experiment.cost import job_work
 from mtdiff.experiment.jobs import Job
 from mtdiff.experiment.rates import default_calibration
-from mtdiff.experiment.workload import fanned_out_start_s, job_start_s, job_work, suite_shape
+from mtdiff.experiment.workload import fanned_out_start_s, job_start_s, suite_shape
 from mtdiff.layout import Layout
 from mtdiff.runtime import set_torch_threads
 

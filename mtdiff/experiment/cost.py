@@ -29,13 +29,43 @@ from typing import TYPE_CHECKING, Any
 
 from mtdiff.experiment.jobs import Job
 from mtdiff.experiment.rates import Calibration
-from mtdiff.experiment.workload import Task, Work, job_work
+from mtdiff.experiment.workload import (
+    Task,
+    Work,
+    collect_work,
+    distill_work,
+    evaluate_work,
+    reference_work,
+    report_work,
+    train_work,
+)
+from mtdiff.experiment.workload_offline import (
+    offline_work,
+    quality_work,
+    subset_work,
+    synthesize_work,
+)
 
 if TYPE_CHECKING:
     from mtdiff.experiment.cells import ClusterInfo
 
 RESOURCES = ("CPU", "GPU")
 EPS = 1e-9
+
+
+WORK = {"collect": collect_work, "reference": reference_work, "train": train_work,
+        "distill": distill_work, "evaluate": evaluate_work, "synthesize": synthesize_work,
+        "offline": offline_work, "quality": quality_work, "subset": subset_work,
+        "report": report_work}
+
+
+def job_work(job: Job, cal: Calibration) -> Work:
+    """The job's `Work` under calibration `cal` (module docstring)."""
+    if job.kind not in WORK:
+        raise ValueError(f"job {job.name}: no cost model for kind {job.kind!r} (add one to "
+                         "mtdiff.experiment.cost.WORK)")
+    return WORK[job.kind](job, cal)
+
 
 
 @dataclass(frozen=True)

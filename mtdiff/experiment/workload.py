@@ -1,7 +1,7 @@
 """What one job of the graph costs: its work, read from its own config, priced by a
 calibration (`mtdiff.experiment.rates`).
 
-    job_work(job, cal) -> Work(tasks=(Task(need, seconds, ...), ...), lead_s, tail_s)
+    <kind>_work(job, cal) -> Work(tasks=(Task(need, seconds, ...), ...), lead_s, tail_s)
 
 A `Task` is a piece of the job that holds resources while it runs: the job's own Ray task
 (synthesis, TD3-BC, ...), a trainer's workers, or each Ray task it fans out (one per
@@ -18,9 +18,10 @@ What each kind does, and so what it is priced by:
 - evaluate: per task and seed, ``episodes`` envs for ``max_steps`` steps, each step one
   plan (``sample_steps`` denoiser calls at 2 x envs rows when guided) and the env steps;
   the state-use check beside it (3 plans of its windows);
-- synthesize: ceil(transitions / H) sequences in batches of 256, ``sample_steps`` calls each;
-- offline: ``offline.steps`` TD3-BC updates and its evaluation episodes (500 steps each);
-- distill, quality, subset, report: their own loops (see the functions).
+- synthesize, offline, quality, subset: `mtdiff.experiment.workload_offline`;
+- distill, report: their own loops (see the functions).
+
+`mtdiff.experiment.cost.job_work` picks a job's function by its kind.
 
 Episodes are priced at their full length: a planner that succeeds early (Meta-World with
 ``eval.stop_on_success``, Maze2D at G) costs less, so these are upper bounds there.
@@ -152,15 +153,18 @@ def job_start_s(cal: Calibration, suite: str | None = None) -> float:
 # ----------------------------------------------------------------------------------------
 
 
-def _gpu(need: dict[str, float]) -> bool:
+def on_gpu(need: dict[str, float]) -> bool:
+    """Whether a piece of work that holds `need` runs on a GPU."""
     return need.get("GPU", 0.0) > 0
 
 
-def _own(job: Job) -> dict[str, float]:
+def own_need(job: Job) -> dict[str, float]:
+    """The CPUs and GPUs the job's own Ray task holds."""
     return {k: float(v) for k, v in job.resources.items() if k in ("CPU", "GPU") and v}
 
 
-def _inner(job: Job) -> dict[str, float]:
+def inner_need(job: Job) -> dict[str, float]:
+    """The CPUs and GPUs each Ray task the job fans out holds."""
     return {k: float(v) for k, v in job.inner.items() if k in ("CPU", "GPU") and v}
 
 
@@ -194,7 +198,7 @@ def collect_work(job: Job, cal: Calibration) -> Work:
     for tj in shape.plan.jobs:
         need = {"CPU": c.num_cpus_per_task, **({"GPU": c.num_gpus_per_task}
                                                if tj.rows and c.num_gpus_per_task else {})}
-        host = cal.on(_gpu(need))
+        host = cal.on(on_gpu(need))
         if suite == "maze2d":
             ep = _maze_episode_steps(cfg, cal)
             rate = host.value("maze2d_collect_steps_per_s")
@@ -266,7 +270,7 @@ def reference_work(job: Job, cal: Calibration) -> Work:
     """Zero-action and uniform-random policies over the evaluation's batches."""
     cfg, suite = job.cfg, job.params["suite"]
     shape = suite_shape(cfg, suite)
-    need = _inner(job)
+    need = inner_need(job)
     host = cal.on(False)
     make, steps = _rollout_s(cfg, suite, host)
     n = 2 * _eval_jobs(cfg, suite, shape, wrong_prompt=False)
@@ -297,7 +301,7 @@ def train_work(job: Job, cal: Calibration) -> Work:
     inner = dict(job.inner)
     workers = max(1, int(inner.get("workers", 1)))
     need = {k: inner.get(k, 0.0) / workers for k in ("CPU", "GPU") if inner.get(k)}
-    dev = cal.on(_gpu(need))
+    dev = cal.on(on_gpu(need))
     batch = math.ceil(cfg.data.batch_per_task / workers) * n_tasks  # per worker
     t = cfg.train
     ckpts = math.ceil(t.steps / t.checkpoint_every)
@@ -325,8 +329,8 @@ def distill_work(job: Job, cal: Calibration) -> Work:
     shape = suite_shape(cfg, suite)
     dc = cfg.distill
     net = network(cfg, suite, shape.obs_dim, shape.act_dim, len(shape.tasks))
-    need = _own(job)
-    dev = cal.on(_gpu(need))
+    need = own_need(job)
+    dev = cal.on(on_gpu(need))
     width = 2 if _guided(cfg, net) else 1
     teacher = math.ceil((dc.samples + dc.val_samples) / dc.teacher_batch) * dc.teacher_steps \
         * dev.call_s(f"denoise.{net.family}", width * dc.teacher_batch * net.call_flops,
@@ -346,8 +350,8 @@ def evaluate_work(job: Job, cal: Calibration) -> Work:
     shape = suite_shape(cfg, suite)
     student = str(job.config.get("method", "")).endswith("-distill")
     net = network(cfg, suite, shape.obs_dim, shape.act_dim, len(shape.tasks))
-    need = _inner(job)
-    dev, host = cal.on(_gpu(need)), cal.on(False)
+    need = inner_need(job)
+    dev, host = cal.on(on_gpu(need)), cal.on(False)
     n_jobs = _eval_jobs(cfg, suite, shape, wrong_prompt=True)
     make, env = _rollout_s(cfg, suite, host)
     steps = _eval_steps(cfg, suite)
@@ -365,115 +369,8 @@ def evaluate_work(job: Job, cal: Calibration) -> Work:
                  "env_steps": n_jobs * steps * cfg.eval.episodes})
 
 
-def _offline_rows(cfg: Config, job: Job, cal: Calibration) -> float:
-    """Original rows of the offline job's task (its dataset: trained-on or held-out)."""
-    data_job = str(job.params.get("data_job", "collect/metaworld"))
-    if data_job == "collect/metaworld-heldout":
-        ep = cfg.metaworld.episode_steps
-        return math.ceil(cfg.offline.heldout_transitions / ep) * ep
-    return float(suite_shape(cfg, "metaworld").rows_per_task)
-
-
-def synthesize_work(job: Job, cal: Calibration) -> Work:
-    """ceil(N / H) MTDiff-S sequences in batches of 256, `sample_steps` calls each, then the
-    synthetic and augmented datasets written."""
-    cfg = job.cfg
-    o = cfg.offline
-    from dataclasses import replace
-
-    scfg = replace(cfg, model=replace(cfg.model, kind="mtdiff-s"))
-    shape = suite_shape(cfg, "metaworld")
-    net = network(scfg, "metaworld", shape.obs_dim, shape.act_dim, len(shape.tasks))
-    need = _own(job)
-    dev = cal.on(_gpu(need))
-    orig = _offline_rows(cfg, job, cal)
-    num = o.synth_transitions or o.augment_copies * orig
-    seqs = math.ceil(num / cfg.data.horizon)
-    calls = 0.0
-    for b in [256] * (seqs // 256) + ([seqs % 256] if seqs % 256 else []):
-        calls += plan_s(scfg, net, b, dev)
-    prompt = o.prompt_episodes * cfg.metaworld.episode_steps / cal.value(
-        "metaworld_scripted_steps_per_s")
-    io = orig / cal.value("load_rows_per_s") + (2 * num + orig) / cal.value("write_rows_per_s")
-    secs = job_start_s(cal, "metaworld") + dev.value("policy_load_s") + prompt + calls + io
-    return Work((Task(need, secs),), 0.0, 0.0, {"transitions": num, "sequences": seqs})
-
-
-def td3bc_update_flops(cfg: Config, od: int, ad: int) -> float:
-    """FLOPs of one TD3-BC update at `cfg.offline`'s widths and batch."""
-    o = cfg.offline
-    actor, q = mlp_flops([od, o.hidden, o.hidden, ad]), mlp_flops([od + ad, o.hidden,
-                                                                     o.hidden, 1])
-    # critics every update (+ target actor and critics), the actor every policy_delay
-    return o.batch_size * (3 * 2 * q + actor + 2 * q + 3 * (actor + q) / o.policy_delay)
-
-
-def offline_work(job: Job, cal: Calibration) -> Work:
-    """`offline.steps` TD3-BC updates and its evaluations (intermediate ones at their own
-    episode count where the config has one), on the job's data variant."""
-    cfg = job.cfg
-    o = cfg.offline
-    from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM
-
-    need = _own(job)
-    dev, host = cal.on(_gpu(need)), cal.on(False)
-    rows = _offline_rows(cfg, job, cal)
-    data = str(job.params.get("data", "original"))
-    extra = 0.0 if data == "original" else o.augment_copies * rows
-    points = sorted({*range(o.eval_every, o.steps + 1, o.eval_every), o.steps})
-    mid = min(getattr(o, "eval_episodes_intermediate", o.eval_episodes), o.eval_episodes)
-    episodes = o.eval_episodes + mid * (len(points) - 1)
-    ep_steps = episodes * cfg.metaworld.episode_steps
-    update = dev.call_s("td3bc_update", td3bc_update_flops(cfg, OBS_DIM, ACT_DIM))
-    q = mlp_flops([OBS_DIM + ACT_DIM, o.hidden, o.hidden, 1])
-    s4rl = extra * 3 * q / float(dev._rate("td3bc_update")["flops_per_s"]) \
-        if data == "s4rl" else 0.0
-    # each evaluation makes its environments anew (`evaluate_policy`)
-    makes = len(points) * min(o.eval_envs, o.eval_episodes) * host.value("env_make_s.metaworld")
-    secs = (job_start_s(cal, "metaworld") + (rows + extra) / cal.value("load_rows_per_s")
-            + s4rl + o.steps * update + ep_steps / host.value("td3bc_eval_steps_per_s") + makes)
-    return Work((Task(need, secs),), 0.0, 0.0,
-                {"updates": o.steps, "eval_episodes": episodes, "update_s": update})
-
-
-def quality_work(job: Job, cal: Calibration) -> Work:
-    """Table 4: dynamics error of `quality_samples` rows of 3 methods, the embedding."""
-    cfg = job.cfg
-    o = cfg.offline
-    rows = _offline_rows(cfg, job, cal)
-    n = min(o.quality_samples, rows)
-    secs = (job_start_s(cal, "metaworld") + 3 * rows / cal.value("load_rows_per_s")
-            + 3 * n * cal.value("quality_sample_s") + cal.value("embedding_s"))
-    return Work((Task(_own(job), secs),), 0.0, 0.0, {"checked_rows": 3 * n})
-
-
-def subset_work(job: Job, cal: Calibration) -> Work:
-    """The tasks' rows read and written again (one task for Fig. 6, a task set for
-    Fig. 7)."""
-    n = len(job.params["tasks"]) if "tasks" in job.params else 1
-    rows = n * float(suite_shape(job.cfg, "metaworld").rows_per_task)
-    secs = job_start_s(cal) + rows / cal.value("load_rows_per_s") \
-        + rows / cal.value("write_rows_per_s")
-    return Work((Task(_own(job), secs),), 0.0, 0.0, {"rows": rows})
-
-
 def report_work(job: Job, cal: Calibration) -> Work:
     """The report: a fixed part and one record read per job of the graph."""
     n = len(job.params.get("graph", ()))
     secs = job_start_s(cal) + cal.value("report_s") + n * cal.value("report_job_s")
-    return Work((Task(_own(job) or {"CPU": 1.0}, secs),), 0.0, 0.0, {"records": n})
-
-
-WORK = {"collect": collect_work, "reference": reference_work, "train": train_work,
-        "distill": distill_work, "evaluate": evaluate_work, "synthesize": synthesize_work,
-        "offline": offline_work, "quality": quality_work, "subset": subset_work,
-        "report": report_work}
-
-
-def job_work(job: Job, cal: Calibration) -> Work:
-    """The job's `Work` under calibration `cal` (module docstring)."""
-    if job.kind not in WORK:
-        raise ValueError(f"job {job.name}: no cost model for kind {job.kind!r} (add one to "
-                         "mtdiff.experiment.workload.WORK)")
-    return WORK[job.kind](job, cal)
-
+    return Work((Task(own_need(job) or {"CPU": 1.0}, secs),), 0.0, 0.0, {"records": n})

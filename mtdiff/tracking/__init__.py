@@ -20,12 +20,7 @@ folder (`claim_output`: an exclusive lock on the folder proves nobody else is wr
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
-import os
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,61 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from mtdiff.config import Config, config_hash, flatten
+from mtdiff.tracking.outputs import LOCK_FILE, OutputBusyError, claim_output, close_stale_runs
+from mtdiff.tracking.store import (
+    CODE_VERSION_FILE,
+    code_version,
+    retry_budget,
+    retry_seconds,
+    setup,
+)
 from mtdiff.tracking.ui import mark_model_training
 
-# MLflow's usage telemetry off (before mlflow is imported; set it to "false" to allow it):
-# its client thread sets and pops an environment variable while requests iterates
-# os.environ for proxies, which makes a concurrent log call fail with KeyError
-# '_MLFLOW_TELEMETRY_SESSION_ID' (seen in drills/tracking_down.py); cluster nodes need not
-# call out either. `runtime.init_ray` passes it to the Ray workers.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-# A copy without .git (e.g. `ray job submit --working-dir`) may carry its version here:
-# `git rev-parse --short HEAD > CODE_VERSION` before submitting.
-CODE_VERSION_FILE = "CODE_VERSION"
-LOCK_FILE = ".mtdiff.lock"
-_REPO = Path(__file__).resolve().parents[2]
-# MLflow's HTTP client retries a failed call with urllib3's back-off: no wait before the
-# first retry, then BACKOFF_FACTOR * 2^(k-1) s before retry k (at most 120 s each).
-_BACKOFF_FACTOR = 2
-_MAX_RETRIES = 10  # MLflow's own upper limit
-
-
-def retry_budget(seconds: float | None) -> int:
-    """Make this process's MLflow HTTP calls keep retrying for about `seconds` (and the
-    Ray workers it starts afterwards: `runtime.init_ray` passes the variables on); returns
-    the number of retries. A call to a server that is down waits, and what it logs arrives,
-    once the server answers within that time."""
-    if seconds is None:
-        return int(os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7"))
-    n, waited = 0, 0.0
-    while waited < seconds and n < _MAX_RETRIES:
-        n += 1
-        waited += 0.0 if n == 1 else min(120.0, _BACKOFF_FACTOR * 2.0 ** (n - 1))
-    os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(n),
-                       "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(_BACKOFF_FACTOR),
-                       # a server that accepts but never answers: one try's share of it
-                       "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(min(120.0, max(10.0,
-                                                                             seconds / 4))))})
-    return n
-
-
-def retry_seconds(retries: int) -> float:
-    """The back-off `retries` retries wait in all (what `retry_budget` aims at)."""
-    return sum(min(120.0, _BACKOFF_FACTOR * 2.0 ** (k - 1)) for k in range(2, retries + 1))
-
-
-def setup(cfg: Config) -> str:
-    """Point MLflow at the configured store and experiment (created, and marked for model
-    training, when missing), with the configured retry budget; returns the URI."""
-    import mlflow
-
-    retry_budget(cfg.tracking.retry_s)
-    uri = cfg.tracking.resolved_uri()
-    mlflow.set_tracking_uri(uri)
-    mark_model_training(mlflow.set_experiment(cfg.tracking.experiment))
-    return uri
-
+__all__ = ["CODE_VERSION_FILE", "LOCK_FILE", "OutputBusyError", "RunLogger", "active",
+           "claim_output", "close_stale_runs", "code_version", "common_tags", "end_parent",
+           "job_run", "log_artifact", "log_dataset", "log_metrics", "log_params", "log_table",
+           "mark_model_training", "nested_run", "parent_name", "retry_budget",
+           "retry_seconds", "run", "set_tags", "setup", "stage_run", "start_parent"]
 
 def _quiet_system_metrics() -> None:
     """Keep the system-metrics monitor's per-run INFO lines (and its note that no GPU
@@ -95,31 +50,6 @@ def _quiet_system_metrics() -> None:
     import logging
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
-
-
-def code_version() -> str:
-    """The code's version: $MTDIFF_CODE_VERSION (the driver stamps it for its jobs), else
-    the git commit (+"dirty"), else the `CODE_VERSION` file written at submit time (`ray
-    job submit --working-dir` ships no `.git`), else a hash of the package's sources."""
-    if os.environ.get("MTDIFF_CODE_VERSION"):
-        return os.environ["MTDIFF_CODE_VERSION"]
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_REPO, text=True,
-                             capture_output=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=_REPO, text=True, capture_output=True, timeout=10
-                               ).stdout.strip() if sha else ""
-    except (OSError, subprocess.SubprocessError):
-        sha = dirty = ""
-    if sha:
-        return sha + ("+dirty" if dirty else "")
-    stamp = _REPO / CODE_VERSION_FILE
-    if stamp.is_file() and stamp.read_text().strip():
-        return stamp.read_text().strip()
-    h = hashlib.sha256()
-    for f in sorted((_REPO / "mtdiff").rglob("*.py")):
-        h.update(f.read_bytes())
-    return f"src-{h.hexdigest()[:12]}"
 
 
 def common_tags(cfg: Config, stage: str, **extra: Any) -> dict[str, str]:
@@ -397,72 +327,6 @@ class RunLogger:
         if self._monitor is not None:
             self._monitor.finish()
             self._monitor = None
-
-
-# ----------------------------------------------------------------------------------------
-# Output folders: one writer at a time, stale runs closed
-# ----------------------------------------------------------------------------------------
-
-
-class OutputBusyError(RuntimeError):
-    """Another live process is writing the same output folder."""
-
-
-@contextmanager
-def claim_output(out: str | Path) -> Iterator[Path]:
-    """Hold an exclusive lock on an output folder for the body's duration.
-
-    While held, nobody else writes the folder; runs a dead writer left RUNNING are
-    therefore stale (`close_stale_runs`). The lock dies with its process (kill -9
-    included): no stale lock files to clean up.
-    """
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    f = open(out / LOCK_FILE, "a+")  # noqa: SIM115 - held for the body's duration
-    try:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise OutputBusyError(f"{out} is in use by {holder}; wait for it to finish or "
-                                  "choose another --out") from None
-        f.seek(0)
-        f.truncate()
-        f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                            "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
-        f.flush()
-        yield out
-    finally:
-        f.close()
-
-
-def close_stale_runs(cfg: Config, output: str | Path, *, status: str = "KILLED",
-                     exclude: tuple[str, ...] = ()) -> list[str]:
-    """Mark every RUNNING run tagged with `output` as `status` (call while holding
-    `claim_output(output)`: then no live process owns them). Returns their run ids."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=cfg.tracking.resolved_uri())
-    exp = client.get_experiment_by_name(cfg.tracking.experiment)
-    if exp is None:
-        return []
-    out = str(Path(output).resolve()).replace("'", "\\'")
-    stale = client.search_runs([exp.experiment_id],
-                               filter_string=f"tags.output = '{out}' and "
-                                             "attributes.status = 'RUNNING'",
-                               max_results=10_000)
-    closed = []
-    for r in stale:
-        if r.info.run_id in exclude:
-            continue
-        client.set_tag(r.info.run_id, "closed_as_stale", time.strftime("%Y-%m-%d %H:%M:%S"))
-        client.set_terminated(r.info.run_id, status=status)
-        closed.append(r.info.run_id)
-    if closed:
-        print(f"[tracking] marked {len(closed)} run(s) of {output} left RUNNING by a process "
-              f"that was killed (or lost with its node) as {status}")
-    return closed
 
 
 # ----------------------------------------------------------------------------------------
