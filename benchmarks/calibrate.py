@@ -502,7 +502,7 @@ def suite_imports(c: Calibrator) -> None:
 
 
 def _started(t_submit: float) -> float:
-    # what a job's task imports before its work (`runner.execute`)
+    # what a job's task imports before its work (`mtdiff.experiment.execute`)
     import torch  # noqa: F401
 
     import mtdiff.experiment.kinds  # noqa: F401

@@ -8,7 +8,7 @@ summed seconds predicted and measured, and the whole graph's wall time.
     python benchmarks/cost_check.py --preset smoke --out /tmp/costcheck-smoke [--set ...]
         [--cluster FILE] [--calibration FILE] [--json FILE]
 
-A job's measured seconds start when its task runs its code (`runner.execute`: after the
+A job's measured seconds start when its task runs its code (`mtdiff.experiment.execute`: after the
 task got its resources and its worker started; its heavy imports fall inside). So its
 predicted seconds are: for a job whose own task does the work (synthesis, TD3-BC, ...) its
 seconds alone, for a driver (collection, evaluation, training) its span in the simulated

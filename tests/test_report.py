@@ -46,7 +46,7 @@ KEY = "0123456789ab"  # every job's key in these graphs
 # --- writers in the graph's formats ---------------------------------------------------------
 def _record(lay: Layout, name: str, kind: str, config: dict[str, Any],
             result: dict[str, Any]) -> None:
-    """A finished job's record, with the keys `mtdiff.experiment.runner.execute` writes."""
+    """A finished job's record, with the keys `mtdiff.experiment.execute.execute` writes."""
     atomic_write_json(lay.job_record(name), {
         "record": True, "name": name, "kind": kind, "key": KEY, "state": "done",
         "config": config, "result": result, "seconds": 1.0, "node": "node-a", "host": "vm",

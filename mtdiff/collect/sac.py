@@ -43,6 +43,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mtdiff.collect.sac_run import (
+    EpisodeRecorder,
+    SACTaskRun,
+    curve_metrics,
+    evaluate,
+    final_metrics,
+)
+
 if TYPE_CHECKING:
     from mtdiff.collect.sac_env import SACEnv
     from mtdiff.config import Config
@@ -291,27 +299,6 @@ class SACAgent:
 # ----------------------------------------------------------------------------------------
 
 
-def curve_metrics(point: dict[str, float], suite: str) -> dict[str, float]:
-    """One evaluation point (`SACTaskRun.log_eval`) as MLflow metrics: ``eval_return``,
-    ``eval_success`` (Meta-World only: the MuJoCo suites define no success),
-    ``steps_per_s`` and the losses; the names the after-the-fact curves use
-    (`metaworld.log_sac_runs`, `mujoco.log_sac_curves`)."""
-    return {f"eval_{k}" if k in ("return", "success") else k: float(v)
-            for k, v in point.items()
-            if k != "step" and not (k == "success" and suite != "metaworld")}
-
-
-def final_metrics(history: list[dict[str, float]], suite: str) -> dict[str, float]:
-    """A finished curve's summary: final success (Meta-World), else first and final
-    return."""
-    if not history:
-        return {}
-    if suite == "metaworld":
-        return {"final_eval_success": float(history[-1]["success"])}
-    return {"final_eval_return": float(history[-1]["return"]),
-            "first_eval_return": float(history[0]["return"])}
-
-
 def make_agent(cfg: Config, obs_dim: int, act_dim: int, seed: int) -> SACAgent:
     """A fresh agent with `cfg.sac`'s hyper-parameters (CUDA when Ray gave us a GPU)."""
     sc = cfg.sac
@@ -331,7 +318,6 @@ def collect_task_lean(task: str, cfg: Config, root: str, seed: int,
     `learning_starts`: overrides `sac.learning_starts` (uniform random actions before)."""
     import time
 
-    from mtdiff.collect.sac_run import EpisodeRecorder, SACTaskRun, evaluate
     from mtdiff.runtime import duration
     from mtdiff.tracking.remote import LiveChild
 

@@ -278,3 +278,24 @@ def log_sac_runs(cfg: Config, root: str | Path) -> None:
                 tracking.log_metrics({"final_eval_success": hist[-1]["success"]})
     with tempfile.TemporaryDirectory() as tmp:
         tracking.log_artifact(plot_sac_curves(histories, Path(tmp) / "sac_curves.png"))
+
+
+def curve_metrics(point: dict[str, float], suite: str) -> dict[str, float]:
+    """One evaluation point (`SACTaskRun.log_eval`) as MLflow metrics: ``eval_return``,
+    ``eval_success`` (Meta-World only: the MuJoCo suites define no success),
+    ``steps_per_s`` and the losses; the names the after-the-fact curves use
+    (`log_sac_runs`, `mujoco.log_sac_curves`)."""
+    return {f"eval_{k}" if k in ("return", "success") else k: float(v)
+            for k, v in point.items()
+            if k != "step" and not (k == "success" and suite != "metaworld")}
+
+
+def final_metrics(history: list[dict[str, float]], suite: str) -> dict[str, float]:
+    """A finished curve's summary: final success (Meta-World), else first and final
+    return."""
+    if not history:
+        return {}
+    if suite == "metaworld":
+        return {"final_eval_success": float(history[-1]["success"])}
+    return {"final_eval_return": float(history[-1]["return"]),
+            "first_eval_return": float(history[0]["return"])}

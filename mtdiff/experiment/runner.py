@@ -16,23 +16,19 @@ ObjectRefs, as many at once as the cluster's resources allow.
   finished.
 - Each job writes its output to `Layout.job_log(name)` and, when done, its record
   (`Layout.job_record(name)`: key, result, seconds, node) atomically: a rerun after a
-  kill skips finished jobs and resumes the others.
+  kill skips finished jobs and resumes the others (`mtdiff.experiment.execute`).
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import sys
 import time
-import traceback
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from mtdiff.experiment.jobs import RUNNERS, Job, done_result
+from mtdiff.experiment.execute import execute
+from mtdiff.experiment.jobs import Job, done_result
 from mtdiff.layout import Layout
 
 
@@ -53,106 +49,6 @@ class Outcome:
     log: str = ""
     error: str = ""
     result: dict[str, Any] | None = None
-
-
-class _Tee:
-    """A text stream writing to two streams (the job's log file and the worker's own)."""
-
-    def __init__(self, *streams: TextIO) -> None:
-        self.streams = streams
-
-    def write(self, text: str) -> int:
-        for s in self.streams:
-            s.write(text)
-        return len(text)
-
-    def flush(self) -> None:
-        for s in self.streams:
-            s.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-
-@contextmanager
-def _logged(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", buffering=1) as f:
-        f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()} "
-                f"(pid {os.getpid()}) ===\n")
-        old = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _Tee(old[0], f), _Tee(old[1], f)
-        try:
-            yield f
-        finally:
-            sys.stdout, sys.stderr = old
-
-
-FAIL_ENV = "MTDIFF_TEST_FAIL_JOB"  # "<job>[:<tries>],...": make those jobs fail (drills)
-
-
-def _injected_failure(job: Job, lay: Layout) -> None:
-    """Fault injection for tests and drills: fail a job named in $MTDIFF_TEST_FAIL_JOB (its
-    first `tries` attempts, every attempt when no count is given). Attempts are counted in
-    a file next to its log: each one is a fresh process."""
-    for spec in filter(None, os.environ.get(FAIL_ENV, "").split(",")):
-        name, _, count = spec.partition(":")
-        if name != job.name:
-            continue
-        tries = lay.job_log(job.name).with_suffix(".injected")
-        n = int(tries.read_text()) + 1 if tries.exists() else 1
-        tries.write_text(str(n))
-        if not count or n <= int(count):
-            raise RuntimeError(f"injected failure of {job.name} (try {n}, {FAIL_ENV})")
-
-
-def execute(job: Job, spec: dict[str, Any], dep_names: list[str],
-            *dep_results: dict[str, Any]) -> dict[str, Any]:
-    """A job inside its Ray task: log file, MLflow child run, the kind's runner, the
-    record. Returns the record (its "result" is what dependents receive)."""
-    import importlib
-
-    import ray
-
-    from mtdiff import tracking
-    from mtdiff.data.io import atomic_write_json
-
-    os.environ["MTDIFF_CODE_VERSION"] = spec["code_version"]
-    lay = Layout.at(spec["out"])
-    # A dependency that ran in this graph hands over its record, a skipped one its result.
-    inputs = {n: r["result"] if r.get("record") else r
-              for n, r in zip(dep_names, dep_results, strict=True)}
-    module, _, attr = RUNNERS[job.kind].partition(":")
-    fn = getattr(importlib.import_module(module), attr)
-    node = ray.get_runtime_context().get_node_id()
-    with _logged(lay.job_log(job.name)) as log:
-        t0 = time.time()
-
-        def work() -> dict[str, Any]:
-            _injected_failure(job, lay)
-            return fn(job, inputs)
-
-        try:
-            if spec.get("mlflow"):
-                with tracking.job_run(spec["mlflow"], job.cfg, name=job.name, stage=job.kind,
-                                      sections=job.sections,
-                                      params={f"job.{k}": v for k, v in job.config.items()},
-                                      job_key=job.key):
-                    result = work()
-                    tracking.log_metrics({"job_seconds": time.time() - t0})
-            else:
-                result = work()
-        except BaseException:
-            log.write(traceback.format_exc())
-            raise
-        rec = {"record": True, "name": job.name, "kind": job.kind, "key": job.key,
-               "state": "done",
-               "config": job.config, "result": result, "seconds": round(time.time() - t0, 2),
-               "node": node, "host": socket.gethostname(),
-               "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "code_version": spec["code_version"]}
-        atomic_write_json(lay.job_record(job.name), rec)
-    return rec
 
 
 def train_capacity(jobs: list[Job], cluster: Any, limit: int | None) -> tuple[str, float]:
