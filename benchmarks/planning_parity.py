@@ -75,9 +75,9 @@ def settings_for(args: argparse.Namespace, teacher_cfg: Any) -> list[dict[str, A
         elif s == "student":
             if not args.student:
                 raise SystemExit("error: the 'student' setting needs --student CKPT")
-            from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
+            from mtdiff.artifacts import Checkpoint
 
-            meta = load_checkpoint(find_checkpoint(args.student))["meta"]
+            meta = Checkpoint.find(args.student).meta
             if "student" not in meta:
                 raise SystemExit(f"error: {args.student} is not a distilled student checkpoint")
             steps = meta["student"]["steps"]
@@ -112,10 +112,10 @@ def main() -> None:
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args()
 
+    from mtdiff.artifacts import Checkpoint
     from mtdiff.eval.stage import plan_jobs
-    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
-    meta = load_checkpoint(find_checkpoint(args.checkpoint))["meta"]
+    meta = Checkpoint.find(args.checkpoint).meta
     cfg = from_dict(meta["config"])
     ecfg = dataclasses.replace(cfg.eval, episodes=args.episodes, seeds=tuple(args.seeds),
                                max_steps=args.max_steps or cfg.eval.max_steps)

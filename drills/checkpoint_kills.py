@@ -15,11 +15,11 @@ always start from the last complete checkpoint, never from a partial one.
      with Ray's `delete_fs_path` (two kept);
    - ``direct``: as distillation does: written straight into ``checkpoint_<step>``, older
      folders removed with `shutil.rmtree`.
-   The child starts from `latest_checkpoint` (as a rerun does) and appends "done <step>"
+   The child starts from `Checkpoint.latest` (as a rerun does) and appends "done <step>"
    to a log after each write returns. The drill kills it at a random moment (seeded;
    within ~3 write cycles of its start), then checks: every ``checkpoint.pt`` on disk
    either loads with `load_checkpoint` and holds exactly its step's tensors, or is
-   refused (`CheckpointError`: `latest_checkpoint` skips it); `latest_checkpoint` gives
+   refused (`CheckpointError`: `Checkpoint.latest` skips it); `Checkpoint.latest` gives
    the highest step written completely: at least the last "done" step, at most the one
    in flight; it names a ``checkpoint.pt`` (never a temporary file); and the next child
    resumes from that step. Leftovers do not pile up: a starting ``ray`` writer removes the
@@ -90,19 +90,16 @@ def child(mode: str, run: Path, log: Path, mb: int) -> None:
     import torch  # noqa: F401 - imported before "resume": the kill window is the writing
     from ray.train.v2._internal.execution.storage import _pyarrow_fs_copy_files, delete_fs_path
 
-    from mtdiff.train.checkpoints import (
-        latest_checkpoint,
-        remove_partial_checkpoints,
-        write_checkpoint,
-    )
+    from mtdiff.artifacts import Checkpoint
+    from mtdiff.train.checkpoints import remove_partial_checkpoints, write_checkpoint
     from mtdiff.train.ray_train import checkpoint_tmpdir, remove_stale_checkpoint_tmp
 
     run.mkdir(parents=True, exist_ok=True)
     if mode == "ray":  # as a training rerun does: its driver, then its worker
         remove_partial_checkpoints(run)
         remove_stale_checkpoint_tmp()
-    found = latest_checkpoint(run, quiet=True)
-    step = found[1] if found else 0
+    found = Checkpoint.latest(run, quiet=True)
+    step = found.step if found else 0
     n = mb * 2**20 // 12  # three fields of float32
     fs = pyarrow.fs.LocalFileSystem()
     with open(log, "a") as f:
@@ -158,7 +155,8 @@ def check_run(run: Path, log: Path, mb: int) -> tuple[list[str], dict[str, Any]]
     """Problems (empty: all fine) and what is on disk after a kill (module docstring)."""
     import torch
 
-    from mtdiff.train.checkpoints import CheckpointError, latest_checkpoint, load_checkpoint
+    from mtdiff.artifacts import Checkpoint
+    from mtdiff.train.checkpoints import CheckpointError, load_checkpoint
 
     n = mb * 2**20 // 12
     ev = _events(log)
@@ -183,12 +181,12 @@ def check_run(run: Path, log: Path, mb: int) -> tuple[list[str], dict[str, Any]]
                                 want["optimizer"]["state"]["w"])):
             problems.append(f"{f}: loads, but its tensors are not step {step}'s (partial)")
         readable.append(step)
-    found = latest_checkpoint(run, quiet=True)
-    got = found[1] if found else 0
+    found = Checkpoint.latest(run, quiet=True)
+    got = found.step if found else 0
     if found is not None:
-        if found[0].joinpath("checkpoint.pt") not in set(run.rglob("checkpoint.pt")) or \
-                not found[0].name.startswith("checkpoint_"):
-            problems.append(f"latest_checkpoint named {found[0]}, not a checkpoint folder")
+        if found.file not in set(run.rglob("checkpoint.pt")) or \
+                not found.path.name.startswith("checkpoint_"):
+            problems.append(f"Checkpoint.latest named {found.path}, not a checkpoint folder")
     if got < done:
         problems.append(f"latest step {got} < {done}, the last one written completely")
     if got > done + 1:

@@ -43,6 +43,12 @@ def evaluation_file(folder: str | Path, suite: str) -> Path:
     return Path(folder) / f"eval-{suite}.json"
 
 
+def evaluation_jobs_dir(folder: str | Path, suite: str) -> Path:
+    """Where an evaluation keeps the results of its finished Ray tasks (what a rerun
+    reuses)."""
+    return Path(folder) / f".eval-{suite}-jobs"
+
+
 def reference_file(folder: str | Path, suite: str) -> Path:
     """A suite's reference rows in their folder."""
     return Path(folder) / f"reference-{suite}.json"

@@ -214,12 +214,12 @@ def test_dt_policy_keeps_the_last_k_steps_and_lowers_the_return(write_dataset, t
 def test_dt_target_return_stays_on_its_own_rtg_scale(write_dataset, tmp_path):
     """The DTs condition on undiscounted task-max rtg whatever `data.return_scale` the
     planners use: their checkpoints say so, and the target is checked on that scale."""
+    from mtdiff.artifacts import Checkpoint
     from mtdiff.eval.policy import load_policy
-    from mtdiff.train.checkpoints import checkpoint_meta
 
     # Reward units for the planners: their natural target would be the largest return.
     pol = _policy("promptdt", write_dataset, tmp_path, "data.return_scale=steps-left")
-    info = checkpoint_meta(tmp_path / "promptdt")["returns"]
+    info = Checkpoint.find(tmp_path / "promptdt").meta["returns"]
     assert (info["scale"], info["discount"], info["target"]) == ("task-max", 1.0, 1.0)
     assert pol.target_return == 1.0  # None: the task's best on the DT's own scale
     assert load_policy(tmp_path / "promptdt", target_return=0.5).target_return == 0.5

@@ -20,13 +20,13 @@ import pyarrow as pa
 import pytest
 import torch
 
+from mtdiff.artifacts import Checkpoint
 from mtdiff.cli import disk_full_error, disk_full_message
 from mtdiff.commands import guarded
 from mtdiff.data.io import atomic_write_parquet
 from mtdiff.train.checkpoints import (
     RAY_SNAPSHOT,
     CheckpointError,
-    latest_checkpoint,
     load_checkpoint,
     remove_partial_checkpoints,
     repair_run_state,
@@ -35,6 +35,12 @@ from mtdiff.train.checkpoints import (
 from tests.conftest import fresh_ray
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _latest(run: Path) -> tuple[Path, int] | None:
+    """(folder, step) of the newest readable checkpoint under `run` (what a rerun takes)."""
+    c = Checkpoint.latest(run, quiet=True)
+    return (c.path, c.step) if c else None
 
 
 def _state(step: int, n: int = 4096) -> dict:
@@ -79,7 +85,7 @@ def _remount(at: Path, size: int) -> None:
 
 def test_a_checkpoint_cut_short_anywhere_is_never_loaded(tmp_path):
     """What a kill while Ray copies a checkpoint leaves (the copy is not atomic): the file
-    cut at any byte. Every such file is refused, and `latest_checkpoint` falls back to the
+    cut at any byte. Every such file is refused, and `Checkpoint.latest` falls back to the
     complete one before it."""
     run = tmp_path / "run"
     write_checkpoint(run / "checkpoint_a", **_state(10))
@@ -92,9 +98,9 @@ def test_a_checkpoint_cut_short_anywhere_is_never_loaded(tmp_path):
         cut.write_bytes(full[:end])
         with pytest.raises(CheckpointError):
             load_checkpoint(cut.parent)
-        assert latest_checkpoint(run, quiet=True) == (run.resolve() / "checkpoint_a", 10)
+        assert _latest(run) == (run.resolve() / "checkpoint_a", 10)
     cut.write_bytes(full)
-    assert latest_checkpoint(run, quiet=True)[1] == 20
+    assert _latest(run)[1] == 20
 
 
 def test_a_killed_checkpoint_writes_temp_file_is_never_taken_for_one(tmp_path):
@@ -108,12 +114,12 @@ def test_a_killed_checkpoint_writes_temp_file_is_never_taken_for_one(tmp_path):
     d.mkdir()
     (d / ".checkpoint.pt.k1ll3d.tmp").write_bytes(newer)  # complete, never renamed
     (run / "checkpoint_000000010" / ".checkpoint.pt.cut.tmp").write_bytes(newer[:999])
-    path, step = latest_checkpoint(run, quiet=True)
+    path, step = _latest(run)
     assert (path.name, step) == ("checkpoint_000000010", 10)
     # The write that is done again removes what the killed one left (they piled up).
     write_checkpoint(d, **_state(20))
     assert sorted(p.name for p in d.iterdir()) == ["checkpoint.pt"]
-    assert latest_checkpoint(run, quiet=True)[1] == 20
+    assert _latest(run)[1] == 20
 
 
 def test_a_killed_workers_checkpoint_folder_is_removed_by_the_next_worker(tmp_path):
@@ -183,7 +189,7 @@ def test_a_damaged_ray_checkpoint_list_is_set_aside(tmp_path):
         assert repair_run_state(run)
         assert not snap.exists()
         assert (run / f"{RAY_SNAPSHOT}.damaged").read_text() == damaged
-    assert latest_checkpoint(run, quiet=True)[1] == 20  # the checkpoints are untouched
+    assert _latest(run)[1] == 20  # the checkpoints are untouched
 
 
 def test_cut_short_checkpoint_copies_are_removed_and_nothing_else(tmp_path):
@@ -212,7 +218,7 @@ def test_cut_short_checkpoint_copies_are_removed_and_nothing_else(tmp_path):
     assert sorted(p.name for p in removed) == ["checkpoint_cut", "checkpoint_empty",
                                                "checkpoint_zero"]
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint_a", "checkpoint_bitrot"]
-    assert latest_checkpoint(run, quiet=True) == (run.resolve() / "checkpoint_a", 10)
+    assert _latest(run) == (run.resolve() / "checkpoint_a", 10)
 
 
 def test_a_finished_training_found_again_closes_the_run_a_kill_left_running(
@@ -300,7 +306,7 @@ def test_a_checkpoint_that_fills_the_disk_is_an_out_of_space_error(small_disk):
     assert e.value.errno == errno.ENOSPC
     assert e.value.filename == str(disk / "run" / "checkpoint_2" / "checkpoint.pt")
     assert _files(disk) == ["run/checkpoint_1/checkpoint.pt"]
-    assert latest_checkpoint(disk / "run", quiet=True)[1] == 10
+    assert _latest(disk / "run")[1] == 10
     msg = disk_full_message(e.value)  # not under an output folder: no flag to change
     assert re.fullmatch(rf"disk full: No space left on device writing "
                         rf"{re.escape(e.value.filename)} \(filesystem {re.escape(str(disk))}: "

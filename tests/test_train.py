@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from mtdiff.config import apply_overrides, get_preset
+from mtdiff.train.checkpoints import load_checkpoint
 from mtdiff.train.core import (
     EMA,
     CheckpointError,
     build_setup,
     diffusion_step_loss,
-    load_checkpoint,
     load_model,
     save_checkpoint,
     to_torch,
@@ -74,25 +74,51 @@ def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path)
 
 
-def test_latest_checkpoint_skips_damaged_ones(write_dataset, tmp_path):
-    from mtdiff.train.stage import latest_checkpoint
+def test_the_latest_checkpoint_skips_damaged_ones(write_dataset, tmp_path):
+    from mtdiff.artifacts import Checkpoint
 
     root = write_dataset(tasks=("a", "b"), episodes=4, T=20)
     setup = build_setup(_cfg(), root)
     opt = torch.optim.Adam(setup.model.parameters())
     ema = EMA(setup.model, 0.9)
-    assert latest_checkpoint(tmp_path / "run") is None
+    assert Checkpoint.latest(tmp_path / "run") is None
     for name, step in [("checkpoint_2026-01-01_00-00-02", 40),
                        ("checkpoint_2026-01-01_00-00-01", 20),
                        ("checkpoint_2026-01-01_00-00-03", 60)]:
         save_checkpoint(tmp_path / "run" / name, model=setup.model, ema=ema, optimizer=opt,
                         step=step, meta=setup.meta)
-    assert latest_checkpoint(tmp_path / "run")[1] == 60
+    assert Checkpoint.latest(tmp_path / "run").step == 60
     # A copy cut short by a kill: truncated file -> skipped, the one before is used.
     f = tmp_path / "run" / "checkpoint_2026-01-01_00-00-03" / "checkpoint.pt"
     f.write_bytes(f.read_bytes()[:100])
-    path, step = latest_checkpoint(tmp_path / "run")
-    assert step == 40 and path.name == "checkpoint_2026-01-01_00-00-02"
+    found = Checkpoint.latest(tmp_path / "run")
+    assert found.step == 40 and found.path.name == "checkpoint_2026-01-01_00-00-02"
+
+
+def test_a_checkpoint_file_is_read_once_while_it_is_unchanged(write_dataset, tmp_path,
+                                                              monkeypatch):
+    """Finding the newest checkpoint reads each candidate; its step, meta, config, method
+    and tensors come from that one read afterwards, until the file changes on disk."""
+    from mtdiff.artifacts import Checkpoint
+
+    root = write_dataset(tasks=("a", "b"), episodes=4, T=20)
+    setup = build_setup(_cfg(), root)
+    opt = torch.optim.Adam(setup.model.parameters())
+    ema = EMA(setup.model, 0.9)
+    for name, step in [("checkpoint_1", 20), ("checkpoint_2", 40)]:
+        save_checkpoint(tmp_path / "run" / name, model=setup.model, ema=ema, optimizer=opt,
+                        step=step, meta=setup.meta)
+    reads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, **kw: reads.append(str(f)) or real_load(f, **kw))
+    ckpt = Checkpoint.find(tmp_path / "run")
+    assert len(reads) == 2  # both candidates, to know their steps
+    assert (ckpt.step, ckpt.path.name, ckpt.method.name) == (40, "checkpoint_2", "mtdiff-p")
+    assert ckpt.config.model.kind == "mtdiff-p" and "ema" in ckpt.state
+    assert Checkpoint.find(tmp_path / "run") == ckpt and len(reads) == 2
+    save_checkpoint(ckpt.path, model=setup.model, ema=ema, optimizer=opt, step=60,
+                    meta=setup.meta)  # rewritten: read again
+    assert Checkpoint.find(tmp_path / "run").step == 60 and len(reads) == 3
 
 
 def _train_cmd(data: Path, out: Path, *extra: str) -> list[str]:

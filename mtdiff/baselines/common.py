@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from mtdiff import keys
+from mtdiff.artifacts import Checkpoint
 from mtdiff.eval.policy import PolicyBase
 from mtdiff.train.compiled import clip_grad_norm
 from mtdiff.train.ema import unwrap
@@ -176,13 +177,10 @@ class TaskIdPolicy(PolicyBase):
 def load_trained(path: str | Path, device: str | torch.device
                  ) -> tuple[dict[str, Any], Config, Normalizer]:
     """(checkpoint state, config, normaliser) of the best checkpoint at or under `path`."""
-    from mtdiff.config import from_dict
     from mtdiff.data.normalize import Normalizer
-    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
-    state = load_checkpoint(find_checkpoint(path), map_location=device)
-    meta = state["meta"]
-    return state, from_dict(meta["config"]), Normalizer.from_state_dict(meta["normalizer"])
+    ckpt = Checkpoint.find(path)  # read on the CPU: the policies move what they load
+    return ckpt.state, ckpt.config, Normalizer.from_state_dict(ckpt.meta["normalizer"])
 
 
 def actor_policy(path: str | Path, build_actor: Callable[[Config, dict[str, Any]], nn.Module],

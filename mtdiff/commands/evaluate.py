@@ -61,16 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_mlflow:
         check_tracking(TrackingConfig())  # before torch's import: the usual store
 
+    from mtdiff.artifacts import Checkpoint, CheckpointError
     from mtdiff.eval.stage import run
     from mtdiff.eval.state_use import describe
-    from mtdiff.methods import method_of_meta
-    from mtdiff.train.checkpoints import CheckpointError, checkpoint_config, checkpoint_meta
 
     try:
-        cfg = apply_overrides(checkpoint_config(args.checkpoint), args.overrides)
+        ckpt = Checkpoint.find(args.checkpoint)
+        cfg = apply_overrides(ckpt.config, args.overrides)
         if not args.no_mlflow and cfg.tracking.uri:
             check_tracking(cfg.tracking)  # the checkpoint names its own store
-        method = method_of_meta(checkpoint_meta(args.checkpoint))
+        method = ckpt.method
         sampler_flags = [f for f, v in (("--sampler", args.sampler), ("--steps", args.steps),
                                         ("--guidance", args.guidance),
                                         ("--temperature", args.temperature)) if v is not None]

@@ -35,12 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     add_fields_help(p, ("diffusion", "offline", "tracking"))
     args = p.parse_args(argv)
 
+    from mtdiff.artifacts import Checkpoint, CheckpointError
     from mtdiff.cli import writable_dir
     from mtdiff.config import ConfigError, apply_overrides
     from mtdiff.data.reader import verify_checksums
     from mtdiff.data.schema import DatasetError
     from mtdiff.synth.stage import combine, run
-    from mtdiff.train.checkpoints import CheckpointError, checkpoint_config
 
     out_dir = writable_dir(args.out)
     try:
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             raise ValueError(f"--set {bad[0]}: synthesis takes sampler settings only "
                              "(diffusion.FIELD=VALUE)")
-        dcfg = apply_overrides(checkpoint_config(args.checkpoint), args.overrides).diffusion
+        dcfg = apply_overrides(Checkpoint.find(args.checkpoint).config,
+                               args.overrides).diffusion
         if args.combine_with:
             verify_checksums(args.combine_with)  # before any work (it is read at the end)
         out = run(args.checkpoint, tasks=args.task, num=args.num, out=out_dir,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mtdiff import keys
+from mtdiff.artifacts import Checkpoint
 from mtdiff.config import DiffusionConfig
 from mtdiff.data.prompts import load_prompts
 from mtdiff.data.windows import checkpoint_return_info, resolve_target
@@ -201,9 +202,7 @@ def load_planner(path: str | Path, *, device: str | torch.device = "cpu",
     """
     if not cache:
         return Planner(load_model(path, device=device, ema=ema), device=device)
-    from mtdiff.train.checkpoints import CHECKPOINT_FILE, find_checkpoint
-
-    f = find_checkpoint(path) / CHECKPOINT_FILE
+    f = Checkpoint.find(path).file
     key = (str(f), f.stat().st_mtime_ns, str(device), ema)
     if key not in _LOADED:
         while len(_LOADED) >= _LOADED_MAX:

@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from mtdiff.artifacts import Checkpoint
 from mtdiff.config import DiffusionConfig
 
 Conditioning = Literal["prompt", "task_id"]
@@ -149,10 +150,7 @@ def load_policy(path: str | Path, *, device: str | torch.device = "cpu",
     take what applies to them: a return-conditioned one the target return, on its
     checkpoint's return scale; None = that scale's natural target).
     """
-    from mtdiff.methods import method_of_meta
-    from mtdiff.train.checkpoints import checkpoint_meta
-
-    method = method_of_meta(checkpoint_meta(path))
+    method = Checkpoint.find(path).method
     if method.role != "planner":
         raise ValueError(f"{path} holds a {method.label} checkpoint, which does not act in "
                          "an environment; give a planner's checkpoint (e.g. MTDiff-P)")

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mtdiff.config import Config, DiffusionConfig, EvalConfig, config_hash, from_dict, to_dict
+from mtdiff.artifacts import Checkpoint
+from mtdiff.config import Config, DiffusionConfig, EvalConfig, config_hash, to_dict
 from mtdiff.config.suites import MUJOCO_SUITES, section_name
 from mtdiff.data.io import atomic_write_json
 from mtdiff.data.windows import checkpoint_return_info, resolve_target
@@ -16,7 +17,7 @@ from mtdiff.eval.bootstrap import episode_intervals
 from mtdiff.eval.state_use import check_checkpoint
 from mtdiff.eval.state_use import metrics as state_use_metrics
 from mtdiff.eval.suites import EvalJob, run_job, summarize
-from mtdiff.layout import evaluation_file
+from mtdiff.layout import evaluation_file, evaluation_jobs_dir
 
 
 def plan_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig, *,
@@ -148,12 +149,10 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
 
     from mtdiff.methods import method_of_meta
     from mtdiff.runtime import init_ray, pause_for_tests
-    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
-    ckpt = find_checkpoint(checkpoint)
-    state = load_checkpoint(ckpt)
-    meta = state["meta"]
-    cfg = cfg_overrides or from_dict(meta["config"])
+    found = Checkpoint.find(checkpoint)
+    ckpt, meta, step = found.path, found.meta, found.step
+    cfg = cfg_overrides or found.config
     ecfg = eval_cfg or cfg.eval
     dcfg = diffusion or cfg.diffusion
     if meta["suite"] != suite:
@@ -167,7 +166,7 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     if method.diffusion or method.fields == "sequence":  # fails fast on an unreachable R
         target = resolve_target(checkpoint_return_info(meta), ecfg.target_return)
     out = Path(out).resolve()
-    records = JobRecords(out / f".eval-{suite}-jobs", ckpt, state.get("step"), dcfg, target)
+    records = JobRecords(evaluation_jobs_dir(out, suite), ckpt, step, dcfg, target)
     # Each result at its job's index, not in the order the tasks finished: the JSON (and
     # the report's task lists read from it) are the same on every run.
     results: list[dict[str, Any]] = [records.get(j) or {} for j in jobs]

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtdiff.artifacts import Checkpoint
 from mtdiff.data.reader import OfflineDataset, load_dataset
 
 SEED = 0  # windows, shuffles, wrong tasks, prompts and the sampler's noise
@@ -256,10 +257,9 @@ def check_checkpoint(checkpoint: str | Path, *, windows_per_task: int, diffusion
     from mtdiff.data.schema import DatasetError
     from mtdiff.eval.policy import load_policy
     from mtdiff.runtime import set_torch_threads
-    from mtdiff.train.checkpoints import checkpoint_meta
 
     set_torch_threads(1)
-    meta = checkpoint_meta(checkpoint)
+    meta = Checkpoint.find(checkpoint).meta
     ds = meta.get("dataset")
     if not ds:
         return {"missing": "the checkpoint's meta names no dataset (trained before it did)"}

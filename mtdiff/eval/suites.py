@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtdiff.artifacts import Checkpoint
+
 # Suites scored by return alone: their environments define no success.
 SUCCESS_UNDEFINED = ("cheetah-vel", "ant-dir")
 
@@ -64,7 +66,6 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float 
     """
     from mtdiff.eval.policy import load_policy
     from mtdiff.runtime import set_torch_threads
-    from mtdiff.train.checkpoints import checkpoint_config
 
     set_torch_threads(1)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -72,7 +73,7 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float 
     policy = load_policy(checkpoint, device=dev, diffusion=diffusion,
                          target_return=target_return, generator=gen)
     envs, name = make_envs(job)
-    return run_policy_job(job, policy, checkpoint_config(checkpoint), envs, name,
+    return run_policy_job(job, policy, Checkpoint.find(checkpoint).config, envs, name,
                           diffusion=diffusion)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtdiff.artifacts import Checkpoint
 from mtdiff.layout import evaluation_file
 
 
@@ -59,7 +60,6 @@ def train(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Train (or resume) one model: the Train V2 pattern — this task is the driver
     function that builds the `TorchTrainer`, whose workers reserve their own resources
     (`job.inner`, counted by the runner when it decides how many trainings run at once)."""
-    from mtdiff.train.checkpoints import CHECKPOINT_FILE, load_checkpoint
     from mtdiff.train.stage import run as train_stage
 
     p = job.params
@@ -68,24 +68,23 @@ def train(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ckpt = train_stage(job.cfg, data=inputs[p["data_job"]]["dataset"], out=p["root"],
                        track=True, cpus_per_worker=p.get("cpus_per_worker"),
                        gpus_per_worker=gpus or None)
-    step = int(load_checkpoint(ckpt)["step"])
-    return {"checkpoint": str(ckpt), "run": str(Path(ckpt).parent), "steps": step,
-            "method": job.config.get("method"), "outputs": [str(Path(ckpt) / CHECKPOINT_FILE)]}
+    c = Checkpoint.at(ckpt)
+    return {"checkpoint": str(c.path), "run": str(c.path.parent), "steps": c.step,
+            "method": job.config.get("method"), "outputs": [str(c.file)]}
 
 
 def distill(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Distil the teacher job's model into a few-step student (`mtdiff.train.distill`,
     resumes; its loss curve and validation error go to the job's run)."""
-    from mtdiff.train.checkpoints import CHECKPOINT_FILE, load_checkpoint
     from mtdiff.train.distill import run as distill_stage
 
     p = job.params
     ckpt = distill_stage(job.cfg, teacher=inputs[p["model_job"]]["checkpoint"],
                          data=inputs[p["data_job"]]["dataset"], out=p["root"], track=True)
-    step = int(load_checkpoint(ckpt)["step"])
-    return {"checkpoint": str(ckpt), "run": str(Path(ckpt).parent), "steps": step,
+    c = Checkpoint.at(ckpt)
+    return {"checkpoint": str(c.path), "run": str(c.path.parent), "steps": c.step,
             "teacher": inputs[p["model_job"]]["checkpoint"], "method": job.config.get("method"),
-            "outputs": [str(Path(ckpt) / CHECKPOINT_FILE)]}
+            "outputs": [str(c.file)]}
 
 
 def evaluate(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mtdiff.artifacts import Checkpoint
 from mtdiff.config import Config
 
 
@@ -14,14 +15,13 @@ def checkpoint_config(checkpoint: str, overrides: list[str], *, suite: str,
     task/map exits 2 with one line.
     """
     from mtdiff.cli import fail
-    from mtdiff.config import apply_overrides, from_dict
+    from mtdiff.config import apply_overrides
     from mtdiff.eval.stage import plan_jobs
-    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
     try:
-        ckpt = find_checkpoint(checkpoint)  # resolved: trials run in other folders
-        meta = load_checkpoint(ckpt)["meta"]
-        cfg = apply_overrides(from_dict(meta["config"]), overrides)
+        found = Checkpoint.find(checkpoint)
+        ckpt, meta = found.path, found.meta  # resolved: trials run in other folders
+        cfg = apply_overrides(found.config, overrides)
         if meta["suite"] != suite:
             raise ValueError(f"the checkpoint was trained on {meta['suite']!r}, not {suite!r}")
         plan_jobs(suite, meta, cfg, cfg.eval, tasks=tasks, maps=maps, wrong_prompt=False)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mtdiff.artifacts import Checkpoint
 from mtdiff.config import Config, apply_overrides, to_dict
 from mtdiff.layout import evaluation_file, td3bc_result
 from mtdiff.sweeps.records import read_records, write_record
@@ -86,11 +87,10 @@ def evaluate_trial(config: dict[str, Any]) -> None:
 
     from mtdiff.eval.stage import plan_jobs
     from mtdiff.eval.suites import run_job, summarize
-    from mtdiff.train.checkpoints import find_checkpoint, load_checkpoint
 
     with _trial(config) as (cfg, _):
-        ckpt = find_checkpoint(config["checkpoint"])
-        meta = load_checkpoint(ckpt)["meta"]
+        found = Checkpoint.find(config["checkpoint"])
+        ckpt, meta = found.path, found.meta
         jobs = plan_jobs(config["suite"], meta, cfg, cfg.eval, tasks=config.get("tasks"),
                          maps=config.get("maps"), wrong_prompt=False)
         results = []
@@ -114,12 +114,11 @@ def train_eval_trial(config: dict[str, Any]) -> None:
     from mtdiff.eval.stage import plan_jobs
     from mtdiff.eval.suites import run_job, summarize
     from mtdiff.train import run as train
-    from mtdiff.train.checkpoints import load_checkpoint
 
     with _trial(config) as (cfg, _):
         ckpt = train(cfg, data=config["data"], out=config["train_out"], track=False,
                      cpus_per_worker=config.get("trainer_cpus_per_worker", 1))
-        meta = load_checkpoint(ckpt)["meta"]
+        meta = Checkpoint.at(ckpt).meta
         jobs = plan_jobs(config["suite"], meta, cfg, cfg.eval, tasks=config.get("tasks"),
                          maps=config.get("maps"), wrong_prompt=False)
         results = [run_job(j, str(ckpt), cfg.diffusion, cfg.eval.target_return) for j in jobs]
@@ -186,7 +185,6 @@ def _evaluation(cfg: Config, ckpt: Path, suite: str, root: str | Path) -> dict[s
     from mtdiff.config import config_hash
     from mtdiff.eval.policy import load_policy
     from mtdiff.eval.stage import run as evaluate
-    from mtdiff.train.checkpoints import checkpoint_meta
 
     key = config_hash({"checkpoint": str(Path(ckpt).resolve()), "eval": cfg.eval,
                        "diffusion": cfg.diffusion.identity()})
@@ -194,7 +192,7 @@ def _evaluation(cfg: Config, ckpt: Path, suite: str, root: str | Path) -> dict[s
     done = evaluation_file(out, suite)
     if not done.exists():
         # A task-id policy (MTBC, ...) knows only its training tasks: no held-out group.
-        tasks = (list(checkpoint_meta(ckpt)["tasks"])
+        tasks = (list(Checkpoint.find(ckpt).meta["tasks"])
                  if load_policy(ckpt).conditioning == "task_id" else None)
         evaluate(ckpt, suite=suite, out=out, cfg_overrides=cfg, tasks=tasks,
                  wrong_prompt=False, track=False)
@@ -228,13 +226,12 @@ def budget_trial(config: dict[str, Any]) -> None:
     import ray.tune
 
     from mtdiff.train import run as train
-    from mtdiff.train.checkpoints import load_checkpoint
 
     with _trial(config) as (cfg, _):
         ckpt = train(cfg, data=config["data"], out=config["train_out"], track=False,
                      cpus_per_worker=1)
         metrics = budget_metrics(_evaluation(cfg, ckpt, config["suite"], config["out"]))
-        trained_on = load_checkpoint(ckpt)["meta"]["tasks"]  # batch = M x tasks
+        trained_on = Checkpoint.at(ckpt).meta["tasks"]  # batch = M x tasks
         metrics["samples"] = float(cfg.train.steps * cfg.data.batch_per_task * len(trained_on))
         _finish(config, metrics, checkpoint=str(ckpt))
     ray.tune.report({**metrics, "success": metrics["score"]})  # Tune's sort key

@@ -1,4 +1,5 @@
-"""Checkpoints, in one place: the file, finding the newest readable one, loading, the config.
+"""The checkpoint file: writing it, reading it without pickle, and repairing what a kill left
+(finding the newest readable one is `mtdiff.artifacts.Checkpoint`).
 
 A checkpoint is a folder holding one file, ``checkpoint.pt``, with only tensors, numbers
 and strings, so it loads with ``torch.load(weights_only=True)`` (nothing is unpickled):
@@ -11,7 +12,7 @@ and strings, so it loads with ``torch.load(weights_only=True)`` (nothing is unpi
                 statistics, dataset path and hash, prompt-set location, method kind
 
 Ray Train names the folders ``checkpoint_<timestamp>`` under a run folder; a run killed
-while Ray copied a checkpoint can leave a damaged one behind, so every lookup here takes
+while Ray copied a checkpoint can leave a damaged one behind, so every lookup takes
 the readable checkpoint with the highest step, never "the newest folder". Ray also keeps
 its own list of a run's checkpoints, ``checkpoint_manager_snapshot.json``, rewritten in
 place (not atomically) after every checkpoint: `repair_run_state` sets a damaged one aside
@@ -25,12 +26,9 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mtdiff.data.io import atomic_write
-
-if TYPE_CHECKING:
-    from mtdiff.config import Config
 
 CHECKPOINT_FILE = "checkpoint.pt"
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train V2's list of a run's checkpoints
@@ -88,53 +86,15 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     return state
 
 
-def _candidates(p: Path) -> list[Path]:
+def candidates(p: Path) -> list[Path]:
+    """The checkpoint folders at or under `p` (a checkpoint folder, its file, or a run
+    folder), readable or not: `mtdiff.artifacts.Checkpoint` picks among them."""
     if (p / CHECKPOINT_FILE).exists():
         return [p]
     if p.is_file() and p.name == CHECKPOINT_FILE:
         return [p.parent]
     return [f.parent for f in sorted(p.glob(f"**/checkpoint_*/{CHECKPOINT_FILE}"))] \
         if p.is_dir() else []
-
-
-def latest_checkpoint(path: str | Path, *, quiet: bool = False) -> tuple[Path, int] | None:
-    """(folder, step) of the readable checkpoint with the highest step at or under `path`
-    (a checkpoint folder, its file, or a run folder); None when there is none.
-
-    Damaged or partial checkpoints are skipped (with a note unless `quiet`).
-    """
-    best: tuple[Path, int] | None = None
-    for c in _candidates(Path(path).resolve()):
-        try:
-            step = int(load_checkpoint(c)["step"])
-        except CheckpointError as e:
-            if not quiet:
-                print(f"[checkpoint] skipping unreadable checkpoint: {e}")
-            continue
-        if best is None or step > best[1]:
-            best = (c, step)
-    return best
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """The readable checkpoint with the highest step at or under `path`; raises when none."""
-    found = latest_checkpoint(path)
-    if found is None:
-        raise CheckpointError(f"no readable checkpoint under {path}; train with `python "
-                              "pipelines/train.py --data DIR --out DIR` first (or check the path)")
-    return found[0]
-
-
-def checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The metadata stored with the best checkpoint at or under `path`."""
-    return load_checkpoint(find_checkpoint(path))["meta"]
-
-
-def checkpoint_config(path: str | Path) -> Config:
-    """The config a checkpoint was trained with."""
-    from mtdiff.config import from_dict
-
-    return from_dict(checkpoint_meta(path)["config"])
 
 
 def repair_run_state(run_dir: str | Path) -> str | None:
@@ -146,7 +106,7 @@ def repair_run_state(run_dir: str | Path) -> str | None:
     refuses every later fit of the run ("CheckpointManagerInitializationError: Expecting
     value"), as it does when the list names a checkpoint folder that is gone. Renamed to
     ``<name>.damaged``, Ray starts afresh and the workers resume from the newest readable
-    checkpoint on disk (`latest_checkpoint`, passed as ``resume_from``).
+    checkpoint on disk (`Checkpoint.latest`, passed as ``resume_from``).
     """
     f = Path(run_dir) / RAY_SNAPSHOT
     if not f.exists():

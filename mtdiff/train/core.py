@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mtdiff import keys
+from mtdiff.artifacts import Checkpoint
 from mtdiff.config import SUITES, Config, to_dict
 from mtdiff.data.normalize import Normalizer
 from mtdiff.data.prompts import load_prompts
@@ -27,14 +28,12 @@ from mtdiff.models import build_model, sample_return_drop
 from mtdiff.train.checkpoints import (
     CHECKPOINT_FILE,
     CheckpointError,
-    find_checkpoint,
-    load_checkpoint,
     write_checkpoint,
 )
 from mtdiff.train.ema import EMA, unwrap
 
 __all__ = ["CHECKPOINT_FILE", "EMA", "CheckpointError", "LoadedModel", "TrainSetup",
-           "build_setup", "diffusion_step_loss", "load_checkpoint", "load_model",
+           "build_setup", "diffusion_step_loss", "load_model",
            "save_checkpoint", "to_torch"]
 
 
@@ -188,11 +187,8 @@ class LoadedModel:
 def load_model(path: str | Path, *, device: str | torch.device = "cpu",
                ema: bool = True) -> LoadedModel:
     """Rebuild the model of a checkpoint (EMA weights by default) in eval mode."""
-    from mtdiff.config import from_dict
-
-    state = load_checkpoint(find_checkpoint(path), map_location=device)
-    meta = state["meta"]
-    cfg = from_dict(meta["config"])
+    ckpt = Checkpoint.find(path)
+    state, meta, cfg = ckpt.state, ckpt.meta, ckpt.config
     model = build_model(cfg.model, **meta["build"])
     model.load_state_dict(state["ema" if ema else "model"])
     model.to(device).eval().requires_grad_(False)

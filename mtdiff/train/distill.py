@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mtdiff import keys, tracking
+from mtdiff.artifacts import Checkpoint
 from mtdiff.config import Config, from_dict, to_dict
 from mtdiff.data.io import atomic_write, atomic_write_json
 from mtdiff.data.windows import checkpoint_return_info, resolve_target
@@ -42,7 +43,7 @@ from mtdiff.diffusion.distill import (
 from mtdiff.layout import distill_run_name
 from mtdiff.runtime import matmul_tf32
 from mtdiff.train.compiled import adam, clip_grad_norm, compile_fn, step_mode
-from mtdiff.train.core import EMA, build_setup, load_checkpoint, load_model, save_checkpoint
+from mtdiff.train.core import EMA, build_setup, load_model, save_checkpoint
 
 RESULT_FILE = "distill.json"
 TRAJ_FILE = "teacher-trajectories.pt"
@@ -113,10 +114,8 @@ def _validate(teacher: Any, student: StudentNet, val: dict[str, torch.Tensor], s
             "teacher_ddim_n_first_action_rmse": b["first_action_rmse"]}
 
 
-def _latest(run_dir: Path) -> tuple[Path, int] | None:
-    from mtdiff.train.checkpoints import latest_checkpoint
-
-    return latest_checkpoint(run_dir) if run_dir.exists() else None
+def _latest(run_dir: Path) -> Checkpoint | None:
+    return Checkpoint.latest(run_dir) if run_dir.exists() else None
 
 
 def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
@@ -129,21 +128,18 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
     teacher's sampling to copy), `cfg.eval.target_return`, `cfg.tracking`.
     Returns the student's checkpoint folder (an existing one when already finished).
     """
-    from mtdiff.train.checkpoints import find_checkpoint
-
     dc = cfg.distill
-    t_ckpt = find_checkpoint(teacher)
-    t_state = load_checkpoint(t_ckpt)
-    meta = t_state["meta"]
+    teacher_ckpt = Checkpoint.find(teacher)
+    t_ckpt, meta = teacher_ckpt.path, teacher_ckpt.meta
     if meta["kind"] not in ("mtdiff-p", "mtdiff-p-onehot") or "student" in meta:
         what = "a student already" if "student" in meta else meta["kind"]
         raise ValueError(f"{t_ckpt} is {what}; distil an MTDiff-P teacher checkpoint")
-    name = run_name(cfg, t_ckpt, int(t_state["step"]))
+    name = run_name(cfg, t_ckpt, teacher_ckpt.step)
     run_dir = Path(out).resolve() / name
     latest = _latest(run_dir)
-    if latest is not None and latest[1] >= dc.steps and (run_dir / RESULT_FILE).exists():
+    if latest is not None and latest.step >= dc.steps and (run_dir / RESULT_FILE).exists():
         print(f"[distill] {run_dir} already finished ({dc.steps} steps); skipping")
-        return latest[0]
+        return latest.path
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     t_cfg = from_dict(meta["config"])
     tm = load_model(t_ckpt, device=dev)
@@ -174,7 +170,7 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
     opt = adam(net.parameters(), lr=dc.lr, fast=mode is not None)
     start = 0
     if latest is not None:
-        st = load_checkpoint(latest[0], map_location=dev)
+        st = latest.state  # (on the CPU: load_state_dict copies to the device)
         net.load_state_dict(st["model"])
         ema.shadow.load_state_dict(st["ema"])
         opt.load_state_dict(st["optimizer"])
@@ -182,7 +178,7 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
         print(f"[distill] resuming {run_dir} from step {start}")
     s_meta = {**meta, "config": to_dict(s_cfg),
               "student": {**spec.to_meta(), "teacher": str(t_ckpt),
-                          "teacher_step": int(t_state["step"]), "citation": CITATION,
+                          "teacher_step": teacher_ckpt.step, "citation": CITATION,
                           "timesteps": grid}}
     from mtdiff.config import flatten
 
@@ -196,7 +192,7 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
                              s_meta, dev, tracked is not None, mode)
         final = _latest(run_dir)
         assert final is not None
-        result = {"checkpoint": str(final[0]), "teacher": str(t_ckpt), "method": spec.method,
+        result = {"checkpoint": str(final.path), "teacher": str(t_ckpt), "method": spec.method,
                   "citation": CITATION, "student_steps": spec.steps,
                   "teacher_steps": spec.teacher_steps, "guidance": spec.guidance,
                   "temperature": spec.temperature, "steps": dc.steps,
@@ -204,10 +200,10 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
         atomic_write_json(run_dir / RESULT_FILE, result)
         tracking.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         tracking.log_artifact(run_dir / RESULT_FILE)
-        tracking.set_tags({"checkpoint": final[0]})
+        tracking.set_tags({"checkpoint": final.path})
     print(f"[distill] {spec.steps}-step student: val RMSE {metrics['val_rmse']:.4f} vs the "
-          f"teacher's DDIM-{spec.steps} {metrics['teacher_ddim_n_rmse']:.4f} -> {final[0]}")
-    return final[0]
+          f"teacher's DDIM-{spec.steps} {metrics['teacher_ddim_n_rmse']:.4f} -> {final.path}")
+    return final.path
 
 
 def _teacher_data(tm: Any, setup: Any, cfg: Config, spec: StudentSpec, run_dir: Path,

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from mtdiff.artifacts import Checkpoint, CheckpointError
 from mtdiff.config import Config, config_hash
 
 CHECKPOINT_TMP = "mtdiff-ckpt-"  # + host-pid-: a checkpoint's folder before Ray copies it
@@ -69,20 +70,18 @@ def _resume_state(loop_cfg: dict[str, Any], device: torch.device) -> dict[str, A
     the newest *readable* checkpoint wins wherever it was looked up."""
     import ray.train
 
-    from mtdiff.train.checkpoints import CheckpointError, load_checkpoint
-
     candidates = []
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         try:
             with ckpt.as_directory() as d:
-                candidates.append(load_checkpoint(d, map_location=device))
+                candidates.append(Checkpoint.at(d).state)
         except CheckpointError as e:
             print(f"[train] Ray's latest checkpoint is unreadable, not resuming from it: {e}",
                   flush=True)
     if loop_cfg.get("resume_from"):
         try:
-            candidates.append(load_checkpoint(loop_cfg["resume_from"], map_location=device))
+            candidates.append(Checkpoint.at(loop_cfg["resume_from"]).state)
         except CheckpointError as e:
             print(f"[train] {e}", flush=True)
     return max(candidates, key=lambda s: int(s["step"]), default=None)

@@ -5,14 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from mtdiff.artifacts import Checkpoint
 from mtdiff.config import Config
-from mtdiff.train.checkpoints import (
-    CHECKPOINT_FILE,
-    find_checkpoint,
-    latest_checkpoint,
-    remove_partial_checkpoints,
-    repair_run_state,
-)
+from mtdiff.train.checkpoints import remove_partial_checkpoints, repair_run_state
 
 
 def run_name(cfg: Config, data: str | Path) -> str:
@@ -42,14 +37,14 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
 
     data, out = Path(data).resolve(), Path(out).resolve()
     name = run_name(cfg, data)
-    latest = latest_checkpoint(out / name)
-    if latest is not None and latest[1] >= cfg.train.steps:
+    latest = Checkpoint.latest(out / name)
+    if latest is not None and latest.step >= cfg.train.steps:
         print(f"[train] {out / name} already finished ({cfg.train.steps} steps); skipping")
         if track:
             _close_stale_runs(cfg, out / name)
-        return latest[0]
+        return latest.path
     if latest is not None:
-        print(f"[train] resuming {out / name} from step {latest[1]} ({latest[0]})")
+        print(f"[train] resuming {out / name} from step {latest.step} ({latest.path})")
     verify_checksums(data)  # damaged shards: one clear error before any worker starts
     init_ray()
     t0 = time.time()
@@ -63,7 +58,7 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
         trainer = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec,
                                 cpus_per_worker=cpus_per_worker,
                                 gpus_per_worker=gpus_per_worker,
-                                resume_from=latest[0] if latest else None)
+                                resume_from=latest.path if latest else None)
         try:
             result = trainer.fit()  # Ray Train V2 raises TrainingFailedError
             if result.error:
@@ -74,11 +69,11 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
             remove_partial_checkpoints(out / name)
             repair_run_state(out / name)
             raise
-        ckpt = find_checkpoint(out / name)
+        ckpt = Checkpoint.find(out / name).path
         if spec is not None:
             tracking.log_dataset(read_manifest(data), data, view=cfg.data.view)
             tracking.log_metrics({"train_seconds": time.time() - t0})
-            tracking.log_artifact(ckpt / CHECKPOINT_FILE, artifact_path="checkpoint")
+            tracking.log_artifact(Checkpoint.at(ckpt).file, artifact_path="checkpoint")
             tracking.set_tags({"checkpoint": str(ckpt)})
     print(f"[train] {cfg.model.kind}: {cfg.train.steps} steps in {time.time() - t0:.1f}s -> {ckpt}")
     return ckpt
