@@ -350,3 +350,25 @@ def test_fidelity_table_separates_fix2_from_fixes_1_and_3():
     assert fix2.endswith("| not resolved |")
     assert bench.arm_config("local", "fix2-reverted", []).metaworld.scripted_random == 0.0
     assert bench.arm_config("local", "after", []).metaworld.scripted_random > 0.0
+
+
+def test_an_evaluation_cuts_a_new_maps_prompts_with_its_own_config(maze_checkpoint, tmp_path,
+                                                                   monkeypatch):
+    """A map the dataset has no prompts for gets expert demonstrations cut into prompts by
+    the job's Ray task: with the evaluation's config (its --set overrides), not the one the
+    checkpoint was trained with."""
+    from mtdiff.envs import maze2d_expert
+    from mtdiff.eval.suites import EvalJob, run_job
+
+    ckpt, cfg = maze_checkpoint
+    ecfg = apply_overrides(cfg, ["maze2d.eval_episode_steps=37", "collect.prompt_episodes=2"])
+    assert cfg.maze2d.eval_episode_steps != 37
+    demo_steps = []
+    real = maze2d_expert.expert_episode
+    monkeypatch.setattr(maze2d_expert, "expert_episode",
+                        lambda *a, **kw: demo_steps.append(kw["max_steps"]) or real(*a, **kw))
+    my_map = tmp_path / "my-map.txt"
+    my_map.write_text(USER_MAP)
+    res = run_job(EvalJob("maze2d", str(my_map), 0, 1, 2), str(ckpt), ecfg.diffusion, None,
+                  device="cpu", cfg=ecfg)
+    assert res["task"] == "my-map" and demo_steps == [37, 37]

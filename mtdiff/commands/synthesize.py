@@ -48,13 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             raise ValueError(f"--set {bad[0]}: synthesis takes sampler settings only "
                              "(diffusion.FIELD=VALUE)")
-        dcfg = apply_overrides(Checkpoint.find(args.checkpoint).config,
-                               args.overrides).diffusion
+        cfg = apply_overrides(Checkpoint.find(args.checkpoint).config, args.overrides)
         if args.combine_with:
             verify_checksums(args.combine_with)  # before any work (it is read at the end)
         out = run(args.checkpoint, tasks=args.task, num=args.num, out=out_dir,
                   prompt_episodes=args.prompt_episodes, seed=args.seed, batch=args.batch,
-                  diffusion=dcfg)
+                  cfg=cfg)
         print(f"synthetic dataset: {out}")
         if args.combine_with:
             aug = combine(args.combine_with, out, f"{str(out).rstrip('/')}-augmented")

@@ -188,7 +188,7 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
         scheduling_strategy="DEFAULT").remote(
         str(ckpt), windows_per_task=ecfg.state_use_windows, diffusion=dcfg,
         target_return=target) if ecfg.state_use_windows else None
-    index = {remote.remote(jobs[i], str(ckpt), dcfg, target): i for i in todo}
+    index = {remote.remote(jobs[i], str(ckpt), dcfg, target, cfg=cfg): i for i in todo}
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"evaluate {suite}",
               unit="job") as bar:
         pending = list(index)

@@ -73,7 +73,8 @@ def synthesize_data(cfg: Config, checkpoint: str, task: str, dataset: str, view:
             print(f"[offline] {task}: synthesizing {num} transitions with {checkpoint}")
             synthesize_stage(checkpoint, tasks=[task], num=num, out=syn,
                              prompt_episodes=o.prompt_episodes, seed=o.seed, device=_device(),
-                             diffusion=cfg.diffusion)  # the run's sampler settings (its hash)
+                             diffusion=cfg.diffusion,  # the run's sampler settings (its hash)
+                             cfg=cfg)
         shutil.rmtree(aug, ignore_errors=True)
         combine(dataset, syn, aug, tasks=[task], view=view)
     man = read_manifest(syn)

@@ -95,7 +95,8 @@ def evaluate_trial(config: dict[str, Any]) -> None:
                          maps=config.get("maps"), wrong_prompt=False)
         results = []
         for i, job in enumerate(jobs):
-            results.append(run_job(job, str(ckpt), cfg.diffusion, cfg.eval.target_return))
+            results.append(run_job(job, str(ckpt), cfg.diffusion, cfg.eval.target_return,
+                                   cfg=cfg))
             if i + 1 < len(jobs):  # progress for the scheduler (ASHA) between jobs
                 ray.tune.report({**_eval_metrics(results, summarize), "jobs_done": i + 1})
         metrics = _finish(config, _eval_metrics(results, summarize))
@@ -121,7 +122,8 @@ def train_eval_trial(config: dict[str, Any]) -> None:
         meta = Checkpoint.at(ckpt).meta
         jobs = plan_jobs(config["suite"], meta, cfg, cfg.eval, tasks=config.get("tasks"),
                          maps=config.get("maps"), wrong_prompt=False)
-        results = [run_job(j, str(ckpt), cfg.diffusion, cfg.eval.target_return) for j in jobs]
+        results = [run_job(j, str(ckpt), cfg.diffusion, cfg.eval.target_return, cfg=cfg)
+                   for j in jobs]
         metrics = _finish(config, {"success": summarize(results)["success_mean"]},
                           checkpoint=str(ckpt))
     ray.tune.report(metrics)

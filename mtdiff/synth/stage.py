@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mtdiff import keys
-from mtdiff.config import DiffusionConfig
+from mtdiff.config import Config, DiffusionConfig
 from mtdiff.data.prompts import PromptWindow, cut_prompt_windows, write_prompts
 from mtdiff.data.reader import load_dataset, read_manifest
 from mtdiff.data.schema import DatasetError
@@ -84,12 +84,14 @@ def synthesize_task(synth: Synthesizer, task: str, *, num: int, prompt: np.ndarr
 
 def run(checkpoint: str | Path, *, tasks: list[str], num: int, out: str | Path,
         prompt_episodes: int = 1, seed: int = 0, batch: int = 256,
-        device: str | None = None, diffusion: DiffusionConfig | None = None) -> Path:
+        device: str | None = None, diffusion: DiffusionConfig | None = None,
+        cfg: Config | None = None) -> Path:
     """Synthesize `num` transitions per task into a new dataset at `out`.
 
-    diffusion: the sampler settings (sampler, steps, x̂_0 clipping); None = the
-    checkpoint's. Stages pass their own config's, so `--set diffusion.*` takes effect
-    (the offline stage names its folder by them).
+    diffusion: the sampler settings (sampler, steps, x̂_0 clipping); None = those of `cfg`.
+    cfg: the caller's resolved config, whose ``collect`` section cuts the prompts and
+    shards the output; None = the checkpoint's. Stages pass their own, so `--set` takes
+    effect (the offline stage names its folder by them).
     """
     out = Path(out)
     if (out / MANIFEST).exists():
@@ -98,7 +100,7 @@ def run(checkpoint: str | Path, *, tasks: list[str], num: int, out: str | Path,
     synth = load_synthesizer(checkpoint, device=dev)
     meta = synth.m.meta
     od, ad = synth.build["obs_dim"], synth.build["act_dim"]
-    cfg = synth.m.cfg
+    cfg = cfg or synth.m.cfg
     dcfg = diffusion or cfg.diffusion
     t0 = time.time()
     prompts = {}
