@@ -7,20 +7,25 @@ offline-RL jobs), the window fields its batches need (`mtdiff.data.windows`), an
 its training step (`learner`) and its policy come from, as ``"module:attribute"`` strings
 imported only when used (nothing heavy at import time).
 
-Adding a method = its model/learner/policy file + one entry in `METHODS`; the grid
-(`mtdiff.experiment.grid`) then trains and evaluates it for every suite, view and seed.
+Adding a method = one file that registers it, plus its name in `experiment.methods`: a
+method called ``name`` lives in ``mtdiff/baselines/<name>.py`` (dashes as underscores) and
+calls `register(Method(...))` at import; it is found the first time the name is looked up
+(`get_method`, a config naming its kind), so nothing heavy is imported for the built-in
+methods below. The grid (`mtdiff.experiment.grid`) then trains and evaluates it for every
+suite, view and seed. `mtdiff/baselines/mttd3bc.py` is such a file.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from mtdiff.errors import ConfigError
 
-__all__ = ["DIFFUSION_KINDS", "METHODS", "Method", "get_method", "method_of_kind",
-           "method_of_meta"]
+__all__ = ["DIFFUSION_KINDS", "METHODS", "Method", "all_methods", "get_method", "known_kind",
+           "method_of_kind", "method_of_meta", "register"]
 
 Role = Literal["planner", "synthesizer"]
 
@@ -47,14 +52,17 @@ class Method:
     # Its training leaves a GPU mostly idle (small MLPs: the step is kernel launches and
     # Python): on a GPU cluster it takes `experiment.gpu_share_baseline` of one.
     host_bound: bool = False
+    # Its network's cost for `--plan` (`mtdiff.experiment.flops.Net`), "module:attribute"
+    # of factory(cfg, suite, obs_dim, act_dim, n_tasks); None: the built-in methods'.
+    network: str | None = None
 
     @property
     def diffusion(self) -> bool:
         """True for the diffusion models (whose policies take the sampler settings)."""
         return self.kind in DIFFUSION_KINDS
 
-    def load(self, what: Literal["learner", "policy"]) -> Any:
-        """The learner or policy factory (imported now)."""
+    def load(self, what: Literal["learner", "policy", "network"]) -> Any:
+        """The learner, policy or network-cost factory (imported now)."""
         module, _, attr = getattr(self, what).partition(":")
         return getattr(importlib.import_module(module), attr)
 
@@ -87,15 +95,57 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 
 
+BUILT_IN = frozenset(METHODS)
+PLUGINS = "mtdiff.baselines"  # where a method registering itself lives: <package>.<name>
+
+
+def register(method: Method) -> Method:
+    """Add a method to the registry (its file calls this at import); returns it."""
+    known = METHODS.get(method.name)
+    if known is not None and known != method:
+        raise ValueError(f"method {method.name!r} is registered twice, differently")
+    METHODS[method.name] = method
+    return method
+
+
+def _discover(name: str) -> None:
+    """Import the file of method `name` if there is one (it registers itself)."""
+    module = f"{PLUGINS}.{name.replace('-', '_')}"
+    if name in METHODS or importlib.util.find_spec(PLUGINS) is None:
+        return
+    if importlib.util.find_spec(module) is not None:
+        importlib.import_module(module)
+
+
+def all_methods() -> list[str]:
+    """Every method: the built-in ones and those the files under `PLUGINS` register (all of
+    them imported now)."""
+    import pkgutil
+
+    spec = importlib.util.find_spec(PLUGINS)
+    for info in pkgutil.iter_modules(spec.submodule_search_locations if spec else []):
+        importlib.import_module(f"{PLUGINS}.{info.name}")
+    return list(METHODS)
+
+
 def get_method(name: str) -> Method:
     """The method called `name`; unknown names raise with the list of known ones."""
+    _discover(name)
     if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; known methods: {sorted(METHODS)}")
+        raise ConfigError(f"unknown method {name!r}; known methods: {sorted(all_methods())}")
     return METHODS[name]
+
+
+def known_kind(kind: str) -> bool:
+    """Whether some method trains model kind `kind` (a method's file is found by its
+    name, which is its kind for the methods that register themselves)."""
+    _discover(kind)
+    return any(m.kind == kind for m in METHODS.values())
 
 
 def method_of_kind(kind: str, backbone: str = "gpt2") -> Method:
     """The method that trains model kind `kind` (with `backbone`): checkpoints store kinds."""
+    _discover(kind)
     for m in METHODS.values():
         default_backbone = f"model.backbone={backbone}" not in m.overrides
         if m.kind == kind and m.teacher is None and default_backbone == (backbone == "gpt2"):

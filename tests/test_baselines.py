@@ -19,13 +19,13 @@ from mtdiff.data.random_data import random_episode
 from mtdiff.data.reader import load_dataset
 from mtdiff.data.windows import WindowSampler
 from mtdiff.data.writer import TaskWriter, finalize_dataset
-from mtdiff.methods import METHODS
+from mtdiff.methods import get_method
 from mtdiff.train.checkpoints import load_checkpoint, write_checkpoint
 from mtdiff.train.core import build_setup, to_torch
 from mtdiff.train.learner import build_learner
 
 REPO = Path(__file__).resolve().parents[1]
-BASELINES = ["mtbc", "mtiql", "mtcql", "mtdt", "promptdt"]
+BASELINES = ["mtbc", "mtiql", "mtcql", "mtdt", "promptdt", "mttd3bc"]
 CPU = torch.device("cpu")
 
 
@@ -234,9 +234,9 @@ def test_baseline_hyperparameters_name_the_run_and_leave_mtdiff_hashes_alone():
     iql = apply_overrides(base, ["model.kind=mtiql"])
     assert apply_overrides(iql, ["baselines.iql_beta=10"]).training_hash("d") != \
         iql.training_hash("d")
-    assert {m: METHODS[m].fields for m in BASELINES} == {
+    assert {m: get_method(m).fields for m in BASELINES} == {
         "mtbc": "qlearning", "mtiql": "qlearning", "mtcql": "qlearning", "mtdt": "sequence",
-        "promptdt": "sequence"}
+        "promptdt": "sequence", "mttd3bc": "qlearning"}
 
 
 def test_unet_prompt_encoder_is_a_tcn_covering_the_prompt():
@@ -302,7 +302,7 @@ def local_ray():
 # evaluation on 2 cores, so every method runs in the default suite (CI's smoke).
 @pytest.mark.integration
 @pytest.mark.parametrize("method", ["mtiql", "promptdt", "mtbc", "mtcql", "mtdt",
-                                    "mtdiff-p-unet"])
+                                    "mtdiff-p-unet", "mttd3bc"])
 def test_trains_and_evaluates_through_the_entry_points(method, metaworld_data, local_ray,
                                                        tmp_path, capsys):
     train, evaluate = _script("train"), _script("evaluate")
@@ -333,7 +333,7 @@ def test_trains_and_evaluates_through_the_entry_points(method, metaworld_data, l
                         "--seeds", "0", "--max-steps", "5", "--no-mlflow", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
-    assert f"{METHODS[method].label} success" in printed
+    assert f"{get_method(method).label} success" in printed
     assert ("ddim" in printed) == (method == "mtdiff-p-unet")  # sampler shown for diffusion only
     res = json.loads((out / "eval-metaworld.json").read_text())
     assert res["summary"]["method"] == method

@@ -223,3 +223,21 @@ def test_intermediate_td3bc_episodes_reach_td3bc_jobs_only_and_only_when_fewer()
     assert changed and all(n.startswith(("offline/", "quality/")) or n == "report"
                            for n in changed), changed
     assert all(fewer[n] == base[n] for n in base if n.startswith("synthesize/"))
+
+
+def test_a_method_that_registers_itself_joins_the_grid_by_name():
+    """mttd3bc is one file (`mtdiff/baselines/mttd3bc.py`) that registers itself: naming it
+    in experiment.methods gives it a training and an evaluation job per Meta-World cell,
+    priced by its own cost function."""
+    from mtdiff.experiment.cost import job_work
+    from mtdiff.experiment.rates import default_calibration
+
+    cfg = apply_overrides(get_preset("smoke"), ["experiment.methods=mtdiff-p,mttd3bc"])
+    jobs = {j.name: j for j in build_jobs(cfg, "/tmp/x", ONE_NODE)}
+    exp = cfg.experiment
+    assert sorted(n for n in jobs if "/mttd3bc/" in n) == sorted(
+        f"{k}/metaworld/mttd3bc/{v}/s{s}" for k in ("evaluate", "train")
+        for v in exp.view_names() for s in exp.seeds)
+    train = jobs[f"train/metaworld/mttd3bc/{exp.view_names()[0]}/s{exp.seeds[0]}"]
+    assert train.cfg.model.kind == "mttd3bc"
+    assert job_work(train, default_calibration(has_gpu=False)).tasks[0].seconds > 0

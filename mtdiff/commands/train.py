@@ -21,14 +21,20 @@ from mtdiff.methods import METHODS, get_method, method_of_kind
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run `mtdiff.train.run`, print the checkpoint folder."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", choices=sorted(METHODS), default="mtdiff-p",
-                   help="method name (model kind plus the overrides it implies)")
+    p.add_argument("--model", default="mtdiff-p",
+                   help="method name (model kind plus the overrides it implies): "
+                        f"{', '.join(sorted(METHODS))}, or one that registers itself "
+                        "(mtdiff/baselines/<name>.py, e.g. mttd3bc)")
     p.add_argument("--data", required=True, help="dataset folder (from pipelines/collect.py)")
     p.add_argument("--out", required=True, help="folder for runs and checkpoints")
     p.add_argument("--no-mlflow", action="store_true")
     add_config_args(p, sections=("data", "model", "diffusion", "baselines", "train", "tracking"))
     args = p.parse_args(argv)
-    method = get_method(args.model)
+    try:
+        method = get_method(args.model)
+    except ConfigError as e:
+        print(f"error: --model: {e}", file=sys.stderr)
+        return 2
     cfg = config_from_args(args, extra=[f"model.kind={method.kind}", *method.overrides])
     try:
         method_of_kind(cfg.model.kind, cfg.model.backbone)  # e.g. mtbc with a U-Net: none

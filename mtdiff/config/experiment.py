@@ -7,7 +7,15 @@ from typing import Literal
 
 from mtdiff.config.base import _check, _positive, _Validated
 from mtdiff.config.suites import MUJOCO_SUITES
-from mtdiff.methods import METHODS
+from mtdiff.methods import METHODS, all_methods, get_method
+
+
+def _known(name: str) -> bool:
+    try:
+        get_method(name)
+    except ValueError:  # ConfigError
+        return False
+    return True
 
 
 @dataclass
@@ -84,7 +92,7 @@ class ExperimentConfig(_Validated):
 
     def method_names(self) -> list[str]:
         """The methods the grid runs: `methods`, or all of them with grid="full"."""
-        return list(METHODS) if self.grid == "full" else list(self.methods)
+        return all_methods() if self.grid == "full" else list(self.methods)
 
     def view_names(self) -> list[str]:
         """The Meta-World views the planners train on: `views`, both with grid="full"."""
@@ -92,9 +100,9 @@ class ExperimentConfig(_Validated):
 
     def _validate(self) -> None:
         _check(len(self.methods) > 0, "ExperimentConfig.methods", "needs at least one method")
-        unknown = [m for m in self.methods if m not in METHODS]
+        unknown = [m for m in self.methods if not _known(m)]
         _check(not unknown, "ExperimentConfig.methods",
-               f"unknown method(s) {unknown}; known: {sorted(METHODS)}")
+               f"unknown method(s) {unknown}; known: {sorted(all_methods())}")
         orphans = [f"{m} (teacher {METHODS[m].teacher})" for m in self.methods
                    if METHODS[m].teacher and METHODS[m].teacher not in self.methods]
         _check(self.grid == "full" or not orphans, "ExperimentConfig.methods",

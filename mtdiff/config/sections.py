@@ -23,7 +23,7 @@ from mtdiff.config.suites import (
     cheetah_vel_default,
     section_name,
 )
-from mtdiff.methods import DIFFUSION_KINDS
+from mtdiff.methods import DIFFUSION_KINDS, METHODS, known_kind
 
 # Every suite a dataset can come from: the paper's two (Table 1, Fig. 4) and Prompt-DT's
 # two MuJoCo benchmarks (App. H, Table 5).
@@ -102,8 +102,9 @@ class ModelConfig(_Validated):
     "the same GPT2-network as in MTDiff-P").
     """
 
-    kind: Literal["mtdiff-p", "mtdiff-s", "mtdiff-p-onehot",
-                  "mtbc", "mtiql", "mtcql", "mtdt", "promptdt"] = "mtdiff-p"
+    # The model a method trains (`mtdiff.methods`): mtdiff-p, mtdiff-s, mtdiff-p-onehot,
+    # mtbc, mtiql, mtcql, mtdt, promptdt, or a method that registers itself (e.g. mttd3bc).
+    kind: str = "mtdiff-p"
     backbone: Literal["gpt2", "unet"] = "gpt2"  # U-Net: App. C ablation
     d_model: int = 256
     n_layer: int = 6  # paper: 6 layers x 4 heads (authors' MTDiff-P code: 4 x 2)
@@ -111,6 +112,9 @@ class ModelConfig(_Validated):
     dropout: float = 0.1
 
     def _validate(self) -> None:
+        _check(known_kind(self.kind), "ModelConfig.kind",
+               f"no method trains {self.kind!r}; known: "
+               f"{sorted({m.kind for m in METHODS.values()})}")
         _positive(self, "d_model", "n_layer", "n_head")
         _check(self.d_model % self.n_head == 0, "ModelConfig.d_model",
                f"{self.d_model} is not divisible by n_head={self.n_head}")

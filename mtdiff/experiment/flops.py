@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from mtdiff.config import Config
+from mtdiff.methods import method_of_kind
 
 
 def mlp_flops(sizes: list[int]) -> float:
@@ -66,6 +67,9 @@ def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -
     """The network `cfg.model.kind` trains on `suite`'s data (`obs_dim`, `act_dim`,
     `n_tasks` training tasks), sizes from the config."""
     m, dt, b = cfg.model, cfg.data, cfg.baselines
+    method = method_of_kind(m.kind, m.backbone)
+    if method.network is not None:  # a method that registers itself says its own cost
+        return method.load("network")(cfg, suite, obs_dim, act_dim, n_tasks)
     od, ad, d = obs_dim, act_dim, m.d_model
     L, H, J = dt.history_for(suite), dt.horizon, dt.prompt_len
     size = f"d{d}-l{m.n_layer}"
