@@ -10,12 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mtdiff.tracking.server import AUTH_ENV
+
 # The address init_ray exported into $RAY_ADDRESS, and what was there before (restored when
 # Ray is initialised again in this process after a shutdown: that instance is gone).
 _exported: dict[str, str | None] = {}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A TCP port free on loopback right now (the OS picks it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,11 +60,13 @@ def init_ray(**kwargs: Any) -> None:
     poll = os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25")
     runtime_env = opts.setdefault("runtime_env", {})
     env_vars = runtime_env.setdefault("env_vars", {})
-    # MLflow's retry budget (`tracking.retry_budget`), where the driver has set one, and its
-    # telemetry switch (off: `mtdiff.tracking`).
+    # MLflow's retry budget (`tracking.retry_budget`), where the driver has set one, its
+    # telemetry switch (off: `mtdiff.tracking`), and the credentials of a tracking server that
+    # asks for them (`tracking.server.AUTH_ENV`; Ray's dashboard shows a job's environment to
+    # whoever can open it: a cluster's own users).
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
-              "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_DISABLE_TELEMETRY"):
+              "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_DISABLE_TELEMETRY", *AUTH_ENV):
         if k in os.environ:
             env_vars.setdefault(k, os.environ[k])
     # A trainer whose workers wait for CPUs (other jobs of the graph hold them) keeps its
@@ -88,7 +92,7 @@ def init_ray(**kwargs: Any) -> None:
     if local:
         # A local instance for this run: its GCS port is chosen here so that the workers'
         # environment can name it before it exists.
-        port = _free_port()
+        port = free_port()
         bootstrap = f"127.0.0.1:{port}"
         os.environ[port_var] = str(port)
         opts.setdefault("dashboard_host", "127.0.0.1")
