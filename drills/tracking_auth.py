@@ -47,7 +47,8 @@ def start_auth_server(root: Path, port: int, password: str, timeout_s: float = 1
     log = open(root / "server.log", "a")  # noqa: SIM115 - the server's own output
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--host", "127.0.0.1",
+         "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
          "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     deadline = time.monotonic() + timeout_s
