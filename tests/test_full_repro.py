@@ -147,3 +147,19 @@ def _check_offline_outputs(run: Path) -> Path:
     [single] = run.glob("data/metaworld-single-reach-v3-*")
     assert list(read_manifest(single)["tasks"]) == ["reach-v3"]
     return run / "offline"
+
+
+@pytest.mark.integration
+def test_a_graph_without_mlflow_writes_no_store(tmp_path):
+    """--no-mlflow: no stage of the graph opens a run of its own in a default store (an
+    mlflow.db in the working directory, created by several jobs at once: they raced on its
+    schema and one failed, seen in a head-restart drill)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    cmd = [sys.executable, str(REPO / "pipelines/full_repro.py"), "--preset", "smoke",
+           "--no-mlflow", "--out", str(tmp_path / "run"), "--set", "experiment.suites=maze2d",
+           "--set", "experiment.methods=mtdiff-p", "--set", "experiment.seeds=0"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=1500)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "5 jobs: 5 done" in r.stdout, r.stdout[-2000:]
+    assert not list(tmp_path.glob("mlflow.db")) and not (tmp_path / "mlruns").exists()

@@ -11,14 +11,21 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtdiff import tracking
 from mtdiff.artifacts import Checkpoint
 from mtdiff.layout import evaluation_file
+
+
+def _tracked() -> bool:
+    """Whether a job's stage logs to MLflow: inside the run `execute` opened for the job (a
+    graph that tracks). A graph run with --no-mlflow opens none, and its stages log nowhere
+    (not into a default store of their own)."""
+    return tracking.active() is not None
 
 
 def collect(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Collect `params.suite` into `params.out` (the stage fans out one Ray task per env
     task); logs the dataset as the run's input."""
-    from mtdiff import tracking
     from mtdiff.collect import run as collect_stage
     from mtdiff.data.reader import read_manifest
     from mtdiff.data.writer import MANIFEST
@@ -27,11 +34,12 @@ def collect(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     root = collect_stage(job.cfg, suite=p["suite"], out=p["out"], progress=False)
     man = read_manifest(root)
     tracking.log_dataset(man, root, context="collected")
-    if p["suite"] == "metaworld" and job.cfg.metaworld.source == "sac":
+    # a child run per SAC-collected task with its learning curve, where the graph tracks
+    if _tracked() and p["suite"] == "metaworld" and job.cfg.metaworld.source == "sac":
         from mtdiff.collect.sac_run import log_sac_runs
 
-        log_sac_runs(job.cfg, root)  # a child run per task with its learning curve
-    elif p["suite"] in ("cheetah-vel", "ant-dir"):
+        log_sac_runs(job.cfg, root)
+    elif _tracked() and p["suite"] in ("cheetah-vel", "ant-dir"):
         from mtdiff.collect.mujoco import log_sac_curves
 
         log_sac_curves(job.cfg, root, p["suite"])
@@ -66,7 +74,7 @@ def train(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     # a share of a GPU per worker where the grid gave one (`grid.train_gpu_share`)
     gpus = job.inner.get("GPU", 0.0) / max(job.inner.get("workers", 1.0), 1.0)
     ckpt = train_stage(job.cfg, data=inputs[p["data_job"]]["dataset"], out=p["root"],
-                       track=True, cpus_per_worker=p.get("cpus_per_worker"),
+                       track=_tracked(), cpus_per_worker=p.get("cpus_per_worker"),
                        gpus_per_worker=gpus or None)
     c = Checkpoint.at(ckpt)
     return {"checkpoint": str(c.path), "run": str(c.path.parent), "steps": c.step,
@@ -80,7 +88,7 @@ def distill(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     p = job.params
     ckpt = distill_stage(job.cfg, teacher=inputs[p["model_job"]]["checkpoint"],
-                         data=inputs[p["data_job"]]["dataset"], out=p["root"], track=True)
+                         data=inputs[p["data_job"]]["dataset"], out=p["root"], track=_tracked())
     c = Checkpoint.at(ckpt)
     return {"checkpoint": str(c.path), "run": str(c.path.parent), "steps": c.step,
             "teacher": inputs[p["model_job"]]["checkpoint"], "method": job.config.get("method"),
@@ -95,7 +103,7 @@ def evaluate(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     p = job.params
     ckpt = inputs[p["model_job"]]["checkpoint"]
     summary = evaluate_stage(ckpt, suite=p["suite"], out=p["out"], cfg_overrides=job.cfg,
-                             track=True)
+                             track=_tracked())
     groups = {g: summary[g]["success_mean"] for g in
               ("all", "train", "unseen", "unseen_wrong_prompt", "heldout") if g in summary}
     eval_file = evaluation_file(p["out"], p["suite"])
@@ -111,7 +119,7 @@ def reference(job: Any, inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     p = job.params
     doc = reference_stage(inputs[p["data_job"]]["dataset"], suite=p["suite"], out=p["out"],
-                          cfg=job.cfg, track=True)
+                          cfg=job.cfg, track=_tracked())
     return {"reference_file": doc["path"], "suite": p["suite"], "outputs": [doc["path"]]}
 
 
