@@ -29,10 +29,11 @@ from mtdiff.train import checkpoints as _files
 
 CheckpointError = _files.CheckpointError
 
-# Checkpoint states read in this process, by (file, inode, size, mtime): at most a few, the
-# ones a lookup just read (a training run keeps 2-3 checkpoints).
+# Checkpoint states read in this process, by (file, inode, size, mtime): the last two a
+# lookup read (what `find` then hands on). Few, since evaluation workers live long and each
+# state holds the weights, the EMA and the optimiser.
 _READ: OrderedDict[tuple[str, int, int, int], dict[str, Any]] = OrderedDict()
-_KEEP = 4
+_KEEP = 2
 
 
 def _read(folder: Path) -> dict[str, Any]:
@@ -93,6 +94,12 @@ class Checkpoint:
         ckpt = cls(p.parent if p.name == _files.CHECKPOINT_FILE else p)
         _read(ckpt.path)
         return ckpt
+
+    @staticmethod
+    def read(folder: str | Path) -> dict[str, Any]:
+        """The state in exactly `folder`, read now and not kept (a training's resume state,
+        which the learner copies and drops); raises `CheckpointError` like `at`."""
+        return _files.load_checkpoint(folder)
 
     @property
     def file(self) -> Path:

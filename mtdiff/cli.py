@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from mtdiff.config import PRESETS, Config, ConfigError, TrackingConfig, apply_overrides, get_preset
+from mtdiff.errors import DISK_FULL_ERRNOS
 
 USER_ERROR = 2  # the exit code of every user error (argparse's own too)
 RUN_FAILED = 1
@@ -35,7 +36,6 @@ def fail(message: str) -> NoReturn:
 
 # ----------------------------------------------------------------------------- a full disk
 
-DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # Out-of-space errors that reach the driver as text only (a remote error's message, SQLite).
 _DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded", "[Errno 28]",
                    "database or disk is full")

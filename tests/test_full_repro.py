@@ -152,8 +152,7 @@ def _check_offline_outputs(run: Path) -> Path:
 @pytest.mark.integration
 def test_a_graph_without_mlflow_writes_no_store(tmp_path):
     """--no-mlflow: no stage of the graph opens a run of its own in a default store (an
-    mlflow.db in the working directory, created by several jobs at once: they raced on its
-    schema and one failed, seen in a head-restart drill)."""
+    mlflow.db in the working directory, which several jobs creating it at once race on)."""
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     cmd = [sys.executable, str(REPO / "pipelines/full_repro.py"), "--preset", "smoke",
            "--no-mlflow", "--out", str(tmp_path / "run"), "--set", "experiment.suites=maze2d",

@@ -10,16 +10,16 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from mtdiff import keys
+from mtdiff import keys, tracking
+from mtdiff.collect.sac_env import SACEnv, metaworld_sac_env
 from mtdiff.config import Config
-from mtdiff.data.writer import TaskWriter
-
-if TYPE_CHECKING:
-    from mtdiff.collect.sac_env import SACEnv
+from mtdiff.data.schema import table_to_arrays
+from mtdiff.data.writer import INDEX, TaskIndex, TaskWriter, task_dir
+from mtdiff.tracking.remote import live_children
 
 CKPT_PREFIX = "sac-ckpt-"  # data/<task>/sac-ckpt-000003/: the agent when shard 3 committed
 
@@ -51,7 +51,6 @@ class SACTaskRun:
 
     def __init__(self, task: str, cfg: Config, root: str, seed: int,
                  env: SACEnv | None = None) -> None:
-        from mtdiff.collect.sac_env import metaworld_sac_env
 
         self.task, self.cfg, self.seed = task, cfg, seed
         self.env = env or metaworld_sac_env(cfg)  # the suite: widths, budget, envs
@@ -95,7 +94,6 @@ class SACTaskRun:
         import pyarrow.parquet as pq
         import torch
 
-        from mtdiff.data.schema import table_to_arrays
 
         final = torch.load(self.ckpt_dir / "replay.pt", weights_only=True)["final_obs"]
         self.final_obs = list(final.numpy())
@@ -165,7 +163,6 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], task: str, cfg: Config,
     seed, round) only, so evaluation never touches the training stream and a resumed run
     repeats it exactly. `env_spec`: the suite (default Meta-World's).
     """
-    from mtdiff.collect.sac_env import metaworld_sac_env
 
     env = (env_spec or metaworld_sac_env(cfg)).make(task, seed)
     returns, successes = [], []
@@ -221,7 +218,6 @@ class EpisodeRecorder:
 
 def sac_histories(root: str | Path, tasks: list[str]) -> dict[str, list[dict[str, float]]]:
     """Each task's committed evaluation points (see `SACTaskRun.log_eval`)."""
-    from mtdiff.data.writer import INDEX, TaskIndex, task_dir
 
     out = {}
     for task in tasks:
@@ -260,9 +256,7 @@ def log_sac_runs(cfg: Config, root: str | Path) -> None:
     success rate, env steps/s, losses against env steps) and the plot of all tasks."""
     import tempfile
 
-    from mtdiff import tracking
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.tracking.remote import live_children
 
     histories = sac_histories(root, resolve_tasks(cfg.metaworld.tasks))
     for task, hist in histories.items():

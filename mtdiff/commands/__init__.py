@@ -17,6 +17,8 @@ import importlib
 import sys
 from collections.abc import Callable
 
+from mtdiff.cli import RUN_FAILED, disk_full_error, disk_full_message
+
 INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 COMMANDS = {  # name -> (module, one line)
@@ -76,8 +78,6 @@ def guarded(command: Callable[[list[str] | None], int | None],
     """Run a command's main; Ctrl-C ends it with one line and exit 130, a full disk (also
     when a Ray worker or Ray Train hit it) with one line naming the disk and exit 1, not a
     traceback (every job writes atomically, so rerunning the same command resumes)."""
-    from mtdiff.cli import RUN_FAILED, disk_full_error, disk_full_message
-
     try:
         return command(argv) or 0
     except KeyboardInterrupt:

@@ -8,7 +8,6 @@ raised naming the file it was writing.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import tempfile
@@ -18,6 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from mtdiff.errors import DISK_FULL_ERRNOS
 
 _UMASK: list[int] = []
 
@@ -64,7 +65,7 @@ def _out_of_space(e: BaseException) -> OSError | None:
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
             return e
         e = e.__cause__ or e.__context__
     return None

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtdiff.experiment.cells import ClusterInfo
 from mtdiff.experiment.execute import execute
 from mtdiff.experiment.jobs import Job, done_result
 from mtdiff.layout import Layout
@@ -74,8 +75,6 @@ class LiveCluster:
         if time.monotonic() - self.read_at < self.every:
             return self.now, False
         if self._read is None:
-            from mtdiff.experiment.cells import ClusterInfo
-
             self._read = ClusterInfo.from_ray
         before, self.now, self.read_at = self.now, self._read(), time.monotonic()
         return self.now, sorted(map(_node_key, before.nodes)) != sorted(

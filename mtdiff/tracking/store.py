@@ -14,8 +14,8 @@ from mtdiff.tracking.ui import mark_model_training
 # MLflow's usage telemetry off (before mlflow is imported; set it to "false" to allow it):
 # its client thread sets and pops an environment variable while requests iterates
 # os.environ for proxies, which makes a concurrent log call fail with KeyError
-# '_MLFLOW_TELEMETRY_SESSION_ID' (seen in drills/tracking_down.py); cluster nodes need not
-# call out either. `runtime.init_ray` passes it to the Ray workers.
+# '_MLFLOW_TELEMETRY_SESSION_ID'; cluster nodes need not call out either.
+# `runtime.init_ray` passes it to the Ray workers.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 # A copy without .git (e.g. `ray job submit --working-dir`) may carry its version here:

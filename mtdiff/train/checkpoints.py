@@ -167,3 +167,12 @@ def remove_partial_checkpoints(run_dir: str | Path) -> list[Path]:
         print(f"[checkpoint] removed {len(removed)} partly written checkpoint(s): "
               f"{[d.name for d in removed]}", flush=True)
     return removed
+
+
+def tidy_run(run_dir: str | Path) -> None:
+    """Before a fit of `run_dir` and after a failed one: the cut-short copies go first, then
+    Ray's checkpoint list is set aside if damaged or naming one of them (in that order: the
+    removal can leave the list naming a folder that is gone). Call only while nothing writes
+    `run_dir`."""
+    remove_partial_checkpoints(run_dir)
+    repair_run_state(run_dir)

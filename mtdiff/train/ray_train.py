@@ -75,13 +75,13 @@ def _resume_state(loop_cfg: dict[str, Any], device: torch.device) -> dict[str, A
     if ckpt is not None:
         try:
             with ckpt.as_directory() as d:
-                candidates.append(Checkpoint.at(d).state)
+                candidates.append(Checkpoint.read(d))
         except CheckpointError as e:
             print(f"[train] Ray's latest checkpoint is unreadable, not resuming from it: {e}",
                   flush=True)
     if loop_cfg.get("resume_from"):
         try:
-            candidates.append(Checkpoint.at(loop_cfg["resume_from"]).state)
+            candidates.append(Checkpoint.read(loop_cfg["resume_from"]))
         except CheckpointError as e:
             print(f"[train] {e}", flush=True)
     return max(candidates, key=lambda s: int(s["step"]), default=None)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mtdiff.artifacts import Checkpoint
 from mtdiff.config import Config
-from mtdiff.train.checkpoints import remove_partial_checkpoints, repair_run_state
+from mtdiff.train.checkpoints import tidy_run
 
 
 def run_name(cfg: Config, data: str | Path) -> str:
@@ -51,10 +51,8 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
     with tracking.stage_run(cfg, "train", name=name, output=out / name, track=track,
                             model=cfg.model.kind) as spec:
         # What a kill (or a full disk) left: copies cut short, Ray's own checkpoint list
-        # damaged or naming one of them (so after the removal). (This process holds the
-        # run folder now: `stage_run` claimed it.)
-        remove_partial_checkpoints(out / name)
-        repair_run_state(out / name)
+        # damaged. (This process holds the run folder now: `stage_run` claimed it.)
+        tidy_run(out / name)
         trainer = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec,
                                 cpus_per_worker=cpus_per_worker,
                                 gpus_per_worker=gpus_per_worker,
@@ -66,14 +64,14 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
         except Exception:
             # Nothing half-written stays: checkpoints this fit's Ray copied only in part
             # (a full disk) go, and a checkpoint list it left damaged is set aside.
-            remove_partial_checkpoints(out / name)
-            repair_run_state(out / name)
+            tidy_run(out / name)
             raise
-        ckpt = Checkpoint.find(out / name).path
+        found = Checkpoint.find(out / name)
+        ckpt = found.path
         if spec is not None:
             tracking.log_dataset(read_manifest(data), data, view=cfg.data.view)
             tracking.log_metrics({"train_seconds": time.time() - t0})
-            tracking.log_artifact(Checkpoint.at(ckpt).file, artifact_path="checkpoint")
+            tracking.log_artifact(found.file, artifact_path="checkpoint")
             tracking.set_tags({"checkpoint": str(ckpt)})
     print(f"[train] {cfg.model.kind}: {cfg.train.steps} steps in {time.time() - t0:.1f}s -> {ckpt}")
     return ckpt
