@@ -82,6 +82,15 @@ def kill_node(tmp: Path, sig: int = signal.SIGKILL) -> int:
     return len(pids)
 
 
+def stop_nodes(*tmps: Path) -> None:
+    """Stop the nodes whose temp dirs are `tmps`: SIGTERM, then SIGKILL what is left."""
+    for tmp in tmps:
+        kill_node(tmp, signal.SIGTERM)
+    time.sleep(5)
+    for tmp in tmps:
+        kill_node(tmp)
+
+
 def worker_node_id(env: dict[str, str]) -> str:
     """The node id of the alive non-head node."""
     r = subprocess.run([str(BIN / "ray"), "list", "nodes", "--address", DASHBOARD, "--format",
@@ -177,11 +186,7 @@ def drill(work: Path, kind: str, ref_fp: dict, rng: random.Random, timeout: floa
               f"{'ok' if ok else 'FAILED'}", flush=True)
         return ok
     finally:
-        for tmp in (worker_tmp, head_tmp):
-            kill_node(tmp, signal.SIGTERM)
-        time.sleep(5)
-        for tmp in (worker_tmp, head_tmp):
-            kill_node(tmp)
+        stop_nodes(worker_tmp, head_tmp)
 
 
 def main() -> int:

@@ -17,6 +17,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
+from mtdiff import supervise
 from mtdiff.cli import RUN_FAILED, disk_full_error, disk_full_message
 
 INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
@@ -50,6 +51,8 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch `mtdiff <command> ...` to `mtdiff.commands.<module>.main`."""
+    if argv is None and supervise.wanted():
+        return supervise.run()
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(_usage())
@@ -77,7 +80,13 @@ def guarded(command: Callable[[list[str] | None], int | None],
             argv: list[str] | None = None) -> int:
     """Run a command's main; Ctrl-C ends it with one line and exit 130, a full disk (also
     when a Ray worker or Ray Train hit it) with one line naming the disk and exit 1, not a
-    traceback (every job writes atomically, so rerunning the same command resumes)."""
+    traceback (every job writes atomically, so rerunning the same command resumes).
+
+    Run from the command line (`argv` None) against a running cluster, the command runs
+    under `mtdiff.supervise`, which turns Ray's native abort of a driver (the head
+    restarted) into one line too."""
+    if argv is None and supervise.wanted():
+        return supervise.run()
     try:
         return command(argv) or 0
     except KeyboardInterrupt:

@@ -1,0 +1,153 @@
+"""A command that connects to a running Ray cluster runs under a small supervisor process.
+
+Why: when the cluster's head restarts under a running driver, the driver's Ray core worker
+meets a GCS with another cluster ID and aborts the process from C++ (a failed `RAY_CHECK`:
+no Python exception, a native stack trace, SIGABRT). Nothing inside the driver can catch
+that. So the command the user started runs itself again as a child, passes the child's
+output through unchanged, and turns a native abort into one line that says what happened
+and that rerunning the same command resumes: every job writes its outputs atomically and
+records them, so a rerun skips what finished.
+
+Only runs against a cluster the command did not start are supervised (`$RAY_ADDRESS` set,
+not `local` and not a `ray://` client address): a local instance lives and dies with its
+driver. This module imports nothing of the project, so the supervisor stays a few
+milliseconds of Python.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+
+CHILD_ENV = "MTDIFF_SUPERVISED"  # set in the child, so it runs the command itself
+
+RUN_FAILED = 1  # as `mtdiff.cli.RUN_FAILED`: a run failed, rerun to resume
+
+# A native Ray log line that ends the driver: severity FATAL or CHECK (glog's "F", Ray's
+# "C"), printed just before an abort, or the error after which the core worker exits
+# because the head stopped answering for `gcs_rpc_server_reconnect_timeout_s` (60 s).
+_NATIVE_FATAL = re.compile(rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ "
+                           rb"(?:[CF] \d+ \d+\] |E \d+ \d+\] [\w.]+:\d+: Failed to connect to GCS)")
+# What Ray's check says when a client meets a GCS that has restarted.
+_CLUSTER_RESTARTED = (b"WrongClusterID", b"GCS after it has restarted")
+_PR_SET_PDEATHSIG = 1
+
+
+def wanted() -> bool:
+    """Whether this process should supervise its command rather than run it."""
+    if os.environ.get(CHILD_ENV) == "1" or os.name != "posix":
+        return False
+    address = os.environ.get("RAY_ADDRESS", "")
+    return address not in ("", "local") and not address.startswith("ray://")
+
+
+def run() -> int:
+    """Run this process's own command line again as a child; return its exit code, or
+    print one line and return `RUN_FAILED` if Ray ended it from native code."""
+    argv = [sys.executable, *sys.orig_argv[1:]]
+    env = dict(os.environ, **{CHILD_ENV: "1"})
+    parent = os.getpid()
+    child = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE,
+                             preexec_fn=lambda: _die_with(parent))
+    forwarded: set[int] = set()
+
+    def forward(signum: int, _frame: object) -> None:
+        forwarded.add(signum)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    # The child is in this process group, so a terminal's Ctrl-C reaches it directly and
+    # the supervisor only waits for it to finish its own "interrupted" line.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+    stream = StderrFilter(sys.stderr.buffer)
+    assert child.stderr is not None
+    while chunk := os.read(child.stderr.fileno(), 65536):
+        stream.feed(chunk)
+    stream.close()
+    code = child.wait()
+    if stream.diverted:
+        if not stream.at_line_start:
+            sys.stderr.write("\n")
+        print(_abort_line(stream.diverted), file=sys.stderr, flush=True)
+        return RUN_FAILED
+    if code < 0:
+        if -code not in forwarded:
+            print(f"error: the driver process ended on {signal.Signals(-code).name} "
+                  "(killed from outside, or out of memory); rerun the same command to "
+                  "resume from the finished jobs", file=sys.stderr, flush=True)
+        return 128 - code  # as a shell reports a process killed by a signal
+    return code
+
+
+class StderrFilter:
+    """Pass a child's stderr through as it arrives, progress bars' partial lines included,
+    until a native fatal line; keep that line and everything after it in `diverted`."""
+
+    def __init__(self, out) -> None:
+        self.out = out
+        self.diverted = b""
+        self.at_line_start = True  # the last byte passed through ended a line
+        self._held = b""  # a tail that may be the start of a native line cut by a read
+
+    def feed(self, chunk: bytes) -> None:
+        if self.diverted:
+            self.diverted += chunk
+            return
+        data, self._held = self._held + chunk, b""
+        # Not only at a line start: the native line can follow a progress bar's "\r" line.
+        found = _NATIVE_FATAL.search(data)
+        if found:
+            self._pass(data[:found.start()])
+            self.diverted = data[found.start():]
+            return
+        cut = data.rfind(b"[")
+        tail = data[cut:]
+        if cut != -1 and len(tail) < 64 and not any(c in tail for c in (b"]", b"\n", b"\r")):
+            data, self._held = data[:cut], tail
+        self._pass(data)
+
+    def close(self) -> None:
+        if self._held and not self.diverted:
+            self._pass(self._held)
+        self._held = b""
+
+    def _pass(self, data: bytes) -> None:
+        if data:
+            self.out.write(data)
+            self.out.flush()
+            self.at_line_start = data.endswith(b"\n")
+
+
+def _abort_line(native: bytes) -> str:
+    fd, path = tempfile.mkstemp(prefix="mtdiff-ray-abort-", suffix=".log")
+    with os.fdopen(fd, "wb") as f:
+        f.write(native)
+    address = os.environ.get("RAY_ADDRESS", "")
+    resume = f"rerun the same command to resume from the finished jobs (Ray's trace: {path})"
+    if any(marker in native for marker in _CLUSTER_RESTARTED):
+        return (f"error: the Ray cluster at {address} restarted under this run (its head "
+                f"came back with a new cluster ID) and Ray ended the driver; {resume}")
+    if b"Failed to connect to GCS" in native:
+        return (f"error: the Ray cluster at {address} stopped answering (Ray gave up "
+                f"reaching its head after 60 s) and Ray ended the driver; once the head "
+                f"runs again, {resume}")
+    first = native.split(b"\n", 1)[0].split(b"] ", 1)[-1].decode(errors="replace").strip()
+    return f"error: Ray aborted the driver ({first[:200]}); {resume}"
+
+
+def _die_with(parent: int) -> None:
+    """In the child before exec: die if the supervisor dies (a kill -9 of the supervisor
+    alone would otherwise leave the graph running unsupervised)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the child outlives the supervisor
+        return
+    if os.getppid() != parent:  # the supervisor died before prctl took effect
+        os._exit(RUN_FAILED)
