@@ -16,9 +16,10 @@ from mtdiff.report import budget
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _rec(kind: str, steps: int, seed: int, score: float, **groups: float) -> dict:
+def _rec(kind: str, steps: int, seed: int, score: float, batch: int = 16, **groups: float
+         ) -> dict:
     return {"params": {"model.kind": kind, "train.steps": steps, "train.seed": seed},
-            "metrics": {"score": score, "samples": steps * 16.0,
+            "metrics": {"score": score, "samples": steps * float(batch),
                         **{f"score_{g}": v for g, v in groups.items()}}, "status": "finished"}
 
 
@@ -48,11 +49,22 @@ def test_cells_group_by_method_budget_and_group():
 
 def test_table_rows_carry_seeds_interval_and_samples():
     recs = _records(0.0, 10.0)
-    rows = budget.table(budget.cells(recs, "cheetah-vel"), budget.samples_of(recs))
+    rows = budget.table(budget.cells(recs, "cheetah-vel"), budget.samples_of(recs, "cheetah-vel"))
     row = next(r for r in rows
                if (r["group"], r["method"], r["steps"]) == ("train", "mtbc", 1000))
     assert row["samples"] == 16_000 and len(row["seeds"]) == 4
     assert row["ci_low"] < row["mean"] < row["ci_high"] and row["std"] > 0
+
+
+def test_two_suites_at_the_same_steps_keep_their_own_samples():
+    """MT10 trains at 5x Cheetah-vel's batch: its 1,500 steps are 120k samples, Cheetah-vel's
+    24k (the curve's figure put Cheetah-vel's 1,500-step point at 120k)."""
+    cheetah = [_rec("mtbc", 1500, s, -240.0 + s) for s in range(3)]
+    mt10 = [_rec("mtbc", 1500, s, 0.2 + s / 10, batch=80) for s in range(3)]
+    cells = {**budget.cells(cheetah, "cheetah-vel"), **budget.cells(mt10, "metaworld")}
+    samples = {**budget.samples_of(cheetah, "cheetah-vel"), **budget.samples_of(mt10, "metaworld")}
+    rows = {r["suite"]: r["samples"] for r in budget.table(cells, samples)}
+    assert rows == {"cheetah-vel": 24_000, "metaworld": 120_000}
 
 
 def test_gap_resolved_only_where_it_is_and_its_growth_measured():
@@ -71,7 +83,7 @@ def test_gap_resolved_only_where_it_is_and_its_growth_measured():
 def test_markdown_and_figure(tmp_path):
     recs = _records(0.0, 10.0)
     cells = budget.cells(recs, "cheetah-vel")
-    rows = budget.table(cells, budget.samples_of(recs))
+    rows = budget.table(cells, budget.samples_of(recs, "cheetah-vel"))
     ref = [{"suite": "cheetah-vel", "group": "train", "method": "zero action", "mean": -247.5}]
     md = budget.markdown(rows, budget.gaps(cells), ref)
     assert "| cheetah-vel | train | *zero action* (reference)" in md

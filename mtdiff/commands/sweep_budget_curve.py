@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             scores.update(budget.cells(recs, suite, arm))
             if suite in PER_TASK_SUITES:
                 task_scores.update(budget.task_cells(recs, suite, arm))
-            samples.update(budget.samples_of(recs))
+            samples.update(budget.samples_of(recs, suite))
     reference, dataset_tasks = [], {}
     for suite, d in data.items():
         base = bases[suite]

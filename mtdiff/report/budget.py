@@ -102,20 +102,22 @@ def dataset_per_task(doc: dict[str, Any], suite: str, view: str) -> dict[tuple[s
     return out
 
 
-def samples_of(records: Iterable[dict[str, Any]]) -> dict[int, float]:
-    """Training steps -> training samples (steps x batch), as the trials recorded them."""
-    return {int(r["params"]["train.steps"]): float(r["metrics"]["samples"])
+def samples_of(records: Iterable[dict[str, Any]], suite: str) -> dict[tuple[str, int], float]:
+    """(suite, training steps) -> training samples (steps x batch), as the trials recorded
+    them. Keyed by suite too: suites train at different batches (MT10's is 5x
+    Cheetah-vel's at `local`), so the same steps are different samples."""
+    return {(suite, int(r["params"]["train.steps"])): float(r["metrics"]["samples"])
             for r in records if "samples" in r.get("metrics", {})}
 
 
 def table(cell_scores: Mapping[tuple[str, str, str, int], Mapping[int, float]],
-          samples: Mapping[int, float]) -> list[dict[str, Any]]:
+          samples: Mapping[tuple[str, int], float]) -> list[dict[str, Any]]:
     """One row per (suite, group, method, budget): seeds, mean, std, 95% interval."""
     rows = []
     for (suite, group, method, steps), units in sorted(cell_scores.items()):
         st = stats.summarize(units, unit="seeds")
         rows.append({"suite": suite, "group": group, "method": method, "steps": steps,
-                     "samples": samples.get(steps), **st.as_dict()})
+                     "samples": samples.get((suite, steps)), **st.as_dict()})
     return rows
 
 
