@@ -91,6 +91,21 @@ def stop_nodes(*tmps: Path) -> None:
         kill_node(tmp)
 
 
+def dump_state(path: Path, env: dict[str, str]) -> None:
+    """What the cluster holds, for a run that hung: `ray status`, the placement groups, the
+    live actors and the unfinished tasks (read before the nodes are stopped)."""
+    cmds = [["status", "--address", "127.0.0.1:6390"],
+            ["list", "placement-groups", "--address", DASHBOARD, "--detail"],
+            ["list", "actors", "--address", DASHBOARD, "--filter", "state=ALIVE"],
+            ["list", "tasks", "--address", DASHBOARD, "--filter", "state!=FINISHED",
+             "--limit", "200"]]
+    with open(path, "w") as f:
+        for c in cmds:
+            r = subprocess.run([str(BIN / "ray"), *c], env=env, capture_output=True, text=True,
+                               timeout=120)
+            f.write(f"$ ray {' '.join(c)}\n{r.stdout}{r.stderr}\n")
+
+
 def worker_node_id(env: dict[str, str]) -> str:
     """The node id of the alive non-head node."""
     r = subprocess.run([str(BIN / "ray"), "list", "nodes", "--address", DASHBOARD, "--format",
@@ -159,9 +174,10 @@ def drill(work: Path, kind: str, ref_fp: dict, rng: random.Random, timeout: floa
                     n = kill_node(worker_tmp)
             time.sleep(1.0)
         if proc.poll() is None:
+            dump_state(work / "hung.txt", env)
             proc.kill()
             print(f"{kind}: TIMEOUT after {timeout:.0f}s (killed {job or 'nothing'}); "
-                  f"log {log}")
+                  f"log {log}, the cluster's state {work / 'hung.txt'}")
             return False
         rc, secs = proc.returncode, time.time() - t0
         if job is None:

@@ -199,6 +199,38 @@ def largest_node(resource: str, *, having: str | None = None) -> float:
     return best
 
 
+def release_orphaned_placement_groups() -> list[str]:
+    """Remove this job's placement groups whose creating actor is dead; one line per group.
+
+    Why: Ray keeps a placement group that is not detached until both the actor that created
+    it and its job are dead. A Ray Train controller that dies with its node after creating
+    its workers' placement group, but before the workers started (Train's own cleaner only
+    learns of a group once its workers run), leaves the group holding its resources for as
+    long as the graph's driver lives. On a cluster that had lost a node, such a group held
+    the head's only CPU while the retried training and an evaluation waited for it: the
+    lost-node drill hung for an hour. A group whose creator is dead is used by no one, so
+    it is given back. Groups a driver or a task created (Tune's, for one) have no creating
+    actor and are left alone."""
+    import ray
+    from ray._private.state import state  # no public API tells a group's creating actor
+    from ray.core.generated import gcs_pb2
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    table = gcs_pb2.PlacementGroupTableData
+    job = ray.get_runtime_context().get_job_id()
+    released = []
+    for raw in state._connect_and_get_accessor().get_placement_group_table():
+        pg = table.FromString(raw)
+        if (pg.state == table.REMOVED or pg.is_detached or not pg.creator_actor_dead
+                or ray.ActorID(pg.creator_actor_id).is_nil()
+                or pg.creator_job_id.hex() != job):
+            continue
+        remove_placement_group(PlacementGroup(ray.PlacementGroupID(pg.placement_group_id)))
+        held = [dict(b.unit_resources) for b in pg.bundles]
+        released.append(f"{pg.placement_group_id.hex()} (bundles {held})")
+    return released
+
+
 def cluster_cpus() -> float:
     """CPUs in the Ray cluster."""
     import ray

@@ -105,3 +105,89 @@ def test_a_watch_reason_stops_the_graph(tmp_path):
     finally:
         ray.shutdown()
     assert len(calls) == 3
+
+
+def _orphaned_group(cpus: float) -> str:
+    """A placement group whose creating actor is dead, as a Ray Train controller that died
+    with its node leaves it: Ray keeps it (and its CPUs) while the job lives."""
+    import ray
+    from ray.util.placement_group import placement_group
+
+    @ray.remote(num_cpus=0)
+    class Maker:
+        def make(self) -> str:
+            pg = placement_group([{"CPU": cpus}])
+            ray.get(pg.ready(), timeout=60)
+            return pg.id.hex()
+
+    maker = Maker.remote()
+    pg = ray.get(maker.make.remote())
+    ray.kill(maker)
+    return pg
+
+
+def _live_groups() -> set[str]:
+    from ray.util import placement_group_table
+
+    return {k for k, v in placement_group_table().items() if v["state"] != "REMOVED"}
+
+
+def test_placement_groups_of_dead_actors_are_given_back_and_no_others():
+    import ray
+    from ray.util.placement_group import placement_group
+
+    from mtdiff.runtime import release_orphaned_placement_groups
+
+    fresh_ray(num_cpus=2, include_dashboard=False)
+    try:
+        orphan = _orphaned_group(1.0)
+        mine = placement_group([{"CPU": 0.5}])  # the driver's own: no creating actor
+        ray.get(mine.ready(), timeout=60)
+
+        @ray.remote(num_cpus=0)
+        class Holder:
+            def make(self) -> str:
+                self.pg = placement_group([{"CPU": 0.25}])
+                ray.get(self.pg.ready(), timeout=60)
+                return self.pg.id.hex()
+
+        holder = Holder.remote()
+        kept = ray.get(holder.make.remote())  # its actor is alive
+        time.sleep(1.0)
+        assert orphan in _live_groups() and ray.available_resources().get("CPU", 0) == 0.25
+        released = release_orphaned_placement_groups()
+        assert [r.split()[0] for r in released] == [orphan]
+        deadline = time.time() + 30
+        while orphan in _live_groups() and time.time() < deadline:
+            time.sleep(0.2)
+        assert _live_groups() == {mine.id.hex(), kept}
+        assert release_orphaned_placement_groups() == []
+    finally:
+        ray.shutdown()
+
+
+def test_a_graph_gets_the_cpu_a_dead_trainer_held(tmp_path):
+    """The lost-node drill's hang: a dead controller's group held the only CPU, and a job
+    that needs that CPU waited for it forever."""
+    import ray
+
+    cfg = get_preset("smoke")
+    job = Job("evaluate/x", "evaluate", cfg, {}, resources={"CPU": 1})  # needs the one CPU
+    fresh_ray(num_cpus=1, include_dashboard=False)
+    t0 = time.time()
+
+    def watch() -> str | None:
+        return "still waiting for the CPU after 90 s" if time.time() - t0 > 90 else None
+
+    try:
+        _orphaned_group(1.0)
+        one = ClusterInfo.from_ray()
+        out = run_graph([job], out=tmp_path, cluster=one, mlflow_spec=None,
+                        code_version="test", retries=0, max_concurrent_train=None,
+                        progress=False, live=LiveCluster(one, every=0.5), watch=watch,
+                        release_every=1.0)
+    finally:
+        ray.shutdown()
+    # The job's task got the CPU and ran (and failed: it has no model to evaluate).
+    assert [(o.name, o.state) for o in out] == [("evaluate/x", "failed")]
+    assert "model_job" in out[0].error

@@ -31,6 +31,7 @@ from mtdiff.experiment.cells import ClusterInfo
 from mtdiff.experiment.execute import execute
 from mtdiff.experiment.jobs import Job, done_result
 from mtdiff.layout import Layout
+from mtdiff.runtime import release_orphaned_placement_groups
 
 
 class GraphAborted(RuntimeError):
@@ -105,7 +106,8 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
               progress: bool = True, resource_wait_s: float = 600.0,
               on_update: Callable[[list[Outcome]], None] | None = None,
               live: LiveCluster | None = None,
-              watch: Callable[[], str | None] | None = None) -> list[Outcome]:
+              watch: Callable[[], str | None] | None = None,
+              release_every: float = 30.0) -> list[Outcome]:
     """Run (or skip) every job; returns their outcomes in the graph's order. `on_update`
     gets the outcomes so far before the first job starts and after each one ends.
 
@@ -113,7 +115,9 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
     nodes re-read every few seconds), not as it was at the start. A job that needs more
     than any live node offers for `resource_wait_s` seconds (a node was lost) is failed
     with one line instead of waiting forever; its dependents are blocked. `watch`, called
-    every round, stops the whole graph (`GraphAborted`) when it returns a reason."""
+    every round, stops the whole graph (`GraphAborted`) when it returns a reason. When the
+    cluster changes, and every `release_every` seconds, placement groups whose trainer died
+    are given back (`runtime.release_orphaned_placement_groups`)."""
     import ray
     from tqdm import tqdm
 
@@ -135,6 +139,7 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
     used = 0.0
     live = live or LiveCluster(cluster)
     stuck: dict[str, float] = {}  # job -> since when it needs what no live node offers
+    next_release = 0.0  # when to look for placement groups of dead trainers next
 
     def need(j: Job) -> float:
         return 1.0 if cap_res == "count" else float(j.inner.get(cap_res, 0.0))
@@ -200,6 +205,11 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
                 cap_res, capacity = train_capacity(jobs, now, max_concurrent_train)
                 tqdm.write(f"[repro] the cluster changed: now {_describe(now)}; trainings "
                            f"are admitted against it ({capacity:g} {cap_res})")
+            if changed or time.monotonic() >= next_release:
+                next_release = time.monotonic() + release_every
+                for pg in release_orphaned_placement_groups():
+                    tqdm.write(f"[repro] gave back placement group {pg}: the trainer that "
+                               "made it is dead (its node was lost)")
             for ref, j in list(running.items()):  # started, but stuck on a lost node's share
                 err = waited_too_long(j, now)
                 if err is None:
