@@ -61,6 +61,25 @@ def _driver(out: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _restart_head(tmp: Path, env: dict[str, str]) -> None:
+    """`ray start --head` again on the same ports once the killed processes are gone (a
+    port a dying process still holds fails the start: retried, at most 3 times)."""
+    deadline = time.time() + 60
+    while ray_pids(tmp) and time.time() < deadline:
+        time.sleep(0.5)
+    for attempt in range(3):
+        try:
+            start_head(tmp, env)
+            return
+        except subprocess.CalledProcessError as e:
+            if attempt == 2:
+                raise RuntimeError(f"ray start --head failed 3 times: "
+                                   f"{(e.stdout or b'')[-1500:]!r} {(e.stderr or b'')[-1500:]!r}"
+                                   ) from e
+            kill_node(tmp)  # what the failed start left
+            time.sleep(5)
+
+
 def _finished(out: Path) -> int:
     return len(list((out / "jobs").glob("*.json"))) if (out / "jobs").exists() else 0
 
@@ -93,8 +112,7 @@ def drill(work: Path, ref_fp: dict, rng: random.Random, timeout: float) -> bool:
             return False
         done_before, killed_at = _finished(out), time.time() - t0
         n = kill_node(head_tmp)
-        time.sleep(2)
-        start_head(head_tmp, env)
+        _restart_head(head_tmp, env)
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
