@@ -4,9 +4,12 @@ reproduction; the driver must end with one line, and the same command must then 
     python drills/head_restart.py --work /tmp/head-restart [--repeat 3] [--seed 0] \\
         [--reference DIR]
 
-The cluster is the guide's two nodes on one machine (head and worker, 1 CPU each, their
-own temp dirs, token auth on). The driver runs as on a `ray up` head: `python
-pipelines/full_repro.py --preset smoke --out <abs>` with `RAY_ADDRESS` naming the cluster.
+The cluster is one node, a head started with `ray start --head` (2 CPUs, its own temp dir,
+the guide's ports, token auth on). Not the guide's two nodes: on one machine, `ray start
+--head` refuses a port that a live node's processes still name as their GCS address, so the
+head could not come back beside the worker; on a real cluster the workers are on other
+machines. The driver runs as on a `ray up` head: `python pipelines/full_repro.py --preset
+smoke --out <abs>` with `RAY_ADDRESS` naming the cluster.
 
 1. Once the graph has finished a seeded 2 to 6 jobs, every process whose command line names
    the head's temp dir (GCS, raylet, dashboard, its workers) is SIGKILLed, and `ray start
@@ -14,10 +17,10 @@ pipelines/full_repro.py --preset smoke --out <abs>` with `RAY_ADDRESS` naming th
 2. The driver must exit 1 within `--timeout`, its stderr ending in the one line
    `error: the Ray cluster at ... restarted under this run ...`, with no native stack trace
    in its output (Ray's trace goes to the file that line names).
-3. The worker node is started again if the restart took it down, and the same command run
-   once more: it must exit 0 with the jobs finished before the restart skipped, outputs
-   equal to an uninterrupted reference run's (`kill_drills.fingerprint`), no MLflow run left
-   RUNNING and no job with two FINISHED runs.
+3. The same command is run once more: it must exit 0 with the jobs finished before the
+   restart skipped, outputs equal to an uninterrupted reference run's
+   (`kill_drills.fingerprint`), no MLflow run left RUNNING and no job with two FINISHED
+   runs.
 
 Prints one line per drill and exits non-zero if any failed. Only processes this script
 started are stopped, by PID.
@@ -39,17 +42,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "drills"))
 
 from kill_drills import fingerprint, finished_twice, running_runs  # noqa: E402
-from lost_node import (  # noqa: E402
-    _env,
-    kill_node,
-    reference,
-    start_head,
-    start_worker,
-    stop_nodes,
-)
+from lost_node import _env, kill_node, reference, stop_nodes  # noqa: E402
 from two_node_smoke import ray_pids  # noqa: E402
 
 ADDRESS = "127.0.0.1:6390"
+BIN = Path(sys.executable).parent
 RESTART_LINE = re.compile(r"^error: the Ray cluster at \S+ restarted under this run")
 
 
@@ -61,6 +58,14 @@ def _driver(out: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _start_head(tmp: Path, env: dict[str, str]) -> None:
+    subprocess.run([str(BIN / "ray"), "start", "--head", "--port", "6390", "--dashboard-port",
+                    "8275", "--temp-dir", str(tmp), "--dashboard-agent-listen-port", "52385",
+                    "--ray-client-server-port", "23001", "--num-cpus", "2",
+                    "--node-ip-address", "127.0.0.1"], env=env, check=True,
+                   capture_output=True, timeout=300)
+
+
 def _restart_head(tmp: Path, env: dict[str, str]) -> None:
     """`ray start --head` again on the same ports once the killed processes are gone (a
     port a dying process still holds fails the start: retried, at most 3 times)."""
@@ -69,7 +74,7 @@ def _restart_head(tmp: Path, env: dict[str, str]) -> None:
         time.sleep(0.5)
     for attempt in range(3):
         try:
-            start_head(tmp, env)
+            _start_head(tmp, env)
             return
         except subprocess.CalledProcessError as e:
             if attempt == 2:
@@ -92,7 +97,7 @@ def _summary(log: Path) -> str:
 
 def drill(work: Path, ref_fp: dict, rng: random.Random, timeout: float) -> bool:
     """One drill (module docstring); prints its line."""
-    head_tmp, worker_tmp = work / "ray-head", work / "ray-worker"
+    head_tmp = work / "ray-head"
     db, out = work / "mlflow.db", work / "repro"
     first, second = work / "driver.log", work / "rerun.log"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -101,8 +106,7 @@ def drill(work: Path, ref_fp: dict, rng: random.Random, timeout: float) -> bool:
     t0 = time.time()
     proc = None
     try:
-        start_head(head_tmp, env)
-        start_worker(worker_tmp, env)
+        _start_head(head_tmp, env)
         proc = _driver(out, env, first)
         while proc.poll() is None and _finished(out) < after and time.time() - t0 < timeout:
             time.sleep(0.5)
@@ -125,11 +129,6 @@ def drill(work: Path, ref_fp: dict, rng: random.Random, timeout: float) -> bool:
         last = lines[-1] if lines else ""
         native = sum("StackTrace" in x or "_raylet.so" in x for x in lines)
         one_line = rc == 1 and bool(RESTART_LINE.match(last)) and native == 0
-        if not ray_pids(worker_tmp):
-            start_worker(worker_tmp, env)
-            worker = "restarted"
-        else:
-            worker = "alive"
         again = _driver(out, env, second)
         rc2 = again.wait(timeout=timeout)
         summary = _summary(second).removeprefix("[repro] ")
@@ -141,14 +140,14 @@ def drill(work: Path, ref_fp: dict, rng: random.Random, timeout: float) -> bool:
         print(f"after {after} jobs: killed the head ({n} processes) at {killed_at:.0f}s with "
               f"{done_before} jobs done; driver exit {rc} {ended:.0f}s later, last line "
               f"{'ok' if RESTART_LINE.match(last) else repr(last[-160:])}, native trace lines "
-              f"{native}; worker {worker}; rerun exit {rc2}: {summary or 'no summary line'}; "
+              f"{native}; rerun exit {rc2}: {summary or 'no summary line'}; "
               f"outputs {'equal' if same else 'DIFFER'}; RUNNING runs {len(left)}; done "
               f"twice {twice or 'none'} -> {'ok' if ok else 'FAILED'}", flush=True)
         return ok
     finally:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-        stop_nodes(worker_tmp, head_tmp)
+        stop_nodes(head_tmp)
 
 
 def main() -> int:
