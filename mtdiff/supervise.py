@@ -19,10 +19,12 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 CHILD_ENV = "MTDIFF_SUPERVISED"  # set in the child, so it runs the command itself
 
@@ -35,6 +37,10 @@ _NATIVE_FATAL = re.compile(rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ "
                            rb"(?:[CF] \d+ \d+\] |E \d+ \d+\] [\w.]+:\d+: Failed to connect to GCS)")
 # What Ray's check says when a client meets a GCS that has restarted.
 _CLUSTER_RESTARTED = (b"WrongClusterID", b"GCS after it has restarted")
+# Any native Ray log line of the driver (info, warning, error), whole or begun.
+_NATIVE_START = re.compile(rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [IWE] \d+ \d+\] ")
+_NATIVE_LINE = re.compile(_NATIVE_START.pattern + rb"[^\n]*\n")
+NATIVE_HOLD_S = 30.0  # how long a native line waits for a fatal one before it is shown
 _PR_SET_PDEATHSIG = 1
 
 
@@ -68,8 +74,14 @@ def run() -> int:
         signal.signal(signum, forward)
     stream = StderrFilter(sys.stderr.buffer)
     assert child.stderr is not None
-    while chunk := os.read(child.stderr.fileno(), 65536):
-        stream.feed(chunk)
+    fd = child.stderr.fileno()
+    while True:
+        if select.select([fd], [], [], 1.0)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            stream.feed(chunk)
+        stream.tick()
     stream.close()
     code = child.wait()
     if stream.diverted:
@@ -88,15 +100,23 @@ def run() -> int:
 
 class StderrFilter:
     """Pass a child's stderr through as it arrives, progress bars' partial lines included,
-    until a native fatal line; keep that line and everything after it in `diverted`."""
+    until a native fatal line; keep that line and everything after it in `diverted`.
 
-    def __init__(self, out) -> None:
+    The driver's own native log lines (`[time E pid tid] ...`) are held `hold_s` seconds
+    first: when the head dies, Ray's core worker logs a few ("Failed to push error to
+    driver ...") before it ends the driver, and those belong in the trace file, not before
+    the one line. Lines no fatal line follows are passed on after the hold, or at the end."""
+
+    def __init__(self, out, hold_s: float = NATIVE_HOLD_S) -> None:
         self.out = out
+        self.hold_s = hold_s
         self.diverted = b""
         self.at_line_start = True  # the last byte passed through ended a line
         self._held = b""  # a tail that may be the start of a native line cut by a read
+        self._native: list[tuple[float, bytes]] = []  # (arrival, line) held back
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         if self.diverted:
             self.diverted += chunk
             return
@@ -104,19 +124,41 @@ class StderrFilter:
         # Not only at a line start: the native line can follow a progress bar's "\r" line.
         found = _NATIVE_FATAL.search(data)
         if found:
-            self._pass(data[:found.start()])
-            self.diverted = data[found.start():]
+            self._split(data[:found.start()], now)
+            self.diverted = b"".join(line for _, line in self._native) + data[found.start():]
+            self._native = []
             return
-        cut = data.rfind(b"[")
-        tail = data[cut:]
-        if cut != -1 and len(tail) < 64 and not any(c in tail for c in (b"]", b"\n", b"\r")):
-            data, self._held = data[:cut], tail
-        self._pass(data)
+        self._split(data, now)
+
+    def tick(self, now: float | None = None) -> None:
+        """Pass on the held native lines no fatal line followed within `hold_s`."""
+        now = time.monotonic() if now is None else now
+        while self._native and not self.diverted and now - self._native[0][0] >= self.hold_s:
+            self._pass(self._native.pop(0)[1])
 
     def close(self) -> None:
-        if self._held and not self.diverted:
+        if not self.diverted:
+            for _, line in self._native:
+                self._pass(line)
             self._pass(self._held)
-        self._held = b""
+        self._native, self._held = [], b""
+
+    def _split(self, data: bytes, now: float) -> None:
+        """Pass `data` on, holding back its whole native lines and an unfinished tail that
+        may be (the start of) one."""
+        at = 0
+        for m in _NATIVE_LINE.finditer(data):
+            self._pass(data[at:m.start()])
+            self._native.append((now, m.group()))
+            at = m.end()
+        rest = data[at:]
+        start = _NATIVE_START.search(rest)
+        cut = start.start() if start else rest.rfind(b"[")
+        tail = rest[cut:] if cut != -1 else b""
+        if start or (tail and len(tail) < 64 and
+                     not any(c in tail for c in (b"]", b"\n", b"\r"))):
+            rest, self._held = rest[:cut], tail
+        self._pass(rest)
 
     def _pass(self, data: bytes) -> None:
         if data:
