@@ -106,7 +106,7 @@ def drill(work: Path, ref_fp: dict, rng: random.Random, timeout: float) -> bool:
     t0 = time.time()
     proc = None
     try:
-        _start_head(head_tmp, env)
+        _restart_head(head_tmp, env)  # the first start, with the same retries
         proc = _driver(out, env, first)
         while proc.poll() is None and _finished(out) < after and time.time() - t0 < timeout:
             time.sleep(0.5)

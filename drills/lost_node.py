@@ -51,8 +51,10 @@ DASHBOARD = "http://127.0.0.1:8275"
 def _env(db: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     # The nodes inherit this environment (`ray start`): the job's `python` is this venv's.
+    # A loaded machine registers a node slowly: `ray start` gives up after 10 s by default.
     env.update({"RAY_AUTH_MODE": "token", "MLFLOW_TRACKING_URI": f"sqlite:///{db}",
-                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"})
+                "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+                "RAY_raylet_start_wait_time_s": "120"})
     return env
 
 

@@ -164,7 +164,9 @@ def _start_head(port: int, tmp: str, env: dict[str, str]) -> subprocess.Popen:
                                 # a loaded machine registers the node slowly (default 10 s)
                                 env={**env, "RAY_raylet_start_wait_time_s": "120"},
                                 start_new_session=True, stdout=f, stderr=subprocess.STDOUT)
-    assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    if proc.wait(timeout=300) != 0:
+        os.killpg(proc.pid, signal.SIGKILL)  # what the failed start left running
+        raise AssertionError(log.read_text()[-3000:])
     return proc  # its group holds the GCS, the raylet and their helpers
 
 
