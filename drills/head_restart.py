@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "drills"))
 
 from kill_drills import fingerprint, finished_twice, running_runs  # noqa: E402
-from lost_node import _env, kill_node, reference, stop_nodes  # noqa: E402
+from lost_node import _env, kill_node, reference, stop_nodes, work_dir  # noqa: E402
 from two_node_smoke import ray_pids  # noqa: E402
 
 ADDRESS = "127.0.0.1:6390"
@@ -153,14 +153,13 @@ def drill(work: Path, ref_fp: dict, rng: random.Random, timeout: float) -> bool:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", default="/tmp/mtdiff-head-restart")
+    p.add_argument("--work", default="/tmp/head-restart")
     p.add_argument("--repeat", type=int, default=3, help="drills")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", help="an uninterrupted smoke reproduction's --out to reuse")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
     args = p.parse_args()
-    work = Path(args.work).resolve()
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(p, args.work)
     ref = Path(args.reference).resolve() if args.reference else reference(work)
     ref_fp = fingerprint(ref)
     rng = random.Random(args.seed)

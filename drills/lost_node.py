@@ -84,6 +84,24 @@ def kill_node(tmp: Path, sig: int = signal.SIGKILL) -> int:
     return len(pids)
 
 
+# Ray's Unix sockets live under a node's temp dir, and a socket path may not pass 107 bytes:
+# the longest a drill makes is <work>/evaluate-S-I/ray-worker/session_<date_time_us_pid>/
+# sockets/plasma_store.
+_SOCKET_TAIL = ("/evaluate-0-0/ray-worker/session_2026-12-07_04-24-59_871521_123456/sockets/"
+                "plasma_store")
+
+
+def work_dir(p: argparse.ArgumentParser, work: str) -> Path:
+    """`--work` made absolute, or one `p.error` line when Ray's sockets would not fit."""
+    path = Path(work).resolve()
+    room = 107 - len(_SOCKET_TAIL)
+    if len(str(path)) > room:
+        p.error(f"--work {path} is {len(str(path))} characters; Ray's socket paths under it "
+                f"would pass 107 bytes: use a folder of at most {room} characters")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def stop_nodes(*tmps: Path) -> None:
     """Stop the nodes whose temp dirs are `tmps`: SIGTERM, then SIGKILL what is left."""
     for tmp in tmps:
@@ -210,7 +228,7 @@ def drill(work: Path, kind: str, ref_fp: dict, rng: random.Random, timeout: floa
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", default="/tmp/mtdiff-lost-node")
+    p.add_argument("--work", default="/tmp/lost-node")
     p.add_argument("--moments", nargs="+", default=["collect", "train", "evaluate"],
                    choices=["collect", "train", "evaluate"])
     p.add_argument("--repeat", type=int, default=1, help="drills per moment")
@@ -218,8 +236,7 @@ def main() -> int:
     p.add_argument("--reference", help="an uninterrupted smoke reproduction's --out to reuse")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per submission")
     args = p.parse_args()
-    work = Path(args.work).resolve()
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(p, args.work)
     ref = Path(args.reference).resolve() if args.reference else reference(work)
     ref_fp = fingerprint(ref)
     rng = random.Random(args.seed)
