@@ -189,6 +189,29 @@ def writable_dir(path: str | Path, flag: str = "--out") -> Path:
     return p
 
 
+def check_ray_address(timeout_s: float = 5.0) -> None:
+    """Exit with one line (exit 2) when $RAY_ADDRESS names a host:port where nothing
+    answers: Ray's own connect retries for minutes and prints native warnings meanwhile.
+    `local`, `auto`, `ray://` and an unset address are left to Ray."""
+    import os
+    import socket
+
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address in ("", "local", "auto") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except ValueError:
+        fail(f"RAY_ADDRESS={address}: not host:port; give the cluster's GCS address "
+             "(e.g. 127.0.0.1:6379), or unset it to run on a local Ray instance")
+    except OSError as e:
+        fail(f"RAY_ADDRESS={address}: no Ray cluster answers there ({e.strerror or e}); "
+             "start one (`ray start --head`) or unset RAY_ADDRESS to run on a local Ray "
+             "instance")
+
+
 def check_tracking(tracking: TrackingConfig, timeout_s: float = 5.0) -> None:
     """Exit with one line (exit 2) when the configured MLflow store cannot be used; call it
     before any Ray work (MLflow otherwise retries an unreachable server for minutes).

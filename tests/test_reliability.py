@@ -381,3 +381,18 @@ def test_killed_evaluation_reruns_only_its_unfinished_jobs(maze_checkpoint, tmp_
     same = [e for e in eps if (e["task"], e["prompt"]) == (first["task"], first["prompt"])]
     assert same == [{k: v for k, v in first.items() if k != "paths"}]  # taken, not rerun
     assert not (out / ".eval-maze2d-jobs").exists()
+
+
+def test_a_ray_address_where_nothing_answers_is_one_line_exit_2(tmp_path):
+    """Ray's own connect retried for minutes (over 200 s measured), printing native
+    warnings, before this check."""
+    from mtdiff.runtime import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # free: nothing listens there
+    t0 = time.time()
+    r = _run(str(REPO / "pipelines/full_repro.py"), "--preset", "smoke", "--no-mlflow",
+             "--out", str(tmp_path / "out"), cwd=tmp_path, env={"RAY_ADDRESS": address})
+    line = _one_line_error(r)
+    assert line.startswith(f"error: RAY_ADDRESS={address}: no Ray cluster answers there")
+    assert "unset RAY_ADDRESS" in line and time.time() - t0 < 60
+    assert not (tmp_path / "out").exists()

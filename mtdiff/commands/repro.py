@@ -20,7 +20,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mtdiff.cli import add_config_args, check_tracking, config_from_args, writable_dir
+from mtdiff.cli import (
+    add_config_args,
+    check_ray_address,
+    check_tracking,
+    config_from_args,
+    writable_dir,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.plan and (args.cluster or args.calibration):
         p.error("--cluster and --calibration price a plan: add --plan")
     # Checked before choose_preset starts Ray; the tracking section is the same in every preset.
+    check_ray_address()
     if not args.no_mlflow and not args.plan:
         check_tracking(config_from_args(args, args.preset or "local", final=False).tracking)
     if args.preset is None:
