@@ -42,11 +42,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "drills"))
 
 from kill_drills import fingerprint, finished_twice, running_runs  # noqa: E402
-from lost_node import _env, kill_node, reference, stop_nodes, work_dir  # noqa: E402
+from lost_node import (  # noqa: E402
+    _env,
+    kill_node,
+    reference,
+    start_head,
+    stop_nodes,
+    work_dir,
+)
 from two_node_smoke import ray_pids  # noqa: E402
 
 ADDRESS = "127.0.0.1:6390"
-BIN = Path(sys.executable).parent
 RESTART_LINE = re.compile(r"^error: the Ray cluster at \S+ restarted under this run")
 
 
@@ -58,14 +64,6 @@ def _driver(out: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _start_head(tmp: Path, env: dict[str, str]) -> None:
-    subprocess.run([str(BIN / "ray"), "start", "--head", "--port", "6390", "--dashboard-port",
-                    "8275", "--temp-dir", str(tmp), "--dashboard-agent-listen-port", "52385",
-                    "--ray-client-server-port", "23001", "--num-cpus", "2",
-                    "--node-ip-address", "127.0.0.1"], env=env, check=True,
-                   capture_output=True, timeout=300)
-
-
 def _restart_head(tmp: Path, env: dict[str, str]) -> None:
     """`ray start --head` again on the same ports once the killed processes are gone (a
     port a dying process still holds fails the start: retried, at most 3 times)."""
@@ -74,7 +72,7 @@ def _restart_head(tmp: Path, env: dict[str, str]) -> None:
         time.sleep(0.5)
     for attempt in range(3):
         try:
-            _start_head(tmp, env)
+            start_head(tmp, env, cpus=2)
             return
         except subprocess.CalledProcessError as e:
             if attempt == 2:

@@ -58,10 +58,10 @@ def _env(db: Path) -> dict[str, str]:
     return env
 
 
-def start_head(tmp: Path, env: dict[str, str]) -> None:
+def start_head(tmp: Path, env: dict[str, str], cpus: int = 1) -> None:
     subprocess.run([str(BIN / "ray"), "start", "--head", "--port", "6390", "--dashboard-port",
                     "8275", "--temp-dir", str(tmp), "--dashboard-agent-listen-port", "52385",
-                    "--ray-client-server-port", "23001", "--num-cpus", "1",
+                    "--ray-client-server-port", "23001", "--num-cpus", str(cpus),
                     "--node-ip-address", "127.0.0.1"], env=env, check=True,
                    capture_output=True, timeout=300)
 

@@ -16,6 +16,7 @@ import argparse
 import errno
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -193,9 +194,6 @@ def check_ray_address(timeout_s: float = 5.0) -> None:
     """Exit with one line (exit 2) when $RAY_ADDRESS names a host:port where nothing
     answers: Ray's own connect retries for minutes and prints native warnings meanwhile.
     `local`, `auto`, `ray://` and an unset address are left to Ray."""
-    import os
-    import socket
-
     address = os.environ.get("RAY_ADDRESS", "")
     if address in ("", "local", "auto") or "://" in address or ":" not in address:
         return

@@ -206,10 +206,10 @@ def release_orphaned_placement_groups() -> list[str]:
     it and its job are dead. A Ray Train controller that dies with its node after creating
     its workers' placement group, but before the workers started (Train's own cleaner only
     learns of a group once its workers run), leaves the group holding its resources for as
-    long as the graph's driver lives. On a cluster that had lost a node, such a group held
-    the head's only CPU while the retried training and an evaluation waited for it: the
-    lost-node drill hung for an hour. A group whose creator is dead is used by no one, so
-    it is given back. Groups a driver or a task created (Tune's, for one) have no creating
+    long as the graph's driver lives: on a cluster that lost a node, such a group can hold
+    the only CPU that the retried training and the running evaluations wait for, and the
+    graph never ends. A group whose creator is dead is used by no one, so it is given
+    back. Groups a driver or a task created (Tune's, for one) have no creating
     actor and are left alone."""
     import ray
     from ray._private.state import state  # no public API tells a group's creating actor

@@ -10,8 +10,8 @@ records them, so a rerun skips what finished.
 
 Only runs against a cluster the command did not start are supervised (`$RAY_ADDRESS` set,
 not `local` and not a `ray://` client address): a local instance lives and dies with its
-driver. This module imports nothing of the project, so the supervisor stays a few
-milliseconds of Python.
+driver. The supervisor imports no more of the project than `mtdiff.commands` already has
+(`mtdiff.cli`), and no torch or Ray.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import sys
 import tempfile
 import time
 
+from mtdiff.cli import RUN_FAILED
+
 CHILD_ENV = "MTDIFF_SUPERVISED"  # set in the child, so it runs the command itself
 
-RUN_FAILED = 1  # as `mtdiff.cli.RUN_FAILED`: a run failed, rerun to resume
 
 # A native Ray log line that ends the driver: severity FATAL or CHECK (glog's "F", Ray's
 # "C"), printed just before an abort, or the error after which the core worker exits

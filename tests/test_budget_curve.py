@@ -58,7 +58,7 @@ def test_table_rows_carry_seeds_interval_and_samples():
 
 def test_two_suites_at_the_same_steps_keep_their_own_samples():
     """MT10 trains at 5x Cheetah-vel's batch: its 1,500 steps are 120k samples, Cheetah-vel's
-    24k (the curve's figure put Cheetah-vel's 1,500-step point at 120k)."""
+    24k, and each suite's row and figure point keep their own."""
     cheetah = [_rec("mtbc", 1500, s, -240.0 + s) for s in range(3)]
     mt10 = [_rec("mtbc", 1500, s, 0.2 + s / 10, batch=80) for s in range(3)]
     cells = {**budget.cells(cheetah, "cheetah-vel"), **budget.cells(mt10, "metaworld")}

@@ -167,8 +167,8 @@ def test_placement_groups_of_dead_actors_are_given_back_and_no_others():
 
 
 def test_a_graph_gets_the_cpu_a_dead_trainer_held(tmp_path):
-    """The lost-node drill's hang: a dead controller's group held the only CPU, and a job
-    that needs that CPU waited for it forever."""
+    """A dead controller's group holds the only CPU; a job that needs that CPU must still
+    get it (it would wait forever)."""
     import ray
 
     cfg = get_preset("smoke")

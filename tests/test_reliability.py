@@ -384,8 +384,7 @@ def test_killed_evaluation_reruns_only_its_unfinished_jobs(maze_checkpoint, tmp_
 
 
 def test_a_ray_address_where_nothing_answers_is_one_line_exit_2(tmp_path):
-    """Ray's own connect retried for minutes (over 200 s measured), printing native
-    warnings, before this check."""
+    """Left to Ray, the connect retries for minutes, printing native warnings."""
     from mtdiff.runtime import free_port
 
     address = f"127.0.0.1:{free_port()}"  # free: nothing listens there
