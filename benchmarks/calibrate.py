@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from cpu_meter import descendants_cpu  # benchmarks/cpu_meter.py, beside this script
 
+from mtdiff.artifacts import Dataset, Inputs
 from mtdiff.config import Config, apply_overrides, get_preset
 from mtdiff.experiment.flops import network
 from mtdiff.experiment.rates import CALIBRATION_DIR, RATES, from_dict
@@ -94,6 +95,11 @@ def timed(fn: Callable[[], Any], *, min_s: float = 1.5, min_reps: int = 2,
             fn()
             n += 1
     return clk.busy / n
+
+
+def one_cpu(cfg: Config) -> Config:
+    """A training config for timing it: one CPU per worker, not logged."""
+    return apply_overrides(cfg, ["train.cpus_per_worker=1", "tracking.enabled=false"])
 
 
 def fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:
@@ -331,10 +337,10 @@ def planning(c: Calibrator, mw: Path) -> None:
             # past the Decision Transformers' context (20 steps): their calls at full length
             T = 12 if net.diffusion else 45
             res = run_job(EvalJob("metaworld", "reach-v3", 0, n, T, stop_on_success=False),
-                          str(ckpt), cfg.diffusion, None)
+                          str(ckpt), cfg.diffusion, None, cfg=cfg)
             with Clock() as clk:  # the second: warm
                 res = run_job(EvalJob("metaworld", "reach-v3", 1, n, T, stop_on_success=False),
-                              str(ckpt), cfg.diffusion, None)
+                              str(ckpt), cfg.diffusion, None, cfg=cfg)
             per_plan = res["plan_seconds"] * clk.share / T
             if net.diffusion:
                 rows, calls = 2 * n, cfg.diffusion.sample_steps
@@ -505,9 +511,8 @@ def _started(t_submit: float) -> float:
     # what a job's task imports before its work (`mtdiff.experiment.execute`)
     import torch  # noqa: F401
 
-    import mtdiff.experiment.kinds  # noqa: F401
+    import mtdiff.experiment.execute  # noqa: F401
     import mtdiff.experiment.runner  # noqa: F401
-    import mtdiff.offline.jobs  # noqa: F401
     import mtdiff.tracking  # noqa: F401
 
     return time.time() - t_submit
@@ -571,7 +576,7 @@ def ray_costs(c: Calibrator, mw: Path) -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         t0 = time.perf_counter()
-        train_stage(cfg, data=mw, out=c.tmp / "ray-train", track=False, cpus_per_worker=1)
+        train_stage(one_cpu(cfg), Inputs(data=Dataset.at(mw)), c.tmp / "ray-train")
         walls.append(time.perf_counter() - t0)
         done.set()
         sampler.join()

@@ -10,9 +10,9 @@ priced by the cost model (`mtdiff.experiment.workload`) for exactly that config:
   MTDiff-P for 100 steps at batch 80 (8 x 10 tasks), on an MT10-shaped dataset;
 - evaluate: one evaluation batch (`mtdiff.eval.suites.run_job`: 6 envs of reach-v3, 100
   steps, DDIM-10 guided) of a local-sized MTDiff-P checkpoint, in process;
-- synthesize: `offline.jobs.synthesize_data` of a local-sized MTDiff-S (10,000 transitions
-  from a 5,000-row task), in process;
-- offline: one TD3-BC run (`offline.jobs.column_data` + `td3bc_cell`: 2,000 updates, 2
+- synthesize: the synthesis stage (`synth.stage.run`) of a local-sized MTDiff-S (10,000
+  transitions from a 5,000-row task), in process;
+- offline: one TD3-BC run (the offline stage, `offline.stage.run`: 2,000 updates, 2
   evaluations of 20 episodes), in process.
 
 In-process jobs are timed in busy seconds (`calibrate.Clock`: CPU time when the machine's
@@ -32,8 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from calibrate import LOCAL, Calibrator, Clock, _checkpoint, collect_metaworld
+from calibrate import LOCAL, Calibrator, Clock, _checkpoint, collect_metaworld, one_cpu
 
+from mtdiff.artifacts import Checkpoint, Dataset, Inputs
 from mtdiff.config import apply_overrides, get_preset
 from mtdiff.experiment.cells import ClusterInfo, collect_job, evaluate_job, train_job
 from mtdiff.experiment.cost import job_work
@@ -96,7 +97,7 @@ def main() -> None:
                          {"suite": "metaworld", "method": "mtdiff-p"}, CLUSTER)
         pred = job_work(tjob, cal).tasks[0].seconds
         t0 = time.perf_counter()
-        train_stage(tcfg, data=mt10, out=tmp / "train", track=False, cpus_per_worker=1)
+        train_stage(one_cpu(tcfg), Inputs(data=Dataset.at(mt10)), tmp / "train")
         row("train: local MTDiff-P, 100 steps at batch 80 (Ray Train)", pred,
             time.perf_counter() - t0, "wall")
 
@@ -109,34 +110,32 @@ def main() -> None:
         pred = job_work(ejob, cal).tasks[0].seconds - fanned_out_start_s(cal, "metaworld")
         with Clock() as clk:
             run_job(EvalJob("metaworld", "reach-v3", 0, ecfg.eval.episodes, 100),
-                    str(ckpt), ecfg.diffusion, None)
+                    str(ckpt), ecfg.diffusion, None, cfg=ecfg)
         row("evaluate: 1 batch, 6 envs x 100 steps, DDIM-10 guided", pred, clk.busy, "busy")
 
         # synthesize: 10,000 transitions of a local MTDiff-S
-        from mtdiff.offline.jobs import synthesize_data
+        from mtdiff.synth.stage import run as synthesize
 
         sckpt, _ = _checkpoint(mw, "mtdiff-s", LOCAL, tmp / "ckpt-s")
         sjob = Job("synthesize/reach-v3/s0", "synthesize", cfg, {"task": "reach-v3"},
                    resources={"CPU": 1.0}, params={"data_job": "collect/metaworld"})
         pred = job_work(sjob, cal).tasks[0].seconds - job_start_s(cal, "metaworld")
         with Clock() as clk:
-            synthesize_data(cfg, str(sckpt), "reach-v3", str(mw), "near-optimal",
-                            tmp / "synth")
+            synthesize(apply_overrides(cfg, ["tracking.enabled=false"]),
+                       Inputs(model=Checkpoint.find(sckpt), data=Dataset.at(mw),
+                              task="reach-v3", view="near-optimal"), tmp / "synth")
         row("synthesize: local MTDiff-S, 10,000 transitions", pred, clk.busy, "busy")
 
         # offline: TD3-BC on the original data
-        from mtdiff.offline.jobs import column_data, td3bc_cell
+        from mtdiff.offline.stage import run as offline
 
         ojob = Job("offline/reach-v3/original/s0", "offline", cfg, {"task": "reach-v3"},
                    resources={"CPU": 1.0},
                    params={"data": "original", "data_job": "collect/metaworld"})
         pred = job_work(ojob, cal).tasks[0].seconds - job_start_s(cal, "metaworld")
-        params = {"data_job": "collect/metaworld", "task": "reach-v3",
-                  "view": "near-optimal"}
         with Clock() as clk:
-            data = column_data("original", params, {"collect/metaworld": {"dataset": str(mw)}},
-                               cfg.offline, 0)
-            td3bc_cell(cfg, data, task="reach-v3", seed=0, out=tmp / "td3bc")
+            offline(cfg, Inputs(data=Dataset.at(mw), task="reach-v3", view="near-optimal",
+                                variant="original", seed=0), tmp / "td3bc")
         row("offline: TD3-BC, 2,000 updates + 2 x 20 episodes", pred, clk.busy, "busy")
     print(f"load average at start {load0:.1f}, at the end {os.getloadavg()[0]:.1f}")
     if args.json:

@@ -41,8 +41,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mtdiff.artifacts import Checkpoint, Dataset, Inputs
 from mtdiff.config import Config, DiffusionConfig, apply_overrides, get_preset, to_dict
 from mtdiff.eval.bootstrap import Interval, Outcomes, difference_ci, success_ci
+from mtdiff.layout import evaluation_file
 
 # The option values before issue 11 (each fix's old behaviour, kept selectable).
 BEFORE = (
@@ -71,14 +73,15 @@ def arm_config(preset: str, arm: str, extra: list[str]) -> Config:
 def _collect(cfg: Config, suite: str, out: Path) -> Path:
     from mtdiff.collect import run as collect
 
-    return collect(cfg, suite=suite, out=out / "data" / f"{suite}-{cfg.collection_hash(suite)}",
-                   progress=False)
+    dest = out / "data" / f"{suite}-{cfg.collection_hash(suite)}"
+    return collect(cfg, Inputs(suite=suite), dest).path
 
 
 def _train(cfg: Config, data: Path, suite: str, out: Path) -> Path:
-    from mtdiff.train import run as train
+    from mtdiff.train.stage import run as train
 
-    return train(cfg, data=data, out=out / "train" / suite, track=False)
+    cfg = apply_overrides(cfg, ["tracking.enabled=false"])
+    return train(cfg, Inputs(data=Dataset.at(data)), out / "train" / suite).path
 
 
 def _evaluate(cfg: Config, ckpt: Path, suite: str, dest: Path, *, episodes: int,
@@ -86,7 +89,7 @@ def _evaluate(cfg: Config, ckpt: Path, suite: str, dest: Path, *, episodes: int,
     """Per-job episode records; read back when this checkpoint's evaluation is on disk."""
     from mtdiff.eval.stage import run as evaluate
 
-    result = dest / f"eval-{suite}.json"
+    result = evaluation_file(dest, suite)
     ecfg = replace(cfg.eval, episodes=episodes, seeds=(0,))
     if result.exists():
         s = json.loads(result.read_text())
@@ -95,8 +98,9 @@ def _evaluate(cfg: Config, ckpt: Path, suite: str, dest: Path, *, episodes: int,
                  if k not in DiffusionConfig.HOW_IT_RUNS} == cfg.diffusion.identity() and \
                 s["summary"]["eval"] == to_dict(ecfg):  # the same evaluation: reuse it
             return s["episodes"]
-    evaluate(ckpt, suite=suite, out=dest, cfg_overrides=cfg, eval_cfg=ecfg, maps=maps,
-             wrong_prompt=suite == "maze2d", track=False)
+    cfg = apply_overrides(replace(cfg, eval=ecfg), ["tracking.enabled=false"])
+    evaluate(cfg, Inputs(model=Checkpoint.find(ckpt), maps=tuple(maps or ()),
+                         wrong_prompt=suite == "maze2d"), dest)
     return json.loads(result.read_text())["episodes"]
 
 

@@ -19,6 +19,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -173,6 +174,12 @@ def config_from_args(args: argparse.Namespace, preset: str | None = None,
         print(print_config(cfg))
         raise SystemExit(0)
     return cfg
+
+
+def tracked(cfg: Config, enabled: bool) -> Config:
+    """`cfg` with its stage logging to MLflow on or off (`tracking.enabled`: a command's
+    --no-mlflow)."""
+    return replace(cfg, tracking=replace(cfg.tracking, enabled=enabled))
 
 
 def writable_dir(path: str | Path, flag: str = "--out") -> Path:

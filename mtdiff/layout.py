@@ -24,6 +24,7 @@ it). Everything is absolute: paths are handed to Ray tasks on other nodes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,32 @@ def td3bc_result(folder: str | Path) -> Path:
     return Path(folder) / "result.json"
 
 
+def quality_file(folder: str | Path) -> Path:
+    """Table 4's records of one task in its folder."""
+    return Path(folder) / "quality.json"
+
+
+# A dataset folder's manifest (tasks, statistics, provenance: `mtdiff.data.writer`).
+MANIFEST = "manifest.json"
+
+
+def synthetic_dir(folder: str | Path) -> Path:
+    """A synthesis's generated transitions, as a dataset, in its folder."""
+    return Path(folder) / "synthetic"
+
+
+def augmented_dir(folder: str | Path) -> Path:
+    """The original data and a synthesis's together, as a dataset, in its folder."""
+    return Path(folder) / "augmented"
+
+
+def subset_hash(source_hash: str, tasks: list[str], prompt_tasks: Sequence[str] = ()) -> str:
+    """The subset's `config_hash`: the source's plus the chosen tasks and prompt-only
+    tasks (order-free)."""
+    chosen = [sorted(tasks), sorted(prompt_tasks)] if prompt_tasks else sorted(tasks)
+    return f"subset-{source_hash}-{config_hash(chosen)}"
+
+
 def distill_run_name(key: dict) -> str:
     """A distillation run's folder name in `Layout.distill_root` (`train.distill.run`): the
     hash of the teacher checkpoint and everything that shapes the student."""
@@ -89,16 +116,12 @@ class Layout:
 
     def subset(self, source_hash: str, task: str) -> Path:
         """One task's subset of a dataset (MTDiff-S-single, Fig. 6)."""
-        from mtdiff.data.subset import subset_hash
-
         h = subset_hash(source_hash, [task])[-12:]
         return self.out / "data" / f"metaworld-single-{task}-{h}"
 
     def task_set(self, source_hash: str, name: str, tasks: list[str],
                  prompt_tasks: list[str]) -> Path:
         """Task set `name`'s subset of a dataset, with `prompt_tasks`' prompts (Fig. 7)."""
-        from mtdiff.data.subset import subset_hash
-
         h = subset_hash(source_hash, tasks, prompt_tasks)[-12:]
         return self.out / "data" / f"metaworld-{name}-{h}"
 

@@ -366,7 +366,7 @@ def test_promptdt_plays_training_and_unseen_maze2d_maps(maze_checkpoint, tmp_pat
     write_checkpoint(tmp_path / "pdt", **learner.state_dict(), step=1, meta=setup.meta)
     for spec, group in (("train-0", "train"), ("unseen-0", "unseen")):
         r = run_job(EvalJob("maze2d", spec, 0, 2, 4, keep_paths=True, extra={"group": group}),
-                    str(tmp_path / "pdt"), None, 1.0, device="cpu")
+                    str(tmp_path / "pdt"), None, 1.0, device="cpu", cfg=cfg)
         assert r["task"] == spec and r["group"] == group and len(r["success"]) == 2
         assert all(1 <= n <= 4 for n in r["lengths"])
         assert [len(p) for p in r["paths"]] == [n + 1 for n in r["lengths"]]  # xy per step

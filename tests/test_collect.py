@@ -88,10 +88,11 @@ def test_killed_collection_resumes_exactly(tmp_path):
 
 
 def test_metaworld_scripted_collection(tmp_path):
+    from mtdiff.artifacts import Inputs
     from mtdiff.collect import run
 
     cfg = apply_overrides(get_preset("smoke"), ["metaworld.transitions_per_task=400"])
-    out = run(cfg, suite="metaworld", out=tmp_path / "mw", progress=False)
+    out = run(cfg, Inputs(suite="metaworld"), tmp_path / "mw").path
     man = read_manifest(out)
     assert sorted(man["tasks"]) == ["push-v3", "reach-v3"]
     assert all(t["transitions"] == 400 and t["episodes"] == 4 for t in man["tasks"].values())

@@ -35,6 +35,16 @@ OBS, ACT, H, J, L = 5, 2, 8, 4, 2
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _distill(cfg, teacher, data, out, track: bool):
+    """The distillation stage as the graph and the command call it; the student's folder."""
+    from mtdiff.artifacts import Checkpoint, Dataset, Inputs
+    from mtdiff.cli import tracked
+    from mtdiff.train.distill import run
+
+    inputs = Inputs(model=Checkpoint.find(teacher), data=Dataset.at(data))
+    return run(tracked(cfg, track), inputs, out).path
+
+
 def tiny_model(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     return build_model(ModelConfig(d_model=32, n_layer=2, n_head=2, dropout=0.0), obs_dim=OBS,
@@ -214,12 +224,12 @@ def test_distill_stage_student_checkpoint_plans_in_two_calls(maze_checkpoint, tm
     calls, and a rerun skips."""
     from mtdiff.eval.planner import load_planner
     from mtdiff.train.checkpoints import CHECKPOINT_FILE
-    from mtdiff.train.distill import RESULT_FILE, run
+    from mtdiff.train.distill import RESULT_FILE
 
     ckpt, cfg = maze_checkpoint
     data = tmp_path / "data"
     out = tmp_path / "distill"
-    student_ckpt = run(cfg, teacher=ckpt, data=data, out=out, track=False, device="cpu")
+    student_ckpt = _distill(cfg, ckpt, data, out, False)
     state = torch.load(student_ckpt / CHECKPOINT_FILE, weights_only=True)
     meta = json.loads(state["meta"])
     assert meta["student"]["steps"] == cfg.distill.student_steps == 2
@@ -243,10 +253,10 @@ def test_distill_stage_student_checkpoint_plans_in_two_calls(maze_checkpoint, tm
                      prompt=planner.sample_prompts("train-0", 1, rng), diffusion=bad)
 
     mtime = (student_ckpt / CHECKPOINT_FILE).stat().st_mtime_ns
-    assert run(cfg, teacher=ckpt, data=data, out=out, track=False) == student_ckpt
+    assert _distill(cfg, ckpt, data, out, False) == student_ckpt
     assert (student_ckpt / CHECKPOINT_FILE).stat().st_mtime_ns == mtime  # skipped
     with pytest.raises(ValueError, match="a student already"):
-        run(cfg, teacher=student_ckpt, data=data, out=out, track=False)
+        _distill(cfg, student_ckpt, data, out, False)
 
 
 def test_distill_resumes_and_logs_to_mlflow(maze_checkpoint, tmp_path, capsys):
@@ -256,13 +266,13 @@ def test_distill_resumes_and_logs_to_mlflow(maze_checkpoint, tmp_path, capsys):
 
     import mlflow
 
-    from mtdiff.train.distill import RESULT_FILE, TRAJ_FILE, run
+    from mtdiff.train.distill import RESULT_FILE, TRAJ_FILE
 
     ckpt, cfg = maze_checkpoint
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = apply_overrides(cfg, [f"tracking.uri={uri}"])
     out, data = tmp_path / "distill", tmp_path / "data"
-    final = run(cfg, teacher=ckpt, data=data, out=out, track=False)
+    final = _distill(cfg, ckpt, data, out, False)
     run_dir = final.parent
     assert sorted(p.name for p in run_dir.glob("checkpoint_*")) == [
         "checkpoint_000000003", "checkpoint_000000006"]
@@ -270,7 +280,7 @@ def test_distill_resumes_and_logs_to_mlflow(maze_checkpoint, tmp_path, capsys):
     shutil.rmtree(final)
     (run_dir / RESULT_FILE).unlink()
     capsys.readouterr()
-    again = run(cfg, teacher=ckpt, data=data, out=out, track=True)
+    again = _distill(cfg, ckpt, data, out, True)
     printed = capsys.readouterr().out
     assert "resuming" in printed and "from step 3" in printed
     assert again == final and (run_dir / RESULT_FILE).exists()

@@ -228,6 +228,7 @@ def test_a_finished_training_found_again_closes_the_run_a_kill_left_running(
     found it). Now the rerun closes it, as a resumed run does."""
     import mlflow
 
+    from mtdiff.artifacts import Dataset, Inputs
     from mtdiff.config import apply_overrides, get_preset
     from mtdiff.train.stage import run, run_name
 
@@ -241,7 +242,8 @@ def test_a_finished_training_found_again_closes_the_run_a_kill_left_running(
     exp = client.create_experiment(cfg.tracking.experiment)
     stale = client.create_run(exp, tags={"output": str(run_dir)}).info.run_id  # RUNNING
     other = client.create_run(exp, tags={"output": str(tmp_path / "elsewhere")}).info.run_id
-    assert run(cfg, data=data, out=tmp_path / "train", track=True) == run_dir / "checkpoint_1"
+    assert run(cfg, Inputs(data=Dataset.at(data)), tmp_path / "train").path == (
+        run_dir / "checkpoint_1")
     assert client.get_run(stale).info.status == "KILLED"
     assert client.get_run(other).info.status == "RUNNING"  # another output's: not touched
 

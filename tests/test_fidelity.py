@@ -187,7 +187,7 @@ def test_clip_range_is_the_data_range_in_normalised_units(write_dataset, kind):
 
 def test_synthesis_uses_the_given_sampler_settings_and_clips(synth_checkpoint, tmp_path):
     from mtdiff.data.reader import load_dataset, read_manifest
-    from mtdiff.synth.stage import run
+    from mtdiff.synth.stage import synthesize
 
     ckpt, _, cfg = synth_checkpoint
     stats = read_manifest(ckpt.parent / "data")["stats"]
@@ -195,8 +195,8 @@ def test_synthesis_uses_the_given_sampler_settings_and_clips(synth_checkpoint, t
     base = replace(cfg.diffusion, sampler="ddim", sample_steps=2)
 
     def synth(name: str, **kw: object) -> np.ndarray:
-        out = run(ckpt, tasks=["reach-v3"], num=32, out=tmp_path / name, batch=8,
-                  diffusion=replace(base, **kw))
+        out = synthesize(ckpt, tasks=["reach-v3"], num=32, out=tmp_path / name, batch=8,
+                         diffusion=replace(base, **kw))
         assert read_manifest(out)["collector"]["sample_steps"] == kw.get("sample_steps", 2)
         return load_dataset(out).tasks["reach-v3"].observations
 
@@ -218,7 +218,7 @@ def test_synthesize_cli_takes_sampler_overrides(synth_checkpoint, tmp_path):
     assert synth_cli(["--checkpoint", str(ckpt), "--task", "reach-v3", "--num", "8",
                       "--out", str(out), "--set", "diffusion.sample_steps=3",
                       "--set", "diffusion.clip_denoised=false"]) == 0
-    col = read_manifest(out)["collector"]
+    col = read_manifest(out / "synthetic")["collector"]
     assert col["sample_steps"] == 3 and col["clip_denoised"] is False
     assert synth_cli(["--checkpoint", str(ckpt), "--task", "reach-v3", "--num", "8",
                       "--out", str(tmp_path / "bad"), "--set", "train.lr=1"]) == 2
@@ -284,10 +284,10 @@ def test_layout_planner_plans_on_a_users_map_file(tmp_path):
     my_map = tmp_path / "my-map.txt"
     my_map.write_text(USER_MAP)
     res = run_job(EvalJob("maze2d", str(my_map), 0, 2, 3), str(tmp_path / "ckpt"),
-                  cfg.diffusion, None, device="cpu")
+                  cfg.diffusion, None, device="cpu", cfg=cfg)
     assert res["task"] == "my-map" and len(res["success"]) == 2 and res["env_steps"] == 6
     wrong = run_job(EvalJob("maze2d", str(my_map), 0, 2, 3, prompt_task="train-0"),
-                    str(tmp_path / "ckpt"), cfg.diffusion, None, device="cpu")
+                    str(tmp_path / "ckpt"), cfg.diffusion, None, device="cpu", cfg=cfg)
     assert wrong["prompt_task"] == "train-0"
 
 

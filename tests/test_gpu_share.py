@@ -5,6 +5,7 @@ no CUDA code runs)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -86,22 +87,22 @@ def test_the_trainer_asks_ray_train_for_the_share(monkeypatch: pytest.MonkeyPatc
 
 
 def test_a_training_job_hands_its_share_to_the_trainer(monkeypatch: pytest.MonkeyPatch):
-    import mtdiff.train.stage as stage
-    from mtdiff.experiment import kinds
+    from mtdiff.experiment import execute
 
     asked: list[float | None] = []
 
-    def fake_run(cfg, *, data, out, track, cpus_per_worker, gpus_per_worker):
-        asked.append(gpus_per_worker)
+    def fake_run(cfg, inputs, out):
+        asked.append(cfg.train.gpus_per_worker)
         raise StopIteration  # no training: what it was asked for is the point
 
-    monkeypatch.setattr(stage, "run", fake_run)
+    monkeypatch.setitem(execute.STAGES, "train", (fake_run, execute.Checkpoint))
     for cluster, name, want in ((GPU_NODE, "train/metaworld/mtbc/near-optimal/s0", 0.25),
                                 (GPU_NODE, "train/metaworld/mtdiff-p/near-optimal/s0", 1.0),
                                 (CPU_NODE, "train/metaworld/mtbc/near-optimal/s0", None)):
         job = _paper(cluster)[name]
         with pytest.raises(StopIteration):
-            kinds.train(job, {job.params["data_job"]: {"dataset": "/tmp/d"}})
+            execute.STAGES["train"][0](job.cfg, *execute.job_inputs(job, {
+                job.params["data_job"]: execute.Dataset(Path("/tmp/d"))}))
         assert asked[-1] == want, name
 
 

@@ -148,9 +148,10 @@ def test_headline_metrics_from_a_hand_made_results_file():
 
 
 def test_report_job_puts_headline_cells_and_page_on_the_parent_run(run, tmp_path):  # noqa: F811
-    """The graph's report job (`experiment.kinds.report`) inside its job run, under a
+    """The graph's report job (`mtdiff.report.stage.run`) inside its job run, under a
     reproduction's parent run, as the driver and runner open them."""
-    from mtdiff.experiment.kinds import report
+    from mtdiff.experiment.execute import job_inputs
+    from mtdiff.report.stage import run as report
 
     cfg = _cfg(tmp_path)
     names = [j["name"] for j in json.loads((run / "graph.json").read_text())["jobs"]][:-1]
@@ -159,7 +160,7 @@ def test_report_job_puts_headline_cells_and_page_on_the_parent_run(run, tmp_path
     spec = _parent_elsewhere(cfg, run)
     with tracking.job_run(spec, cfg, name="report", stage="report",
                           sections=("experiment",)) as job_run:
-        res = report(job, {})
+        res = report(cfg, *job_inputs(job, {})).to_record()
     client = _client(cfg)
     parent = client.get_run(spec["parent_id"]).data.metrics
     # The fixture's cells (tests/test_report.py): MTDiff-P near-optimal over 2 seeds,
@@ -239,13 +240,15 @@ def test_evaluation_run_carries_its_intervals(maze_checkpoint, tmp_path):
     """The evaluation stage (real Ray, Maze2D) logs each group's interval bounds."""
     from dataclasses import replace
 
+    from mtdiff.artifacts import Checkpoint, Inputs
     from mtdiff.eval.stage import run as evaluate
 
     ckpt, cfg = maze_checkpoint
     cfg = apply_overrides(cfg, [f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"])
     ecfg = replace(cfg.eval, episodes=2, seeds=(0, 1), max_steps=4, state_use_windows=0)
-    summary = evaluate(ckpt, suite="maze2d", out=tmp_path / "eval", cfg_overrides=cfg,
-                       eval_cfg=ecfg, wrong_prompt=False)
+    summary = evaluate(replace(cfg, eval=ecfg), Inputs(model=Checkpoint.find(ckpt),
+                                                       wrong_prompt=False),
+                       tmp_path / "eval").summary
     client = _client(cfg)
     (r,) = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment)
                                .experiment_id])

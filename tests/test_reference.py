@@ -84,7 +84,7 @@ def test_reference_jobs_are_the_planners_jobs_with_the_same_reset_seeds(maze_che
     job = EvalJob("maze2d", "unseen-0", 3, 3, 2, keep_paths=True,
                   extra={"group": "unseen", "prompt": "own"})
     mine = run_reference_job(job, ZERO, str(data), cfg)
-    theirs = run_job(job, str(ckpt), cfg.diffusion, None, device="cpu")
+    theirs = run_job(job, str(ckpt), cfg.diffusion, None, device="cpu", cfg=cfg)
     # the same start states: the same reset seeds after the same prompt draw
     assert [p[0] for p in mine["paths"]] == [p[0] for p in theirs["paths"]]
     assert len({tuple(p[0]) for p in mine["paths"]}) == 3
@@ -96,7 +96,7 @@ def test_reference_jobs_are_the_planners_jobs_with_the_same_reset_seeds(maze_che
 def _reference(lay: Layout, suite: str, per_policy: dict[str, list[dict]],
                dataset: dict) -> str:
     """A reference job's JSON and record, as `mtdiff.eval.reference.run` and
-    `experiment.kinds.reference` write them."""
+    `Evaluation.to_record` write them."""
     name = f"reference/{suite}"
     path = lay.out / "reference" / f"{suite}-abcd1234" / f"reference-{suite}.json"
     from mtdiff.data.io import atomic_write_json

@@ -75,7 +75,7 @@ def _episodes(task: str, outcomes: list[bool], returns: list[float], group: str,
 def _evaluate(lay: Layout, suite: str, method: str, view: str | None, seed: int,
               results: list[dict[str, Any]]) -> str:
     """An evaluate job: its evaluation JSON (as `eval.stage.run`) and its record (as
-    `experiment.kinds.evaluate`); returns the job name."""
+    `Evaluation.to_record`); returns the job name."""
     from mtdiff.eval.suites import summarize as eval_summarize
 
     cell = "/".join([suite, method, *([view] if view else []), f"s{seed}"])
@@ -106,7 +106,7 @@ def _evaluate(lay: Layout, suite: str, method: str, view: str | None, seed: int,
 
 def _td3bc(lay: Layout, task: str, method: str, seed: int, successes: int, seen: bool,
            **more: Any) -> str:
-    """An offline (TD3-BC) job's record, the keys of `offline.jobs.td3bc_cell`; 10
+    """An offline (TD3-BC) job's record, the keys of `offline.stage.td3bc_cell`; 10
     evaluation episodes, `successes` of them successful."""
     name = f"offline/{task}/{method}/s{seed}"
     res = {"task": task, "seed": seed, "method": method, "seen": seen, **more,
@@ -380,13 +380,14 @@ def test_offline_tables(run):
 
 
 def test_report_job_writes_contracts_and_report(run):
-    """The graph's report job (`experiment.kinds.report`), as the runner calls it."""
-    from mtdiff.experiment.kinds import report
+    """The graph's report job (`mtdiff.report.stage.run`), as the runner calls it."""
+    from mtdiff.experiment.execute import job_inputs
+    from mtdiff.report.stage import run as report
 
     names = [j["name"] for j in json.loads((run / "graph.json").read_text())["jobs"]][:-1]
     job = Job("report", "report", get_preset("smoke"), {}, deps=names, always=True,
               params={"root": str(run), "graph": names})
-    res = report(job, {})
+    res = report(job.cfg, *job_inputs(job, {})).to_record()
     assert res["results"] == str(run / "report" / "results.json")
     assert json.loads(Path(res["results"]).read_text())["preset"] == "smoke"
     t2 = read_records("table2", run)

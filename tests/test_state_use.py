@@ -167,14 +167,15 @@ def test_evaluation_json_and_mlflow_run_hold_the_check(maze_checkpoint, tmp_path
     verdicts; an untrained planner ignores the state and has learnt nothing."""
     import mlflow
 
+    from mtdiff.artifacts import Checkpoint, Inputs
     from mtdiff.eval.stage import run
 
     ckpt, cfg = maze_checkpoint
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cfg = apply_overrides(cfg, [f"tracking.uri={uri}"])
     ecfg = replace(cfg.eval, episodes=1, seeds=(0,), max_steps=4, state_use_windows=16)
-    run(ckpt, suite="maze2d", out=tmp_path / "eval", cfg_overrides=cfg, eval_cfg=ecfg,
-        wrong_prompt=False)
+    run(replace(cfg, eval=ecfg), Inputs(model=Checkpoint.find(ckpt), wrong_prompt=False),
+        tmp_path / "eval")
     su = json.loads((tmp_path / "eval" / "eval-maze2d.json").read_text())["summary"]["state_use"]
     assert su["windows"] == 16 and su["tasks"] == ["train-0"] and su["context"] == 5
     assert su["verdict_state"] == "ignores the state" and su["wrong_prompt"] is None

@@ -9,14 +9,14 @@ import torch
 from mtdiff.config import apply_overrides, get_preset
 from mtdiff.data.reader import load_dataset, read_manifest, validate_dataset
 from mtdiff.data.schema import DatasetError
-from mtdiff.synth.stage import combine, run
+from mtdiff.synth.stage import combine, run, synthesize
 from mtdiff.train.core import EMA, build_setup, save_checkpoint
 
 
 def test_synthesize_seen_and_heldout_then_combine(synth_checkpoint, tmp_path):
     ckpt, data, cfg = synth_checkpoint
-    out = run(ckpt, tasks=["reach-v3", "box-close-v3"], num=20, out=tmp_path / "syn",
-              prompt_episodes=1, batch=4)
+    out = synthesize(ckpt, tasks=["reach-v3", "box-close-v3"], num=20, out=tmp_path / "syn",
+                     prompt_episodes=1, batch=4)
     man = read_manifest(out)
     H = cfg.data.horizon
     assert man["source"] == "synthetic" and man["synthetic"] is True
@@ -32,7 +32,38 @@ def test_synthesize_seen_and_heldout_then_combine(synth_checkpoint, tmp_path):
     assert amax["tasks"]["reach-v3"]["transitions"] == 200 + 3 * H
     assert validate_dataset(aug) == []
     with pytest.raises(DatasetError, match="already holds a dataset"):
-        run(ckpt, tasks=["reach-v3"], num=5, out=out)
+        synthesize(ckpt, tasks=["reach-v3"], num=5, out=out)
+
+
+def test_the_synthesis_stage_sizes_from_the_data_and_resumes(synth_checkpoint, tmp_path):
+    """The stage as the graph calls it: augment_copies x the task's rows, synthetic and
+    augmented parts in its folder; a rerun reuses them, and an augmented part a kill left
+    half-written is made again from the synthetic one."""
+    import shutil
+
+    from mtdiff.artifacts import Checkpoint, Dataset, Inputs
+
+    ckpt, data, cfg = synth_checkpoint
+    from dataclasses import replace
+
+    cfg = apply_overrides(cfg, ["tracking.enabled=false"])
+    cfg = replace(cfg, offline=replace(cfg.offline, synth_transitions=None, augment_copies=1))
+    inputs = Inputs(model=Checkpoint.find(ckpt), data=Dataset.at(data), task="reach-v3",
+                    view="near-optimal")
+    made = run(cfg, inputs, tmp_path / "s")
+    H = cfg.data.horizon
+    assert made.path == (tmp_path / "s" / "augmented").resolve()
+    assert made.info["transitions"] == -(-200 // H) * H  # ceil(200 / H) sequences of H
+    assert made.to_record()["outputs"] == [str(made.path / "manifest.json"),
+                                           str(made.synthetic / "manifest.json")]
+    assert Dataset.from_record(made.to_record()) == made
+    stamp = (made.synthetic / "manifest.json").stat().st_mtime_ns
+    shutil.rmtree(made.path)  # the augmented part gone: remade, the synthetic one kept
+    again = run(cfg, inputs, tmp_path / "s")
+    assert again.info["transitions"] == made.info["transitions"]
+    assert (again.synthetic / "manifest.json").stat().st_mtime_ns == stamp
+    assert read_manifest(again.path)["tasks"]["reach-v3"]["transitions"] == 200 + made.info[
+        "transitions"]
 
 
 def test_planner_checkpoint_is_refused_by_the_synthesizer(tmp_path, write_dataset):

@@ -41,17 +41,20 @@ def test_a_set_with_tasks_the_collection_lacks_is_collected():
 
 @pytest.mark.integration
 def test_a_task_set_subset_equals_its_own_collection(tmp_path):
+    from mtdiff.artifacts import Inputs
     from mtdiff.collect import run as collect
     from mtdiff.data.prompts import load_prompts
     from mtdiff.data.reader import load_dataset, read_manifest, validate_dataset
-    from mtdiff.experiment import kinds
+    from mtdiff.experiment.execute import job_inputs
+    from mtdiff.experiment.execute import subset as subset_stage
 
     cfg, jobs = _smoke_with_set("push-v3", str(tmp_path / "out"))
     sub = jobs["subset/metaworld-push-v3"]
-    source = collect(cfg, suite="metaworld", out=tmp_path / "mw", progress=False)
-    made = kinds.subset(sub, {"collect/metaworld": {"dataset": str(source)}})
+    source = collect(cfg, Inputs(suite="metaworld"), tmp_path / "mw")
+    made = subset_stage.run(sub.cfg, *job_inputs(sub, {"collect/metaworld": source})
+                            ).to_record()
     own = collect(replace(cfg, metaworld=replace(cfg.metaworld, tasks="push-v3")),
-                  suite="metaworld", out=tmp_path / "own", progress=False)
+                  Inputs(suite="metaworld"), tmp_path / "own").path
     assert validate_dataset(made["dataset"]) == []
     a, b = read_manifest(made["dataset"]), read_manifest(own)
     assert a["config_hash"] == made["hash"] != b["config_hash"]  # named by its source

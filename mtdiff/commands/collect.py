@@ -14,11 +14,10 @@ Run the same command again to resume a killed collection.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
 
 from mtdiff.cli import add_config_args, check_tracking, config_from_args, writable_dir
-from mtdiff.config import Config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,39 +56,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.track:
         check_tracking(cfg.tracking)
 
-    from mtdiff.collect import run
+    from mtdiff.artifacts import Inputs
+    from mtdiff.collect import NO_PROGRESS_ENV, run
     from mtdiff.data.schema import DatasetError
 
+    if args.no_progress:
+        os.environ[NO_PROGRESS_ENV] = "1"
     try:
         if args.track:
-            out = _tracked(cfg, args)
+            from mtdiff import tracking
+
+            print(f"[collect] MLflow: {tracking.setup(cfg)} (experiment "
+                  f"{cfg.tracking.experiment!r})")
+            with tracking.run(cfg, f"collect-{args.suite}", output=args.out):
+                out = run(cfg, Inputs(suite=args.suite), args.out)  # logs into the run
         else:
-            out = run(cfg, suite=args.suite, out=args.out, progress=not args.no_progress)
+            out = run(cfg, Inputs(suite=args.suite), args.out)
     except (DatasetError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"dataset: {out}  (inspect: python pipelines/dataset.py info {out})")
     return 0
-
-
-def _tracked(cfg: Config, args: argparse.Namespace) -> Path:
-    """The collection inside an MLflow run (SAC tasks as child runs)."""
-    from mtdiff import tracking
-    from mtdiff.collect import run
-    from mtdiff.collect.sac_run import log_sac_runs
-    from mtdiff.data.reader import read_manifest
-
-    print(f"[collect] MLflow: {tracking.setup(cfg)} (experiment {cfg.tracking.experiment!r})")
-    with tracking.run(cfg, f"collect-{args.suite}", output=args.out):
-        out = run(cfg, suite=args.suite, out=args.out, progress=not args.no_progress)
-        tracking.log_dataset(read_manifest(out), out)
-        if args.suite == "metaworld" and cfg.metaworld.source == "sac":
-            log_sac_runs(cfg, out)
-        elif args.suite in ("cheetah-vel", "ant-dir"):
-            from mtdiff.collect.mujoco import log_sac_curves
-
-            log_sac_curves(cfg, out, args.suite)
-    return out
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mtdiff.cli import add_config_args, check_tracking, config_from_args, writable_dir
+from mtdiff.cli import add_config_args, check_tracking, config_from_args, tracked, writable_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +23,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", required=True, help="MTDiff-P checkpoint, folder or run folder")
     p.add_argument("--data", required=True, help="the teacher's training dataset folder")
     p.add_argument("--out", required=True, help="folder for distillation runs")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--no-mlflow", action="store_true")
     add_config_args(p, sections=("distill", "diffusion", "eval", "train", "tracking"))
     args = p.parse_args(argv)
@@ -35,14 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_mlflow:
         check_tracking(cfg.tracking)
 
+    from mtdiff.artifacts import Checkpoint, Dataset, Inputs
     from mtdiff.config import ConfigError
     from mtdiff.data.schema import DatasetError
     from mtdiff.train.checkpoints import CheckpointError
     from mtdiff.train.distill import run
 
     try:
-        ckpt = run(cfg, teacher=args.teacher, data=args.data, out=out,
-                   track=not args.no_mlflow, device=args.device)
+        cfg = tracked(cfg, not args.no_mlflow)
+        inputs = Inputs(model=Checkpoint.find(args.teacher), data=Dataset.at(args.data))
+        ckpt = run(cfg, inputs, out)
     except (ConfigError, DatasetError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

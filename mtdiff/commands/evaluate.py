@@ -10,7 +10,8 @@ environments, episodes, seeds and success for every method. The sampler options
     python pipelines/evaluate.py --checkpoint CKPT --suite metaworld --tasks MT10 --episodes 50
     python pipelines/evaluate.py --checkpoint CKPT --suite cheetah-vel   # trained + held-out
 
-Writes <out>/eval-<suite>.json (and maze2d-paths.png) and logs an MLflow run.
+Writes the evaluation's JSON into <out> (`mtdiff.layout.evaluation_file`), its plots
+(success per task; maze2d-paths.png) and an MLflow run.
 """
 
 from __future__ import annotations
@@ -54,14 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
 
-    from mtdiff.cli import check_tracking, writable_dir
+    from mtdiff.cli import check_tracking, tracked, writable_dir
     from mtdiff.config import ConfigError, TrackingConfig, apply_overrides
 
     out = writable_dir(args.out)
     if not args.no_mlflow:
         check_tracking(TrackingConfig())  # before torch's import: the usual store
 
-    from mtdiff.artifacts import Checkpoint, CheckpointError
+    from mtdiff.artifacts import Checkpoint, CheckpointError, Inputs
     from mtdiff.eval.stage import run
     from mtdiff.eval.state_use import describe
 
@@ -89,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                                "seeds": tuple(args.seeds) if args.seeds else None}.items()
              if v is not None}
         ecfg = dataclasses.replace(cfg.eval, **e)
-        summary = run(args.checkpoint, suite=args.suite, out=out, cfg_overrides=cfg,
-                      eval_cfg=ecfg, diffusion=dcfg, tasks=args.tasks, maps=args.maps,
-                      wrong_prompt=not args.no_wrong_prompt, track=not args.no_mlflow)
+        cfg = tracked(dataclasses.replace(cfg, eval=ecfg, diffusion=dcfg), not args.no_mlflow)
+        inputs = Inputs(model=ckpt, suite=args.suite, tasks=tuple(args.tasks or ()),
+                        maps=tuple(args.maps or ()), wrong_prompt=not args.no_wrong_prompt)
+        summary = run(cfg, inputs, out).summary
     except (CheckpointError, ConfigError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -25,6 +25,8 @@ import json
 import sys
 from pathlib import Path
 
+from mtdiff.layout import MANIFEST
+
 # The paper's wording of the objective (the defaults are the authors' code's).
 PAPER_OBJECTIVE = {"train.loss": "mse", "train.action_weight": 1.0,
                    "data.normalizer": "gaussian", "diffusion.clip_denoised": False}
@@ -86,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     for suite, d in data.items():
         if suite not in SUITES:
             fail(f"unknown suite {suite!r} in --data; use one of {', '.join(SUITES)}")
-        if not (Path(d) / "manifest.json").exists():
-            fail(f"{d} is not a finished dataset (no manifest.json); collect one with "
+        if not (Path(d) / MANIFEST).exists():
+            fail(f"{d} is not a finished dataset (no {MANIFEST}); collect one with "
                  f"`python pipelines/collect.py --suite {suite} --out DIR`")
     budgets = {suite: args.budgets for suite in data}
     for suite, spec in _pairs(args.budgets_for, "budgets-for").items():
@@ -183,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
 def _reference(cfg, suite: str, data: str, root: Path) -> dict:
     """The zero action, a uniform random policy and the dataset's own scores on the jobs
     the cells are evaluated on (read back when made earlier with the same settings)."""
+    from mtdiff.artifacts import Dataset, Inputs
+    from mtdiff.cli import tracked
     from mtdiff.config import config_hash
     from mtdiff.eval.reference import run
     from mtdiff.layout import reference_file
@@ -191,7 +195,7 @@ def _reference(cfg, suite: str, data: str, root: Path) -> dict:
     done = reference_file(out, suite)
     if done.exists():
         return json.loads(done.read_text())
-    return run(data, suite=suite, out=out, cfg=cfg)
+    return run(tracked(cfg, False), Inputs(data=Dataset.at(data), suite=suite), out).doc
 
 
 def _with_view(cfg, view: str):

@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from mtdiff.layout import MANIFEST
+
 
 def main(argv: list[str] | None = None) -> int:
     """Build the (H, J) grid and run it."""
@@ -33,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(p, sections=("data", "model", "diffusion", "train", "eval", "tracking"))
     args = p.parse_args(argv)
     cfg = config_from_args(args)
-    if not (Path(args.data) / "manifest.json").exists():
-        fail(f"{args.data} is not a finished dataset (no manifest.json); collect one with "
+    if not (Path(args.data) / MANIFEST).exists():
+        fail(f"{args.data} is not a finished dataset (no {MANIFEST}); collect one with "
              "`python pipelines/collect.py --suite ... --out DIR`")
     out = writable_dir(args.out)
     check_tracking(cfg.tracking)

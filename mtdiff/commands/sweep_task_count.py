@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ray import tune
 
+    from mtdiff.artifacts import Inputs
     from mtdiff.collect import run as collect
     from mtdiff.envs.metaworld import resolve_tasks
     from mtdiff.layout import Layout
@@ -60,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in args.sets:
         c = replace(cfg, metaworld=replace(cfg.metaworld, tasks=s))
         try:
-            data[s] = str(collect(c, suite="metaworld", progress=False,
-                                  out=lay.dataset(c, "metaworld")))
+            data[s] = str(collect(c, Inputs(suite="metaworld"), lay.dataset(c, "metaworld")))
         except ValueError as e:  # DatasetError: a folder of another dataset, ...
             fail(str(e))
     res = run_sweep_or_exit(args.name, cfg, {"metaworld.tasks": tune.grid_search(args.sets)},

@@ -3,8 +3,9 @@
     python pipelines/synthesize.py --checkpoint CKPT --task box-close-v3 --prompt-episodes 1 \\
         --num 100000 --out runs/synth/box-close [--combine-with runs/data/metaworld-XXXX]
 
-The output is a dataset of the project's format (source "synthetic", provenance in the
-manifest); --combine-with also writes <out>-augmented: original + synthetic data.
+The output is a dataset of the project's format in <out>/synthetic (source "synthetic",
+provenance in the manifest); --combine-with also writes <out>/augmented: original +
+synthetic data. A finished output is reused (rerun to resume a killed one).
 Sampler settings are the checkpoint's unless overridden, e.g.
 `--set diffusion.sampler=ddim --set diffusion.sample_steps=20 --set diffusion.clip_denoised=false`.
 """
@@ -25,7 +26,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num", type=int, required=True, help="transitions per task")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=256, help="sequences denoised together")
     p.add_argument("--combine-with", help="original dataset to combine with")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="diffusion.FIELD=VALUE",
@@ -35,12 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     add_fields_help(p, ("diffusion", "offline", "tracking"))
     args = p.parse_args(argv)
 
-    from mtdiff.artifacts import Checkpoint, CheckpointError
-    from mtdiff.cli import writable_dir
+    from mtdiff.artifacts import Checkpoint, CheckpointError, Dataset, Inputs
+    from mtdiff.cli import tracked, writable_dir
     from mtdiff.config import ConfigError, apply_overrides
     from mtdiff.data.reader import verify_checksums
     from mtdiff.data.schema import DatasetError
-    from mtdiff.synth.stage import combine, run
+    from mtdiff.synth.stage import run
 
     out_dir = writable_dir(args.out)
     try:
@@ -48,16 +48,19 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             raise ValueError(f"--set {bad[0]}: synthesis takes sampler settings only "
                              "(diffusion.FIELD=VALUE)")
-        cfg = apply_overrides(Checkpoint.find(args.checkpoint).config, args.overrides)
+        ckpt = Checkpoint.find(args.checkpoint)
+        cfg = apply_overrides(ckpt.config, [
+            *args.overrides, f"offline.synth_transitions={args.num}",
+            f"offline.prompt_episodes={args.prompt_episodes}", f"offline.seed={args.seed}"])
+        data = None
         if args.combine_with:
             verify_checksums(args.combine_with)  # before any work (it is read at the end)
-        out = run(args.checkpoint, tasks=args.task, num=args.num, out=out_dir,
-                  prompt_episodes=args.prompt_episodes, seed=args.seed, batch=args.batch,
-                  cfg=cfg)
-        print(f"synthetic dataset: {out}")
-        if args.combine_with:
-            aug = combine(args.combine_with, out, f"{str(out).rstrip('/')}-augmented")
-            print(f"augmented dataset: {aug}")
+            data = Dataset.at(args.combine_with)
+        out = run(tracked(cfg, False), Inputs(model=ckpt, tasks=tuple(args.task), data=data),
+                  out_dir)
+        print(f"synthetic dataset: {out.synthetic or out.path}")
+        if data is not None:
+            print(f"augmented dataset: {out.path}")
     except (DatasetError, CheckpointError, ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

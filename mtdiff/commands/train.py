@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mtdiff.cli import add_config_args, check_tracking, config_from_args, writable_dir
+from mtdiff.cli import add_config_args, check_tracking, config_from_args, tracked, writable_dir
 from mtdiff.config import ConfigError
 from mtdiff.methods import METHODS, get_method, method_of_kind
 
@@ -45,12 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_mlflow:
         check_tracking(cfg.tracking)
 
+    from mtdiff.artifacts import Dataset, Inputs
     from mtdiff.data.schema import DatasetError
-    from mtdiff.train import run
     from mtdiff.train.checkpoints import CheckpointError
+    from mtdiff.train.stage import run
 
     try:
-        ckpt = run(cfg, data=args.data, out=out, track=not args.no_mlflow)
+        ckpt = run(tracked(cfg, not args.no_mlflow), Inputs(data=Dataset.at(args.data)), out)
     except (DatasetError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

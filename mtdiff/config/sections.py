@@ -191,6 +191,9 @@ class TrainConfig(_Validated):
     # over the workers (2 per worker when training on GPUs). Set it to share a machine with
     # other Ray work (e.g. 1 next to a running sweep). Not part of the training hash.
     cpus_per_worker: int | None = None
+    # A share of a GPU each worker reserves on a GPU cluster (the graph sets it from
+    # `experiment.gpu_share_*`); None: a whole one. Not part of the training hash.
+    gpus_per_worker: float | None = None
     checkpoint_every: int = 10_000
     log_every: int = 100
     seed: int = 0
@@ -200,6 +203,8 @@ class TrainConfig(_Validated):
                   "action_weight")
         if self.cpus_per_worker is not None:
             _positive(self, "cpus_per_worker")
+        if self.gpus_per_worker is not None:
+            _positive(self, "gpus_per_worker")
         _check(0.0 <= self.ema_decay < 1.0, "TrainConfig.ema_decay", "must be in [0, 1)")
 
 
@@ -251,6 +256,9 @@ class TrackingConfig(_Validated):
     # the server answers. The default rides out a restart (drills/tracking_down.py stops the
     # server for 60 s); a server gone for longer stops the graph with one line.
     retry_s: float = 300.0
+    # Whether a stage logs to MLflow at all (commands: --no-mlflow; a graph run without
+    # MLflow turns it off for its jobs).
+    enabled: bool = True
 
     def _validate(self) -> None:
         _check(self.retry_s > 0, "TrackingConfig.retry_s", "must be > 0 (seconds)")
@@ -320,7 +328,7 @@ class Config(_Validated):
             "data_hash": data_hash, "data": self.data, "model": self.model,
             "diffusion": [d.num_steps, d.beta_min, d.beta_max, d.cond_drop],
             "train": {k: v for k, v in to_dict(self.train).items()
-                  if k not in ("cpus_per_worker", "tf32", "compile")}}
+                  if k not in ("cpus_per_worker", "gpus_per_worker", "tf32", "compile")}}
         if self.model.kind not in DIFFUSION_KINDS:  # only then: MTDiff's hashes stay as they were
             parts["baselines"] = self.baselines
         return config_hash(parts)

@@ -32,7 +32,7 @@ class DistillConfig(_Validated):
     # own n-step DDIM plan) or "x0" (Salimans & Ho's choice; slower from the teacher's
     # weights, see mtdiff.diffusion.distill).
     param: Literal["eps", "x0"] = "eps"
-    val_samples: int = 256  # held-out trajectories for the student-vs-teacher error
+    val_samples: int = 256  # held-out trajectories for the student vs teacher error
     checkpoint_every: int = 1_000
     log_every: int = 100
     seed: int = 0

@@ -9,6 +9,9 @@ trained on the subset normalises with the statistics of what it saw, as if the s
 been collected alone.
 
     python pipelines/dataset.py subset SRC --tasks push-v3 --out DIR
+
+`run(cfg, inputs, out)` is the graph's stage (`inputs.data`, `inputs.tasks`,
+`inputs.prompt_tasks`); `write_subset` the work.
 """
 
 from __future__ import annotations
@@ -18,21 +21,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mtdiff.artifacts import Dataset, Inputs
+from mtdiff.config import Config
 from mtdiff.data.prompts import load_prompts, write_prompts
 from mtdiff.data.reader import check_tasks, read_manifest
 from mtdiff.data.schema import DatasetError
 from mtdiff.data.writer import MANIFEST, finalize_dataset, task_dir
+from mtdiff.layout import subset_hash
 
 PARTIAL = ".subset-partial"  # marks a folder this module is still writing
 
 
-def subset_hash(source_hash: str, tasks: list[str], prompt_tasks: Sequence[str] = ()) -> str:
-    """The subset's `config_hash`: the source's plus the chosen tasks and prompt-only
-    tasks (order-free)."""
-    from mtdiff.config import config_hash
-
-    chosen = [sorted(tasks), sorted(prompt_tasks)] if prompt_tasks else sorted(tasks)
-    return f"subset-{source_hash}-{config_hash(chosen)}"
+def run(cfg: Config, inputs: Inputs, out: Path) -> Dataset:
+    """The subset of `inputs.data` of `inputs.tasks` (or `inputs.task`; with
+    `inputs.prompt_tasks`' prompts)
+    in `out` (`write_subset`). `cfg` is unused: a subset is its source's tasks as they are."""
+    tasks = list(inputs.tasks) or [inputs.need("task")]
+    root = write_subset(inputs.need("data").path, out, tasks, inputs.prompt_tasks)
+    return Dataset.at(root)
 
 
 def write_subset(src: str | Path, out: str | Path, tasks: list[str],

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
 from mtdiff import keys
-from mtdiff.data.reader import OfflineDataset, TaskData
+from mtdiff.data.reader import OfflineDataset, TaskData, load_dataset
 
 
 @dataclass
@@ -102,6 +103,11 @@ def from_task(task: TaskData) -> Transitions:
         next_observations=task.observations[nxt].astype(np.float32, copy=False),
         terminals=task.terminated[idx].astype(np.float32),
         rows=idx.astype(np.int64))
+
+
+def load_task(root: str | Path, task: str, view: str) -> Transitions:
+    """A task's transitions from view `view` of the dataset at `root`."""
+    return from_task(load_dataset(root, view=view, tasks=[task]).tasks[task])
 
 
 def from_dataset(dataset: OfflineDataset, tasks: Sequence[str] | None = None) -> Transitions:

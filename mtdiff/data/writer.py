@@ -37,9 +37,9 @@ from mtdiff.data.schema import (
     table_to_arrays,
     view_episodes,
 )
+from mtdiff.layout import MANIFEST
 from mtdiff.runtime import pause_for_tests
 
-MANIFEST = "manifest.json"
 PROMPTS = "prompts.parquet"
 INDEX = "_index.json"
 

@@ -88,8 +88,9 @@ def difference_ci(a: Outcomes, b: Outcomes, *, n_boot: int = stats.RESAMPLES,
 
 def outcomes_from_episodes(records: list[dict[str, Any]], seed: Any, *, key: str = "task",
                            where: dict[str, Any] | None = None) -> Outcomes:
-    """Group an evaluation's per-job records (`eval-<suite>.json`'s ``episodes``) by task
-    into {seed: {task: successes}}; `where` keeps records whose fields match."""
+    """Group an evaluation's per-job records (the ``episodes`` of its file,
+    `layout.evaluation_file`) by task into {seed: {task: successes}}; `where` keeps records
+    whose fields match."""
     tasks: dict[str, list[float]] = {}
     for r in records:
         if where and any(r.get(k) != v for k, v in where.items()):

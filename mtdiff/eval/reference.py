@@ -17,7 +17,7 @@ prompt-conditioned on the dataset's prompt sets (and ignore them), so their prom
 uses the random stream as MTDiff-P's and Prompt-DT's does and the reset seeds that follow
 it are the same.
 
-    run(dataset, suite="cheetah-vel", out=..., cfg=cfg)   # -> reference-<suite>.json
+    run(cfg, Inputs(data=Dataset.at(dataset), suite="cheetah-vel"), out)  # reference-<suite>.json
 """
 
 from __future__ import annotations
@@ -28,10 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from mtdiff.artifacts import Evaluation, Inputs
 from mtdiff.config import Config, to_dict
+from mtdiff.data.io import atomic_write_json
 from mtdiff.eval.policy import PolicyBase
 from mtdiff.eval.suites import SUCCESS_UNDEFINED, EvalJob, make_envs, run_policy_job, summarize
 from mtdiff.layout import reference_file
+from mtdiff.runtime import init_ray
 
 ZERO, RANDOM = "zero-action", "uniform-random"
 POLICIES = (ZERO, RANDOM)
@@ -153,16 +156,15 @@ def dataset_reference(dataset: str | Path, suite: str) -> dict[str, Any]:
     return out
 
 
-def run(dataset: str | Path, *, suite: str, out: str | Path, cfg: Config,
-        track: bool = False) -> dict[str, Any]:
-    """Evaluate the reference policies on `suite` as its planners are evaluated (one Ray
-    task per policy and job) and write `<out>/reference-<suite>.json`: per policy a
-    summary per group and the per-episode results; the dataset's own numbers."""
+def run(cfg: Config, inputs: Inputs, out: Path) -> Evaluation:
+    """Evaluate the reference policies on `inputs.suite` as the planners trained on
+    `inputs.data` are evaluated (one Ray task per policy and job) and write
+    `<out>/reference-<suite>.json`: per policy a summary per group and the per-episode
+    results; the dataset's own numbers. Its headline goes to the active MLflow run (the
+    job's) when `tracking.enabled`."""
     import ray
 
-    from mtdiff.data.io import atomic_write_json
-    from mtdiff.runtime import init_ray
-
+    dataset, suite = inputs.need("data").path, inputs.need("suite")
     jobs = reference_jobs(dataset, suite, cfg)
     init_ray()
     remote = ray.remote(run_reference_job).options(num_cpus=cfg.eval.num_cpus_per_actor)
@@ -185,9 +187,9 @@ def run(dataset: str | Path, *, suite: str, out: str | Path, cfg: Config,
     path = reference_file(Path(out).resolve(), suite)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, doc)
-    if track:
+    if cfg.tracking.enabled:
         _log(policies)
-    return {**doc, "path": str(path)}
+    return Evaluation(path, {"suite": suite})
 
 
 def _log(policies: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mtdiff.artifacts import Checkpoint
+from mtdiff.artifacts import Evaluation, Inputs
 from mtdiff.config import Config, DiffusionConfig, EvalConfig, config_hash, to_dict
 from mtdiff.config.suites import MUJOCO_SUITES, section_name
 from mtdiff.data.io import atomic_write_json
@@ -18,6 +18,8 @@ from mtdiff.eval.state_use import check_checkpoint
 from mtdiff.eval.state_use import metrics as state_use_metrics
 from mtdiff.eval.suites import EvalJob, run_job, summarize
 from mtdiff.layout import evaluation_file, evaluation_jobs_dir
+from mtdiff.methods import get_method, method_of_meta
+from mtdiff.runtime import init_ray, pause_for_tests
 
 
 def plan_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig, *,
@@ -138,30 +140,28 @@ def _maze_figure(results: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: Config | None = None,
-        eval_cfg: EvalConfig | None = None, diffusion: DiffusionConfig | None = None,
-        tasks: list[str] | None = None, maps: list[str] | None = None,
-        wrong_prompt: bool = True, track: bool = True) -> dict[str, Any]:
-    """Evaluate a planner checkpoint (any planner method of `mtdiff.methods`) on a suite;
-    returns (and writes) the results. `diffusion` applies to the diffusion planners."""
+def run(cfg: Config, inputs: Inputs, out: Path) -> Evaluation:
+    """Evaluate the planner `inputs.model` (any planner method of `mtdiff.methods`) on the
+    suite it was trained on, under `cfg` (resolved by the caller: `cfg.eval`, the sampler
+    settings of `cfg.diffusion` for the diffusion planners, the suite's section for the
+    prompts of maps the dataset has none of). `inputs.tasks` / `inputs.maps` restrict it,
+    `inputs.wrong_prompt` adds Maze2D's wrong-prompt control. Writes the evaluation's JSON,
+    plots and, when `tracking.enabled`, its MLflow run; resumes from finished Ray tasks."""
     import ray
     from tqdm import tqdm
 
-    from mtdiff.methods import method_of_meta
-    from mtdiff.runtime import init_ray, pause_for_tests
-
-    found = Checkpoint.find(checkpoint)
+    found = inputs.need("model")
     ckpt, meta, step = found.path, found.meta, found.step
-    cfg = cfg_overrides or found.config
-    ecfg = eval_cfg or cfg.eval
-    dcfg = diffusion or cfg.diffusion
-    if meta["suite"] != suite:
-        raise ValueError(f"the checkpoint was trained on {meta['suite']!r}, not {suite!r}")
+    suite = meta["suite"]
+    if inputs.suite is not None and inputs.suite != suite:
+        raise ValueError(f"the checkpoint was trained on {suite!r}, not {inputs.suite!r}")
+    ecfg, dcfg = cfg.eval, cfg.diffusion
     method = method_of_meta(meta)
     if method.role != "planner":
         raise ValueError(f"{ckpt} holds a {method.label} checkpoint, which does not act in an "
                          "environment; give a planner's checkpoint (e.g. MTDiff-P, a baseline)")
-    jobs = plan_jobs(suite, meta, cfg, ecfg, tasks=tasks, maps=maps, wrong_prompt=wrong_prompt)
+    jobs = plan_jobs(suite, meta, cfg, ecfg, tasks=list(inputs.tasks) or None,
+                     maps=list(inputs.maps) or None, wrong_prompt=inputs.wrong_prompt)
     target = None  # methods that do not condition on a return ignore it
     if method.diffusion or method.fields == "sequence":  # fails fast on an unreachable R
         target = resolve_target(checkpoint_return_info(meta), ecfg.target_return)
@@ -225,9 +225,12 @@ def run(checkpoint: str | Path, *, suite: str, out: str | Path, cfg_overrides: C
     artifacts = [evaluation_file(out, suite), _task_figure(summary, out / "success-per-task.png")]
     if suite == "maze2d":
         artifacts.append(_maze_figure(results, out / "maze2d-paths.png"))
-    if track:
+    if cfg.tracking.enabled:
         _log(cfg, summary, artifacts, out, Path(ckpt).parent.name)
-    return summary
+    groups = {g: summary[g]["success_mean"] for g in
+              ("all", "train", "unseen", "unseen_wrong_prompt", "heldout") if g in summary}
+    return Evaluation.of(out, suite, checkpoint=str(ckpt), success=groups,
+                         env_steps_per_s=summary["env_steps_per_s"])
 
 
 def _state_use(check: Any) -> dict[str, Any]:
@@ -277,7 +280,6 @@ def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path], out: Path,
     """Into the job's run (or a run of its own): settings, headline and per-task success,
     the per-task table and the plots."""
     from mtdiff import tracking
-    from mtdiff.methods import get_method
 
     # The settings used (they override the checkpoint's config when given on the command
     # line); inside a job its run already holds them. The sampler's only for diffusion.

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtdiff.artifacts import Checkpoint
 from mtdiff.config import Config
 
 # Suites scored by return alone: their environments define no success.
@@ -59,13 +58,13 @@ def _maze_prompts(policy: Any, maze: Any, cfg: Any, seed: int) -> np.ndarray:
 
 
 def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float | None,
-            device: str | None = None, *, cfg: Config | None = None) -> dict[str, Any]:
+            device: str | None = None, *, cfg: Config) -> dict[str, Any]:
     """Evaluate one batch (runs inside a Ray task); returns plain per-episode results.
 
     Any planner method's checkpoint (`mtdiff.eval.policy.load_policy`). target_return:
     R_max on the checkpoint's return scale; None = its natural target. cfg: the
     evaluation's resolved config (the stage passes it, overrides included), which cuts the
-    prompts of a map the dataset has none for; None = the checkpoint's own.
+    prompts of a map the dataset has none for.
     """
     from mtdiff.eval.policy import load_policy
     from mtdiff.runtime import set_torch_threads
@@ -76,8 +75,7 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float 
     policy = load_policy(checkpoint, device=dev, diffusion=diffusion,
                          target_return=target_return, generator=gen)
     envs, name = make_envs(job)
-    return run_policy_job(job, policy, cfg or Checkpoint.find(checkpoint).config, envs, name,
-                          diffusion=diffusion)
+    return run_policy_job(job, policy, cfg, envs, name, diffusion=diffusion)
 
 
 def make_envs(job: EvalJob) -> tuple[list[Any], str]:

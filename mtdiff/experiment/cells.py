@@ -160,6 +160,10 @@ def train_job(cfg: Config, lay: Layout, suite: str, data_job: str, data_hash: st
     """Train one model on `data_job`'s dataset (hash `data_hash`) of `tasks` training
     tasks (None: `training_tasks(cfg, suite)`)."""
     inner, cpus = trainer_resources(cfg, cluster, tasks or training_tasks(cfg, suite))
+    # what each worker reserves, as admitted here (not part of the training hash)
+    gpus = inner["GPU"] / max(inner["workers"], 1.0)
+    cfg = replace(cfg, train=replace(cfg.train, cpus_per_worker=cpus,
+                                     gpus_per_worker=gpus or None))
     run = lay.train_run(cfg, suite, data_hash)
     return Job(f"train/{cell}", "train", cfg, config, deps=[data_job],
                resources={"CPU": 0.0}, inner=inner, sections=TRAIN_SECTIONS,

@@ -1,23 +1,64 @@
 """One job inside its Ray task (`execute`): its output teed to its log file, its MLflow child
-run, its kind's runner (`jobs.RUNNERS`) and, when done, its record written atomically. The
-graph (`mtdiff.experiment.runner`) submits it once per job."""
+run, its kind's stage (`STAGES`: every stage is ``run(cfg, inputs, out) -> artifact``,
+the same function the commands call) and, when done, its record (the artifact's
+`to_record`) written atomically. The graph (`mtdiff.experiment.runner`) submits it once
+per job."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
-from mtdiff import tracking
+from mtdiff import collect, tracking
+from mtdiff.artifacts import (
+    Artifact,
+    Checkpoint,
+    Dataset,
+    Evaluation,
+    Inputs,
+    OfflineResult,
+    Report,
+)
+from mtdiff.collect import NO_PROGRESS_ENV
+from mtdiff.config import Config
+from mtdiff.data import subset
 from mtdiff.data.io import atomic_write_json
-from mtdiff.experiment.jobs import RUNNERS, Job
+from mtdiff.eval import reference
+from mtdiff.eval import stage as evaluate
+from mtdiff.experiment.jobs import Job
 from mtdiff.layout import Layout
+from mtdiff.offline import quality
+from mtdiff.offline import stage as offline
+from mtdiff.report import stage as report
+from mtdiff.runtime import set_torch_threads
+from mtdiff.synth import stage as synthesize
+from mtdiff.train import distill
+from mtdiff.train import stage as train
+
+# What each kind of job runs, and the artifact its record holds (what its dependents get).
+STAGES: dict[str, tuple[Callable[[Config, Inputs, Path], Artifact], type]] = {
+    "collect": (collect.run, Dataset),
+    "subset": (subset.run, Dataset),
+    "train": (train.run, Checkpoint),
+    "distill": (distill.run, Checkpoint),
+    "evaluate": (evaluate.run, Evaluation),
+    "reference": (reference.run, Evaluation),
+    "synthesize": (synthesize.run, Dataset),
+    "offline": (offline.run, OfflineResult),
+    "quality": (quality.run, OfflineResult),
+    "report": (report.run, Report),
+}
+# Kinds whose Ray task holds one CPU and runs torch itself, many side by side: one thread
+# each (the others drive work they fan out, or a trainer with its own workers).
+ONE_THREAD = ("synthesize", "offline", "quality")
 
 
 class _Tee:
@@ -71,26 +112,51 @@ def _injected_failure(job: Job, lay: Layout) -> None:
             raise RuntimeError(f"injected failure of {job.name} (try {n}, {FAIL_ENV})")
 
 
-def execute(job: Job, spec: dict[str, Any], dep_names: list[str],
+def job_inputs(job: Job, deps: dict[str, Artifact]) -> tuple[Inputs, Path]:
+    """(the stage's inputs, its `out`) from a job's params and its dependencies' artifacts:
+    a ``<role>_job`` param names the dependency that fills `Inputs.<role>`; the others are
+    the job's coordinates (suite, task, seed, ...)."""
+    p = job.params
+    roles = {k[:-len("_job")]: deps[v] for k, v in p.items() if k.endswith("_job")}
+    labels = {k: p[k] for k in ("method", "seen", "num_tasks") if k in p}
+    graph = p.get("graph", ())
+    inputs = Inputs(
+        **roles, suite=p.get("suite"), task=p.get("task"), tasks=tuple(p.get("tasks", ())),
+        prompt_tasks=tuple(p.get("prompt_tasks", ())), view=p.get("view"),
+        seed=p.get("seed"), variant=p.get("data") if job.kind == "offline" else None,
+        save_agent=bool(p.get("save_agent")), labels=labels if job.kind == "offline" else {},
+        graph=graph if isinstance(graph, dict) else tuple(graph))
+    # a training's (a distillation's) runs live under "root", named by the stage itself
+    return inputs, Path(p["root"] if "root" in p else p["out"])
+
+
+def execute(job: Job, spec: dict[str, Any], deps: list[tuple[str, str]],
             *dep_results: dict[str, Any]) -> dict[str, Any]:
-    """A job inside its Ray task: log file, MLflow child run, the kind's runner, the
-    record. Returns the record (its "result" is what dependents receive)."""
+    """A job inside its Ray task: log file, MLflow child run, the kind's stage, the record.
+    `deps`: (name, kind) of each dependency, whose records or results follow. Returns the
+    record (its "result" is what dependents receive)."""
     import ray  # (in the job's Ray task: a driver that imports this module needs no Ray)
 
     os.environ["MTDIFF_CODE_VERSION"] = spec["code_version"]
+    os.environ[NO_PROGRESS_ENV] = "1"  # a job's output goes to its log file
     lay = Layout.at(spec["out"])
-    # A dependency that ran in this graph hands over its record, a skipped one its result.
-    inputs = {n: r["result"] if r.get("record") else r
-              for n, r in zip(dep_names, dep_results, strict=True)}
-    module, _, attr = RUNNERS[job.kind].partition(":")
-    fn = getattr(importlib.import_module(module), attr)
+    # A dependency that ran in this graph hands over its record, a skipped one its result;
+    # its kind says which artifact that is.
+    arts = {n: STAGES[kind][1].from_record(r["result"] if r.get("record") else r)
+            for (n, kind), r in zip(deps, dep_results, strict=True)}
+    inputs, out = job_inputs(job, arts)
+    stage = STAGES[job.kind][0]
+    # The job's stage logs into the job's run, and nowhere when the graph runs without MLflow.
+    cfg = replace(job.cfg, tracking=replace(job.cfg.tracking, enabled=bool(spec.get("mlflow"))))
+    if job.kind in ONE_THREAD:
+        set_torch_threads(1)
     node = ray.get_runtime_context().get_node_id()
     with _logged(lay.job_log(job.name)) as log:
         t0 = time.time()
 
         def work() -> dict[str, Any]:
             _injected_failure(job, lay)
-            return fn(job, inputs)
+            return stage(cfg, inputs, out).to_record()
 
         try:
             if spec.get("mlflow"):

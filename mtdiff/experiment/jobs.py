@@ -20,22 +20,6 @@ from mtdiff.config import Config, config_hash, to_dict
 
 Kind = Literal["collect", "subset", "train", "distill", "evaluate", "reference", "synthesize",
                "offline", "quality", "report"]
-# What each kind's Ray task runs: "module:function", called as fn(job, inputs) -> result,
-# with inputs the results of its dependencies by job name.
-RUNNERS: dict[str, str] = {
-    "collect": "mtdiff.experiment.kinds:collect",
-    "subset": "mtdiff.experiment.kinds:subset",
-    "train": "mtdiff.experiment.kinds:train",
-    "distill": "mtdiff.experiment.kinds:distill",
-    "evaluate": "mtdiff.experiment.kinds:evaluate",
-    "reference": "mtdiff.experiment.kinds:reference",
-    "synthesize": "mtdiff.offline.jobs:synthesize",
-    "offline": "mtdiff.offline.jobs:td3bc",
-    "quality": "mtdiff.offline.jobs:quality",
-    "report": "mtdiff.experiment.kinds:report",
-}
-
-
 @dataclass
 class Job:
     """One node of the graph (module docstring)."""

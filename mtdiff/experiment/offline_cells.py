@@ -28,7 +28,7 @@ from typing import Any
 from mtdiff.config import Config, to_dict
 from mtdiff.experiment.cells import ClusterInfo, collect_job, method_config, train_job
 from mtdiff.experiment.jobs import Job
-from mtdiff.layout import Layout
+from mtdiff.layout import Layout, subset_hash
 from mtdiff.methods import get_method
 
 SINGLE = "mtdiff-s-single"  # Fig. 6's column
@@ -58,7 +58,6 @@ def task_set_data(cfg: Config, lay: Layout, spec: str) -> tuple[Job, str]:
     its own: the same dataset without collecting again. A set with other tasks is
     collected (`collect/metaworld-<set>`)."""
     from mtdiff.collect.metaworld import plan_metaworld
-    from mtdiff.data.subset import subset_hash
     from mtdiff.envs.metaworld import resolve_tasks
 
     ccfg = replace(cfg, metaworld=replace(cfg.metaworld, tasks=spec))
@@ -77,11 +76,20 @@ def task_set_data(cfg: Config, lay: Layout, spec: str) -> tuple[Job, str]:
             subset_hash(source, tasks, prompt_only))
 
 
+def heldout_config(cfg: Config, tasks: list[str]) -> Config:
+    """The collection config of the tasks MTDiff-S never saw: scripted, noisy, small
+    (`offline.heldout_transitions` rows, action noise `offline.heldout_noise`)."""
+    o = cfg.offline
+    # No random-action episodes: the held-out original data is the noisy experts alone.
+    mw = replace(cfg.metaworld, tasks=",".join(tasks), source="scripted",
+                 transitions_per_task=o.heldout_transitions, scripted_noise=o.heldout_noise,
+                 scripted_random=0.0)
+    return replace(cfg, metaworld=mw)
+
+
 def offline_jobs(cfg: Config, lay: Layout, cluster: ClusterInfo) -> list[Job]:
     """The offline-RL jobs (module docstring), in dependency order."""
-    from mtdiff.data.subset import subset_hash
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.offline.jobs import heldout_config
 
     o, exp = cfg.offline, cfg.experiment
     view = cfg.data.view

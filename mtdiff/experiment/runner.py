@@ -131,6 +131,7 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
             values[j.name] = res
             outcomes[j.name] = Outcome(j.name, j.kind, "skipped", result=res)
     remote = ray.remote(execute)
+    kind_of = {j.name: j.kind for j in jobs}
     queue = [j for j in jobs if j.name not in outcomes and j.kind != "report"]
     reports = [j for j in jobs if j.kind == "report"]
     running: dict[Any, Job] = {}
@@ -158,7 +159,7 @@ def run_graph(jobs: list[Job], *, out: str | Path, cluster: Any, mlflow_spec: di
         opts = {"num_cpus": j.resources.get("CPU", 0.0), "num_gpus": j.resources.get("GPU", 0.0),
                 "max_retries": retries, "retry_exceptions": True,
                 "name": f"job:{j.name}", "scheduling_strategy": "SPREAD"}
-        ref = remote.options(**opts).remote(j, spec, list(j.deps), *args)
+        ref = remote.options(**opts).remote(j, spec, [(d, kind_of[d]) for d in j.deps], *args)
         running[ref] = j
         values[j.name] = _RefResult(ref)  # dependents get the ref; Ray resolves it
         started[j.name] = time.time()

@@ -85,7 +85,8 @@ def load(recs: GraphRecords) -> dict[str, SuiteReference]:
     does not read goes to `recs.problems`)."""
     out = {}
     for rec in recs.of_kind("reference"):
-        path = local_path(rec.get("result", {}).get("reference_file", ""), recs.root)
+        res = rec.get("result", {})  # (an older graph's record names it reference_file)
+        path = local_path(res.get("eval_file", res.get("reference_file", "")), recs.root)
         try:
             doc = json.loads(path.read_text())
             suite = doc["summary"]["suite"]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mtdiff.artifacts import Checkpoint
+from mtdiff.artifacts import Checkpoint, Dataset, Inputs
+from mtdiff.cli import tracked
 from mtdiff.config import Config, apply_overrides, to_dict
 from mtdiff.layout import evaluation_file, td3bc_result
 from mtdiff.sweeps.records import read_records, write_record
@@ -76,6 +78,17 @@ def _eval_metrics(results: list[dict[str, Any]], summarize: Callable) -> dict[st
     return out
 
 
+def _train(cfg: Config, config: dict[str, Any], data: str | Path) -> Checkpoint:
+    """The training stage inside a trial: not logged (the trial's run holds its settings),
+    its workers taking `trainer_cpus_per_worker` CPUs each (default 1: the trial holds
+    one itself)."""
+    from mtdiff.train.stage import run as train
+
+    cpus = config.get("trainer_cpus_per_worker", 1)
+    cfg = tracked(replace(cfg, train=replace(cfg.train, cpus_per_worker=cpus)), False)
+    return train(cfg, Inputs(data=Dataset.at(data)), Path(config["train_out"]))
+
+
 def evaluate_trial(config: dict[str, Any]) -> None:
     """Trial: evaluate a planner checkpoint with swept sampling values (α, β, steps, ...).
 
@@ -114,11 +127,9 @@ def train_eval_trial(config: dict[str, Any]) -> None:
 
     from mtdiff.eval.stage import plan_jobs
     from mtdiff.eval.suites import run_job, summarize
-    from mtdiff.train import run as train
 
     with _trial(config) as (cfg, _):
-        ckpt = train(cfg, data=config["data"], out=config["train_out"], track=False,
-                     cpus_per_worker=config.get("trainer_cpus_per_worker", 1))
+        ckpt = _train(cfg, config, config["data"]).path
         meta = Checkpoint.at(ckpt).meta
         jobs = plan_jobs(config["suite"], meta, cfg, cfg.eval, tasks=config.get("tasks"),
                          maps=config.get("maps"), wrong_prompt=False)
@@ -139,14 +150,13 @@ def task_count_trial(config: dict[str, Any]) -> None:
     resumed trial does not redo them.
     """
     import json
-    from dataclasses import replace
 
     import ray.tune
 
     from mtdiff.envs.metaworld import resolve_tasks
     from mtdiff.layout import Layout
-    from mtdiff.offline.jobs import load_task, synthesize_data, td3bc_cell
-    from mtdiff.train import run as train
+    from mtdiff.offline.stage import run as offline
+    from mtdiff.synth.stage import run as synthesize
 
     def num_tasks(cfg: Config) -> dict[str, Any]:
         return {"num_tasks": len(resolve_tasks(cfg.metaworld.tasks))}
@@ -155,22 +165,23 @@ def task_count_trial(config: dict[str, Any]) -> None:
         cfg = replace(cfg, model=replace(cfg.model, kind="mtdiff-s"))
         spec, task = cfg.metaworld.tasks, config["task"]
         n = len(resolve_tasks(spec))
-        data = Path(config["data"][spec])
-        ckpt = train(cfg, data=data, out=config["train_out"], track=False,
-                     cpus_per_worker=config.get("trainer_cpus_per_worker", 1))
+        data = Dataset.at(config["data"][spec])
+        model = _train(cfg, config, data.path)
+        ckpt = model.path
         lay = Layout.at(config["out"])
-        offline = {k: v for k, v in to_dict(cfg.offline).items() if k not in ("seeds", "tasks")}
-        key = {"checkpoint": str(ckpt), "offline": offline, "tasks": spec,
-               "view": cfg.data.view}
-        src = synthesize_data(cfg, str(ckpt), task, str(data), cfg.data.view,
-                              lay.synthesis(task, key))
+        off = {k: v for k, v in to_dict(cfg.offline).items() if k not in ("seeds", "tasks")}
+        key = {"checkpoint": str(ckpt), "offline": off, "tasks": spec, "view": cfg.data.view}
+        cfg = tracked(cfg, False)
+        src = synthesize(cfg, Inputs(model=model, task=task, data=data, view=cfg.data.view),
+                         lay.synthesis(task, key))
         metrics: dict[str, float] = {"num_tasks": float(n)}
+        method = f"mtdiff-s-{spec}"
         for seed in cfg.offline.seeds:
-            out = lay.td3bc(task, f"mtdiff-s-{spec}", seed, key)
+            out = lay.td3bc(task, method, seed, key)
             f = td3bc_result(out)
-            rec = json.loads(f.read_text()) if f.exists() else td3bc_cell(
-                cfg, load_task(src["augmented"], task, "near-optimal"), task=task, seed=seed,
-                out=out, method=f"mtdiff-s-{spec}", num_tasks=n, seen=True)
+            rec = json.loads(f.read_text()) if f.exists() else offline(cfg, Inputs(
+                task=task, synth=src, variant=method, seed=seed,
+                labels={"method": method, "num_tasks": n, "seen": True}), out).info
             metrics[f"success_s{seed}"] = rec["success"]
         metrics["success"] = sum(metrics[f"success_s{s}"] for s in cfg.offline.seeds) / len(
             cfg.offline.seeds)
@@ -196,8 +207,8 @@ def _evaluation(cfg: Config, ckpt: Path, suite: str, root: str | Path) -> dict[s
         # A task-id policy (MTBC, ...) knows only its training tasks: no held-out group.
         tasks = (list(Checkpoint.find(ckpt).meta["tasks"])
                  if load_policy(ckpt).conditioning == "task_id" else None)
-        evaluate(ckpt, suite=suite, out=out, cfg_overrides=cfg, tasks=tasks,
-                 wrong_prompt=False, track=False)
+        evaluate(tracked(cfg, False), Inputs(model=Checkpoint.find(ckpt), suite=suite,
+                                             tasks=tuple(tasks or ()), wrong_prompt=False), out)
     return json.loads(done.read_text())
 
 
@@ -227,11 +238,8 @@ def budget_trial(config: dict[str, Any]) -> None:
     """
     import ray.tune
 
-    from mtdiff.train import run as train
-
     with _trial(config) as (cfg, _):
-        ckpt = train(cfg, data=config["data"], out=config["train_out"], track=False,
-                     cpus_per_worker=1)
+        ckpt = _train(cfg, {**config, "trainer_cpus_per_worker": 1}, config["data"]).path
         metrics = budget_metrics(_evaluation(cfg, ckpt, config["suite"], config["out"]))
         trained_on = Checkpoint.at(ckpt).meta["tasks"]  # batch = M x tasks
         metrics["samples"] = float(cfg.train.steps * cfg.data.batch_per_task * len(trained_on))

@@ -8,11 +8,15 @@ last row of a sequence has none (it is marked truncated, like any cut episode).
 
 `combine` writes original + synthetic data of the same tasks as one augmented dataset
 (original episodes first, synthetic ones after, the split recorded in the manifest).
+
+`run(cfg, inputs, out)` is the stage: both, resumably, in `<out>/synthetic` and
+`<out>/augmented`; `synthesize` the synthesis alone.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,12 +24,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtdiff import keys
+from mtdiff import keys, tracking
+from mtdiff.artifacts import Dataset, Inputs
 from mtdiff.config import Config, DiffusionConfig
 from mtdiff.data.prompts import PromptWindow, cut_prompt_windows, write_prompts
 from mtdiff.data.reader import load_dataset, read_manifest
 from mtdiff.data.schema import DatasetError
+from mtdiff.data.transitions import load_task
 from mtdiff.data.writer import MANIFEST, TaskWriter, finalize_dataset
+from mtdiff.layout import augmented_dir, synthetic_dir
 from mtdiff.synth.synthesizer import Synthesizer, load_synthesizer
 
 
@@ -82,16 +89,57 @@ def synthesize_task(synth: Synthesizer, task: str, *, num: int, prompt: np.ndarr
     return episodes
 
 
-def run(checkpoint: str | Path, *, tasks: list[str], num: int, out: str | Path,
-        prompt_episodes: int = 1, seed: int = 0, batch: int = 256,
-        device: str | None = None, diffusion: DiffusionConfig | None = None,
-        cfg: Config | None = None) -> Path:
+def run(cfg: Config, inputs: Inputs, out: Path) -> Dataset:
+    """MTDiff-S data of `inputs.task` (or of each of `inputs.tasks`) from `inputs.model`
+    in `<out>/synthetic`: `offline.synth_transitions` per task (None: `offline.
+    augment_copies` x the task's rows in `inputs.data`; the largest task's for several),
+    prompts cut from `offline.prompt_episodes` fresh expert demonstrations, seed
+    `offline.seed`, the sampler settings of `cfg.diffusion`. With `inputs.data`, also
+    `<out>/augmented`, its view `inputs.view` (else `data.view`) and the synthetic data
+    together, which it returns (else the synthetic dataset). A finished part is reused,
+    one a kill left half-written is started over. Logs the synthetic dataset and its
+    size into the active MLflow run when `tracking.enabled`."""
+    model = inputs.need("model")
+    tasks = [inputs.task] if inputs.task else list(inputs.need("tasks"))
+    data, view, o = inputs.data, inputs.view or cfg.data.view, cfg.offline
+    syn, aug = synthetic_dir(Path(out).resolve()), augmented_dir(Path(out).resolve())
+    if data is None or not (aug / MANIFEST).exists():
+        if not (syn / MANIFEST).exists():
+            shutil.rmtree(syn, ignore_errors=True)
+            if o.synth_transitions is None and data is None:
+                raise ValueError("set offline.synth_transitions (how many transitions per "
+                                 "task), or give the original data to size it from")
+            num = o.synth_transitions or o.augment_copies * max(
+                len(load_task(data.path, t, view)) for t in tasks)
+            print(f"[synthesize] {','.join(tasks)}: {num} transitions per task with {model}")
+            synthesize(model.path, tasks=tasks, num=num, out=syn,
+                       prompt_episodes=o.prompt_episodes, seed=o.seed, cfg=cfg)
+        if data is not None:
+            shutil.rmtree(aug, ignore_errors=True)
+            combine(data.path, syn, aug, tasks=tasks, view=view)
+    man = read_manifest(syn)
+    info = {"task": ",".join(tasks), "synthetic": str(syn), "view": view,
+            "checkpoint": str(model.path),
+            "transitions": sum(int(man["tasks"][t]["transitions"]) for t in tasks),
+            "synth_seconds": float(man.get("synth_seconds", 0.0))}
+    if cfg.tracking.enabled:
+        tracking.log_dataset(man, syn, context="synthetic")
+        tracking.log_metrics({"synthetic_transitions": info["transitions"],
+                              "synth_seconds": info["synth_seconds"]})
+    if data is None:
+        return Dataset.at(syn, **{k: v for k, v in info.items() if k != "synthetic"})
+    return Dataset.at(aug, original=str(data.path), **info)
+
+
+def synthesize(checkpoint: str | Path, *, tasks: list[str], num: int, out: str | Path,
+               prompt_episodes: int = 1, seed: int = 0, batch: int = 256,
+               device: str | None = None, diffusion: DiffusionConfig | None = None,
+               cfg: Config | None = None) -> Path:
     """Synthesize `num` transitions per task into a new dataset at `out`.
 
     diffusion: the sampler settings (sampler, steps, x̂_0 clipping); None = those of `cfg`.
     cfg: the caller's resolved config, whose ``collect`` section cuts the prompts and
-    shards the output; None = the checkpoint's. Stages pass their own, so `--set` takes
-    effect (the offline stage names its folder by them).
+    shards the output; None = the checkpoint's.
     """
     out = Path(out)
     if (out / MANIFEST).exists():

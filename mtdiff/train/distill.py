@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from mtdiff import keys, tracking
-from mtdiff.artifacts import Checkpoint
+from mtdiff.artifacts import Checkpoint, Inputs
 from mtdiff.config import Config, from_dict, to_dict
 from mtdiff.data.io import atomic_write, atomic_write_json
 from mtdiff.data.windows import checkpoint_return_info, resolve_target
@@ -118,18 +118,19 @@ def _latest(run_dir: Path) -> Checkpoint | None:
     return Checkpoint.latest(run_dir) if run_dir.exists() else None
 
 
-def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
-        track: bool = True, device: str | None = None) -> Path:
-    """Distil the teacher checkpoint into a `cfg.distill.student_steps`-step student.
+def run(cfg: Config, inputs: Inputs, out: Path) -> Checkpoint:
+    """Distil the teacher `inputs.model` into a `cfg.distill.student_steps`-step student.
 
-    teacher: an MTDiff-P (or -P-onehot) checkpoint, folder or run folder; data: its
-    training dataset (prompts, histories and returns are drawn from it); out: where the
-    run folder goes. Uses `cfg.distill`, `cfg.diffusion.guidance` / `temperature` (the
-    teacher's sampling to copy), `cfg.eval.target_return`, `cfg.tracking`.
-    Returns the student's checkpoint folder (an existing one when already finished).
+    inputs.model: an MTDiff-P (or -P-onehot) checkpoint; inputs.data: its training
+    dataset (prompts, histories and returns are drawn from it); out: where the run folder
+    goes. Uses `cfg.distill`, `cfg.diffusion.guidance` / `temperature` (the teacher's
+    sampling to copy), `cfg.eval.target_return`, `cfg.tracking`; the network is the
+    teacher's own (its checkpoint's config). On a GPU when there is one.
+    Returns the student's checkpoint (an existing one when already finished).
     """
     dc = cfg.distill
-    teacher_ckpt = Checkpoint.find(teacher)
+    teacher_ckpt = inputs.need("model")
+    data = inputs.need("data").path
     t_ckpt, meta = teacher_ckpt.path, teacher_ckpt.meta
     if meta["kind"] not in ("mtdiff-p", "mtdiff-p-onehot") or "student" in meta:
         what = "a student already" if "student" in meta else meta["kind"]
@@ -139,8 +140,8 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
     latest = _latest(run_dir)
     if latest is not None and latest.step >= dc.steps and (run_dir / RESULT_FILE).exists():
         print(f"[distill] {run_dir} already finished ({dc.steps} steps); skipping")
-        return latest.path
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return latest
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     t_cfg = from_dict(meta["config"])
     tm = load_model(t_ckpt, device=dev)
     spec = StudentSpec(steps=dc.student_steps, teacher_steps=dc.teacher_steps,
@@ -185,7 +186,8 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
     params = {k: v for k, v in flatten(cfg).items()
               if k.startswith(("distill.", "diffusion.", "eval.target_return"))}
     t0 = time.time()
-    with tracking.stage_run(cfg, "distill", name=name, output=run_dir, track=track,
+    with tracking.stage_run(cfg, "distill", name=name, output=run_dir,
+                            track=cfg.tracking.enabled,
                             params=params, teacher=str(t_ckpt)) as tracked:
         with matmul_tf32(cfg.train.tf32, dev):
             metrics = _train(student, ema, opt, trajs, spec, grid, tm, dc, start, run_dir,
@@ -203,7 +205,7 @@ def run(cfg: Config, *, teacher: str | Path, data: str | Path, out: str | Path,
         tracking.set_tags({"checkpoint": final.path})
     print(f"[distill] {spec.steps}-step student: val RMSE {metrics['val_rmse']:.4f} vs the "
           f"teacher's DDIM-{spec.steps} {metrics['teacher_ddim_n_rmse']:.4f} -> {final.path}")
-    return final.path
+    return final
 
 
 def _teacher_data(tm: Any, setup: Any, cfg: Config, spec: StudentSpec, run_dir: Path,

@@ -5,44 +5,42 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mtdiff.artifacts import Checkpoint
+from mtdiff import tracking
+from mtdiff.artifacts import Checkpoint, Inputs
 from mtdiff.config import Config
+from mtdiff.data.reader import read_manifest, verify_checksums
+from mtdiff.layout import train_run_name
+from mtdiff.runtime import init_ray
 from mtdiff.train.checkpoints import tidy_run
+from mtdiff.train.ray_train import build_trainer
 
 
 def run_name(cfg: Config, data: str | Path) -> str:
     """Run folder name (`mtdiff.layout.train_run_name`) for the dataset at
     `data`."""
-    from mtdiff.data.reader import read_manifest
-    from mtdiff.layout import train_run_name
-
     return train_run_name(cfg, read_manifest(data)["config_hash"])
 
 
-def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
-        cpus_per_worker: int | None = None, gpus_per_worker: float | None = None) -> Path:
-    """Train `cfg.model.kind` on the dataset at `data`; returns the final checkpoint folder.
+def run(cfg: Config, inputs: Inputs, out: Path) -> Checkpoint:
+    """Train `cfg.model.kind` on `inputs.data` into a run folder under `out` (named by
+    `run_name`); returns its final checkpoint.
 
     Finished runs (a checkpoint at `train.steps`) are skipped; unfinished ones resume from
-    their newest readable checkpoint. `cpus_per_worker`: CPUs each Ray Train worker
-    reserves (default: `train.cpus_per_worker`, else the largest node's CPUs split over
-    the workers); a caller that itself holds CPUs passes fewer, or the worker group can
-    never be placed. `gpus_per_worker`: a share of a GPU per worker on a GPU cluster
-    (default: a whole one). Paths are made absolute here: Ray Train workers run elsewhere.
+    their newest readable checkpoint. Each Ray Train worker reserves
+    `train.cpus_per_worker` CPUs (None: the largest node's CPUs split over the workers; a
+    caller that itself holds CPUs sets fewer, or the worker group can never be placed) and
+    `train.gpus_per_worker` of a GPU on a GPU cluster (None: a whole one). Logs to MLflow
+    when `tracking.enabled`. Paths are made absolute here: Ray Train workers run elsewhere.
     """
-    from mtdiff import tracking
-    from mtdiff.data.reader import read_manifest, verify_checksums
-    from mtdiff.runtime import init_ray
-    from mtdiff.train.ray_train import build_trainer
-
-    data, out = Path(data).resolve(), Path(out).resolve()
+    data, out = inputs.need("data").path.resolve(), Path(out).resolve()
+    track = cfg.tracking.enabled
     name = run_name(cfg, data)
     latest = Checkpoint.latest(out / name)
     if latest is not None and latest.step >= cfg.train.steps:
         print(f"[train] {out / name} already finished ({cfg.train.steps} steps); skipping")
         if track:
             _close_stale_runs(cfg, out / name)
-        return latest.path
+        return latest
     if latest is not None:
         print(f"[train] resuming {out / name} from step {latest.step} ({latest.path})")
     verify_checksums(data)  # damaged shards: one clear error before any worker starts
@@ -54,8 +52,8 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
         # damaged. (This process holds the run folder now: `stage_run` claimed it.)
         tidy_run(out / name)
         trainer = build_trainer(cfg, data, out, run_name=name, mlflow_spec=spec,
-                                cpus_per_worker=cpus_per_worker,
-                                gpus_per_worker=gpus_per_worker,
+                                cpus_per_worker=cfg.train.cpus_per_worker,
+                                gpus_per_worker=cfg.train.gpus_per_worker,
                                 resume_from=latest.path if latest else None)
         try:
             result = trainer.fit()  # Ray Train V2 raises TrainingFailedError
@@ -67,14 +65,14 @@ def run(cfg: Config, *, data: str | Path, out: str | Path, track: bool = True,
             tidy_run(out / name)
             raise
         found = Checkpoint.find(out / name)
-        ckpt = found.path
         if spec is not None:
             tracking.log_dataset(read_manifest(data), data, view=cfg.data.view)
             tracking.log_metrics({"train_seconds": time.time() - t0})
             tracking.log_artifact(found.file, artifact_path="checkpoint")
-            tracking.set_tags({"checkpoint": str(ckpt)})
-    print(f"[train] {cfg.model.kind}: {cfg.train.steps} steps in {time.time() - t0:.1f}s -> {ckpt}")
-    return ckpt
+            tracking.set_tags({"checkpoint": str(found.path)})
+    print(f"[train] {cfg.model.kind}: {cfg.train.steps} steps in {time.time() - t0:.1f}s "
+          f"-> {found.path}")
+    return found
 
 
 def _close_stale_runs(cfg: Config, run_dir: Path) -> None:
@@ -82,8 +80,6 @@ def _close_stale_runs(cfg: Config, run_dir: Path) -> None:
     last checkpoint (before it ended its run) left RUNNING, as `tracking.stage_run` does
     before it opens a run. Inside a job of the experiment graph (a run is active in this
     process) the graph does that; a live process writing `run_dir` keeps its run."""
-    from mtdiff import tracking
-
     if tracking.active() is not None:
         return
     try:
