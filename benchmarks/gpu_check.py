@@ -2,8 +2,10 @@
 
 For a GPU machine lent for ~15 minutes with Python, torch (CUDA), numpy and pyarrow only
 (no Ray, MLflow, MuJoCo, Meta-World, gymnasium, scipy, no network): it imports only the
-torch parts of `mtdiff`, makes its own batches, and stops starting sections when its
-time budget (default 8 min) would be passed. Run from the repository root:
+torch parts of `mtdiff` and the timing and model helpers of `planning_speed.py` and
+`train_throughput.py` (which import no more), makes its own batches, and stops starting
+sections when its time budget (default 8 min) would be passed. Run from the repository
+root:
 
     PYTHONPATH=. python benchmarks/gpu_check.py [--budget 8] [--tiny]
 
@@ -37,17 +39,22 @@ import socket
 import time
 from typing import Any
 
+# benchmarks/planning_speed.py and train_throughput.py, beside this script: neither imports
+# Ray, MLflow or MuJoCo
+import planning_speed as ps
 import torch
+from train_throughput import step_rate
 
 from mtdiff import keys
-from mtdiff.config import DiffusionConfig, ModelConfig, get_preset
-from mtdiff.diffusion import DiffusionSchedule, guided_model_fn, make_sampler, sample
+from mtdiff.config import ModelConfig, get_preset
+from mtdiff.diffusion import DiffusionSchedule, guided_model_fn, sample
 from mtdiff.diffusion.compiled import FastSampler, bucket_size
 from mtdiff.diffusion.distill import StudentNet
 from mtdiff.models import build_model
 from mtdiff.runtime import matmul_tf32
+from mtdiff.train.core import TrainSetup
+from mtdiff.train.learner import DiffusionLearner
 
-OBS, ACT, J, L = 39, 4, 20, 2
 ROWS: list[tuple[str, str, str, str]] = []  # section, setting, result, note
 
 
@@ -75,70 +82,36 @@ class Budget:
         return False
 
 
-def sync(dev: torch.device) -> None:
-    """Wait for the device (timings on CUDA are otherwise launch times)."""
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def timed(fn: Any, dev: torch.device, reps: int) -> float:
-    """Median seconds of `reps` calls after one warm-up."""
-    fn()
-    sync(dev)
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        sync(dev)
-        ts.append(time.perf_counter() - t0)
-    return sorted(ts)[len(ts) // 2]
-
-
-def matmul_rate(dev: torch.device, dtype: torch.dtype, n: int) -> float:
-    """Measured FLOP/s of an n x n matmul."""
-    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
+def matmul(dev: torch.device, dtype: torch.dtype, n: int) -> float:
+    """Measured FLOP/s of an n x n matmul: ~2 TFLOP per timing on CUDA, 20 GFLOP on CPU."""
     reps = max(2, int((2e12 if dev.type == "cuda" else 2e10) / (2 * n**3)))
-    return 2 * n**3 * reps / timed(lambda: [a @ b for _ in range(reps)], dev, 2)
+    return ps.matmul_rate(dev, n, dtype, reps=reps, rounds=2)
 
 
-def model_cfg(tiny: bool, dropout: float) -> ModelConfig:
-    """The paper's MTDiff-P (or a tiny one for a CPU test run)."""
-    if tiny:
-        return ModelConfig(d_model=32, n_layer=1, n_head=2, dropout=dropout)
-    return ModelConfig(dropout=dropout)
+def size(tiny: bool) -> tuple[ModelConfig, int]:
+    """(model config, horizon H) of the paper's MTDiff-P, or of a tiny one (CPU test run)."""
+    return ps.SIZES["tiny" if tiny else "paper"]
 
 
-def make_batch(B: int, H: int, dev: torch.device) -> dict[str, torch.Tensor]:
-    """A random training batch with the window sampler's keys and shapes."""
-    return {keys.BATCH_ACTIONS: torch.randn(B, H, ACT, device=dev),
-            keys.BATCH_HISTORY: torch.randn(B, L, OBS, device=dev),
-            keys.BATCH_PROMPT: torch.randn(B, J, OBS + ACT, device=dev),
-            keys.BATCH_RETURN: torch.rand(B, 1, device=dev),
-            keys.BATCH_MASK: torch.ones(B, H, device=dev)}
-
-
-def train_rate(dev: torch.device, tiny: bool, B: int, H: int, steps: int, *, prec: str,
+def train_rate(dev: torch.device, tiny: bool, B: int, steps: int, *, prec: str,
                wrap: Any = None, compile_: str = "off",
                profile: dict[str, float] | None = None) -> tuple[float, float]:
     """(steps/s, FLOPs per step) of the project's training step (`DiffusionLearner.update`:
     loss, backward, clipping, Adam, EMA) with `train.tf32` / `train.bf16` set by `prec` and
     `train.compile` by `compile_`. `profile`, when given, gets the kernels per step and the
     share of the wall time the GPU is busy (torch.profiler over `steps` steps)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from mtdiff.train.core import TrainSetup
-    from mtdiff.train.learner import DiffusionLearner
-
     cfg = get_preset("paper")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, tf32=prec == "tf32", bf16=prec == "bf16", compile=compile_))
-    model = build_model(model_cfg(tiny, 0.1), obs_dim=OBS, act_dim=ACT, horizon=H,
-                        history=L, prompt_len=J, num_tasks=50)
+    mcfg, H = size(tiny)
+    model = build_model(dataclasses.replace(mcfg, dropout=0.1), obs_dim=ps.OBS, act_dim=ps.ACT,
+                        horizon=H, history=ps.L, prompt_len=ps.J, num_tasks=50)
     setup = TrainSetup(model, None, None, DiffusionSchedule.from_config(cfg.diffusion), {})  # type: ignore[arg-type]
     learner = DiffusionLearner(cfg, setup, dev)
     if wrap is not None:
         learner.prepare(wrap)
-    batch = make_batch(B, H, dev)
+    batch = {**ps.plan_cond(B, dev), keys.BATCH_ACTIONS: torch.randn(B, H, ps.ACT, device=dev),
+             keys.BATCH_MASK: torch.ones(B, H, device=dev)}  # the window sampler's keys
 
     def step() -> None:
         learner.update(batch)
@@ -146,12 +119,10 @@ def train_rate(dev: torch.device, tiny: bool, B: int, H: int, steps: int, *, pre
     if compile_ != "off":
         for _ in range(3):  # compile / capture before anything is timed
             step()
-    with FlopCounterMode(display=False) as fc:
-        step()
-    rate = 1.0 / timed(lambda: [step() for _ in range(steps)], dev, 1) * steps
+    rate, flops = step_rate(step, steps, dev)
     if profile is not None:
         profile.update(kernel_profile(step, dev, steps))
-    return rate, float(fc.get_total_flops())
+    return rate, flops
 
 
 def kernel_profile(step: Any, dev: torch.device, steps: int) -> dict[str, float]:
@@ -160,20 +131,20 @@ def kernel_profile(step: Any, dev: torch.device, steps: int) -> dict[str, float]
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    sync(dev)
+    ps.sync(dev)
     t0 = time.perf_counter()
     with profile(activities=acts) as prof:
         for _ in range(steps):
             step()
-        sync(dev)
+        ps.sync(dev)
     wall = time.perf_counter() - t0
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     busy = sum(e.device_time_total for e in kernels) / 1e6 if kernels else 0.0
     return {"kernels_per_step": len(kernels) / steps, "busy": busy / wall}
 
 
-def _ddp_worker(rank: int, world: int, backend: str, port: int, tiny: bool, H: int,
-                steps: int, queue: Any) -> None:
+def _ddp_worker(rank: int, world: int, backend: str, port: int, tiny: bool, steps: int,
+                queue: Any) -> None:
     """One DDP rank on GPU 0: a batch of 400 / world, report steps/s from rank 0."""
     import torch.distributed as dist
 
@@ -182,7 +153,7 @@ def _ddp_worker(rank: int, world: int, backend: str, port: int, tiny: bool, H: i
         dist.init_process_group(backend, rank=rank, world_size=world)
         dev = torch.device("cuda", 0)
         torch.cuda.set_device(dev)
-        rate, _ = train_rate(dev, tiny, 400 // world, H, steps, prec="fp32", wrap=lambda m:
+        rate, _ = train_rate(dev, tiny, 400 // world, steps, prec="fp32", wrap=lambda m:
                              torch.nn.parallel.DistributedDataParallel(m, device_ids=[0]))
         dist.barrier()
         if rank == 0:
@@ -192,7 +163,7 @@ def _ddp_worker(rank: int, world: int, backend: str, port: int, tiny: bool, H: i
         queue.put(("error", f"{type(e).__name__}: {str(e).splitlines()[0][:60]}"))
 
 
-def ddp_rate(backend: str, world: int, tiny: bool, H: int, steps: int,
+def ddp_rate(backend: str, world: int, tiny: bool, steps: int,
              timeout: float) -> tuple[str, float | str]:
     """Run `world` DDP processes; ("ok", steps/s) or ("error"/"timeout", message)."""
     import torch.multiprocessing as mp
@@ -202,7 +173,7 @@ def ddp_rate(backend: str, world: int, tiny: bool, H: int, steps: int,
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    procs = [ctx.Process(target=_ddp_worker, args=(r, world, backend, port, tiny, H, steps, q))
+    procs = [ctx.Process(target=_ddp_worker, args=(r, world, backend, port, tiny, steps, q))
              for r in range(world)]
     for p in procs:
         p.start()
@@ -224,10 +195,10 @@ def ddp_rate(backend: str, world: int, tiny: bool, H: int, steps: int,
     return result
 
 
-def sampling_rows(dev: torch.device, tiny: bool, H: int, budget: Budget, peak: float) -> None:
+def sampling_rows(dev: torch.device, tiny: bool, budget: Budget, peak: float) -> None:
     """Planning latency rows at 1 and 50 environments."""
-    model = build_model(model_cfg(tiny, 0.0), obs_dim=OBS, act_dim=ACT, horizon=H, history=L,
-                        prompt_len=J, num_tasks=50).to(dev).eval().requires_grad_(False)
+    mcfg, H = size(tiny)
+    model = ps.build_net(mcfg, H, dev)
     sched = DiffusionSchedule.vp(200).to(dev)
     student = StudentNet(model, sched).to(dev).eval()
     for n in (1, 50):
@@ -237,36 +208,27 @@ def sampling_rows(dev: torch.device, tiny: bool, H: int, budget: Budget, peak: f
 def _sampling_at(n: int, model: torch.nn.Module, student: StudentNet, sched: DiffusionSchedule,
                  dev: torch.device, tiny: bool, H: int, budget: Budget, peak: float) -> None:
     """The sampling rows for n environments."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    cond = {keys.BATCH_PROMPT: torch.randn(n, J, OBS + ACT, device=dev),
-            keys.BATCH_HISTORY: torch.randn(n, L, OBS, device=dev),
-            keys.BATCH_RETURN: torch.ones(n, 1, device=dev)}
-    with FlopCounterMode(display=False) as fc:
-        model(torch.randn(n, H, ACT, device=dev), torch.zeros(n, dtype=torch.long, device=dev),
-              cond)
-    flops_row = fc.get_total_flops() / n  # per environment and network call
-    shape = (n, H, ACT)
+    cond = ps.plan_cond(n, dev)
+    flops_row = ps.flops_per_env(model, cond, H)
+    shape = (n, H, ps.ACT)
 
     def report(setting: str, secs: float, rows_per_env: int, calls: int, note: str = "") -> None:
         gf = flops_row * n * rows_per_env * calls / secs
         row("sampling", f"{setting}, {n} env", f"{secs * 1e3:9.2f} ms/plan",
             f"{gf / 1e9:.3g} GFLOP/s ({gf / peak:.0%} of matmul) {note}")
 
-    def sampler(name: str, steps: int) -> Any:
-        return make_sampler(DiffusionConfig(sampler=name, sample_steps=steps), sched)  # type: ignore[arg-type]
-
-    ddim, ddpm, s4 = sampler("ddim", 20), sampler("ddpm", 200), sampler("ddim", 4)
+    ddim, ddpm, s4 = (ps.sampler(m, k, sched) for m, k in (("ddim", 20), ("ddpm", 200),
+                                                             ("ddim", 4)))
     fn = guided_model_fn(model, cond, 1.2)
     sfn = guided_model_fn(student, cond, None)
-    one = timed(lambda: sample(fn, shape, ddim, device=dev), dev, 3)
+    one = ps.timed(lambda: sample(fn, shape, ddim, device=dev), dev, 3)
     if budget.allows(200 / 20 * one * 2 + 5, "sampling", f"DDPM-200 eager, {n} env"):
-        report("DDPM-200 eager", timed(lambda: sample(fn, shape, ddpm, device=dev), dev, 1),
+        report("DDPM-200 eager", ps.timed(lambda: sample(fn, shape, ddpm, device=dev), dev, 1),
                2, 200)
     report("DDIM-20 eager", one, 2, 20)
     if dev.type == "cuda":
         tf32_rows(fn, model, ddim, shape, cond, dev, report)
-    report("student-4 eager", timed(lambda: sample(sfn, shape, s4, device=dev), dev, 3), 1, 4)
+    report("student-4 eager", ps.timed(lambda: sample(sfn, shape, s4, device=dev), dev, 3), 1, 4)
     runs = [("DDIM-20 cudagraph", model, ddim, 1.2, "cudagraph", 10, 2, 20),
             ("student-4 cudagraph", student, s4, None, "cudagraph", 10, 1, 4),
             ("DDIM-20 inductor", model, ddim, 1.2, "inductor", 40 if tiny else 150, 2, 20),
@@ -279,12 +241,9 @@ def _sampling_at(n: int, model: torch.nn.Module, student: StudentNet, sched: Dif
             continue
         try:
             eng = FastSampler(net, smp, guidance=g, mode=mode, device=dev)  # type: ignore[arg-type]
-            t0 = time.perf_counter()
-            eng(cond, shape)
-            first = time.perf_counter() - t0
+            secs, first = ps.compiled_timing(eng, cond, shape, dev, 5)
             pad = f", bucket {bucket_size(n)}" if bucket_size(n) != n else ""
-            report(setting, timed(lambda eng=eng: eng(cond, shape), dev, 5), rows_per_env,
-                   calls, f"(first call {first:.1f} s{pad})")
+            report(setting, secs, rows_per_env, calls, f"(first call {first:.1f} s{pad})")
         except Exception as e:  # noqa: BLE001 - one failed mode must not end the check
             row("sampling", f"{setting}, {n} env", "failed", f"{type(e).__name__}: {e}"[:90])
 
@@ -308,11 +267,11 @@ def tf32_rows(fn: Any, model: torch.nn.Module, ddim: Any, shape: tuple[int, ...]
     row("parity", f"DDIM-20, {shape[0]} env", f"tf32 {gap(alt, ref)}",
         f"fp32 CUDA graph vs eager: {gap(same, ref)} (same noise)")
     with matmul_tf32(True, dev):  # as `Planner.plan` runs with diffusion.tf32
-        report("DDIM-20 eager tf32", timed(lambda: sample(fn, shape, ddim, device=dev), dev, 3),
+        report("DDIM-20 eager tf32", ps.timed(lambda: sample(fn, shape, ddim, device=dev), dev, 3),
                2, 20)
         eng = FastSampler(model, ddim, guidance=1.2, mode="cudagraph", device=dev)
         eng(cond, shape)
-        report("DDIM-20 cudagraph tf32", timed(lambda: eng(cond, shape), dev, 5), 2, 20)
+        report("DDIM-20 cudagraph tf32", ps.timed(lambda: eng(cond, shape), dev, 5), 2, 20)
 
 
 def main() -> None:
@@ -327,21 +286,16 @@ def main() -> None:
     budget = Budget(args.budget)
     cuda = torch.cuda.is_available()
     dev = torch.device("cuda" if cuda else "cpu")
-    H = 8 if args.tiny else 32
     steps = 2 if args.tiny else args.steps
     name = torch.cuda.get_device_name(dev) if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"gpu_check: torch {torch.__version__}, {name}, budget {args.budget} min"
           f"{', tiny model' if args.tiny else ', paper-sized MTDiff-P'}", flush=True)
     n = 256 if args.tiny else (8192 if cuda else 1024)
-    peaks = {"fp32": matmul_rate(dev, torch.float32, n)}
-    row("matmul", f"fp32 {n}x{n}", f"{peaks['fp32'] / 1e9:.0f} GFLOP/s")
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        peaks["tf32"] = matmul_rate(dev, torch.float32, n)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        row("matmul", f"tf32 {n}x{n}", f"{peaks['tf32'] / 1e9:.0f} GFLOP/s")
-    peaks["bf16"] = matmul_rate(dev, torch.bfloat16, n)
-    row("matmul", f"bf16 {n}x{n}", f"{peaks['bf16'] / 1e9:.0f} GFLOP/s")
+    peaks: dict[str, float] = {}
+    for prec in ("fp32", "tf32", "bf16") if cuda else ("fp32", "bf16"):
+        with matmul_tf32(prec == "tf32", dev):
+            peaks[prec] = matmul(dev, torch.bfloat16 if prec == "bf16" else torch.float32, n)
+        row("matmul", f"{prec} {n}x{n}", f"{peaks[prec] / 1e9:.0f} GFLOP/s")
 
     skip = set(filter(None, args.skip.split(",")))
     base = None
@@ -351,7 +305,7 @@ def main() -> None:
             continue
         if not budget.allows(5 if args.tiny else 30, "train", f"{prec}, 1 process"):
             continue
-        rate, flops = train_rate(dev, args.tiny, 400, H, steps, prec=prec)
+        rate, flops = train_rate(dev, args.tiny, 400, steps, prec=prec)
         base = base or rate
         row("train", f"{prec}, 1 process, batch 400", f"{rate:.2f} steps/s",
             f"{rate * flops / 1e9:.0f} GFLOP/s ({rate * flops / peaks[prec]:.0%} of matmul), "
@@ -367,7 +321,7 @@ def main() -> None:
             continue
         prec = "tf32"
         prof: dict[str, float] = {}
-        rate, flops = train_rate(dev, args.tiny, 400, H, steps, prec=prec, compile_=mode,
+        rate, flops = train_rate(dev, args.tiny, 400, steps, prec=prec, compile_=mode,
                                  profile=prof)
         eager_rate = rate if mode == "off" else eager_rate
         row("compile", f"{prec}, train.compile={mode}", f"{rate:.2f} steps/s",
@@ -375,7 +329,7 @@ def main() -> None:
             f"{prof['kernels_per_step']:.0f} kernels/step, GPU busy {prof['busy']:.0%}"
             + (f", {rate / eager_rate:.2f}x eager" if mode != "off" and eager_rate else ""))
 
-    sampling_rows(dev, args.tiny, H, budget, peaks["fp32"])
+    sampling_rows(dev, args.tiny, budget, peaks["fp32"])
 
     if not cuda and "ddp" not in skip:
         row("ddp", "2 processes, NCCL", "skipped (no CUDA)")
@@ -383,7 +337,7 @@ def main() -> None:
         for backend, world in (("nccl", 2), ("gloo", 2), ("nccl", 1)):
             if not budget.allows(60, "ddp", f"{world} process(es), {backend}"):
                 break
-            status, value = ddp_rate(backend, world, args.tiny, H, steps,
+            status, value = ddp_rate(backend, world, args.tiny, steps,
                                      min(150.0, budget.left() - 10))
             if status == "ok":
                 row("ddp", f"{world} process(es), {backend}, batch 400",

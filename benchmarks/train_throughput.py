@@ -1,18 +1,32 @@
-"""Training samples/s: eager vs compiled steps (`train.compile`), then, with
-`--precision` / `--ray`, the paper's configuration as a plain loop vs Ray Train, fp32 vs bf16.
+"""Training samples/s: eager vs compiled steps (`train.compile`); with `--methods`, each
+Table 1 baseline beside MTDiff-P; with `--precision` / `--ray`, the paper's configuration
+as a plain loop vs Ray Train, fp32 vs bf16.
 
-Eager vs compiled (always): the methods' own learners (`DiffusionLearner`, `DTLearner`)
-step the same batches with `train.compile=off` and `=inductor`, timed in alternating
-blocks so a busy machine slows both alike, on one thread (`--threads`). Rows: the local
-preset's MTDiff-P at its Meta-World batch (8 x 10 tasks) and its MuJoCo batch (32 x 2),
-the local-sized Prompt-DT, and the paper-sized MTDiff-P (batch 400). The last line is one
-JSON object: `compiled_speedup` (local-sized MTDiff-P, Meta-World batch, compiled / eager
-samples/s), each row, and the compile seconds (the first two compiled steps).
+Eager vs compiled (unless `--skip-compile`): the methods' own learners (`DiffusionLearner`,
+`DTLearner`) step the same batches with `train.compile=off` and `=inductor`, timed in
+rotating blocks so a busy machine slows both alike, on one thread (`--threads`). Rows: the
+local preset's MTDiff-P at its Meta-World batch (8 x 10 tasks) and its MuJoCo batch
+(32 x 2), the local-sized Prompt-DT, and the paper-sized MTDiff-P (batch 400).
 
-    python benchmarks/train_throughput.py [--threads 1] [--skip-paper] [--precision] [--ray]
+Methods (`--methods [M ...]`, the flag alone: all of `METHODS`): the paper's configuration
+(`paper` preset; the baselines' CORL / official-DT values; the DTs on the same GPT-2) and
+batch ("each baseline has the same batch size ... as MTDiff"), fp32, each method's plain
+single-process loop (sample a batch, `learner.update`), `--threads` threads. The methods
+take `--steps` rounds of one step each in a rotating order, so a load that drifts slows
+them alike; the first round is a warm-up. Printed: samples/s over the timed steps, the
+slowest and fastest step's rate, and the ratio to MTDiff-P (the baseline).
 
-Paper model (d=256, 6 layers, 4 heads, H=32, J=20, L=2, obs 39, act 4) and batch (8 per
-task x 50 tasks = 400) on a Meta-World-shaped dataset of real Parquet shards. In one run:
+The last line is one JSON object: `compiled_speedup` (local-sized MTDiff-P, Meta-World
+batch, compiled / eager samples/s), each row and the compile seconds (the first two
+compiled steps), unless --skip-compile; with --methods, `methods` (each one's samples/s
+and ratio to MTDiff-P).
+
+    python benchmarks/train_throughput.py [--threads 1] [--skip-paper] [--skip-compile]
+        [--methods [mtbc mtdt ...]] [--steps 6] [--tasks 50] [--precision] [--ray]
+
+Precision (`--precision`, `--ray`): the paper model (d=256, 6 layers, 4 heads, H=32, J=20,
+L=2, obs 39, act 4) and batch (8 per task x 50 tasks = 400) on a Meta-World-shaped dataset
+of real Parquet shards, all cores. In one run:
 
 - a plain single-process loop (the baseline), fp32 and bf16 autocast, with the attention
   path chosen by `attn_impl="auto"` (plain math on CPU, fused SDPA on CUDA) and, for
@@ -23,21 +37,29 @@ task x 50 tasks = 400) on a Meta-World-shaped dataset of real Parquet shards. In
 - model FLOPs per sample (torch's FlopCounterMode, forward + backward) and the model FLOP
   utilisation against this CPU's measured matmul rate (fp32 and bf16).
 
+`gpu_check.py` times its training steps with `step_rate` (no Ray, MLflow or MuJoCo at
+import: Ray is imported only by --ray).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
+from planning_speed import matmul_rate, timed  # benchmarks/planning_speed.py, beside this
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtdiff.config import apply_overrides, get_preset
 from mtdiff.data.random_data import write_random_dataset
+from mtdiff.methods import get_method
 from mtdiff.runtime import set_torch_threads
 from mtdiff.train.core import build_setup, diffusion_step_loss, to_torch
 from mtdiff.train.learner import build_learner
@@ -48,6 +70,59 @@ COMPILE_ROWS = (  # name, preset, overrides, dataset (tasks, obs, act), timed st
     ("Prompt-DT local, batch 8x10", "local", ["model.kind=promptdt"], (10, 39, 4), 6),
     ("MTDiff-P paper, batch 8x50", "paper", ["data.history=2"], (50, 39, 4), 2),
 )
+METHODS = ("mtdiff-p", "mtbc", "mtiql", "mtcql", "mtdt", "promptdt", "mtdiff-p-unet")
+CPU = torch.device("cpu")
+
+
+def step_rate(step: Callable[[], Any], steps: int, dev: torch.device,
+              warmup: bool = True) -> tuple[float, float]:
+    """(steps/s over `steps` timed steps, FLOPs of one step): one step under
+    FlopCounterMode, then (if `warmup`) `steps` untimed steps, then the timed ones."""
+    with FlopCounterMode(display=False) as fc:
+        step()
+    secs = timed(lambda: [step() for _ in range(steps)], dev, 1, warmup)
+    return steps / secs, float(fc.get_total_flops())
+
+
+def rotating(steps: dict[str, Callable[[], Any]], rounds: int, per_round: int = 1,
+             warmup: int = 0) -> dict[str, list[float]]:
+    """Seconds per step of each of `steps` in each round after the first `warmup`: every
+    round runs each `per_round` times, the order rotating from round to round, so a
+    machine whose load drifts slows them alike."""
+    names = list(steps)
+    seconds: dict[str, list[float]] = {m: [] for m in names}
+    for r in range(rounds):
+        for m in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            for _ in range(per_round):
+                steps[m]()
+            if r >= warmup:
+                seconds[m].append((time.perf_counter() - t0) / per_round)
+    return seconds
+
+
+def learner_for(preset: str, overrides: list[str], data: str, dev: torch.device):
+    """(learner, setup) of `preset` with `overrides` on the dataset at `data`."""
+    cfg = apply_overrides(get_preset(preset), overrides)
+    torch.manual_seed(0)
+    setup = build_setup(cfg, data)
+    return build_learner(cfg, setup, dev), setup
+
+
+def learner_step(learner: Any, next_batch: Callable[[], Any]) -> Callable[[], float]:
+    """One `learner.update` on `next_batch()`, waited for (one host sync, as a logging
+    step does)."""
+    return lambda: float(learner.update(next_batch())["loss"])
+
+
+def dataset(tmp: str, tasks: int, obs: int = 39, act: int = 4, episodes: int = 4,
+            episode_len: int = 200) -> str:
+    """A random dataset of these shapes under `tmp` (written once)."""
+    data = os.path.join(tmp, f"data-{tasks}-{obs}-{act}-{episodes}x{episode_len}")
+    if not os.path.exists(data):
+        write_random_dataset(data, tasks=tasks, episodes=episodes, episode_len=episode_len,
+                             obs_dim=obs, act_dim=act)
+    return data
 
 
 def compile_rows(tmp: str, threads: int, blocks: int, skip_paper: bool) -> list[dict]:
@@ -57,32 +132,21 @@ def compile_rows(tmp: str, threads: int, blocks: int, skip_paper: bool) -> list[
     for name, preset, over, (tasks, obs, act), n in COMPILE_ROWS:
         if skip_paper and preset == "paper":
             continue
-        data = os.path.join(tmp, f"data-{tasks}-{obs}-{act}")
-        if not os.path.exists(data):
-            write_random_dataset(data, tasks=tasks, episodes=4, episode_len=200,
-                                 obs_dim=obs, act_dim=act)
+        data = dataset(tmp, tasks, obs, act)
         learners, batches, compile_s = {}, None, 0.0
         for mode in ("off", "inductor"):
-            cfg = apply_overrides(get_preset(preset), [*over, f"train.compile={mode}"])
-            torch.manual_seed(0)
-            setup = build_setup(cfg, data)
-            learners[mode] = build_learner(cfg, setup, torch.device("cpu"))
+            learners[mode], setup = learner_for(preset, [*over, f"train.compile={mode}"], data,
+                                                CPU)
             if batches is None:
-                batches = [to_torch(setup.sampler.sample(), torch.device("cpu"))
-                           for _ in range(4)]
+                batches = [to_torch(setup.sampler.sample(), CPU) for _ in range(4)]
             t0 = time.perf_counter()
             for b in batches[:2]:  # compiles (inductor) and warms up
                 float(learners[mode].update(b)["loss"])
             if mode == "inductor":
                 compile_s = time.perf_counter() - t0
         batch = len(batches[0][next(iter(batches[0]))])
-        times: dict[str, list[float]] = {"off": [], "inductor": []}
-        for _ in range(blocks):
-            for mode in ("off", "inductor"):
-                t0 = time.perf_counter()
-                for i in range(n):
-                    float(learners[mode].update(batches[i % 4])["loss"])
-                times[mode].append((time.perf_counter() - t0) / n)
+        times = rotating({m: learner_step(lr, itertools.cycle(batches).__next__)
+                          for m, lr in learners.items()}, blocks, n)
         eager, comp = sorted(times["off"])[blocks // 2], sorted(times["inductor"])[blocks // 2]
         row = {"name": name, "batch": batch, "threads": threads,
                "eager_samples_per_s": round(batch / eager, 1),
@@ -94,22 +158,47 @@ def compile_rows(tmp: str, threads: int, blocks: int, skip_paper: bool) -> list[
     return rows
 
 
+def method_rows(tmp: str, args: argparse.Namespace) -> list[dict]:
+    """Samples/s of each --methods entry beside MTDiff-P's (module docstring)."""
+    set_torch_threads(args.threads)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    data = dataset(tmp, args.tasks, episodes=10, episode_len=500)
+    methods = ["mtdiff-p", *[m for m in args.methods if m != "mtdiff-p"]]
+    steps, batch, params = {}, {}, {}
+    for name in methods:
+        m = get_method(name)
+        learner, setup = learner_for("paper", [f"model.kind={m.kind}", *m.overrides,
+                                               "data.history=2", f"train.steps={args.steps}"],
+                                     data, dev)
+        mods = learner.modules if hasattr(learner, "modules") else {"model": learner.model}
+        params[name] = sum(p.numel() for mod in mods.values() for p in mod.parameters())
+        batch[name] = setup.sampler.batch_size
+        steps[name] = learner_step(learner, lambda s=setup: to_torch(s.sampler.sample(), dev))
+    seconds = rotating(steps, args.steps, warmup=1)
+    where = torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU, {args.threads} threads"
+    print(f"\nTraining throughput, paper config, batch {batch['mtdiff-p']} ({args.tasks} tasks "
+          f"x 8), {args.steps - 1} timed steps, {where}")
+    print(f"{'method':<16}{'label':<18}{'params':>12}{'samples/s':>12}{'(min-max step)':>18}"
+          f"{'x MTDiff-P':>12}")
+    rate = {m: batch[m] * len(seconds[m]) / sum(seconds[m]) for m in methods}
+    rows = []
+    for m in methods:
+        per_step = batch[m] / np.array(seconds[m])
+        ratio = rate[m] / rate["mtdiff-p"]
+        span = f"({per_step.min():.1f}-{per_step.max():.1f})"
+        print(f"{m:<16}{get_method(m).label:<18}{params[m]:>12,}{rate[m]:>12.1f}{span:>18}"
+              f"{ratio:>12.2f}")
+        rows.append({"method": m, "batch": batch[m], "params": params[m],
+                     "samples_per_s": round(rate[m], 1), "ratio_vs_mtdiff_p": round(ratio, 3)})
+    return rows
+
+
 def paper_cfg(bf16: bool, steps: int, workers: int = 1):
     """The paper's model/batch with a short run."""
     return apply_overrides(get_preset("paper"), [
         f"train.bf16={bf16}", f"train.steps={steps}", "train.log_every=2",
         f"train.checkpoint_every={10**6}", f"train.num_workers={workers}", "data.history=2",
         "model.dropout=0.0"])
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 8) -> float:
-    """Measured FLOP/s of an n x n matmul in `dtype` with the current threads."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
 def plain_loop(data: str, bf16: bool, steps: int, attn: str) -> tuple[float, float]:
@@ -121,10 +210,9 @@ def plain_loop(data: str, bf16: bool, steps: int, attn: str) -> tuple[float, flo
             if hasattr(m, "attn_impl"):
                 m.attn_impl = attn
     opt = torch.optim.Adam(setup.model.parameters(), lr=cfg.train.lr)
-    dev = torch.device("cpu")
 
     def step() -> None:
-        batch = to_torch(setup.sampler.sample(), dev)
+        batch = to_torch(setup.sampler.sample(), CPU)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = diffusion_step_loss(setup.model, setup.schedule, batch, cfg)
         opt.zero_grad(set_to_none=True)
@@ -132,14 +220,8 @@ def plain_loop(data: str, bf16: bool, steps: int, attn: str) -> tuple[float, flo
         torch.nn.utils.clip_grad_norm_(setup.model.parameters(), 1.0)
         opt.step()
 
-    with FlopCounterMode(display=False) as fc:
-        step()
-    flops = fc.get_total_flops() / setup.sampler.batch_size
-    t0 = time.perf_counter()
-    for _ in range(steps - 1):
-        step()
-    rate = (steps - 1) * setup.sampler.batch_size / (time.perf_counter() - t0)
-    return rate, flops
+    rate, flops = step_rate(step, steps - 1, CPU, warmup=False)
+    return rate * setup.sampler.batch_size, flops / setup.sampler.batch_size
 
 
 def ray_train(data: str, out: str, bf16: bool, steps: int, workers: int) -> tuple[float, float]:
@@ -159,39 +241,55 @@ def ray_train(data: str, out: str, bf16: bool, steps: int, workers: int) -> tupl
 
 
 def main() -> None:
-    """Run the eager / compiled rows (and the optional tables); JSON last."""
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--threads", type=int, default=1, help="torch threads of the compiled rows")
+    """Run the eager / compiled rows and the optional tables; JSON last."""
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of the compiled and --methods rows")
     p.add_argument("--blocks", type=int, default=5,
-                   help="alternating eager / compiled timing blocks (median taken)")
+                   help="rotating eager / compiled timing blocks (median taken)")
     p.add_argument("--skip-paper", action="store_true", help="no paper-sized compiled row")
+    p.add_argument("--skip-compile", action="store_true", help="no eager / compiled rows")
+    p.add_argument("--methods", nargs="*", choices=METHODS, default=None, metavar="METHOD",
+                   help="also: these methods' samples/s beside MTDiff-P's, paper config; the "
+                        f"flag alone: {' '.join(METHODS)}")
     p.add_argument("--precision", action="store_true",
                    help="also: the paper config's plain loop, fp32 vs bf16, attention paths")
     p.add_argument("--ray", action="store_true", help="also: Ray Train 1 and 2 workers")
-    p.add_argument("--steps", type=int, default=6, help="steps of the --precision / --ray runs")
+    p.add_argument("--steps", type=int, default=6,
+                   help="steps of the --methods (first is warm-up), --precision, --ray runs")
     p.add_argument("--tasks", type=int, default=50)
     args = p.parse_args()
+    if args.steps < 2:
+        p.error("--steps must be >= 2 (one warm-up step)")
+    if args.methods is not None and not args.methods:
+        args.methods = list(METHODS)
+    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"{'eager vs compiled':<30}{'eager/s':>10}{'comp/s':>10}{'ratio':>10}"
-              f"{'compile s':>9}  (samples/s, {args.threads} thread(s))")
-        rows = compile_rows(tmp, args.threads, args.blocks, args.skip_paper)
+        if not args.skip_compile:
+            print(f"{'eager vs compiled':<30}{'eager/s':>10}{'comp/s':>10}{'ratio':>10}"
+                  f"{'compile s':>9}  (samples/s, {args.threads} thread(s))")
+            rows = compile_rows(tmp, args.threads, args.blocks, args.skip_paper)
+            out["compiled_speedup"] = rows[0]["speedup"]  # MTDiff-P local, batch 8x10
+            out["rows"] = rows
+        if args.methods is not None:
+            out["methods"] = method_rows(tmp, args)
         if args.precision or args.ray:
             precision_tables(tmp, args)
-    local = next(r for r in rows if r["name"].startswith("MTDiff-P local, batch 8x10"))
-    print(json.dumps({"compiled_speedup": local["speedup"], "rows": rows}))
+    if out:
+        print(json.dumps(out))
 
 
 def precision_tables(tmp: str, args: argparse.Namespace) -> None:
     """The paper config: plain loop fp32 / bf16 / attention paths and Ray Train."""
     threads = os.cpu_count() or 2
     set_torch_threads(threads)  # as the Ray Train workers set it (denormals flushed)
-    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    peak32, peak16 = (matmul_rate(CPU, 2048, dt, reps=8, rounds=1)
+                      for dt in (torch.float32, torch.bfloat16))
     print(f"CPU matmul rate ({threads} threads): fp32 {peak32 / 1e9:.0f} GFLOP/s, "
           f"bf16 {peak16 / 1e9:.0f} GFLOP/s")
     rows = []
-    data = os.path.join(tmp, "data-paper")
-    write_random_dataset(data, tasks=args.tasks, episodes=10, episode_len=500, obs_dim=39,
-                         act_dim=4)
+    data = dataset(tmp, args.tasks, episodes=10, episode_len=500)
     for bf16 in (False, True):
         for attn in ("auto", "sdpa"):
             rate, flops = plain_loop(data, bf16, args.steps, attn)
