@@ -4,8 +4,15 @@ A method is one entry here: the model kind it trains (`ModelConfig.kind`), confi
 overrides it implies (e.g. the U-Net backbone), its role (a *planner* is evaluated by
 rollouts through the policy interface `mtdiff.eval.policy`; a *synthesizer* feeds the
 offline-RL jobs), the window fields its batches need (`mtdiff.data.windows`), and where
-its training step (`learner`) and its policy come from, as ``"module:attribute"`` strings
-imported only when used (nothing heavy at import time).
+its training step (`learner`), its policy and its own config section (`config`) come
+from, as ``"module:attribute"`` strings imported only when used (nothing heavy at import
+time).
+
+A method's own hyper-parameters are a `mtdiff.config.base.MethodConfig` dataclass in its
+file: `Config.methods` holds one for every method that names one, under the method's name
+(which is then its kind too), with the values of the config's preset (`--set
+methods.mtiql.beta=10`). MTDiff's models have none: their sections are `model`,
+`diffusion`, `train`.
 
 Adding a method = one file that registers it, plus its name in `experiment.methods`: a
 method called ``name`` lives in ``mtdiff/baselines/<name>.py`` (dashes as underscores) and
@@ -25,7 +32,7 @@ from typing import Any, Literal
 from mtdiff.errors import ConfigError
 
 __all__ = ["DIFFUSION_KINDS", "METHODS", "Method", "all_methods", "get_method", "known_kind",
-           "method_of_kind", "method_of_meta", "register"]
+           "method_configs", "method_of_kind", "method_of_meta", "register"]
 
 Role = Literal["planner", "synthesizer"]
 
@@ -55,14 +62,17 @@ class Method:
     # Its network's cost for `--plan` (`mtdiff.experiment.flops.Net`), "module:attribute"
     # of factory(cfg, suite, obs_dim, act_dim, n_tasks); None: the built-in methods'.
     network: str | None = None
+    # Its own config section, "module:attribute" of a `MethodConfig` dataclass; None: none
+    # (the sections every method shares are all it reads).
+    config: str | None = None
 
     @property
     def diffusion(self) -> bool:
         """True for the diffusion models (whose policies take the sampler settings)."""
         return self.kind in DIFFUSION_KINDS
 
-    def load(self, what: Literal["learner", "policy", "network"]) -> Any:
-        """The learner, policy or network-cost factory (imported now)."""
+    def load(self, what: Literal["learner", "policy", "network", "config"]) -> Any:
+        """The learner, policy or network-cost factory, or the config class (imported now)."""
         module, _, attr = getattr(self, what).partition(":")
         return getattr(importlib.import_module(module), attr)
 
@@ -82,15 +92,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     # Table 1's baselines (mtdiff.baselines; paper §5.1, App. B). The task-id-conditioned
     # ones on Meta-World; Prompt-DT also on Maze2D (paper Figs. 4, 5: training and unseen
     # maps against MTDiff-P).
-    *(Method(name, name, label, fields=fields, learner=f"mtdiff.baselines.{name}:{cls}",
+    *(Method(name, name, label, fields=fields, learner=f"mtdiff.baselines.{name}:{cls}Learner",
              policy=f"mtdiff.baselines.{name}:policy_from_checkpoint", suites=suites,
-             host_bound=mlp)
+             host_bound=mlp, config=f"mtdiff.baselines.{name}:{cls}Config")
       for name, label, fields, cls, suites, mlp in (
-          ("mtbc", "MTBC", "qlearning", "MTBCLearner", ("metaworld",), True),
-          ("mtiql", "MTIQL", "qlearning", "MTIQLLearner", ("metaworld",), True),
-          ("mtcql", "MTCQL", "qlearning", "MTCQLLearner", ("metaworld",), True),
-          ("mtdt", "MTDT", "sequence", "MTDTLearner", ("metaworld",), False),
-          ("promptdt", "PromptDT", "sequence", "PromptDTLearner",
+          ("mtbc", "MTBC", "qlearning", "MTBC", ("metaworld",), True),
+          ("mtiql", "MTIQL", "qlearning", "MTIQL", ("metaworld",), True),
+          ("mtcql", "MTCQL", "qlearning", "MTCQL", ("metaworld",), True),
+          ("mtdt", "MTDT", "sequence", "MTDT", ("metaworld",), False),
+          ("promptdt", "PromptDT", "sequence", "PromptDT",
            ("metaworld", "maze2d", "cheetah-vel", "ant-dir"), False))),
 )}
 
@@ -101,6 +111,10 @@ PLUGINS = "mtdiff.baselines"  # where a method registering itself lives: <packag
 
 def register(method: Method) -> Method:
     """Add a method to the registry (its file calls this at import); returns it."""
+    if method.config is not None and method.name != method.kind:
+        # Its section is found from a checkpoint's or a config's model kind.
+        raise ValueError(f"method {method.name!r} has a config section, so its kind must be "
+                         f"its name, not {method.kind!r}")
     known = METHODS.get(method.name)
     if known is not None and known != method:
         raise ValueError(f"method {method.name!r} is registered twice, differently")
@@ -126,6 +140,12 @@ def all_methods() -> list[str]:
     for info in pkgutil.iter_modules(spec.submodule_search_locations if spec else []):
         importlib.import_module(f"{PLUGINS}.{info.name}")
     return list(METHODS)
+
+
+def method_configs() -> dict[str, type]:
+    """{method name: its config class} for every method that has one (all imported now)."""
+    return {name: METHODS[name].load("config") for name in all_methods()
+            if METHODS[name].config is not None}
 
 
 def get_method(name: str) -> Method:

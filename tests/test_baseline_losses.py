@@ -38,8 +38,11 @@ OBS, ACT, TASKS, B = 5, 3, 3, 12
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 
 
-def _cfg(**over):
-    return apply_overrides(get_preset("smoke"), [f"baselines.{k}={v}" for k, v in over.items()])
+def _hp(method: str, **over):
+    """`method`'s own section of the smoke preset with `over` set through `--set` names."""
+    cfg = apply_overrides(get_preset("smoke"), [f"methods.{method}.{k}={v}"
+                                                for k, v in over.items()])
+    return cfg.methods[method]
 
 
 def _batch(seed: int = 0, same_next: bool = False) -> dict[str, torch.Tensor]:
@@ -125,7 +128,7 @@ def test_mtbc_loss_equals_torchrl_bc_loss():
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_mtiql_losses_equal_torchrl_iql_loss(deterministic):
     torch.manual_seed(1)
-    cfg = _cfg(iql_deterministic=deterministic, iql_beta=3.0, iql_expectile=0.7)
+    hp = _hp("mtiql", deterministic=deterministic, beta=3.0, expectile=0.7)
     actor = (DeterministicActor if deterministic else GaussianActor)(
         OBS, ACT, TASKS, hidden=8, task_dim=4)
     q = MultiHeadQ(OBS, ACT, TASKS, hidden=8, n_nets=2)
@@ -139,12 +142,11 @@ def test_mtiql_losses_equal_torchrl_iql_loss(deterministic):
     v_td = TensorDictModule(_Call(v, lambda m, s, t: m(s, t)[:, None]),
                             in_keys=["observation", "task_id"], out_keys=["state_value"])
     loss = IQLLoss(actor_td, _single_critics(q), v_td, num_qvalue_nets=2, loss_function="l2",
-                   temperature=cfg.baselines.iql_beta, expectile=cfg.baselines.iql_expectile,
-                   deactivate_vmap=True)
-    loss.make_value_estimator(ValueEstimators.TD0, gamma=cfg.baselines.discount)
+                   temperature=hp.beta, expectile=hp.expectile, deactivate_vmap=True)
+    loss.make_value_estimator(ValueEstimators.TD0, gamma=hp.discount)
     _move_current_critics(loss, q)
     assert not torch.allclose(q(*_sat(batch)), q_target(*_sat(batch)))
-    ours = mtiql.iql_losses(actor, q, q_target, v, batch, cfg)
+    ours = mtiql.iql_losses(actor, q, q_target, v, batch, hp)
     td = _td(batch)
     torch.testing.assert_close(ours["v_loss"], loss.value_loss(td.clone())[0], **TOL)
     # TorchRL sums the twin critics' squared errors; CORL (ours) averages them.
@@ -154,30 +156,29 @@ def test_mtiql_losses_equal_torchrl_iql_loss(deterministic):
     assert ours["q_loss"] > 0 and ours["v_loss"] > 0
 
 
-def _cql_pair(cfg, same_next: bool = False):
+def _cql_pair(hp, same_next: bool = False):
     torch.manual_seed(2)
     actor = TanhGaussianActor(OBS, ACT, TASKS, hidden=8, task_dim=4)
     q = MultiHeadQ(OBS, ACT, TASKS, hidden=8, n_nets=2, orthogonal_init=True)
-    b = cfg.baselines
     loss = CQLLoss(_prob_actor(actor, tanh_normal), _single_critics(q), loss_function="l2",
-                   alpha_init=1.0, target_entropy=-float(ACT), temperature=b.cql_temp,
-                   min_q_weight=b.cql_alpha, num_random=b.cql_n_actions,
+                   alpha_init=1.0, target_entropy=-float(ACT), temperature=hp.temp,
+                   min_q_weight=hp.alpha, num_random=hp.n_actions,
                    deterministic_backup=True, deactivate_vmap=True)
-    loss.make_value_estimator(ValueEstimators.TD0, gamma=b.discount)
+    loss.make_value_estimator(ValueEstimators.TD0, gamma=hp.discount)
     q_target = copy.deepcopy(q)
     _move_current_critics(loss, q)
     return actor, q, q_target, loss, _batch(2, same_next)
 
 
-def _compare_cql(cfg, same_next: bool) -> dict[str, torch.Tensor]:
+def _compare_cql(hp, same_next: bool) -> dict[str, torch.Tensor]:
     """Our CQL pieces and TorchRL's on the same draws; asserts the losses that match."""
-    actor, q, q_target, loss, batch = _cql_pair(cfg, same_next)
+    actor, q, q_target, loss, batch = _cql_pair(hp, same_next)
     log_alpha = torch.zeros((), requires_grad=True)
     td = _td(batch)
     torch.manual_seed(10)  # the same draws in the same order on both sides
-    y = mtcql.td_target(actor, q_target, log_alpha, batch, cfg)
+    y = mtcql.td_target(actor, q_target, log_alpha, batch, hp)
     torch.manual_seed(11)
-    crit = mtcql.critic_losses(actor, q, batch, y, cfg)
+    crit = mtcql.critic_losses(actor, q, batch, y, hp)
     torch.manual_seed(12)
     pol = mtcql.actor_alpha_losses(actor, q, log_alpha, batch, -float(ACT))
     torch.manual_seed(10)
@@ -193,33 +194,32 @@ def _compare_cql(cfg, same_next: bool) -> dict[str, torch.Tensor]:
     return {**crit, "theirs": cql_loss}
 
 
-def _penalty(crit: dict[str, torch.Tensor], cfg, per_row: bool) -> torch.Tensor:
-    """cql_alpha * sum_i E[T lse(cat / T) - Q_i(s, a)] from our sampled Q values; the
+def _penalty(crit: dict[str, torch.Tensor], hp, per_row: bool) -> torch.Tensor:
+    """alpha * sum_i E[T lse(cat / T) - Q_i(s, a)] from our sampled Q values; the
     log-sum-exp over each state's 3 n actions (CQL, CORL) or, as TorchRL 0.14.1's
     CQLLoss, over the 3 sources of each of the n sampled rows."""
-    b = cfg.baselines
     cat = crit["cql_cat"]  # (2, B, 3 n): [uniform (n), pi(s') (n), pi(s) (n)]
     if per_row:
-        cat = cat.view(2, B, 3, b.cql_n_actions).transpose(2, 3)  # (2, B, n, 3)
-    ood = torch.logsumexp(cat / b.cql_temp, dim=-1) * b.cql_temp
-    return b.cql_alpha * (ood.flatten(1).mean(1) - crit["q_data"].mean(1)).sum()
+        cat = cat.view(2, B, 3, hp.n_actions).transpose(2, 3)  # (2, B, n, 3)
+    ood = torch.logsumexp(cat / hp.temp, dim=-1) * hp.temp
+    return hp.alpha * (ood.flatten(1).mean(1) - crit["q_data"].mean(1)).sum()
 
 
 def test_mtcql_losses_equal_torchrl_cql_loss():
     # TD, actor and alpha losses are equal (asserted inside); the penalty's sampled actions
     # and Q values are TorchRL's: its value follows from ours with its reduction ...
-    for cfg, same_next in ((_cfg(cql_next_action_obs="next"), False),
-                           (_cfg(cql_next_action_obs="current"), True)):
-        out = _compare_cql(cfg, same_next)
-        torch.testing.assert_close(_penalty(out, cfg, per_row=True), out["theirs"], **TOL)
+    for hp, same_next in ((_hp("mtcql", next_action_obs="next"), False),
+                          (_hp("mtcql", next_action_obs="current"), True)):
+        out = _compare_cql(hp, same_next)
+        torch.testing.assert_close(_penalty(out, hp, per_row=True), out["theirs"], **TOL)
         # ... while ours reduces over all 3 n actions of a state (CQL / CORL), a different
         # number: TorchRL's per-row log-sum-exp is not CQL(H)'s penalty.
-        torch.testing.assert_close(_penalty(out, cfg, per_row=False), out["cql_loss"], **TOL)
+        torch.testing.assert_close(_penalty(out, hp, per_row=False), out["cql_loss"], **TOL)
         assert not torch.allclose(out["cql_loss"], out["theirs"], **TOL)
     # CORL's default scores pi(.|s')'s actions at s: other Q values than TorchRL's at s'.
-    cfg = _cfg(cql_next_action_obs="current")
-    out = _compare_cql(cfg, same_next=False)
-    assert not torch.allclose(_penalty(out, cfg, per_row=True), out["theirs"], **TOL)
+    hp = _hp("mtcql", next_action_obs="current")
+    out = _compare_cql(hp, same_next=False)
+    assert not torch.allclose(_penalty(out, hp, per_row=True), out["theirs"], **TOL)
 
 
 @pytest.mark.parametrize("variant", ["mtdt", "promptdt"])

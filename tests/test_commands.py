@@ -30,6 +30,9 @@ def test_train_help_lists_the_fields_it_reads_with_their_comments(capsys):
     assert 'train.loss = "huber"' in out and "Huber on" in out  # the field and its comment
     assert "train.compile" in out and "model.d_model" in out
     assert "eval.episodes" not in out  # not a training field
+    # Each method's own section, with comments from its file (and its bases').
+    assert "methods.mtiql.beta = 3.0" in out and "inverse temperature of the" in out
+    assert "methods.mttd3bc.policy_delay = 2" in out and "CORL: 256" in out
 
 
 def test_print_config_shows_the_resolved_config(capsys):
@@ -39,7 +42,7 @@ def test_print_config_shows_the_resolved_config(capsys):
     assert e.value.code == 0
     lines = capsys.readouterr().out.splitlines()
     assert 'preset = "smoke"' in lines and "train.lr = 0.001" in lines
-    assert 'model.kind = "mtbc"' in lines
+    assert 'model.kind = "mtbc"' in lines and "methods.mtbc.hidden = 64" in lines
 
 
 def test_bad_override_is_one_line_exit_2(capsys):

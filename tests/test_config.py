@@ -98,19 +98,21 @@ def _float_fields() -> list[str]:
 
     from mtdiff.config import Config
 
-    out = []
-    for section, cls in typing.get_type_hints(Config).items():
-        if dataclasses.is_dataclass(cls):
-            out += [f"{section}.{name}" for name, tp in typing.get_type_hints(cls).items()
-                    if float in (tp, *typing.get_args(tp))]
-    return out
+    sections = [(name, cls) for name, cls in typing.get_type_hints(Config).items()
+                if dataclasses.is_dataclass(cls)]
+    sections += [(f"methods.{name}", type(section))
+                 for name, section in get_preset("smoke").methods.items()]
+    return [f"{section}.{name}" for section, cls in sections
+            for name, tp in typing.get_type_hints(cls).items()
+            if float in (tp, *typing.get_args(tp))]
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
 def test_non_finite_floats_are_rejected_for_every_float_field(value):
     """Non-finite values are refused in every float field, range-checked or not."""
     fields = _float_fields()
-    assert {"train.lr", "metaworld.scripted_noise"} <= set(fields) and len(fields) > 30
+    assert {"train.lr", "metaworld.scripted_noise", "methods.mtiql.beta",
+            "methods.mttd3bc.alpha"} <= set(fields) and len(fields) > 30
     for f in fields:
         with pytest.raises(ConfigError, match="expected a finite number"):
             apply_overrides(get_preset("smoke"), [f"{f}={value}"])
@@ -121,3 +123,60 @@ def test_empty_metaworld_task_spec_is_rejected():
         apply_overrides(get_preset("smoke"), ["metaworld.tasks="])
     with pytest.raises(ConfigError, match="empty task spec"):
         apply_overrides(get_preset("smoke"), ["metaworld.tasks= , "])
+
+
+def test_each_method_has_its_own_section_with_the_presets_values():
+    smoke, local, paper = get_preset("smoke"), get_preset("local"), get_preset("paper")
+    assert set(paper.methods) == {"mtbc", "mtiql", "mtcql", "mtdt", "promptdt", "mttd3bc"}
+    m = paper.methods
+    assert (m["mtbc"].hidden, m["mtiql"].hidden, m["mtcql"].n_actions) == (1024, 256, 10)
+    assert (m["mtdt"].context, m["mtdt"].warmup_steps, m["promptdt"].lr) == (20, 10_000, 1e-4)
+    assert local.methods["mtdt"].warmup_steps == local.methods["promptdt"].warmup_steps == 200
+    m = smoke.methods
+    assert (m["mtbc"].hidden, m["mtiql"].hidden, m["mttd3bc"].hidden) == (64, 32, 32)
+    assert (m["mtcql"].n_actions, m["promptdt"].context, m["mtdt"].max_timestep) == (4, 4, 200)
+
+
+def test_method_overrides_reach_only_their_section_and_revalidate():
+    cfg = get_preset("smoke")
+    new = apply_overrides(cfg, ["methods.mtiql.beta=10", "methods.mtcql.next_action_obs=next"])
+    assert new.methods["mtiql"].beta == 10.0 and new.methods["mtcql"].next_action_obs == "next"
+    assert cfg.methods["mtiql"].beta == 3.0  # the original is untouched
+    assert new.methods["mttd3bc"] == cfg.methods["mttd3bc"]
+    assert from_dict(to_dict(new)) == new
+    assert flatten(new)["methods.mtiql.beta"] == 10.0
+    with pytest.raises(ConfigError, match="no method 'mtfoo' has a config section"):
+        apply_overrides(cfg, ["methods.mtfoo.beta=1"])
+    with pytest.raises(ConfigError, match="MTIQLConfig has no field 'betta'"):
+        apply_overrides(cfg, ["methods.mtiql.betta=1"])
+    with pytest.raises(ConfigError, match="MTIQLConfig.expectile: must be in"):
+        apply_overrides(cfg, ["methods.mtiql.expectile=1.5"])
+    with pytest.raises(ConfigError, match="is not a field"):
+        apply_overrides(cfg, ["methods.mtiql=1"])
+    with pytest.raises(ConfigError, match="no config section 'baselines'"):
+        apply_overrides(cfg, ["baselines.iql_beta=1"])
+
+
+def test_a_methods_section_names_its_runs_only():
+    base = get_preset("local")
+    tweaked = apply_overrides(base, ["methods.mtiql.beta=10"])
+    assert tweaked.training_hash("d") == base.training_hash("d")  # MTDiff-P: unchanged
+    iql = apply_overrides(base, ["model.kind=mtiql"])
+    assert apply_overrides(iql, ["methods.mtiql.beta=10"]).training_hash("d") != \
+        iql.training_hash("d")
+    assert apply_overrides(iql, ["methods.mtcql.alpha=1"]).training_hash("d") == \
+        iql.training_hash("d")
+
+
+def test_a_config_with_the_flat_baselines_section_still_reads():
+    """Checkpoints written when the methods shared one `baselines` section keep it."""
+    data = {k: v for k, v in to_dict(get_preset("smoke")).items() if k != "methods"}
+    data["baselines"] = {"hidden": 48, "task_embed_dim": 6, "bc_hidden": 96, "iql_beta": 5.0,
+                         "cql_alpha": 1.0, "discount": 0.9, "dt_context": 7}
+    m = from_dict(data).methods
+    assert (m["mtiql"].hidden, m["mtcql"].hidden, m["mttd3bc"].hidden, m["mtbc"].hidden) == \
+        (48, 48, 48, 96)
+    assert m["mtdt"].task_embed_dim == m["mtbc"].task_embed_dim == 6
+    assert (m["mtiql"].beta, m["mtcql"].alpha, m["mttd3bc"].discount) == (5.0, 1.0, 0.9)
+    assert m["mtdt"].context == m["promptdt"].context == 7
+    assert m["mtcql"].n_actions == 4  # not in that section: the preset's value

@@ -241,3 +241,12 @@ def test_a_method_that_registers_itself_joins_the_grid_by_name():
     train = jobs[f"train/metaworld/mttd3bc/{exp.view_names()[0]}/s{exp.seeds[0]}"]
     assert train.cfg.model.kind == "mttd3bc"
     assert job_work(train, default_calibration(has_gpu=False)).tasks[0].seconds > 0
+    # Its hyper-parameters are a section of its own, declared in that file: a value set
+    # there reaches its jobs and renames them, and no other method's.
+    from mtdiff.baselines.mttd3bc import MTTD3BCConfig
+
+    assert type(cfg.methods["mttd3bc"]) is MTTD3BCConfig
+    tuned = apply_overrides(cfg, ["methods.mttd3bc.alpha=5"])
+    keys = {j.name: j.key for j in build_jobs(tuned, "/tmp/x", ONE_NODE)}
+    changed = {n for n, j in jobs.items() if keys[n] != j.key}
+    assert train.name in changed and all("/mttd3bc/" in n or n == "report" for n in changed)

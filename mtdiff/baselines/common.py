@@ -15,11 +15,15 @@ through detached weights), so this equals CORL's one-backward-per-network update
 `TaskIdPolicy` is the `mtdiff.eval.policy.Policy` of the MLP baselines: it normalises
 the observations like the training data and acts with the actor's deterministic action
 for each environment's task id.
+
+`MLPConfig` and `QLearningConfig` are the fields the MLP baselines' own config sections
+share (each method's section is its own dataclass, in its file, built on these).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +33,7 @@ from torch import nn
 
 from mtdiff import keys
 from mtdiff.artifacts import Checkpoint
+from mtdiff.config.base import MethodConfig, _check, _positive
 from mtdiff.eval.policy import PolicyBase
 from mtdiff.train.compiled import clip_grad_norm
 from mtdiff.train.ema import unwrap
@@ -36,6 +41,48 @@ from mtdiff.train.ema import unwrap
 if TYPE_CHECKING:
     from mtdiff.config import Config
     from mtdiff.data.normalize import Normalizer
+
+
+@dataclass
+class MLPConfig(MethodConfig):
+    """The networks of an MLP baseline (paper App. B): 3-layer Mish MLPs, CORL's widths.
+
+    Batch size and steps are MTDiff's ("each baseline has the same batch size and training
+    steps as MTDiff": data.batch_per_task x tasks, train.steps); MTDiff's own optimisation
+    fields (train.lr, grad_clip, ema_decay, bf16) do not apply (fp32, no EMA).
+    """
+
+    # Width of every hidden layer of the 3-layer Mish MLPs (actor, task embedding, the
+    # per-task critic heads). CORL: 256.
+    hidden: int = 256
+    # z: size of the task embedding (App. B gives 12 for MT-DT and none for the MLP
+    # baselines: 12 for all). The MLP baselines embed the one-hot task id with a 3-layer
+    # Mish MLP (App. B: "the scalar taskID is embedded via 3-layered MLP"; one-hot, since a
+    # scalar id would order the tasks).
+    task_embed_dim: int = 12
+
+    PRESETS = {"smoke": {"hidden": 32}}
+
+    def _validate(self) -> None:
+        _positive(self, "hidden", "task_embed_dim")
+
+
+@dataclass
+class QLearningConfig(MLPConfig):
+    """An MLP baseline with critics: its networks, discount, target rate, reward transform."""
+
+    discount: float = 0.99  # gamma (CORL's IQL and CQL, TD3+BC)
+    tau: float = 0.005  # Polyak rate of the target critics (CORL IQL tau, CQL soft rate)
+    # Reward fed to the critics: r * reward_scale + reward_bias (CORL: raw rewards).
+    reward_scale: float = 1.0
+    reward_bias: float = 0.0
+
+    def _validate(self) -> None:
+        super()._validate()
+        name = type(self).__name__
+        _positive(self, "reward_scale")
+        _check(0.0 < self.discount < 1.0, f"{name}.discount", "must be in (0, 1)")
+        _check(0.0 < self.tau <= 1.0, f"{name}.tau", "must be in (0, 1]")
 
 
 class BaselineLearner:
@@ -132,10 +179,9 @@ def num_tasks(setup: Any) -> int:
     return int(setup.meta["build"]["num_tasks"])
 
 
-def critic_reward(cfg: Config, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def critic_reward(hp: QLearningConfig, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """r * reward_scale + reward_bias (CORL's reward transform; identity by default), (B,)."""
-    b = cfg.baselines
-    return batch[keys.BATCH_REWARD] * b.reward_scale + b.reward_bias
+    return batch[keys.BATCH_REWARD] * hp.reward_scale + hp.reward_bias
 
 
 class TaskIdPolicy(PolicyBase):

@@ -6,8 +6,9 @@ embedded by its own linear layer plus a learned embedding of the episode step, t
 LayerNorm), runs a causal GPT-2 over them and predicts a_t from the output at s_t's token
 through a linear layer and tanh. Paper §5.1: both baselines use "the same GPT2-network as
 in MTDiff-P" (`model.d_model`, `n_layer`, `n_head`, `dropout`); everything else is the
-official DT's (context K = `baselines.dt_context`, AdamW + warm-up, grad clip 0.25, MSE on
-the actions of the real steps). The two variants (App. B):
+official DT's (`DTConfig`: context K, AdamW + warm-up, grad clip 0.25, MSE on the actions
+of the real steps). The two variants (App. B), each with a section of its own built on
+`DTConfig`:
 
 - MT-DT: the state token reads [s, z], z a learned task embedding of size 12.
 - Prompt-DT (Xu et al. 2022): a trajectory prompt is prepended, embedded by its own
@@ -23,6 +24,7 @@ R_max); in evaluation R starts at the target and falls by r / range after each r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -30,12 +32,40 @@ from torch import nn
 
 from mtdiff import keys
 from mtdiff.baselines.common import BaselineLearner
+from mtdiff.config.base import MethodConfig, _check, _positive
 from mtdiff.models.gpt2 import GPT2, GPTConfig
 from mtdiff.train.compiled import adam, compile_fn, step_mode
 
 if TYPE_CHECKING:
     from mtdiff.config import Config
     from mtdiff.train.core import TrainSetup
+
+
+@dataclass
+class DTConfig(MethodConfig):
+    """A Decision Transformer's training: the official DT's (gym) values.
+
+    Its GPT-2 is the `model` section's (paper §5.1: "the same GPT2-network as in
+    MTDiff-P"); batch and steps are MTDiff's (data.batch_per_task x tasks, train.steps).
+    """
+
+    context: int = 20  # K, the steps the model sees
+    lr: float = 1e-4  # AdamW
+    weight_decay: float = 1e-4  # AdamW's, decoupled
+    warmup_steps: int = 10_000  # linear warm-up of the learning rate; official: 10k of 100k
+    grad_clip: float = 0.25  # max gradient norm
+    max_timestep: int = 1000  # size of the timestep table; later steps share the last entry
+
+    # `local`: the warm-up keeps the official share of training (10k of 100k steps);
+    # `smoke`: sized for CI.
+    PRESETS = {"local": {"warmup_steps": 200},
+               "smoke": {"context": 4, "warmup_steps": 2, "max_timestep": 200}}
+
+    def _validate(self) -> None:
+        _positive(self, "context", "lr", "grad_clip", "max_timestep")
+        _check(self.warmup_steps >= 0 and self.weight_decay >= 0,
+               f"{type(self).__name__}.warmup_steps",
+               "warm-up steps and weight decay must be >= 0")
 
 
 class DecisionTransformer(nn.Module):
@@ -100,14 +130,15 @@ class DecisionTransformer(nn.Module):
         return self.predict_action(h[:, :, 1])  # from the state tokens: (B, k, act_dim)
 
 
-def build_dt(cfg: Config, build: dict[str, Any], *, task_dim: int = 0,
+def build_dt(cfg: Config, build: dict[str, Any], hp: DTConfig, *, task_dim: int = 0,
              prompt: bool = False) -> DecisionTransformer:
-    """A DT for a checkpoint's build arguments (horizon = the context K)."""
+    """A DT for a checkpoint's build arguments (horizon = the context K) and its method's
+    section `hp`."""
     m = cfg.model
     gpt = GPTConfig(d_model=m.d_model, n_layer=m.n_layer, n_head=m.n_head, dropout=m.dropout)
     return DecisionTransformer(
         obs_dim=build["obs_dim"], act_dim=build["act_dim"], context=build["horizon"],
-        max_timestep=cfg.baselines.dt_max_timestep, gpt=gpt, num_tasks=build["num_tasks"],
+        max_timestep=hp.max_timestep, gpt=gpt, num_tasks=build["num_tasks"],
         task_dim=task_dim, prompt_len=build["prompt_len"] if prompt else 0)
 
 
@@ -128,27 +159,29 @@ class DTLearner(BaselineLearner):
     """One DT step: AdamW (weight decay), linear warm-up, grad-norm clip (official DT)."""
 
     eval_module = "model"
-    task_dim_of_cfg = False  # MT-DT: True (z of size baselines.task_embed_dim)
+    method = ""  # the method whose section (`Config.methods`) it reads
+    task_dim_of_cfg = False  # MT-DT: True (z of size its section's task_embed_dim)
     uses_prompt = False  # Prompt-DT: True
 
     def __init__(self, cfg: Config, setup: TrainSetup, device: torch.device) -> None:
         super().__init__(device)
-        b = cfg.baselines
+        hp = cfg.methods[self.method]
         # The checkpoint keeps each task's return range: evaluation turns rewards into
         # return-to-go decrements with it.
         setup.meta["return_range"] = dict(setup.sampler.return_range)
         self.modules["model"] = build_dt(
-            cfg, setup.meta["build"], task_dim=b.task_embed_dim if self.task_dim_of_cfg else 0,
+            cfg, setup.meta["build"], hp,
+            task_dim=hp.task_embed_dim if self.task_dim_of_cfg else 0,
             prompt=self.uses_prompt).to(device)
         mode = step_mode(cfg.train.compile, device)
         self.fast = mode is not None
-        opt = adam(self.modules["model"].parameters(), lr=b.dt_lr, fast=self.fast,
-                   weight_decay=b.dt_weight_decay, decoupled=True)
-        warmup = max(b.dt_warmup_steps, 1)
+        opt = adam(self.modules["model"].parameters(), lr=hp.lr, fast=self.fast,
+                   weight_decay=hp.weight_decay, decoupled=True)
+        warmup = max(hp.warmup_steps, 1)
         self.optimizers["model"] = opt
         self.schedulers["model"] = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: min((step + 1) / warmup, 1.0))
-        self.grad_clip = b.dt_grad_clip
+        self.grad_clip = hp.grad_clip
         self.loss = compile_fn(self._loss, mode)
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

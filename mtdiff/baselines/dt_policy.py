@@ -125,13 +125,14 @@ class SequencePolicy(PolicyBase):
         self.n[idx] = np.minimum(n + 1, self.K)
 
 
-def sequence_policy(path: str | Path, *, task_dim: bool, prompt: bool,
+def sequence_policy(path: str | Path, method: str, *, task_dim: bool, prompt: bool,
                     device: str | torch.device = "cpu",
                     target_return: float | None = None) -> SequencePolicy:
-    """The policy of an MT-DT (task_dim) or Prompt-DT (prompt) checkpoint."""
+    """The policy of an MT-DT (task_dim) or Prompt-DT (prompt) checkpoint of `method`."""
     state, cfg, nz = load_trained(path, device)
     meta = state["meta"]
-    model = build_dt(cfg, meta["build"], task_dim=cfg.baselines.task_embed_dim if task_dim
-                     else 0, prompt=prompt)
+    hp = cfg.methods[method]
+    model = build_dt(cfg, meta["build"], hp, task_dim=hp.task_embed_dim if task_dim else 0,
+                     prompt=prompt)
     model.load_state_dict(state["ema"])
     return SequencePolicy(model, nz, meta, target_return=target_return, device=device)

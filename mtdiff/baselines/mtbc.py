@@ -1,7 +1,7 @@
 """MTBC (paper §5.1, App. B): behaviour cloning with a task-id-conditioned actor.
 
 The actor is a 3-layer Mish MLP on [s, z], z the task id embedded by a 3-layer Mish MLP
-(App. B), widened by "network scaling" (`baselines.bc_hidden`); it outputs tanh-bounded
+(App. B), widened by "network scaling" (`MTBCConfig.hidden`); it outputs tanh-bounded
 actions and is trained by mean squared error to the data's actions with Adam, as CORL's
 any-percent BC (TD3-BC's actor, lr 3e-4). Batches: the "qlearning" fields' (s, a, task).
 
@@ -11,14 +11,22 @@ The loss equals TorchRL's `BCLoss(loss_function="l2")` on the same batch and wei
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from mtdiff import keys
-from mtdiff.baselines.common import BaselineLearner, TaskIdPolicy, actor_policy, num_tasks
+from mtdiff.baselines.common import (
+    BaselineLearner,
+    MLPConfig,
+    TaskIdPolicy,
+    actor_policy,
+    num_tasks,
+)
 from mtdiff.baselines.nets import DeterministicActor
+from mtdiff.config.base import _positive
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,11 +35,26 @@ if TYPE_CHECKING:
     from mtdiff.train.core import TrainSetup
 
 
+@dataclass
+class MTBCConfig(MLPConfig):
+    """MTBC (`methods.mtbc`): behaviour cloning, CORL's any-percent BC, a wider actor."""
+
+    # App. B "network scaling" (no size given): an actor (and task embedding) 4x CORL's width.
+    hidden: int = 1024
+    lr: float = 3e-4  # CORL any-percent BC (TD3-BC's actor): Adam 3e-4, MSE on actions
+
+    PRESETS = {"smoke": {"hidden": 64}}
+
+    def _validate(self) -> None:
+        super()._validate()
+        _positive(self, "lr")
+
+
 def build_actor(cfg: Config, build: dict[str, Any]) -> DeterministicActor:
     """MTBC's actor for a checkpoint's build arguments."""
-    b = cfg.baselines
+    hp: MTBCConfig = cfg.methods["mtbc"]
     return DeterministicActor(build["obs_dim"], build["act_dim"], build["num_tasks"],
-                              hidden=b.bc_hidden, task_dim=b.task_embed_dim)
+                              hidden=hp.hidden, task_dim=hp.task_embed_dim)
 
 
 def bc_loss(actor: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -48,7 +71,7 @@ class MTBCLearner(BaselineLearner):
         build = {**setup.meta["build"], "num_tasks": num_tasks(setup)}
         self.modules["actor"] = build_actor(cfg, build).to(device)
         self.optimizers["actor"] = torch.optim.Adam(self.modules["actor"].parameters(),
-                                                    lr=cfg.baselines.bc_lr)
+                                                    lr=cfg.methods["mtbc"].lr)
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One behaviour-cloning step."""

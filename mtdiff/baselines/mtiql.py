@@ -20,6 +20,7 @@ CORL averages them, so it is twice ours (tests/test_baselines.py).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,6 +28,7 @@ import torch
 from mtdiff import keys
 from mtdiff.baselines.common import (
     BaselineLearner,
+    QLearningConfig,
     TaskIdPolicy,
     actor_policy,
     critic_reward,
@@ -40,6 +42,7 @@ from mtdiff.baselines.nets import (
     gaussian,
     soft_update,
 )
+from mtdiff.config.base import _check, _positive
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,12 +55,28 @@ if TYPE_CHECKING:
 EXP_ADV_MAX = 100.0  # CORL
 
 
+@dataclass
+class MTIQLConfig(QLearningConfig):
+    """MTIQL (`methods.mtiql`): CORL's iql.py and its values, one critic head per task."""
+
+    beta: float = 3.0  # inverse temperature of the actor's advantage weights
+    expectile: float = 0.7  # tau of V's expectile loss
+    # Adam, actor, Q and V; the actor's learning rate cosine-annealed over train.steps.
+    lr: float = 3e-4
+    deterministic: bool = False  # CORL's iql_deterministic; default a Gaussian actor
+
+    def _validate(self) -> None:
+        super()._validate()
+        _positive(self, "beta", "lr")
+        _check(0.0 < self.expectile < 1.0, "MTIQLConfig.expectile", "must be in (0, 1)")
+
+
 def build_actor(cfg: Config, build: dict[str, Any]) -> nn.Module:
-    """MTIQL's actor: Gaussian (CORL's default) or deterministic (`iql_deterministic`)."""
-    b = cfg.baselines
-    cls = DeterministicActor if b.iql_deterministic else GaussianActor
-    return cls(build["obs_dim"], build["act_dim"], build["num_tasks"], hidden=b.hidden,
-               task_dim=b.task_embed_dim)
+    """MTIQL's actor: Gaussian (CORL's default) or deterministic (`deterministic`)."""
+    hp: MTIQLConfig = cfg.methods["mtiql"]
+    cls = DeterministicActor if hp.deterministic else GaussianActor
+    return cls(build["obs_dim"], build["act_dim"], build["num_tasks"], hidden=hp.hidden,
+               task_dim=hp.task_embed_dim)
 
 
 def expectile_loss(u: torch.Tensor, tau: float) -> torch.Tensor:
@@ -66,18 +85,17 @@ def expectile_loss(u: torch.Tensor, tau: float) -> torch.Tensor:
 
 
 def iql_losses(actor: nn.Module, q: nn.Module, q_target: nn.Module, v: nn.Module,
-               batch: dict[str, torch.Tensor], cfg: Config) -> dict[str, torch.Tensor]:
+               batch: dict[str, torch.Tensor], hp: MTIQLConfig) -> dict[str, torch.Tensor]:
     """The three IQL losses on a "qlearning" batch (module docstring); ``adv`` = u."""
-    b = cfg.baselines
     s, a, t = batch[keys.BATCH_OBS], batch[keys.BATCH_ACTION], batch[keys.BATCH_TASK_ID]
     with torch.no_grad():
         target_q = q_target(s, a, t).min(dim=0).values  # (B,)
         next_v = v(batch[keys.BATCH_NEXT_OBS], t)  # (B,)
     adv = target_q - v(s, t)  # (B,)
-    v_loss = expectile_loss(adv, b.iql_expectile)
-    y = critic_reward(cfg, batch) + (1.0 - batch[keys.BATCH_DONE]) * b.discount * next_v
+    v_loss = expectile_loss(adv, hp.expectile)
+    y = critic_reward(hp, batch) + (1.0 - batch[keys.BATCH_DONE]) * hp.discount * next_v
     q_loss = (q(s, a, t) - y).pow(2).mean(dim=1).mean()  # mean over the twin critics
-    weight = torch.exp(b.iql_beta * adv.detach()).clamp(max=EXP_ADV_MAX)  # (B,)
+    weight = torch.exp(hp.beta * adv.detach()).clamp(max=EXP_ADV_MAX)  # (B,)
     out = actor(s, t)
     if isinstance(out, tuple):  # Gaussian actor: (mean, std)
         bc = -gaussian(*out).log_prob(a)  # (B,), summed over action dims
@@ -92,16 +110,15 @@ class MTIQLLearner(BaselineLearner):
 
     def __init__(self, cfg: Config, setup: TrainSetup, device: torch.device) -> None:
         super().__init__(device)
-        self.cfg = cfg
-        b = cfg.baselines
+        self.hp = hp = cfg.methods["mtiql"]
         build = setup.meta["build"]
         T, od, ad = num_tasks(setup), build["obs_dim"], build["act_dim"]
         self.modules["actor"] = build_actor(cfg, build).to(device)
-        self.modules["q"] = MultiHeadQ(od, ad, T, hidden=b.hidden, n_nets=2).to(device)
-        self.modules["v"] = MultiHeadV(od, T, hidden=b.hidden).to(device)
+        self.modules["q"] = MultiHeadQ(od, ad, T, hidden=hp.hidden, n_nets=2).to(device)
+        self.modules["v"] = MultiHeadV(od, T, hidden=hp.hidden).to(device)
         self.targets["q_target"] = copy.deepcopy(self.modules["q"]).requires_grad_(False)
         for name, m in self.modules.items():
-            self.optimizers[name] = torch.optim.Adam(m.parameters(), lr=b.iql_lr)
+            self.optimizers[name] = torch.optim.Adam(m.parameters(), lr=hp.lr)
         self.schedulers["actor"] = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizers["actor"], T_max=cfg.train.steps)
 
@@ -109,10 +126,10 @@ class MTIQLLearner(BaselineLearner):
         """One IQL step of V, Q and the actor, then the target critics' Polyak update."""
         m = self.modules
         losses = iql_losses(m["actor"], m["q"], self.targets["q_target"], m["v"], batch,
-                            self.cfg)
+                            self.hp)
         loss = losses["v_loss"] + losses["q_loss"] + losses["actor_loss"]
         norm = self.step(loss)
-        soft_update(self.targets["q_target"], self.core("q"), self.cfg.baselines.tau)
+        soft_update(self.targets["q_target"], self.core("q"), self.hp.tau)
         return {"loss": loss.detach(), "grad_norm": norm,
                 **{k: v.detach() for k, v in losses.items() if k != "adv"},
                 "adv_mean": losses["adv"].mean()}

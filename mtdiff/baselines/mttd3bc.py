@@ -10,12 +10,11 @@ the twin critics have one head per task (`MultiHeadQ`). Per step, TD3+BC's losse
 
 the actor and the targets (Polyak rate tau) updated every `policy_delay` critic updates.
 
-This file is the whole method: its hyper-parameters, learner, policy and cost, registered
+This file is the whole method: its config section, learner, policy and cost, registered
 under the name ``mttd3bc`` (`mtdiff.methods.register`); `--model mttd3bc` trains it and
-`experiment.methods` runs it in the grid. Its own hyper-parameters are `MTTD3BCConfig`'s
-(TD3+BC's published values; not `--set` fields); widths, task embedding, discount, target
-rate and reward transform are the MLP baselines' (`baselines.hidden`, `task_embed_dim`,
-`discount`, `tau`, `reward_scale` / `reward_bias`).
+`experiment.methods` runs it in the grid. Its hyper-parameters are `MTTD3BCConfig`
+(`--set methods.mttd3bc.FIELD=VALUE`): TD3+BC's published values, and the MLP baselines'
+widths, task embedding, discount, target rate and reward transform (`QLearningConfig`).
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from mtdiff import keys
 from mtdiff.baselines.common import (
     BaselineLearner,
+    QLearningConfig,
     TaskIdPolicy,
     actor_policy,
     critic_reward,
@@ -38,13 +38,14 @@ from mtdiff.baselines.common import (
 )
 from mtdiff.baselines.nets import DeterministicActor, MultiHeadQ, soft_update
 from mtdiff.config import Config
+from mtdiff.config.base import _check, _positive
 from mtdiff.experiment.flops import Net, mlp_flops
 from mtdiff.methods import Method, register
 
 
-@dataclass(frozen=True)
-class MTTD3BCConfig:
-    """TD3+BC's hyper-parameters (the authors' code and paper, Table 3)."""
+@dataclass
+class MTTD3BCConfig(QLearningConfig):
+    """MTTD3BC (`methods.mttd3bc`): TD3+BC (the authors' code and paper, Table 3)."""
 
     alpha: float = 2.5  # BC weight: lambda = alpha / mean |Q|
     policy_noise: float = 0.2  # target policy smoothing, x max action (1)
@@ -52,20 +53,22 @@ class MTTD3BCConfig:
     policy_delay: int = 2  # critic updates per actor (and target) update
     lr: float = 3e-4  # Adam, actor and critics
 
-
-HYPER = MTTD3BCConfig()
+    def _validate(self) -> None:
+        super()._validate()
+        _positive(self, "alpha", "policy_delay", "lr")
+        _check(self.policy_noise >= 0 and self.noise_clip >= 0, "MTTD3BCConfig.policy_noise",
+               "policy noise and its clip must be >= 0")
 
 
 def build_actor(cfg: Config, build: dict[str, Any]) -> DeterministicActor:
     """The task-conditioned actor for a checkpoint's build arguments."""
-    b = cfg.baselines
+    hp: MTTD3BCConfig = cfg.methods["mttd3bc"]
     return DeterministicActor(build["obs_dim"], build["act_dim"], build["num_tasks"],
-                              hidden=b.hidden, task_dim=b.task_embed_dim)
+                              hidden=hp.hidden, task_dim=hp.task_embed_dim)
 
 
 def critic_loss(q: torch.nn.Module, q_target: torch.nn.Module, actor_target: torch.nn.Module,
-                batch: dict[str, torch.Tensor], cfg: Config,
-                hyper: MTTD3BCConfig = HYPER) -> torch.Tensor:
+                batch: dict[str, torch.Tensor], hyper: MTTD3BCConfig) -> torch.Tensor:
     """The twin critics' TD error to the smoothed target (module docstring)."""
     s, a, t = batch[keys.BATCH_OBS], batch[keys.BATCH_ACTION], batch[keys.BATCH_TASK_ID]
     with torch.no_grad():
@@ -73,13 +76,13 @@ def critic_loss(q: torch.nn.Module, q_target: torch.nn.Module, actor_target: tor
         noise = (torch.randn_like(a) * hyper.policy_noise).clamp(-hyper.noise_clip,
                                                                    hyper.noise_clip)
         a2 = (actor_target(s2, t) + noise).clamp(-1.0, 1.0)
-        y = critic_reward(cfg, batch) + (1.0 - batch[keys.BATCH_DONE]) \
-            * cfg.baselines.discount * q_target(s2, a2, t).min(dim=0).values  # (B,)
+        y = critic_reward(hyper, batch) + (1.0 - batch[keys.BATCH_DONE]) \
+            * hyper.discount * q_target(s2, a2, t).min(dim=0).values  # (B,)
     return (q(s, a, t) - y).pow(2).mean(dim=1).sum()
 
 
 def actor_loss(actor: torch.nn.Module, q: torch.nn.Module, batch: dict[str, torch.Tensor],
-               hyper: MTTD3BCConfig = HYPER) -> dict[str, torch.Tensor]:
+               hyper: MTTD3BCConfig) -> dict[str, torch.Tensor]:
     """-lambda Q_1(s, pi(s)) + BC, lambda normalised by the batch's mean |Q_1|."""
     s, a, t = batch[keys.BATCH_OBS], batch[keys.BATCH_ACTION], batch[keys.BATCH_TASK_ID]
     pi = actor(s, t)
@@ -92,15 +95,13 @@ def actor_loss(actor: torch.nn.Module, q: torch.nn.Module, batch: dict[str, torc
 class MTTD3BCLearner(BaselineLearner):
     """Actor and twin multi-head critics, each with a target copy; Adam each."""
 
-    def __init__(self, cfg: Config, setup: Any, device: torch.device,
-                 hyper: MTTD3BCConfig = HYPER) -> None:
+    def __init__(self, cfg: Config, setup: Any, device: torch.device) -> None:
         super().__init__(device)
-        self.cfg, self.hyper = cfg, hyper
-        b = cfg.baselines
+        self.hyper = hyper = cfg.methods["mttd3bc"]
         build = {**setup.meta["build"], "num_tasks": num_tasks(setup)}
         self.modules["actor"] = build_actor(cfg, build).to(device)
         self.modules["q"] = MultiHeadQ(build["obs_dim"], build["act_dim"], build["num_tasks"],
-                                       hidden=b.hidden, n_nets=2).to(device)
+                                       hidden=hyper.hidden, n_nets=2).to(device)
         self.targets["actor_target"] = copy.deepcopy(self.modules["actor"]).requires_grad_(False)
         self.targets["q_target"] = copy.deepcopy(self.modules["q"]).requires_grad_(False)
         for name, m in self.modules.items():
@@ -112,8 +113,7 @@ class MTTD3BCLearner(BaselineLearner):
         Polyak update. (The actor's gradients are None on the other steps: Adam skips it.)"""
         self.updates += 1
         m, t = self.modules, self.targets
-        loss = critic_loss(m["q"], t["q_target"], t["actor_target"], batch, self.cfg,
-                           self.hyper)
+        loss = critic_loss(m["q"], t["q_target"], t["actor_target"], batch, self.hyper)
         out = {"q_loss": loss.detach()}
         if self.updates % self.hyper.policy_delay == 0:
             a = actor_loss(m["actor"], self.core("q"), batch, self.hyper)
@@ -121,8 +121,8 @@ class MTTD3BCLearner(BaselineLearner):
             out.update({k: v.detach() for k, v in a.items()})
         norm = self.step(loss)
         if self.updates % self.hyper.policy_delay == 0:
-            soft_update(t["q_target"], self.core("q"), self.cfg.baselines.tau)
-            soft_update(t["actor_target"], self.core("actor"), self.cfg.baselines.tau)
+            soft_update(t["q_target"], self.core("q"), self.hyper.tau)
+            soft_update(t["actor_target"], self.core("actor"), self.hyper.tau)
         return {"loss": loss.detach(), "grad_norm": norm, **out}
 
     def state_dict(self) -> dict[str, Any]:
@@ -146,14 +146,15 @@ def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cp
 def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -> Net:
     """Per sample: critics forward and backward, target actor and critics, and the actor
     with its critic call every `policy_delay` steps (`--plan`'s cost)."""
-    b, n_tasks = cfg.baselines, max(1, n_tasks)
-    h, z = b.hidden, b.task_embed_dim
+    hp: MTTD3BCConfig = cfg.methods["mttd3bc"]
+    h, z, n_tasks = hp.hidden, hp.task_embed_dim, max(1, n_tasks)
     actor = mlp_flops([obs_dim + z, h, h, h, act_dim]) + mlp_flops([n_tasks, h, h, z])
     q = mlp_flops([obs_dim + act_dim + z, h, h, h, n_tasks])
-    train = 3 * 2 * q + actor + 2 * q + 3 * (actor + q) / HYPER.policy_delay
+    train = 3 * 2 * q + actor + 2 * q + 3 * (actor + q) / hp.policy_delay
     return Net("mlp", train, actor, False)
 
 
 register(Method("mttd3bc", "mttd3bc", "MTTD3BC", fields="qlearning",
                 learner=f"{__name__}:MTTD3BCLearner", policy=f"{__name__}:policy_from_checkpoint",
-                network=f"{__name__}:network", suites=("metaworld",), host_bound=True))
+                network=f"{__name__}:network", config=f"{__name__}:MTTD3BCConfig",
+                suites=("metaworld",), host_bound=True))

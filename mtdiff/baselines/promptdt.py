@@ -14,23 +14,30 @@ Loss: as MT-DT's (masked MSE; TorchRL's `DTLoss` on a batch without padding).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mtdiff.baselines.dt import DTLearner
+from mtdiff.baselines.dt import DTConfig, DTLearner
 from mtdiff.baselines.dt_policy import SequencePolicy, sequence_policy
+
+
+@dataclass
+class PromptDTConfig(DTConfig):
+    """Prompt-DT (`methods.promptdt`): the official DT, the task told by MTDiff-P's prompts."""
 
 
 class PromptDTLearner(DTLearner):
     """The DT step with the prompt's tokens before the trajectory's."""
 
+    method = "promptdt"
     uses_prompt = True
 
 
 def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cpu",
                            target_return: float | None = None, **_: Any) -> SequencePolicy:
     """Prompt-DT's policy; `target_return` is R at the first step (None: 1, the task's best)."""
-    return sequence_policy(path, task_dim=False, prompt=True, device=device,
+    return sequence_policy(path, "promptdt", task_dim=False, prompt=True, device=device,
                            target_return=target_return)

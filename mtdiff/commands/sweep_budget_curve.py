@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="write the table and figure from the cells finished so far (a "
                         "running or cut-short curve), train nothing")
-    add_config_args(p, sections=("data", "model", "diffusion", "baselines", "train", "eval",
+    add_config_args(p, sections=("data", "model", "diffusion", "methods", "train", "eval",
                                  "tracking"))
     args = p.parse_args(argv)
     cfg = config_from_args(args)

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="dataset folder (from pipelines/collect.py)")
     p.add_argument("--out", required=True, help="folder for runs and checkpoints")
     p.add_argument("--no-mlflow", action="store_true")
-    add_config_args(p, sections=("data", "model", "diffusion", "baselines", "train", "tracking"))
+    add_config_args(p, sections=("data", "model", "diffusion", "methods", "train", "tracking"))
     args = p.parse_args(argv)
     try:
         method = get_method(args.model)

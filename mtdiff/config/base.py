@@ -8,11 +8,11 @@ import json
 import math
 import types
 import typing
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from mtdiff.errors import ConfigError
 
-__all__ = ["ConfigError", "config_hash", "to_dict"]
+__all__ = ["ConfigError", "MethodConfig", "config_hash", "to_dict"]
 
 
 def _check(cond: bool, where: str, msg: str) -> None:
@@ -31,6 +31,24 @@ class _Validated:
 
     def _validate(self) -> None:  # overridden where a section has cross-field rules
         pass
+
+
+class MethodConfig(_Validated):
+    """Base of a method's own section (`Config.methods[name]`, `--set methods.NAME.FIELD=`),
+    a dataclass in the method's file: validated like every section, and the values the
+    presets give it kept beside its defaults, so that a method is one file."""
+
+    # {preset: {field: value}}: what a preset changes from the defaults (the paper's).
+    # A subclass's entries add to (and win over) its bases'.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    @classmethod
+    def preset(cls, name: str) -> Self:
+        """The section with preset `name`'s values."""
+        values: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            values.update(vars(klass).get("PRESETS", {}).get(name, {}))
+        return cls(**values)
 
 
 def _check_type(where: str, value: Any, tp: Any) -> None:

@@ -1,4 +1,8 @@
-"""Presets as plain functions: `smoke` (CI), `local` (a laptop), `paper` (App. A/D/G)."""
+"""Presets as plain functions: `smoke` (CI), `local` (a laptop), `paper` (App. A/D/G).
+
+A method's own section (`Config.methods`) takes the preset's values from its config class
+(`MethodConfig.PRESETS`, in the method's file), so that adding a method touches no preset.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ from typing import Literal
 
 from mtdiff.config.base import ConfigError
 from mtdiff.config.sections import (
-    BaselineConfig,
     CollectConfig,
     Config,
     DataConfig,
@@ -84,8 +87,6 @@ def local() -> Config:
         # `--set diffusion.sample_steps=20 --set train.steps=2000 --set
         # offline.steps=15000` restores that budget.
         diffusion=DiffusionConfig(sampler="ddim", sample_steps=10),
-        # The DTs' warm-up keeps the official share of training (10k of 100k steps).
-        baselines=BaselineConfig(dt_warmup_steps=200),
         train=TrainConfig(steps=1_500, checkpoint_every=500, log_every=50),
         # A student step at batch 32 x 4 grid points costs about a teacher training step;
         # 4,096 teacher trajectories of 20 guided steps cost about as much again.
@@ -143,8 +144,6 @@ def smoke() -> Config:
         data=DataConfig(horizon=8, prompt_len=5, batch_per_task=4),
         model=ModelConfig(d_model=32, n_layer=2, n_head=2),
         diffusion=DiffusionConfig(num_steps=20, sample_steps=5, sampler="ddim"),
-        baselines=BaselineConfig(hidden=32, bc_hidden=64, cql_n_actions=4, dt_context=4,
-                                 dt_warmup_steps=2, dt_max_timestep=200),
         train=TrainConfig(steps=20, checkpoint_every=10, log_every=5),
         distill=DistillConfig(student_steps=2, teacher_steps=4, samples=64, teacher_batch=32,
                               batch_size=16, steps=6, val_samples=8, checkpoint_every=3,

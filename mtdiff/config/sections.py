@@ -10,8 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from mtdiff.config.base import _check, _positive, _Validated, config_hash, to_dict
-from mtdiff.config.baselines import BaselineConfig
+from mtdiff.config.base import MethodConfig, _check, _positive, _Validated, config_hash, to_dict
 from mtdiff.config.collection import CollectConfig, Maze2DConfig, MetaWorldConfig, SACConfig
 from mtdiff.config.experiment import ExperimentConfig
 from mtdiff.config.stages import DistillConfig, OfflineConfig
@@ -23,7 +22,7 @@ from mtdiff.config.suites import (
     cheetah_vel_default,
     section_name,
 )
-from mtdiff.methods import DIFFUSION_KINDS, METHODS, known_kind
+from mtdiff.methods import METHODS, known_kind, method_configs
 
 # Every suite a dataset can come from: the paper's two (Table 1, Fig. 4) and Prompt-DT's
 # two MuJoCo benchmarks (App. H, Table 5).
@@ -96,7 +95,7 @@ class DataConfig(_Validated):
 
 @dataclass
 class ModelConfig(_Validated):
-    """The noise model (paper §3.3, App. A), or which baseline (`baselines` section).
+    """The noise model (paper §3.3, App. A), or which baseline (its `methods` section).
 
     The Decision Transformers (mtdt, promptdt) use this section's GPT-2 size (paper §5.1:
     "the same GPT2-network as in MTDiff-P").
@@ -293,13 +292,28 @@ class Config(_Validated):
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    baselines: BaselineConfig = field(default_factory=BaselineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    # {method name: its own section} (`mtdiff.methods`: a `MethodConfig` in the method's
+    # file), one for every method that has one; a method missing here gets its defaults
+    # with this preset's values (`MethodConfig.PRESETS`).
+    methods: dict[str, MethodConfig] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        classes = method_configs()
+        unknown = sorted(set(self.methods) - set(classes))
+        _check(not unknown, "Config.methods", f"no method called {unknown} has a config "
+               f"section; those with one: {sorted(classes)}")
+        self.methods = {name: self.methods[name] if name in self.methods
+                        else cls.preset(self.preset) for name, cls in classes.items()}
+        for name, cls in classes.items():
+            _check(type(self.methods[name]) is cls, f"Config.methods[{name!r}]",
+                   f"expected a {cls.__name__}, got {type(self.methods[name]).__name__}")
+        super().__post_init__()
 
     def _validate(self) -> None:
         for suite in MUJOCO_SUITES:
@@ -329,6 +343,7 @@ class Config(_Validated):
             "diffusion": [d.num_steps, d.beta_min, d.beta_max, d.cond_drop],
             "train": {k: v for k, v in to_dict(self.train).items()
                   if k not in ("cpus_per_worker", "gpus_per_worker", "tf32", "compile")}}
-        if self.model.kind not in DIFFUSION_KINDS:  # only then: MTDiff's hashes stay as they were
-            parts["baselines"] = self.baselines
+        own = self.methods.get(self.model.kind)
+        if own is not None:  # MTDiff's kinds have no section of their own: hashes as they were
+            parts["method"] = own
         return config_hash(parts)

@@ -66,7 +66,7 @@ class Net:
 def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -> Net:
     """The network `cfg.model.kind` trains on `suite`'s data (`obs_dim`, `act_dim`,
     `n_tasks` training tasks), sizes from the config."""
-    m, dt, b = cfg.model, cfg.data, cfg.baselines
+    m, dt, hp = cfg.model, cfg.data, cfg.methods.get(cfg.model.kind)
     method = method_of_kind(m.kind, m.backbone)
     if method.network is not None:  # a method that registers itself says its own cost
         return method.load("network")(cfg, suite, obs_dim, act_dim, n_tasks)
@@ -86,13 +86,13 @@ def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -
             + H * mlp_flops([d, 2 * d, x_dim])
         return Net("gpt2", 3 * f, f, True, size)
     if m.kind in ("mtdt", "promptdt"):
-        K = b.dt_context
+        K = hp.context
         T = 3 * K + (2 * J if m.kind == "promptdt" else 0)
         f = gpt2_flops(d, m.n_layer, T) + T * mlp_flops([od, d])
         return Net("dt", 3 * f, f, False, size)
     # MLP baselines: 3-layer Mish MLPs, the task embedding beside them
     n_tasks = max(1, n_tasks)
-    h, z = (b.bc_hidden if m.kind == "mtbc" else b.hidden), b.task_embed_dim
+    h, z = hp.hidden, hp.task_embed_dim
     actor = mlp_flops([od + z, h, h, h, ad]) + mlp_flops([n_tasks, h, h, z])
     q = mlp_flops([od + ad + z, h, h, h, n_tasks])
     if m.kind == "mtbc":
@@ -100,6 +100,6 @@ def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -
     elif m.kind == "mtiql":  # actor, twin Q, V (+ target Q forward)
         train = 3 * (actor + 3 * q) + 2 * q
     else:  # mtcql: twin Q on the data and on 3 x n sampled actions, actor on s and s'
-        n = b.cql_n_actions
+        n = hp.n_actions
         train = 3 * (2 * q * (1 + 3 * n) + actor * (2 + 2 * n))
     return Net("mlp", train, actor, False)

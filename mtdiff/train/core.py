@@ -63,8 +63,9 @@ def build_setup(cfg: Config, data_dir: str | Path, *, seed: int = 0,
 
     method = method_of_kind(cfg.model.kind, cfg.model.backbone)
     fields = method.fields
-    # Window length: H for the planners; the Decision Transformers' context K.
-    horizon = cfg.baselines.dt_context if fields == "sequence" else cfg.data.horizon
+    # Window length: H for the planners; the Decision Transformers' context K (their own
+    # sections' `context`).
+    horizon = cfg.methods[method.name].context if fields == "sequence" else cfg.data.horizon
     prompt = prompt_kind(cfg, ds.suite)
     build: dict[str, Any] = {"obs_dim": ds.obs_dim, "act_dim": ds.act_dim, "horizon": horizon,
                              "history": history, "prompt_len": cfg.data.prompt_len,
