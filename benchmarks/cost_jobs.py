@@ -15,9 +15,9 @@ priced by the cost model (`mtdiff.experiment.workload`) for exactly that config:
 - offline: one TD3-BC run (the offline stage, `offline.stage.run`: 2,000 updates, 2
   evaluations of 20 episodes), in process.
 
-In-process jobs are timed in busy seconds (`calibrate.Clock`: CPU time when the machine's
-other work took the core), the training in wall seconds (several processes). Predictions
-leave out a Ray task's start (not part of an in-process run).
+In-process jobs are timed in busy seconds (`calibrate_common.Clock`: CPU time when the
+machine's other work took the core), the training in wall seconds (several processes).
+Predictions leave out a Ray task's start (not part of an in-process run).
 
     python benchmarks/cost_jobs.py [--json FILE]
 """
@@ -32,7 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from calibrate import LOCAL, Calibrator, Clock, _checkpoint, collect_metaworld, one_cpu
+from calibrate_common import LOCAL, Calibrator, Clock, one_cpu  # benchmarks/, beside this
+from calibrate_data import collect_metaworld
+from calibrate_networks import _checkpoint
 
 from mtdiff.artifacts import Checkpoint, Dataset, Inputs
 from mtdiff.config import apply_overrides, get_preset

@@ -121,3 +121,12 @@ def synth_checkpoint(tmp_path):
     ckpt = untrained_checkpoint(cfg, data, prompts, (39, 4), suite="metaworld",
                                 source="scripted", tasks=["reach-v3"], out=tmp_path / "ckpt")
     return ckpt, data, cfg
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    """A reproduction folder: a tiny graph of every kind of record the report reads
+    (tests/report_graph.py writes it; the report tests' numbers are computed there)."""
+    from tests.report_graph import write_reproduction
+
+    return write_reproduction(tmp_path)

@@ -21,7 +21,6 @@ from mtdiff.report import build_report, log_report_to_mlflow
 from mtdiff.report.headline import headline_metrics, metric_name
 from mtdiff.report.html import render_html
 from mtdiff.tracking import remote, ui
-from tests.test_report import run  # noqa: F401 - the report's reproduction folder fixture
 
 
 def _cfg(tmp_path: Path, *sets: str):
@@ -147,7 +146,7 @@ def test_headline_metrics_from_a_hand_made_results_file():
     }
 
 
-def test_report_job_puts_headline_cells_and_page_on_the_parent_run(run, tmp_path):  # noqa: F811
+def test_report_job_puts_headline_cells_and_page_on_the_parent_run(run, tmp_path):
     """The graph's report job (`mtdiff.report.stage.run`) inside its job run, under a
     reproduction's parent run, as the driver and runner open them."""
     from mtdiff.experiment.execute import job_inputs
@@ -163,7 +162,7 @@ def test_report_job_puts_headline_cells_and_page_on_the_parent_run(run, tmp_path
         res = report(cfg, *job_inputs(job, {})).to_record()
     client = _client(cfg)
     parent = client.get_run(spec["parent_id"]).data.metrics
-    # The fixture's cells (tests/test_report.py): MTDiff-P near-optimal over 2 seeds,
+    # The fixture's cells (tests/report_graph.py): MTDiff-P near-optimal over 2 seeds,
     # 50.00 ± 17.68 [-108.83, 208.83]; Cheetah-vel training tasks -30 / -28; Table 2
     # box-close-v3: Original 2 / 10 and 4 / 10 -> 30 %, MTDiff-S 6 / 10 and 8 / 10 -> 70 %.
     assert parent["table1/mtdiff-p/near-optimal/mean"] == pytest.approx(50.0)
@@ -184,7 +183,7 @@ def test_report_job_puts_headline_cells_and_page_on_the_parent_run(run, tmp_path
         job_run.info.run_id, "report")}
 
 
-def test_a_report_logged_on_its_own_carries_the_headline_cells(run, tmp_path):  # noqa: F811
+def test_a_report_logged_on_its_own_carries_the_headline_cells(run, tmp_path):
     """`pipelines/report.py --mlflow`: no parent, the report's own run holds them."""
     import mlflow
 
@@ -199,7 +198,7 @@ def test_a_report_logged_on_its_own_carries_the_headline_cells(run, tmp_path):  
 
 
 # --- report.html ----------------------------------------------------------------------------
-def test_report_html_is_one_self_contained_page(run):  # noqa: F811
+def test_report_html_is_one_self_contained_page(run):
     path = build_report(run, preset="local")
     page = (path.parent / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>")

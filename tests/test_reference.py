@@ -22,7 +22,7 @@ from mtdiff.eval.reference import (
 from mtdiff.eval.suites import EvalJob, make_envs, run_policy_job
 from mtdiff.layout import Layout
 from mtdiff.report import build_report
-from tests.test_report import _episodes, _graph, _line, _record, _section, run  # noqa: F401
+from tests.report_graph import _episodes, _graph, _line, _record, _section
 
 
 def _prompts(env, task: str) -> dict[str, np.ndarray]:
@@ -109,7 +109,7 @@ def _reference(lay: Layout, suite: str, per_policy: dict[str, list[dict]],
     return name
 
 
-def test_report_has_reference_rows(run):  # noqa: F811
+def test_report_has_reference_rows(run):
     lay = Layout.at(run)
     names = json.loads(lay.graph.read_text())["jobs"]
     names = [j["name"] for j in names if j["name"] != "report"]

@@ -135,7 +135,7 @@ def test_report_shows_verdicts_and_says_when_an_evaluation_has_none(tmp_path):
     from mtdiff.layout import Layout
     from mtdiff.report import build_report
     from mtdiff.report.state_use import OLD
-    from tests.test_report import _episodes, _evaluate, _graph
+    from tests.report_graph import _episodes, _evaluate, _graph
 
     lay = Layout.at(tmp_path / "run")
     res = [_episodes("reach-v3", [True, False], [1.0, 0.0], "train")]
