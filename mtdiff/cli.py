@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from mtdiff.config import PRESETS, Config, ConfigError, TrackingConfig, apply_overrides, get_preset
+from mtdiff.config.docs import fields_help, print_config
 from mtdiff.errors import DISK_FULL_ERRNOS
+from mtdiff.tracking.server import TrackingError, check_reachable
 
 USER_ERROR = 2  # the exit code of every user error (argparse's own too)
 RUN_FAILED = 1
@@ -150,8 +152,6 @@ def add_config_args(parser: argparse.ArgumentParser, *, default_preset: str | No
 def add_fields_help(parser: argparse.ArgumentParser, sections: tuple[str, ...] | None,
                     *, preset: str = "local") -> None:
     """Append the config fields of `sections` (comments, `preset`'s defaults) to the help."""
-    from mtdiff.config.docs import fields_help
-
     if parser.formatter_class is argparse.HelpFormatter:  # keep the epilog's lines
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
     text = fields_help(get_preset(preset), sections)
@@ -169,8 +169,6 @@ def config_from_args(args: argparse.Namespace, preset: str | None = None,
     except ConfigError as e:
         fail(f"bad configuration: {e}")
     if final and getattr(args, "print_config", False):
-        from mtdiff.config.docs import print_config
-
         print(print_config(cfg))
         raise SystemExit(0)
     return cfg
@@ -224,8 +222,6 @@ def check_tracking(tracking: TrackingConfig, timeout_s: float = 5.0) -> None:
     Commands whose config comes from a checkpoint check ``TrackingConfig()`` ($MLFLOW_
     TRACKING_URI or the default store) before loading it (torch takes seconds to import),
     then the checkpoint's own section."""
-    from mtdiff.tracking.server import TrackingError, check_reachable
-
     try:
         check_reachable(tracking.resolved_uri(), timeout_s)
     except TrackingError as e:

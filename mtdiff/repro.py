@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 
+from mtdiff.runtime import cluster_gpus, init_ray
+
 
 def choose_preset(*, start_ray: bool = True) -> tuple[str, str]:
     """(preset, reason) when none is given: `paper` on a Ray cluster with GPUs, else
     `local`. Without `start_ray` (e.g. --plan) a local machine is described without
     starting Ray (it has no GPU Ray would use here)."""
-    from mtdiff.runtime import cluster_gpus, init_ray
-
     if not start_ray and os.environ.get("RAY_ADDRESS") in (None, "", "local"):
         return "local", "no Ray cluster is given (RAY_ADDRESS): a laptop or CPU machine"
     init_ray()

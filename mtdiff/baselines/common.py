@@ -34,6 +34,7 @@ from torch import nn
 from mtdiff import keys
 from mtdiff.artifacts import Checkpoint
 from mtdiff.config.base import MethodConfig, _check, _positive
+from mtdiff.data.normalize import Normalizer
 from mtdiff.eval.policy import PolicyBase
 from mtdiff.train.compiled import clip_grad_norm
 from mtdiff.train.ema import unwrap
@@ -223,8 +224,6 @@ class TaskIdPolicy(PolicyBase):
 def load_trained(path: str | Path, device: str | torch.device
                  ) -> tuple[dict[str, Any], Config, Normalizer]:
     """(checkpoint state, config, normaliser) of the best checkpoint at or under `path`."""
-    from mtdiff.data.normalize import Normalizer
-
     ckpt = Checkpoint.find(path)  # read on the CPU: the policies move what they load
     return ckpt.state, ckpt.config, Normalizer.from_state_dict(ckpt.meta["normalizer"])
 

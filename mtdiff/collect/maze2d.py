@@ -21,6 +21,7 @@ OBS_DIM, ACT_DIM = 4, 2
 
 def _maze_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
     """Write a map's episodes (skipping those already committed); return its prompts."""
+    # (pulls in gymnasium, mujoco: imported on use; tests monkeypatch expert_episode here)
     from mtdiff.envs.maze2d_expert import expert_episode, generate_episodes
 
     maze = job.payload
@@ -43,6 +44,7 @@ def _maze_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
 
 def plan_maze2d(cfg: Config) -> SuitePlan:
     """Jobs for the training maps (data + prompts) and the unseen maps (prompts only)."""
+    # (pulls in gymnasium, mujoco: imported on use)
     from mtdiff.envs.maze2d import load_map
 
     m = cfg.maze2d

@@ -26,6 +26,7 @@ import numpy as np
 from mtdiff.collect.plan import SuitePlan, TaskJob, prompt_windows, task_seed
 from mtdiff.config import Config, to_dict
 from mtdiff.data.writer import TaskWriter
+from mtdiff.runtime import set_torch_threads
 
 
 def _noise_for_episode(i: int, n_episodes: int, levels: tuple[float, ...],
@@ -44,6 +45,7 @@ def _noise_for_episode(i: int, n_episodes: int, levels: tuple[float, ...],
 
 def _prompts(job: TaskJob, cfg: Config) -> np.ndarray:
     """The task's prompt windows, cut from noise-free scripted expert episodes."""
+    # (pulls in gymnasium: imported on use)
     from mtdiff.collect.scripted import expert_demos
 
     demos = list(expert_demos(job.task, num_episodes=cfg.collect.prompt_episodes,
@@ -52,6 +54,7 @@ def _prompts(job: TaskJob, cfg: Config) -> np.ndarray:
 
 
 def _scripted_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
+    # (pulls in gymnasium: imported on use)
     from mtdiff.collect.scripted import rollout_scripted
     from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM
 
@@ -73,13 +76,13 @@ def _scripted_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
 
 def _sac_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
     if job.rows:
-        from mtdiff.runtime import set_torch_threads
-
         # A task given several CPUs uses them for its matmuls (Ray's default is 1 each).
         set_torch_threads(int(cfg.collect.num_cpus_per_task))
         if cfg.sac.backend == "rllib":
+            # (pulls in gymnasium: imported on use)
             from mtdiff.collect.sac_rllib import collect_task_rllib as collect
         else:
+            # (pulls in torch: imported on use)
             from mtdiff.collect.sac import collect_task_lean as collect
         collect(job.task, cfg, root, job.seed)
     return _prompts(job, cfg)
@@ -87,6 +90,7 @@ def _sac_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
 
 def plan_metaworld(cfg: Config) -> SuitePlan:
     """Jobs for the configured tasks (data + prompts) and the held-out tasks (prompts)."""
+    # (pulls in gymnasium: imported on use)
     from mtdiff.envs.metaworld import ACT_DIM, HELDOUT_TASKS, OBS_DIM, resolve_tasks
 
     mw = cfg.metaworld

@@ -30,11 +30,14 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from mtdiff import tracking
 from mtdiff.collect.plan import SuitePlan, TaskJob, prompt_windows, task_seed
 from mtdiff.collect.sac_env import SACEnv
 from mtdiff.collect.sac_run import EpisodeRecorder, SACTaskRun, derive_seed, sac_histories
 from mtdiff.config import Config, to_dict
 from mtdiff.data.writer import TaskWriter
+from mtdiff.runtime import set_torch_threads
+from mtdiff.tracking.remote import live_children, tag_runs
 
 if TYPE_CHECKING:
     from mtdiff.collect.sac import SACAgent
@@ -56,6 +59,7 @@ class MujocoJob:
 def nearest_task(task: str, candidates: list[str]) -> str:
     """The candidate whose goal is closest to `task`'s: |v - v'| for velocities, the angle
     between directions (wrapping at 2 pi) for Ant-dir; ties go to the first listed."""
+    # (pulls in gymnasium: imported on use)
     from mtdiff.envs.mujoco_tasks import get_suite, suite_of
 
     spec = get_suite(suite_of(task))
@@ -70,6 +74,7 @@ def nearest_task(task: str, candidates: list[str]) -> str:
 
 def sac_env_for(cfg: Config, suite: str, role: str) -> SACEnv:
     """The SAC collector's view of a suite's task (budget by role)."""
+    # (pulls in gymnasium: imported on use)
     from mtdiff.envs.mujoco_tasks import get_suite
 
     spec, sc = get_suite(suite), cfg.suite_section(suite)
@@ -87,6 +92,7 @@ def sac_root(root: str | Path, cfg: Config, suite: str, role: str) -> Path:
 
 def plan_mujoco(cfg: Config, suite: str) -> SuitePlan:
     """Jobs for the section's training tasks (data + prompts) and held-out tasks (prompts)."""
+    # (pulls in gymnasium: imported on use)
     from mtdiff.envs.mujoco_tasks import get_suite, resolve_tasks
 
     if cfg.sac.backend != "lean":
@@ -116,8 +122,8 @@ def plan_mujoco(cfg: Config, suite: str) -> SuitePlan:
 
 def _task_job(job: TaskJob, cfg: Config, root: str) -> np.ndarray:
     """One task (inside a Ray task): SAC run, expert data (training, "expert"), prompts."""
+    # (pulls in torch: imported on use)
     from mtdiff.collect.sac import collect_task_lean
-    from mtdiff.runtime import set_torch_threads
 
     set_torch_threads(int(cfg.collect.num_cpus_per_task))
     p: MujocoJob = job.payload
@@ -231,9 +237,6 @@ def log_sac_curves(cfg: Config, root: str | Path, suite: str) -> None:
     """Under the active MLflow run: a child run per task with its SAC curve (eval_return,
     env steps/s, losses against env steps; no success: the suites define none) and a plot
     of all tasks."""
-    from mtdiff import tracking
-    from mtdiff.tracking.remote import live_children, tag_runs
-
     curves = sac_curves(cfg, root, suite)
     for task, (role, hist) in curves.items():
         live = live_children("task", task)

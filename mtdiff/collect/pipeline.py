@@ -32,6 +32,9 @@ from mtdiff.data.prompts import write_prompts
 from mtdiff.data.reader import validate_dataset
 from mtdiff.data.schema import DatasetError
 from mtdiff.data.writer import INDEX, MANIFEST, TaskIndex, finalize_dataset, task_dir
+from mtdiff.runtime import init_ray, set_torch_threads
+from mtdiff.tracking import remote as tracking_remote
+from mtdiff.tracking.remote import live_parent
 
 
 def _rows_on_disk(root: Path, task: str) -> int:
@@ -62,9 +65,6 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
     """Collect `suite` under `cfg` into `out` (resumable); returns the dataset folder."""
     import ray
     from tqdm import tqdm
-
-    from mtdiff.runtime import init_ray
-    from mtdiff.tracking import remote as tracking_remote
 
     root = Path(out)
     chash = cfg.collection_hash(suite)
@@ -134,9 +134,6 @@ def run(cfg: Config, *, suite: str, out: str | Path, progress: bool = True) -> P
 
 def _run_job(job: TaskJob, cfg: Config, root: str, live: dict[str, str] | None,
              *_after: Any) -> np.ndarray:
-    from mtdiff.runtime import set_torch_threads
-    from mtdiff.tracking.remote import live_parent
-
     set_torch_threads(1)
     with live_parent(live):
         return job.fn(job, cfg, root)

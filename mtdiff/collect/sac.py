@@ -50,6 +50,8 @@ from mtdiff.collect.sac_run import (
     evaluate,
     final_metrics,
 )
+from mtdiff.runtime import duration
+from mtdiff.tracking.remote import LiveChild
 
 if TYPE_CHECKING:
     from mtdiff.collect.sac_env import SACEnv
@@ -317,9 +319,6 @@ def collect_task_lean(task: str, cfg: Config, root: str, seed: int,
     run from (fine-tuning; its random generator is reseeded with `seed`);
     `learning_starts`: overrides `sac.learning_starts` (uniform random actions before)."""
     import time
-
-    from mtdiff.runtime import duration
-    from mtdiff.tracking.remote import LiveChild
 
     run = SACTaskRun(task, cfg, root, seed, env=env_spec)
     if run.done:

@@ -30,9 +30,11 @@ class SACEnv:
     def make(self, task: str, seed: int) -> gym.Env:
         """A fresh environment of `task` with this time limit."""
         if self.suite == "metaworld":
+            # (pulls in gymnasium: imported on use)
             from mtdiff.envs.metaworld import make_env
 
             return make_env(task, seed=seed, max_episode_steps=self.episode_steps)
+        # (pulls in gymnasium: imported on use)
         from mtdiff.envs.mujoco_tasks import make_env as make_mujoco
 
         return make_mujoco(task, seed=seed, max_episode_steps=self.episode_steps)
@@ -40,6 +42,7 @@ class SACEnv:
 
 def metaworld_sac_env(cfg: Config) -> SACEnv:
     """Meta-World's: 39/4 wide, `metaworld.episode_steps`, `metaworld.transitions_per_task`."""
+    # (pulls in gymnasium: imported on use)
     from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM
 
     return SACEnv("metaworld", OBS_DIM, ACT_DIM, cfg.metaworld.episode_steps,

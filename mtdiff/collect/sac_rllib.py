@@ -29,8 +29,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from mtdiff import keys
 from mtdiff.collect.sac_run import EpisodeRecorder, SACTaskRun, derive_seed, evaluate
 from mtdiff.config import Config
+from mtdiff.envs.metaworld import make_env
 
 # RLlib makes envs from a registered creator it pickles, so the creator cannot close over
 # this task's run: it looks it up here instead (same process: `num_env_runners=0`).
@@ -40,8 +42,6 @@ ENV_NAME = "mtdiff-metaworld-recorded"
 
 def _make_env(env_config: Any) -> gym.Env:
     """RLlib's env creator: a recording MT50-rand env for the run named in the config."""
-    from mtdiff.envs.metaworld import make_env
-
     run, made = _RUNS[env_config["run"]]
     T = run.cfg.metaworld.episode_steps
     env = _RecordingEnv(make_env(run.task, seed=run.seed, max_episode_steps=T), run, T)
@@ -165,7 +165,6 @@ def collect_task_rllib(task: str, cfg: Config, root: str, seed: int) -> None:
 
     import pyarrow.parquet as pq
 
-    from mtdiff import keys
     run = SACTaskRun(task, cfg, root, seed)
     if run.done:
         return

@@ -185,6 +185,7 @@ class EpisodeRecorder:
 
     def __init__(self, steps: int, obs_dim: int | None = None,
                  act_dim: int | None = None) -> None:
+        # (pulls in gymnasium: imported on use)
         from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM
 
         self.obs = np.empty((steps, obs_dim or OBS_DIM), np.float32)
@@ -254,6 +255,7 @@ def plot_sac_curves(histories: dict[str, list[dict[str, float]]], path: str | Pa
 def log_sac_runs(cfg: Config, root: str | Path) -> None:
     """Under the active MLflow run: one child run per task with its SAC curves (return,
     success rate, env steps/s, losses against env steps) and the plot of all tasks."""
+    # (pulls in gymnasium: imported on use)
     import tempfile
 
     from mtdiff.envs.metaworld import resolve_tasks

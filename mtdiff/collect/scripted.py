@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mtdiff import keys
-from mtdiff.envs.metaworld import ACT_DIM, MAX_EPISODE_STEPS, OBS_DIM, MetaWorldTask, make_env
+from mtdiff.envs.metaworld import (
+    ACT_DIM,
+    MAX_EPISODE_STEPS,
+    OBS_DIM,
+    MetaWorldTask,
+    make_env,
+    resolve_tasks,
+)
 
 if TYPE_CHECKING:
     from metaworld.policies.policy import Policy
@@ -40,8 +47,6 @@ def scripted_policy(task_name: str) -> Policy:
     from metaworld.policies import ENV_POLICY_MAP
 
     if task_name not in ENV_POLICY_MAP:
-        from mtdiff.envs.metaworld import resolve_tasks
-
         resolve_tasks(task_name)  # unknown name: raises with close matches
         raise ValueError(f"no scripted policy for {task_name!r}; give one task name")
     return ENV_POLICY_MAP[task_name]()

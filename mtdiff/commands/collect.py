@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 
+from mtdiff import tracking
 from mtdiff.cli import add_config_args, check_tracking, config_from_args, writable_dir
 
 
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.track:
         check_tracking(cfg.tracking)
 
+    # (after argparse: pulls in numpy; --help and bad arguments stay fast)
     from mtdiff.artifacts import Inputs
     from mtdiff.collect import NO_PROGRESS_ENV, run
     from mtdiff.data.schema import DatasetError
@@ -64,8 +66,6 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[NO_PROGRESS_ENV] = "1"
     try:
         if args.track:
-            from mtdiff import tracking
-
             print(f"[collect] MLflow: {tracking.setup(cfg)} (experiment "
                   f"{cfg.tracking.experiment!r})")
             with tracking.run(cfg, f"collect-{args.suite}", output=args.out):

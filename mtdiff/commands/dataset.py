@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mtdiff.cli import writable_dir
+from mtdiff.data.interop import export_minari, import_d4rl
+from mtdiff.data.reader import read_manifest, validate_dataset, view_summary
 from mtdiff.data.schema import DatasetError
+from mtdiff.data.subset import write_subset
 
 
 def _info(args: argparse.Namespace) -> int:
-    from mtdiff.data.reader import read_manifest
 
     m = read_manifest(args.dir)
     tasks = m["tasks"]
@@ -38,8 +41,6 @@ def _info(args: argparse.Namespace) -> int:
 def _print_views(root: str) -> None:
     """Per task and view (near-optimal = all episodes, sub-optimal = the first half):
     episodes, mean episode return and success rate, and the mean over tasks."""
-    from mtdiff.data.reader import view_summary
-
     views = view_summary(root)
     names = ("near-optimal", "sub-optimal")
     print(f"\nviews{'':<23}" + "".join(f"{v + ' return':>24}{'success':>9}" for v in names))
@@ -53,7 +54,6 @@ def _print_views(root: str) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from mtdiff.data.reader import validate_dataset
 
     problems = validate_dataset(args.dir, checksum=not args.fast)
     for p in problems:
@@ -65,7 +65,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _subset(args: argparse.Namespace) -> int:
-    from mtdiff.data.subset import write_subset
 
     tasks = [t for spec in args.tasks for t in spec.split(",") if t]
     out = write_subset(args.dir, args.out, tasks)
@@ -74,7 +73,6 @@ def _subset(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from mtdiff.data.interop import export_minari
 
     ids = export_minari(args.dir, args.out, view=args.view, tasks=args.tasks)
     print(f"exported {len(ids)} Minari dataset(s) to {args.out}:")
@@ -86,7 +84,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from mtdiff.data.interop import import_d4rl
 
     out = import_d4rl(args.file, args.out, task=args.task, suite=args.suite,
                       prompt_len=args.prompt_len)
@@ -125,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
     s.set_defaults(fn=_import)
     args = p.parse_args(argv)
     if getattr(args, "out", None) is not None:
-        from mtdiff.cli import writable_dir
-
         writable_dir(args.out)
     try:
         return args.fn(args)

@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from mtdiff.cli import add_config_args, check_tracking, config_from_args, tracked, writable_dir
+from mtdiff.config import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_mlflow:
         check_tracking(cfg.tracking)
 
+    # (after argparse: pulls in torch; --help and bad arguments stay fast)
     from mtdiff.artifacts import Checkpoint, Dataset, Inputs
-    from mtdiff.config import ConfigError
     from mtdiff.data.schema import DatasetError
     from mtdiff.train.checkpoints import CheckpointError
     from mtdiff.train.distill import run

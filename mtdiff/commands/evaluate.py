@@ -20,6 +20,10 @@ import argparse
 import dataclasses
 import sys
 
+from mtdiff.cli import add_fields_help, check_tracking, tracked, writable_dir
+from mtdiff.config import ConfigError, TrackingConfig, apply_overrides
+from mtdiff.layout import evaluation_file
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run `mtdiff.eval.stage.run`, print the headline numbers."""
@@ -48,20 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="SECTION.FIELD=VALUE", help="override the checkpoint's config for "
                    "this evaluation, e.g. --set diffusion.clip_denoised=false (repeatable)")
-    from mtdiff.cli import add_fields_help
 
     add_fields_help(p, ("eval", "diffusion", "maze2d", "metaworld", "tracking"))
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
 
-    from mtdiff.cli import check_tracking, tracked, writable_dir
-    from mtdiff.config import ConfigError, TrackingConfig, apply_overrides
-
     out = writable_dir(args.out)
     if not args.no_mlflow:
         check_tracking(TrackingConfig())  # before torch's import: the usual store
 
+    # (after argparse: pulls in torch; --help and bad arguments stay fast)
     from mtdiff.artifacts import Checkpoint, CheckpointError, Inputs
     from mtdiff.eval.stage import run
     from mtdiff.eval.state_use import describe
@@ -120,7 +121,6 @@ def main(argv: list[str] | None = None) -> int:
         succ = f"success {v['success_mean']:.3f}  " if scored else ""
         print(f"  {t:<28} {succ}return {v['return_mean']:.1f}")
     print(f"  state use (dataset windows): {describe(summary['state_use'])}")
-    from mtdiff.layout import evaluation_file
 
     print(f"results: {evaluation_file(out, args.suite)}")
     return 0

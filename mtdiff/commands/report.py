@@ -17,6 +17,10 @@ import re
 import sys
 from pathlib import Path
 
+from mtdiff import tracking
+from mtdiff.cli import check_tracking, writable_dir
+from mtdiff.config import get_preset
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, build the report, print its path."""
@@ -29,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mlflow", action="store_true", help="log the report folder to MLflow")
     args = p.parse_args(argv)
 
-    from mtdiff.cli import check_tracking, writable_dir
+    # (after argparse: pulls in torch; --help and bad arguments stay fast)
     from mtdiff.report import ContractError, GraphError, build_report, log_report_to_mlflow
 
     preset = args.preset
@@ -41,8 +45,6 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     if args.mlflow:
-        from mtdiff.config import get_preset
-
         check_tracking(get_preset(preset).tracking)
     if Path(args.run).is_dir():
         writable_dir(args.dest or Path(args.run) / "report", "--dest" if args.dest else "--run")
@@ -52,9 +54,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.mlflow:
-        from mtdiff import tracking
-        from mtdiff.config import get_preset
-
         cfg = get_preset(preset)
         tracking.setup(cfg)
         with tracking.run(cfg, "report", name=f"report-{cfg.preset}", output=str(args.run)):

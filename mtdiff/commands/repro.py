@@ -27,6 +27,9 @@ from mtdiff.cli import (
     config_from_args,
     writable_dir,
 )
+from mtdiff.config import ConfigError
+from mtdiff.repro import choose_preset
+from mtdiff.tracking import OutputBusyError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,15 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_mlflow and not args.plan:
         check_tracking(config_from_args(args, args.preset or "local", final=False).tracking)
     if args.preset is None:
-        from mtdiff.repro import choose_preset
-
         preset, why = choose_preset(start_ray=not (args.plan or args.print_config))
         print(f"[repro] no --preset given: using {preset!r} because {why}", file=sys.stderr)
     else:
         preset = args.preset
     cfg = config_from_args(args, preset)
 
-    from mtdiff.config import ConfigError
+    # (after argparse: pulls in gymnasium; --help and bad arguments stay fast)
     from mtdiff.data.schema import DatasetError
     from mtdiff.experiment.driver import (
         GraphError,
@@ -75,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         plan,
         run,
     )
-    from mtdiff.tracking import OutputBusyError
 
     out = args.out or f"runs/repro-{preset}"
     try:

@@ -25,7 +25,19 @@ import json
 import sys
 from pathlib import Path
 
-from mtdiff.layout import MANIFEST
+from mtdiff.cli import (
+    add_config_args,
+    check_tracking,
+    config_from_args,
+    fail,
+    tracked,
+    writable_dir,
+)
+from mtdiff.config import config_hash
+from mtdiff.config.sections import SUITES
+from mtdiff.layout import MANIFEST, reference_file
+from mtdiff.runtime import cluster_cpus, init_ray
+from mtdiff.tracking.sweeps import log_to_run
 
 # The paper's wording of the objective (the defaults are the authors' code's).
 PAPER_OBJECTIVE = {"train.loss": "mse", "train.action_weight": 1.0,
@@ -39,7 +51,6 @@ PER_TASK_SUITES = ("metaworld",)
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
-    from mtdiff.cli import fail
 
     out = {}
     for v in values:
@@ -52,8 +63,6 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run (or resume) the curve's sweeps, then write its table and figure."""
-    from mtdiff.cli import add_config_args, check_tracking, config_from_args, fail, writable_dir
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", action="append", required=True, metavar="SUITE=DIR",
                    help="a suite and its dataset (repeat for several suites)")
@@ -83,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     # Absolute: the paths go to Ray tasks and Tune trials that run in other directories.
     data = {k: str(Path(v).expanduser().resolve()) for k, v in _pairs(args.data, "data").items()}
     views = {**DEFAULT_VIEWS, **_pairs(args.view, "view")}
-    from mtdiff.config.sections import SUITES
 
     for suite, d in data.items():
         if suite not in SUITES:
@@ -108,10 +116,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from mtdiff.data.io import atomic_write_json, atomic_write_text
     from mtdiff.report import budget
-    from mtdiff.runtime import cluster_cpus, init_ray
     from mtdiff.sweeps import budget_trial, exit_code, run_sweep_or_exit
     from mtdiff.sweeps.records import TRIALS, read_records
-    from mtdiff.tracking.sweeps import log_to_run
 
     bases = {suite: _with_view(cfg, views[suite]) if suite in views else cfg for suite in data}
     concurrent = 0
@@ -185,11 +191,9 @@ def main(argv: list[str] | None = None) -> int:
 def _reference(cfg, suite: str, data: str, root: Path) -> dict:
     """The zero action, a uniform random policy and the dataset's own scores on the jobs
     the cells are evaluated on (read back when made earlier with the same settings)."""
+    # (after argparse: pulls in torch; --help and bad arguments stay fast)
     from mtdiff.artifacts import Dataset, Inputs
-    from mtdiff.cli import tracked
-    from mtdiff.config import config_hash
     from mtdiff.eval.reference import run
-    from mtdiff.layout import reference_file
 
     out = root / f"{suite}-{config_hash({'data': str(Path(data).resolve()), 'eval': cfg.eval})}"
     done = reference_file(out, suite)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mtdiff.cli import check_tracking, writable_dir
+from mtdiff.config import TrackingConfig
+
 
 def main(argv: list[str] | None = None) -> int:
     """Build the search space and run it."""
@@ -32,9 +35,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials at once (default: one per CPU of the cluster)")
     args = p.parse_args(argv)
-
-    from mtdiff.cli import check_tracking, writable_dir
-    from mtdiff.config import TrackingConfig
 
     storage = writable_dir(args.storage, "--storage")
     check_tracking(TrackingConfig())  # before torch and Ray are imported: the usual store

@@ -15,13 +15,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from mtdiff.cli import add_config_args, check_tracking, config_from_args, fail, writable_dir
 from mtdiff.layout import MANIFEST
 
 
 def main(argv: list[str] | None = None) -> int:
     """Build the (H, J) grid and run it."""
-    from mtdiff.cli import add_config_args, check_tracking, config_from_args, fail, writable_dir
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", required=True, help="a dataset folder (from pipelines/collect.py)")
     p.add_argument("--suite", choices=("maze2d", "metaworld"), required=True)

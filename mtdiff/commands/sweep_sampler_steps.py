@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mtdiff.cli import check_tracking, fail, writable_dir
+from mtdiff.config import TrackingConfig
+
 
 def parse_setting(text: str) -> dict[str, object]:
     """'ddim-20' -> {"diffusion.sampler": "ddim", "diffusion.sample_steps": 20}."""
     name, _, steps = text.rpartition("-")
     if name not in ("ddpm", "ddim", "dpmsolver") or not steps.isdigit():
-        from mtdiff.cli import fail
-
         fail(f"--settings: {text!r} is not SAMPLER-STEPS with SAMPLER one of ddpm, ddim, "
              "dpmsolver (e.g. ddim-20)")
     return {"diffusion.sampler": name, "diffusion.sample_steps": int(steps)}
@@ -41,9 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--storage", default="runs/sweeps")
     args = p.parse_args(argv)
     settings = [parse_setting(s) for s in args.settings]
-
-    from mtdiff.cli import check_tracking, writable_dir
-    from mtdiff.config import TrackingConfig
 
     storage = writable_dir(args.storage, "--storage")
     check_tracking(TrackingConfig())  # before torch and Ray are imported: the usual store

@@ -19,11 +19,12 @@ import argparse
 import sys
 from dataclasses import replace
 
+from mtdiff.cli import add_config_args, check_tracking, config_from_args, fail, writable_dir
+from mtdiff.layout import Layout
+
 
 def main(argv: list[str] | None = None) -> int:
     """Collect each set's data, run the sweep, write the Fig. 7 records."""
-    from mtdiff.cli import add_config_args, check_tracking, config_from_args, fail, writable_dir
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sets", nargs="+", default=["tasks-10", "tasks-20", "tasks-30", "tasks-45"],
                    help="task specs to train MTDiff-S on (set names or a,b,c lists)")
@@ -42,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     from mtdiff.artifacts import Inputs
     from mtdiff.collect import run as collect
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.layout import Layout
     from mtdiff.report.contracts import write_task_count
     from mtdiff.sweeps import exit_code, run_sweep_or_exit, task_count_trial
 

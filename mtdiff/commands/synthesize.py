@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mtdiff.cli import add_fields_help, tracked, writable_dir
+from mtdiff.config import ConfigError, apply_overrides
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, synthesize, optionally combine, print where it went."""
@@ -30,14 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="diffusion.FIELD=VALUE",
                    help="sampler setting over the checkpoint's (repeatable)")
-    from mtdiff.cli import add_fields_help
 
     add_fields_help(p, ("diffusion", "offline", "tracking"))
     args = p.parse_args(argv)
 
+    # (after argparse: pulls in torch; --help and bad arguments stay fast)
     from mtdiff.artifacts import Checkpoint, CheckpointError, Dataset, Inputs
-    from mtdiff.cli import tracked, writable_dir
-    from mtdiff.config import ConfigError, apply_overrides
     from mtdiff.data.reader import verify_checksums
     from mtdiff.data.schema import DatasetError
     from mtdiff.synth.stage import run

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_mlflow:
         check_tracking(cfg.tracking)
 
+    # (after argparse: pulls in torch; --help and bad arguments stay fast)
     from mtdiff.artifacts import Dataset, Inputs
     from mtdiff.data.schema import DatasetError
     from mtdiff.train.checkpoints import CheckpointError

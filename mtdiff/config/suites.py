@@ -82,6 +82,7 @@ def ant_dir_default() -> MujocoSuiteConfig:
 
 def check_suite_tasks(suite: str, section: MujocoSuiteConfig) -> None:
     """Raise `ConfigError` unless the section's task specs name tasks of `suite`."""
+    # (pulls in numpy: imported on use)
     from mtdiff.envs.mujoco_specs import resolve_tasks
 
     name = section_name(suite)

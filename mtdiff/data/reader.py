@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mtdiff import keys
+from mtdiff.data.prompts import load_prompts
 from mtdiff.data.schema import (
     FORMAT_VERSION,
     VIEWS,
@@ -335,8 +336,6 @@ def validate_dataset(root: str | Path, *, checksum: bool = True) -> list[str]:
                 problems.append(f"{root}: task {task!r}: the manifest's statistics of views "
                                 f"{bad} do not match the data; re-finalise the dataset")
     if manifest.get("prompts"):
-        from mtdiff.data.prompts import load_prompts
-
         try:
             prompts = load_prompts(root)
             missing = [t for t in manifest["tasks"] if t not in prompts]

@@ -31,7 +31,7 @@ import numpy as np
 
 from mtdiff import keys
 from mtdiff.config import Maze2DConfig
-from mtdiff.envs.maze2d import Cell, Maze2DEnv, MazeMap, make_env
+from mtdiff.envs.maze2d import Cell, Maze2DEnv, MazeMap, list_maps, load_map, make_env
 
 # Extra key of `generate_episodes(with_targets=True)`: the expert's target (T, 2).
 TARGET_KEY = "target"
@@ -360,8 +360,6 @@ def _main(argv: list[str] | None = None) -> None:
     """``python -m mtdiff.envs.maze2d_expert``: the expert's success and collection speed."""
     import argparse
     import time
-
-    from mtdiff.envs.maze2d import list_maps, load_map
 
     parser = argparse.ArgumentParser(description=_main.__doc__)
     parser.add_argument("--maps", default=",".join(list_maps()))

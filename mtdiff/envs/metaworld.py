@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Final, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
+from mtdiff.envs.task_specs import resolve_spec
+
 if TYPE_CHECKING:
     from metaworld.sawyer_xyz_env import SawyerXYZEnv
     from metaworld.types import Task
@@ -117,8 +119,6 @@ def resolve_tasks(spec: str) -> list[str]:
     dropped. An unknown name raises `ValueError` naming it, with close matches and the
     set names.
     """
-    from mtdiff.envs.task_specs import resolve_spec
-
     return resolve_spec(
         spec, {**TASK_SETS, "all": ALL_TASKS}, ALL_TASKS, what="Meta-World task",
         set_list=f"{', '.join(TASK_SETS)}, all",

@@ -15,6 +15,8 @@ from typing import Final
 
 import numpy as np
 
+from mtdiff.envs.task_specs import resolve_spec
+
 SUITES: Final = ("cheetah-vel", "ant-dir")
 _SPEC_FILE: Final = Path(__file__).with_name("mujoco_tasks.json")
 SET_KINDS: Final = ("all", "train", "heldout")
@@ -100,8 +102,6 @@ def resolve_tasks(spec: str, *, suite: str | None = None) -> list[str]:
     mix. Order is kept, duplicates dropped. With `suite`, every task must belong to it.
     An unknown name raises `ValueError` naming it, with close matches and the set names.
     """
-    from mtdiff.envs.task_specs import resolve_spec
-
     sets = _sets()
     out = resolve_spec(
         spec, sets, [t for s in SUITES for t in get_suite(s).tasks], what="MuJoCo task",

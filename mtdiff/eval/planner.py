@@ -76,6 +76,7 @@ class Planner:
 
     def layout_prompt(self, maze: Any) -> np.ndarray:
         """A Maze2D map's layout prompt set (1, cells, 5) for a layout checkpoint."""
+        # (pulls in gymnasium, mujoco: imported on use)
         from mtdiff.envs.maze2d_layout import layout_prompt
 
         return layout_prompt(maze, tuple(self.m.meta["prompt"]["shape"]))

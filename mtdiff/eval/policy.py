@@ -31,6 +31,7 @@ import torch
 
 from mtdiff.artifacts import Checkpoint
 from mtdiff.config import DiffusionConfig
+from mtdiff.eval.planner import load_planner
 
 Conditioning = Literal["prompt", "task_id"]
 
@@ -135,8 +136,6 @@ class PlannerPolicy(PolicyBase):
                         target_return: float | None = None,
                         generator: torch.Generator | None = None) -> PlannerPolicy:
         """The policy of an MTDiff-P / -P-onehot checkpoint (EMA weights)."""
-        from mtdiff.eval.planner import load_planner
-
         return cls(load_planner(path, device=device), diffusion=diffusion,
                    target_return=target_return, generator=generator)
 

@@ -28,10 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from mtdiff import tracking
 from mtdiff.artifacts import Evaluation, Inputs
+from mtdiff.collect.mujoco import SAC_DIR
+from mtdiff.collect.sac_run import sac_histories
 from mtdiff.config import Config, to_dict
 from mtdiff.data.io import atomic_write_json
+from mtdiff.data.prompts import load_prompts
+from mtdiff.data.reader import read_manifest, view_summary
+from mtdiff.data.writer import PROMPTS
 from mtdiff.eval.policy import PolicyBase
+from mtdiff.eval.stage import plan_jobs
 from mtdiff.eval.suites import SUCCESS_UNDEFINED, EvalJob, make_envs, run_policy_job, summarize
 from mtdiff.layout import reference_file
 from mtdiff.runtime import init_ray
@@ -102,8 +109,6 @@ def make_policy(kind: str, action_space: Any, prompts: dict[str, np.ndarray],
 
 
 def _prompts(dataset: str | Path) -> dict[str, np.ndarray]:
-    from mtdiff.data.prompts import load_prompts
-    from mtdiff.data.writer import PROMPTS
 
     return load_prompts(dataset) if (Path(dataset) / PROMPTS).exists() else {}
 
@@ -120,10 +125,6 @@ def run_reference_job(job: EvalJob, kind: str, dataset: str, cfg: Config) -> dic
 def reference_jobs(dataset: str | Path, suite: str, cfg: Config) -> list[EvalJob]:
     """The evaluation jobs a planner trained on `dataset` gets under `cfg` (own prompts
     only: the reference policies ignore prompts, so the wrong-prompt control is moot)."""
-    from mtdiff.data.reader import read_manifest
-    from mtdiff.data.writer import PROMPTS
-    from mtdiff.eval.stage import plan_jobs
-
     man = read_manifest(dataset)
     # what a checkpoint's meta holds (`mtdiff.train.core.build_setup`): its training tasks
     # (all of the dataset's) and where the prompts are
@@ -136,8 +137,6 @@ def dataset_reference(dataset: str | Path, suite: str) -> dict[str, Any]:
     what `pipelines/dataset.py info` prints): episodes, mean return, success rate (None
     where the suite defines no success); and per held-out task of Cheetah-vel / Ant-dir,
     the last evaluation return of the SAC run its prompts came from."""
-    from mtdiff.data.reader import read_manifest, view_summary
-
     scored = suite not in SUCCESS_UNDEFINED
     tasks = {t: {v: {"episodes": int(s["episodes"]), "mean_return": float(s["mean_return"]),
                      "success_rate": float(s["success_rate"]) if scored else None}
@@ -146,9 +145,6 @@ def dataset_reference(dataset: str | Path, suite: str) -> dict[str, Any]:
     out: dict[str, Any] = {"tasks": tasks, "prompt_policy": {}}
     held = read_manifest(dataset).get("details", {}).get("heldout_prompt_tasks", [])
     if held:
-        from mtdiff.collect.mujoco import SAC_DIR
-        from mtdiff.collect.sac_run import sac_histories
-
         for t, hist in sac_histories(Path(dataset) / SAC_DIR, list(held)).items():
             if hist:
                 out["prompt_policy"][t] = {"return": float(hist[-1]["return"]),
@@ -194,8 +190,6 @@ def run(cfg: Config, inputs: Inputs, out: Path) -> Evaluation:
 
 def _log(policies: dict[str, Any]) -> None:
     """The headline numbers into the active MLflow run (the job's)."""
-    from mtdiff import tracking
-
     metrics = {f"{k}/{g}_{m}_mean": s[g][f"{m}_mean"] for k, s in policies.items()
                for g in ("all", *GROUPS) if g in s for m in ("return", "success")}
     tracking.log_metrics({k: v for k, v in metrics.items() if v is not None})

@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mtdiff import tracking
 from mtdiff.artifacts import Evaluation, Inputs
 from mtdiff.config import Config, DiffusionConfig, EvalConfig, config_hash, to_dict
 from mtdiff.config.suites import MUJOCO_SUITES, section_name
 from mtdiff.data.io import atomic_write_json
+from mtdiff.data.prompts import load_prompts
 from mtdiff.data.windows import checkpoint_return_info, resolve_target
 from mtdiff.eval.bootstrap import episode_intervals
 from mtdiff.eval.state_use import check_checkpoint
@@ -28,6 +30,7 @@ def plan_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig, *
     """Jobs for every (task or map, seed); Maze2D adds wrong-prompt runs on unseen maps."""
     jobs: list[EvalJob] = []
     if suite == "maze2d":
+        # (pulls in gymnasium, mujoco: imported on use)
         from mtdiff.envs.maze2d import load_map
 
         steps = ecfg.max_steps or cfg.maze2d.eval_episode_steps
@@ -48,6 +51,7 @@ def plan_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig, *
     elif suite in MUJOCO_SUITES:
         jobs = _mujoco_jobs(suite, meta, cfg, ecfg, tasks)
     else:
+        # (pulls in gymnasium: imported on use)
         from mtdiff.envs.metaworld import MAX_EPISODE_STEPS, resolve_tasks
 
         steps = ecfg.max_steps or MAX_EPISODE_STEPS
@@ -64,7 +68,7 @@ def _mujoco_jobs(suite: str, meta: dict[str, Any], cfg: Config, ecfg: EvalConfig
                  tasks: list[str] | None) -> list[EvalJob]:
     """Cheetah-vel / Ant-dir: the trained tasks and the held-out tasks the dataset has
     prompts for (or `tasks`), `ecfg.episodes` full episodes each; scored by return."""
-    from mtdiff.data.prompts import load_prompts
+    # (pulls in gymnasium: imported on use)
     from mtdiff.envs.mujoco_tasks import resolve_tasks
 
     sc = cfg.suite_section(suite)
@@ -279,8 +283,6 @@ def _log(cfg: Config, summary: dict[str, Any], artifacts: list[Path], out: Path,
          run: str) -> None:
     """Into the job's run (or a run of its own): settings, headline and per-task success,
     the per-task table and the plots."""
-    from mtdiff import tracking
-
     # The settings used (they override the checkpoint's config when given on the command
     # line); inside a job its run already holds them. The sampler's only for diffusion.
 

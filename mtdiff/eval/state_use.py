@@ -55,6 +55,9 @@ import torch
 
 from mtdiff.artifacts import Checkpoint
 from mtdiff.data.reader import OfflineDataset, load_dataset
+from mtdiff.data.schema import DatasetError
+from mtdiff.eval.policy import load_policy
+from mtdiff.runtime import set_torch_threads
 
 SEED = 0  # windows, shuffles, wrong tasks, prompts and the sampler's noise
 MARGIN = 0.1  # the smallest gap (in rel_err units) that counts as using the state / prompt
@@ -137,6 +140,7 @@ def _conditions(policy: Any, names: list[str], rng: np.random.Generator
     if policy.conditioning == "task_id":
         return None, np.array([policy.task_index(t) for t in names])
     if getattr(policy, "prompt_kind", "demo") == "layout":
+        # (pulls in gymnasium, mujoco: imported on use)
         from mtdiff.envs.maze2d import load_map
 
         for t in set(names) - set(policy.prompts):
@@ -254,10 +258,6 @@ def check_checkpoint(checkpoint: str | Path, *, windows_per_task: int, diffusion
     on its training tasks' windows of the dataset view it trained on, sampling like the
     evaluation (`diffusion`, `target_return`). A dataset that is not where the checkpoint
     says gives ``{"missing": reason}`` (the evaluation itself needs no dataset)."""
-    from mtdiff.data.schema import DatasetError
-    from mtdiff.eval.policy import load_policy
-    from mtdiff.runtime import set_torch_threads
-
     set_torch_threads(1)
     meta = Checkpoint.find(checkpoint).meta
     ds = meta.get("dataset")

@@ -21,6 +21,9 @@ import numpy as np
 import torch
 
 from mtdiff.config import Config
+from mtdiff.data.prompts import cut_prompt_windows
+from mtdiff.eval.policy import load_policy
+from mtdiff.runtime import set_torch_threads
 
 # Suites scored by return alone: their environments define no success.
 SUCCESS_UNDEFINED = ("cheetah-vel", "ant-dir")
@@ -46,7 +49,7 @@ class EvalJob:
 def _maze_prompts(policy: Any, maze: Any, cfg: Any, seed: int) -> np.ndarray:
     """A prompt set for a map the dataset has none for: its layout (a layout checkpoint),
     else windows of fresh expert episodes."""
-    from mtdiff.data.prompts import cut_prompt_windows
+    # (pulls in gymnasium, mujoco: imported on use; tests monkeypatch expert_episode here)
     from mtdiff.envs.maze2d_expert import expert_episode
 
     if policy.prompt_kind == "layout":
@@ -66,9 +69,6 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float 
     evaluation's resolved config (the stage passes it, overrides included), which cuts the
     prompts of a map the dataset has none for.
     """
-    from mtdiff.eval.policy import load_policy
-    from mtdiff.runtime import set_torch_threads
-
     set_torch_threads(1)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     gen = torch.Generator(device=dev).manual_seed(job.seed)
@@ -81,14 +81,17 @@ def run_job(job: EvalJob, checkpoint: str, diffusion: Any, target_return: float 
 def make_envs(job: EvalJob) -> tuple[list[Any], str]:
     """The job's environments (one per episode) and its task's (map's) name."""
     if job.suite == "maze2d":
+        # (pulls in gymnasium, mujoco: imported on use)
         from mtdiff.envs.maze2d import load_map, make_env
 
         maze = load_map(job.task)
         return [make_env(maze, max_episode_steps=job.max_steps)
                 for _ in range(job.episodes)], maze.name
     if job.suite == "metaworld":
+        # (pulls in gymnasium: imported on use)
         from mtdiff.envs.metaworld import make_env
     else:  # Cheetah-vel, Ant-dir
+        # (pulls in gymnasium: imported on use)
         from mtdiff.envs.mujoco_tasks import make_env
     return [make_env(job.task, seed=job.seed * 100_003 + i, max_episode_steps=job.max_steps)
             for i in range(job.episodes)], job.task
@@ -99,11 +102,13 @@ def run_policy_job(job: EvalJob, policy: Any, cfg: Any, envs: list[Any], name: s
     """`policy`'s episodes of one job in `envs` (`make_envs`), closed at the end: the part
     every method and the reference policies (`mtdiff.eval.reference`) share, so the
     prompts drawn, the reset seeds and the step budget are the same for all of them."""
+    # (pulls in gymnasium: imported on use)
     from mtdiff.eval.rollout import rollout
 
     rng = np.random.default_rng(job.seed)
     src = job.prompt_task or name
     if job.suite == "maze2d" and src not in policy.prompts and policy.conditioning == "prompt":
+        # (pulls in gymnasium, mujoco: imported on use)
         from mtdiff.envs.maze2d import load_map
 
         policy.prompts[src] = _maze_prompts(policy, load_map(src if src != name else job.task),

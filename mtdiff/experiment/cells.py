@@ -21,6 +21,7 @@ from mtdiff.config.suites import MUJOCO_SUITES, section_name
 from mtdiff.experiment.jobs import Job
 from mtdiff.layout import Layout
 from mtdiff.methods import Method, method_of_kind
+from mtdiff.runtime import alive_nodes
 
 TRAIN_SECTIONS = ("data", "model", "diffusion", "train")  # what shapes a model's weights
 
@@ -48,8 +49,6 @@ class ClusterInfo:
     @classmethod
     def from_ray(cls) -> ClusterInfo:
         """The alive nodes of the connected Ray cluster."""
-        from mtdiff.runtime import alive_nodes
-
         return cls([{k: float(v) for k, v in n["resources"].items()
                      if k in ("CPU", "GPU", "memory")} for n in alive_nodes()])
 
@@ -85,9 +84,11 @@ def training_tasks(cfg: Config, suite: str) -> int:
     if suite == "maze2d":
         return len(cfg.maze2d.train_maps)
     if suite == "metaworld":
+        # (pulls in gymnasium: imported on use)
         from mtdiff.envs.metaworld import resolve_tasks
 
         return len(resolve_tasks(cfg.metaworld.tasks))
+    # (pulls in numpy: imported on use)
     from mtdiff.envs.mujoco_specs import resolve_tasks as mujoco_tasks
 
     return len(mujoco_tasks(cfg.suite_section(suite).tasks, suite=suite))
@@ -130,6 +131,7 @@ def cell_name(suite: str, method: str, view: str | None, seed: int) -> str:
 def collect_job(cfg: Config, lay: Layout, suite: str, name: str | None = None,
                 config: dict[str, Any] | None = None) -> Job:
     """Collect a suite's dataset (its Ray tasks: one per env task, 1 CPU each)."""
+    # (pulls in numpy: imported on use)
     from mtdiff.collect.pipeline import planned_tasks
 
     n = planned_tasks(cfg, suite)

@@ -316,6 +316,7 @@ def estimate(jobs: Sequence[Job], cluster: ClusterInfo, calibration: Calibration
     """Each job's seconds (alone on `cluster`), its place in the simulated schedule of the
     whole graph, and the graph's wall time, GPU-hours and core-hours, priced by
     `calibration` (module docstring)."""
+    # (pulls in torch: imported on use)
     from mtdiff.experiment.runner import train_capacity
 
     res, cap = train_capacity(list(jobs), cluster, jobs[0].cfg.experiment.max_concurrent_train

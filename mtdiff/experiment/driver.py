@@ -17,7 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mtdiff import tracking
 from mtdiff.config import Config
+from mtdiff.data.io import atomic_write_json
 from mtdiff.experiment.cells import ClusterInfo
 from mtdiff.experiment.clusters import load_cluster
 from mtdiff.experiment.cost import Estimate, estimate, format_estimate, human_s
@@ -25,6 +27,9 @@ from mtdiff.experiment.grid import build_jobs
 from mtdiff.experiment.jobs import Job, done_result
 from mtdiff.experiment.rates import default_calibration, load_calibration
 from mtdiff.layout import Layout
+from mtdiff.runtime import alive_nodes, init_ray
+from mtdiff.tracking.server import TrackingError, check_reachable
+from mtdiff.tracking.ui import runs_page_url
 
 
 def tracking_watch(uri: str, retry_s: float, every: float = 10.0
@@ -33,8 +38,6 @@ def tracking_watch(uri: str, retry_s: float, every: float = 10.0
     the reason to stop once the server has not accepted a connection for `retry_s`
     seconds (its jobs' calls would fail by then anyway, one retry budget each). None for
     stores that are files."""
-    from mtdiff.tracking.server import TrackingError, check_reachable
-
     if not uri.startswith(("http://", "https://")):
         return None
     state: dict[str, float | None] = {"checked": 0.0, "down_since": None}
@@ -185,8 +188,6 @@ def plan(cfg: Config, *, out: str | Path, plan_json: bool = False,
     `calibration` (default: the shipped file of the cluster's node kind)."""
     import os
 
-    from mtdiff.runtime import init_ray
-
     lay = Layout.at(out)
     if cluster_file is not None:
         cluster = load_cluster(cluster_file)
@@ -209,9 +210,6 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
         plan_json: bool = False, progress: bool = True) -> int:
     """Plan (and unless `plan_only`, run) the reproduction; returns the exit code: 0 when
     every job finished, 1 when some failed (each named with its log)."""
-    from mtdiff import tracking
-    from mtdiff.runtime import alive_nodes, init_ray
-
     check_not_job_copy(out)
     lay = Layout.at(out)
     if plan_only:
@@ -231,6 +229,7 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
         t0 = time.time()
         ok = interrupted = tracking_down = False
         try:
+            # (pulls in torch: imported on use)
             from mtdiff.experiment.runner import GraphAborted, run_graph
 
             outcomes = run_graph(jobs, out=lay.out, cluster=cluster, mlflow_spec=mlflow_spec,
@@ -274,8 +273,6 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
           f"{states.count('blocked')} blocked, in {time.time() - t0:.0f}s; outputs under "
           f"{lay.out}")
     if mlflow_spec:
-        from mtdiff.tracking.ui import runs_page_url
-
         url = runs_page_url(cfg.tracking.resolved_uri(), mlflow_spec["experiment_id"])
         print(f"[repro] runs in MLflow: {url or cfg.tracking.resolved_uri()}"
               + ("" if url else " (mlflow ui --backend-store-uri <that>; pick 'Model training')"))
@@ -283,7 +280,6 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
 
 
 def _start_parent(cfg: Config, out: Path, n_jobs: int, version: str) -> dict[str, Any]:
-    from mtdiff import tracking
 
     tracking.setup(cfg)
     tracking.close_stale_runs(cfg, out)
@@ -292,7 +288,6 @@ def _start_parent(cfg: Config, out: Path, n_jobs: int, version: str) -> dict[str
 
 
 def _write_graph(lay: Layout, jobs: list[Job], outcomes: list[Any], seconds: float) -> None:
-    from mtdiff.data.io import atomic_write_json
 
     by = {o.name: o for o in outcomes}
     atomic_write_json(lay.graph, {"seconds": round(seconds, 1), "jobs": [
@@ -304,7 +299,6 @@ def _write_graph(lay: Layout, jobs: list[Job], outcomes: list[Any], seconds: flo
 
 
 def _log_summary(lay: Layout, outcomes: list[Any], seconds: float) -> None:
-    from mtdiff import tracking
 
     tracking.log_table([{"job": o.name, "kind": o.kind, "state": o.state,
                          "seconds": round(o.seconds, 1), "node": o.node, "error": o.error}

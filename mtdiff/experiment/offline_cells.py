@@ -57,6 +57,7 @@ def task_set_data(cfg: Config, lay: Layout, spec: str) -> tuple[Job, str]:
     of the held-out tasks a separate collection would prompt) instead of a collection of
     its own: the same dataset without collecting again. A set with other tasks is
     collected (`collect/metaworld-<set>`)."""
+    # (pulls in gymnasium: imported on use)
     from mtdiff.collect.metaworld import plan_metaworld
     from mtdiff.envs.metaworld import resolve_tasks
 
@@ -89,6 +90,7 @@ def heldout_config(cfg: Config, tasks: list[str]) -> Config:
 
 def offline_jobs(cfg: Config, lay: Layout, cluster: ClusterInfo) -> list[Job]:
     """The offline-RL jobs (module docstring), in dependency order."""
+    # (pulls in gymnasium: imported on use)
     from mtdiff.envs.metaworld import resolve_tasks
 
     o, exp = cfg.offline, cfg.experiment

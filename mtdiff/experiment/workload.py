@@ -82,6 +82,7 @@ _SHAPES: dict[tuple[str, str], SuiteShape] = {}
 
 def suite_shape(cfg: Config, suite: str) -> SuiteShape:
     """The suite's collection plan under `cfg` (cached by its collection hash)."""
+    # (pulls in numpy: imported on use)
     from mtdiff.collect.pipeline import _plan
 
     key = (suite, cfg.collection_hash(suite))
@@ -253,6 +254,7 @@ def _eval_steps(cfg: Config, suite: str) -> int:
     if suite == "maze2d":
         return cfg.maze2d.eval_episode_steps
     if suite == "metaworld":
+        # (pulls in gymnasium: imported on use)
         from mtdiff.envs.metaworld import MAX_EPISODE_STEPS
 
         return MAX_EPISODE_STEPS

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtdiff import tracking
 from mtdiff.config import OfflineConfig
 from mtdiff.data.transitions import Transitions
 from mtdiff.envs.metaworld import MAX_EPISODE_STEPS
@@ -50,7 +51,6 @@ def run_td3bc(data: Transitions, task: str, cfg: OfflineConfig | None = None, *,
     agent = TD3BC(data.obs_dim, data.act_dim, cfg, device=device, seed=seed)
     agent.fit_normalizer(data.observations)
     sample = agent.batches(data)
-    from mtdiff import tracking
 
     def log(step: int, metrics: dict[str, float]) -> None:
         tracking.log_metrics({f"{metric_prefix}{k}": v for k, v in metrics.items()}, step=step)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mtdiff.methods import METHODS
 from mtdiff.report import paper
 from mtdiff.report.cells import (
     RETURN,
@@ -37,8 +38,6 @@ SPREAD_NOTE = ("Ours: mean ± std [95% CI] over training seeds when a cell has t
 def label_of(method: str, fallback: str | None = None) -> str:
     """The method registry's label (the paper's name), else `fallback`, the paper's row
     label for that method, or the name."""
-    from mtdiff.methods import METHODS
-
     m = METHODS.get(method)
     if m is not None:
         return m.label
@@ -168,6 +167,7 @@ def per_task_success(evals: Sequence[EvalRun], res: Results
 
 def table6(evals: Sequence[EvalRun], res: Results) -> Table:
     """Table 6: MTDiff-P's return per task, paper (v2 names mapped to v3) beside ours."""
+    # (pulls in gymnasium: imported on use)
     from mtdiff.envs.metaworld import ALL_TASKS
 
     runs = {v: select(evals, "metaworld", "mtdiff-p", v) for v in VIEWS}

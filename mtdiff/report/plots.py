@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mtdiff.data.io import atomic_write
 from mtdiff.report.aggregates import Profile
 from mtdiff.report.stats import CellStats
 
@@ -35,8 +36,6 @@ def _pyplot() -> Any:
 
 def _save(fig: Any, path: Path) -> Path:
     """Save to a temporary name in the folder, then rename: never a half-written PNG."""
-    from mtdiff.data.io import atomic_write
-
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     _pyplot().close(fig)

@@ -172,6 +172,7 @@ def _localized(rec: dict[str, Any], root: Path) -> dict[str, Any]:
 
 def task_set_name(tasks: list[str]) -> str:
     """E.g. "10 (MT10)", "50 (MT50)", "3": the count and a named Meta-World set if equal."""
+    # (pulls in gymnasium: imported on use)
     from mtdiff.envs.metaworld import TASK_SETS
 
     for name, members in TASK_SETS.items():

@@ -21,6 +21,7 @@ import numpy as np
 
 from mtdiff.report.cells import RETURN, SUCCESS, Results, eval_cell, eval_tasks
 from mtdiff.report.claims import Claim, stated
+from mtdiff.report.planning import label_of, methods_of, select
 from mtdiff.report.records import EvalRun, GraphRecords, local_path
 from mtdiff.report.stats import CellStats, summarize
 from mtdiff.report.table import MISSING, Table, Value
@@ -221,8 +222,6 @@ def task_columns(ref: SuiteReference | None, res: Results, table: str,
 def method_cells(evals: Sequence[EvalRun], suite: str, group: str, metric: str = SUCCESS,
                  view: str | None = None) -> dict[str, CellStats | None]:
     """Label -> cell of every method evaluated on `suite` (one view) in `group`."""
-    from mtdiff.report.planning import label_of, methods_of, select
-
     return {label_of(m): eval_cell(select(evals, suite, m, view), group=group, metric=metric)
             for m in methods_of(evals, suite) if select(evals, suite, m, view)}
 

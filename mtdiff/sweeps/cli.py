@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mtdiff.artifacts import Checkpoint
-from mtdiff.config import Config
+from mtdiff.cli import fail
+from mtdiff.config import Config, apply_overrides
 
 
 def checkpoint_config(checkpoint: str, overrides: list[str], *, suite: str,
@@ -14,8 +15,7 @@ def checkpoint_config(checkpoint: str, overrides: list[str], *, suite: str,
     before any trial starts. A missing or unreadable checkpoint, a bad override or a bad
     task/map exits 2 with one line.
     """
-    from mtdiff.cli import fail
-    from mtdiff.config import apply_overrides
+    # (pulls in torch: imported on use)
     from mtdiff.eval.stage import plan_jobs
 
     try:

@@ -10,7 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mtdiff import tracking
+from mtdiff.cli import RUN_FAILED, fail
 from mtdiff.config import Config, ConfigError, apply_overrides, config_hash, to_dict
+from mtdiff.runtime import cluster_cpus, init_ray
 from mtdiff.sweeps.records import (
     ATTEMPTS,
     TRIALS,
@@ -19,6 +22,8 @@ from mtdiff.sweeps.records import (
     write_record,
 )
 from mtdiff.sweeps.trials import expand_params
+from mtdiff.tracking import sweeps as sweep_runs
+from mtdiff.tracking.server import check_reachable
 
 # Inputs of the trial functions that are paths: made absolute before they are hashed,
 # stored or handed to a trial (a Tune trial runs in its own working directory).
@@ -97,11 +102,6 @@ def run_sweep(name: str, cfg: Config, space: dict[str, Any], trial: Callable[[di
     """
     from ray import tune
 
-    from mtdiff import tracking
-    from mtdiff.runtime import cluster_cpus, init_ray
-    from mtdiff.tracking import sweeps as sweep_runs
-    from mtdiff.tracking.server import check_reachable
-
     if scheduler not in (None, "asha"):
         raise SweepError(f"unknown scheduler {scheduler!r}; use 'asha' or none")
     folder = Path(storage).expanduser().resolve() / name
@@ -156,8 +156,6 @@ def _fit(tune: Any, trial: Callable[[dict], None], todo: list[dict[str, Any]],
     """One Tune run over the unfinished trials, in a new attempt folder (Tune's state is
     written there and never read back). Returns the failed trials with their error line;
     trials the scheduler stopped early get a record (status "stopped") here."""
-    from mtdiff.tracking import sweeps as sweep_runs
-
     sched = (tune.schedulers.ASHAScheduler(grace_period=1, reduction_factor=2)
              if scheduler == "asha" else None)
     attempt = f"attempt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
@@ -199,8 +197,6 @@ def exit_code(result: dict[str, Any]) -> int:
 def run_sweep_or_exit(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """`run_sweep` for the scripts in `sweeps/`: bad input exits 2 with one line (before
     any work), a sweep whose every trial failed exits 1 with one line."""
-    from mtdiff.cli import RUN_FAILED, fail
-
     try:
         return run_sweep(*args, **kwargs)
     except SweepFailed as e:

@@ -14,11 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mtdiff import tracking
 from mtdiff.artifacts import Checkpoint, Dataset, Inputs
 from mtdiff.cli import tracked
-from mtdiff.config import Config, apply_overrides, to_dict
-from mtdiff.layout import evaluation_file, td3bc_result
+from mtdiff.config import Config, apply_overrides, config_hash, from_dict, to_dict
+from mtdiff.layout import Layout, evaluation_file, td3bc_result
+from mtdiff.runtime import pause_for_tests
 from mtdiff.sweeps.records import read_records, write_record
+from mtdiff.tracking import sweeps as sweep_runs
 
 
 def expand_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -40,10 +43,6 @@ def _trial(config: dict[str, Any], extra_params: Callable[[Config], dict[str, An
     """The trial's Config (base + swept values) and swept values, inside its MLflow child
     run (resumed when the trial was cut short earlier), which ends FINISHED, or FAILED when
     the body raises."""
-    from mtdiff.config import from_dict
-    from mtdiff.runtime import pause_for_tests
-    from mtdiff.tracking import sweeps as sweep_runs
-
     params = expand_params(config["trial"]["params"])
     cfg = apply_overrides(from_dict(config["base"]), [f"{k}={v}" for k, v in params.items()])
     logged = {**params, **(extra_params(cfg) if extra_params else {})}
@@ -56,8 +55,6 @@ def _trial(config: dict[str, Any], extra_params: Callable[[Config], dict[str, An
 def _finish(config: dict[str, Any], metrics: dict[str, float], **tags: str) -> dict[str, float]:
     """Log the trial's final metrics and write its record (the trial is then done for good:
     a resumed sweep does not run it again)."""
-    from mtdiff import tracking
-
     tracking.log_metrics(metrics)
     tracking.set_tags(tags)
     t = config["trial"]
@@ -82,6 +79,7 @@ def _train(cfg: Config, config: dict[str, Any], data: str | Path) -> Checkpoint:
     """The training stage inside a trial: not logged (the trial's run holds its settings),
     its workers taking `trainer_cpus_per_worker` CPUs each (default 1: the trial holds
     one itself)."""
+    # (pulls in torch: imported on use)
     from mtdiff.train.stage import run as train
 
     cpus = config.get("trainer_cpus_per_worker", 1)
@@ -154,7 +152,6 @@ def task_count_trial(config: dict[str, Any]) -> None:
     import ray.tune
 
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.layout import Layout
     from mtdiff.offline.stage import run as offline
     from mtdiff.synth.stage import run as synthesize
 
@@ -193,9 +190,9 @@ def _evaluation(cfg: Config, ckpt: Path, suite: str, root: str | Path) -> dict[s
     """The evaluation of `ckpt` under `cfg`'s evaluation and sampler settings: read back when
     an earlier trial made it (its folder is named by checkpoint and settings, so a trial whose
     record was lost or re-keyed does not evaluate again), else run by the evaluation stage."""
+    # (pulls in torch: imported on use)
     import json
 
-    from mtdiff.config import config_hash
     from mtdiff.eval.policy import load_policy
     from mtdiff.eval.stage import run as evaluate
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 
+from mtdiff import tracking
 from mtdiff.synth.quality import normalizer
 
 
@@ -61,7 +62,6 @@ def embedding_plot(sets: dict[str, np.ndarray], path: str | Path, *,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    from mtdiff import tracking
 
     tracking.log_artifact(path, artifact_path="plots")
     return path

@@ -27,7 +27,7 @@ import torch
 from mtdiff import keys, tracking
 from mtdiff.artifacts import Dataset, Inputs
 from mtdiff.config import Config, DiffusionConfig
-from mtdiff.data.prompts import PromptWindow, cut_prompt_windows, write_prompts
+from mtdiff.data.prompts import PromptWindow, cut_prompt_windows, load_prompts, write_prompts
 from mtdiff.data.reader import load_dataset, read_manifest
 from mtdiff.data.schema import DatasetError
 from mtdiff.data.transitions import load_task
@@ -43,11 +43,13 @@ def expert_prompt(suite: str, task: str, *, prompt_episodes: int, prompt_len: in
     (`window`: where in them, see `CollectConfig.prompt_window`)."""
     rng = np.random.default_rng(seed)
     if suite == "metaworld":
+        # (pulls in gymnasium: imported on use)
         from mtdiff.collect.scripted import expert_demos
 
         demos = expert_demos(task, num_episodes=prompt_episodes, seed=seed,
                              max_episode_steps=max_steps)
     elif suite == "maze2d":
+        # (pulls in gymnasium, mujoco: imported on use; tests monkeypatch expert_episode here)
         from mtdiff.envs.maze2d import load_map
         from mtdiff.envs.maze2d_expert import expert_episode
 
@@ -213,7 +215,6 @@ def combine(original: str | Path, synthetic: str | Path, out: str | Path, *,
                                   keys.SUCCESS: src.success[a:b]})
                 e += 1
         w.close()
-    from mtdiff.data.prompts import load_prompts
 
     write_prompts(out, {t: p for t, p in load_prompts(synthetic).items() if t in names},
                   syn.obs_dim, syn.act_dim)

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mtdiff.config import Config, config_hash, flatten
+from mtdiff.config import Config, config_hash, flatten, to_dict
 from mtdiff.tracking.outputs import LOCK_FILE, OutputBusyError, claim_output, close_stale_runs
 from mtdiff.tracking.store import (
     CODE_VERSION_FILE,
@@ -159,8 +159,6 @@ def job_run(spec: dict[str, Any], cfg: Config, *, name: str, stage: str,
     when the job raises.
     """
     import mlflow
-
-    from mtdiff.config import to_dict
 
     retry_budget(spec.get("retry_s"))
     mlflow.set_tracking_uri(spec["uri"])

@@ -24,6 +24,7 @@ from mtdiff.data.reader import load_dataset
 from mtdiff.data.windows import WindowSampler
 from mtdiff.data.writer import PROMPTS
 from mtdiff.diffusion import DiffusionSchedule
+from mtdiff.methods import DIFFUSION_KINDS, method_of_kind
 from mtdiff.models import build_model, sample_return_drop
 from mtdiff.train.checkpoints import (
     CHECKPOINT_FILE,
@@ -59,7 +60,6 @@ def build_setup(cfg: Config, data_dir: str | Path, *, seed: int = 0,
     normalizer = Normalizer(ds.stats, cfg.data.normalizer)
     history = cfg.data.history_for(ds.suite) if ds.suite in SUITES else (
         cfg.data.history or 2)
-    from mtdiff.methods import DIFFUSION_KINDS, method_of_kind
 
     method = method_of_kind(cfg.model.kind, cfg.model.backbone)
     fields = method.fields
@@ -71,6 +71,7 @@ def build_setup(cfg: Config, data_dir: str | Path, *, seed: int = 0,
                              "history": history, "prompt_len": cfg.data.prompt_len,
                              "num_tasks": len(ds.task_names)}
     if prompt["kind"] == "layout":
+        # (pulls in gymnasium, mujoco: imported on use)
         from mtdiff.envs.maze2d_layout import LAYOUT_DIM, layout_prompts, manifest_maps
 
         maps = manifest_maps(ds.manifest, ds.task_names)

@@ -26,7 +26,7 @@ import torch
 
 from mtdiff import keys, tracking
 from mtdiff.artifacts import Checkpoint, Inputs
-from mtdiff.config import Config, from_dict, to_dict
+from mtdiff.config import Config, flatten, from_dict, to_dict
 from mtdiff.data.io import atomic_write, atomic_write_json
 from mtdiff.data.windows import checkpoint_return_info, resolve_target
 from mtdiff.diffusion.distill import (
@@ -181,7 +181,6 @@ def run(cfg: Config, inputs: Inputs, out: Path) -> Checkpoint:
               "student": {**spec.to_meta(), "teacher": str(t_ckpt),
                           "teacher_step": teacher_ckpt.step, "citation": CITATION,
                           "timesteps": grid}}
-    from mtdiff.config import flatten
 
     params = {k: v for k, v in flatten(cfg).items()
               if k.startswith(("distill.", "diffusion.", "eval.target_return"))}

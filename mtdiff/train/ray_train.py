@@ -23,7 +23,12 @@ from typing import Any
 import torch
 
 from mtdiff.artifacts import Checkpoint, CheckpointError
-from mtdiff.config import Config, config_hash
+from mtdiff.config import Config, config_hash, from_dict, to_dict
+from mtdiff.runtime import cluster_gpus, duration, largest_node, pause_for_tests, set_torch_threads
+from mtdiff.tracking import RunLogger
+from mtdiff.train.checkpoints import write_checkpoint
+from mtdiff.train.core import build_setup, to_torch
+from mtdiff.train.learner import build_learner
 
 CHECKPOINT_TMP = "mtdiff-ckpt-"  # + host-pid-: a checkpoint's folder before Ray copies it
 
@@ -97,12 +102,6 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
     # logger named by its module's file path): the progress line below says the same once.
     from ray.train.v2._internal.execution import context as _ctx
 
-    from mtdiff.config import from_dict
-    from mtdiff.runtime import duration, pause_for_tests, set_torch_threads
-    from mtdiff.train.checkpoints import write_checkpoint
-    from mtdiff.train.core import build_setup, to_torch
-    from mtdiff.train.learner import build_learner
-
     logging.getLogger(_ctx.__file__).setLevel(logging.WARNING)
     remove_stale_checkpoint_tmp()  # a killed worker's half-written checkpoint folders
     cfg = from_dict(loop_cfg["config"])
@@ -124,7 +123,6 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
         # A fresh sampling stream after a restart (not a replay of the first batches).
         setup.sampler.rng = np.random.default_rng(seed * 100_003 + start)
     learner.prepare(ray.train.torch.prepare_model)  # DDP when world > 1
-    from mtdiff.tracking import RunLogger
 
     tracker = RunLogger(loop_cfg.get("mlflow"), enabled=rank == 0)  # rank 0 logs
     t_last, n_last = time.perf_counter(), start
@@ -168,8 +166,6 @@ def train_loop_per_worker(loop_cfg: dict[str, Any]) -> None:
 
 def use_gpu_from_cluster() -> bool:
     """True when the Ray cluster has GPUs (asking for them otherwise hangs forever)."""
-    from mtdiff.runtime import cluster_gpus
-
     return cluster_gpus() > 0
 
 
@@ -178,8 +174,6 @@ def default_cpus_per_worker(num_workers: int, gpu: bool) -> int:
     sampling, the rest is the GPU's), else the largest node's CPUs split over the workers
     that node would host. Never the cluster's total: a worker runs on one node, and a
     request no node can meet waits forever."""
-    from mtdiff.runtime import largest_node
-
     if gpu:
         return 2
     node_cpus = largest_node("CPU")
@@ -199,7 +193,6 @@ def build_trainer(cfg: Config, data_dir: str | Path, out: str | Path, *,
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from mtdiff.config import to_dict
     gpu = use_gpu_from_cluster()
     n = cfg.train.num_workers
     cpus = cpus_per_worker or cfg.train.cpus_per_worker or default_cpus_per_worker(n, gpu)
