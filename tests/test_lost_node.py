@@ -172,7 +172,8 @@ def test_a_graph_gets_the_cpu_a_dead_trainer_held(tmp_path):
     import ray
 
     cfg = get_preset("smoke")
-    job = Job("evaluate/x", "evaluate", cfg, {}, resources={"CPU": 1})  # needs the one CPU
+    job = Job("evaluate/x", "evaluate", cfg, {}, resources={"CPU": 1},  # needs the one CPU
+              params={"out": str(tmp_path / "eval")})
     fresh_ray(num_cpus=1, include_dashboard=False)
     t0 = time.time()
 
@@ -190,4 +191,4 @@ def test_a_graph_gets_the_cpu_a_dead_trainer_held(tmp_path):
         ray.shutdown()
     # The job's task got the CPU and ran (and failed: it has no model to evaluate).
     assert [(o.name, o.state) for o in out] == [("evaluate/x", "failed")]
-    assert "model_job" in out[0].error
+    assert "needs inputs.model" in out[0].error
