@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mtdiff.config import Config, from_dict
-from mtdiff.layout import MANIFEST, augmented_dir, evaluation_file, synthetic_dir
+from mtdiff.layout import MANIFEST, evaluation_file
 from mtdiff.methods import Method, method_of_meta
 from mtdiff.train import checkpoints as _files
 
@@ -228,11 +228,6 @@ class Dataset(_Recorded):
     def outputs(self) -> list[str]:
         parts = [self.path] + ([self.synthetic] if self.synthetic else [])
         return [str(p / MANIFEST) for p in parts]
-
-    @staticmethod
-    def synthesis_parts(folder: str | Path) -> tuple[Path, Path]:
-        """(synthetic, augmented) folders of a synthesis in `folder`."""
-        return synthetic_dir(folder), augmented_dir(folder)
 
 
 @dataclass(frozen=True)
