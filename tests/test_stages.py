@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import shutil
 import typing
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from mtdiff.artifacts import (
     Report,
     from_record,
 )
-from mtdiff.experiment.execute import STAGES, job_inputs
-from mtdiff.experiment.jobs import Job, Kind
+from mtdiff.config import smoke
+from mtdiff.experiment.execute import STAGES, job_inputs, run_once
+from mtdiff.experiment.jobs import Job, Kind, done_at, read_record
+from mtdiff.sweeps.records import read_records, write_record
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mtdiff"
 
@@ -120,3 +123,39 @@ def test_checkpoints_are_looked_up_in_one_place():
     users = sorted(str(f.relative_to(PACKAGE)) for f in PACKAGE.rglob("*.py")
                    if any(n in f.read_text() for n in ("find_checkpoint", "load_checkpoint")))
     assert users == ["artifacts.py", "train/checkpoints.py"]
+
+
+def test_a_stage_outside_the_graph_resumes_from_the_graphs_record(write_dataset, tmp_path):
+    """`run_once` (what a sweep's trial runs its stages through) writes the graph's record
+    and reads it back instead of running again; another key, or a record whose outputs are
+    gone, runs the stage again."""
+
+    src = Dataset.at(write_dataset(tasks=("a", "b", "c")))
+    record, out = tmp_path / "jobs" / "subset.json", tmp_path / "sub"
+    inputs = Inputs(data=src, tasks=("a", "c"))
+    first = run_once("subset", smoke(), inputs, out, record=record, key="k1")
+    assert first.info["tasks"] == ["a", "c"] and done_at(record, "k1") is not None
+    assert read_record(record)["state"] == "done"  # the graph's own format
+    stamp = record.stat().st_mtime_ns
+    again = run_once("subset", smoke(), inputs, out, record=record, key="k1")
+    assert again == first and record.stat().st_mtime_ns == stamp  # read back, not rerun
+    assert done_at(record, "k2") is None  # a stale key is "run again"
+    run_once("subset", smoke(), inputs, out, record=record, key="k2")
+    assert record.stat().st_mtime_ns != stamp and done_at(record, "k2") is not None
+    shutil.rmtree(out)
+    assert done_at(record, "k2") is None  # its outputs are gone: not done
+
+
+def test_a_sweeps_trial_records_are_job_records(tmp_path):
+    """A sweep's trial records are the graph's records: the same reader decides they are
+    done, and a trial whose checkpoint is gone runs again."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    write_record(tmp_path / "trials", "t1", {"train.steps": 10}, 0, {"success": 0.5},
+                 outputs=[str(ckpt)])
+    write_record(tmp_path / "trials", "t2", {"train.steps": 20}, 0, {"success": 0.7})
+    assert done_at(tmp_path / "trials" / "t1.json", "t1")["metrics"] == {"success": 0.5}
+    recs = read_records(tmp_path / "trials")
+    assert set(recs) == {"t1", "t2"} and recs["t1"]["params"] == {"train.steps": 10}
+    ckpt.rmdir()
+    assert set(read_records(tmp_path / "trials")) == {"t2"}

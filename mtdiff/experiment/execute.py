@@ -30,10 +30,9 @@ from mtdiff.artifacts import (
 from mtdiff.collect import NO_PROGRESS_ENV
 from mtdiff.config import Config
 from mtdiff.data import subset
-from mtdiff.data.io import atomic_write_json
 from mtdiff.eval import reference
 from mtdiff.eval import stage as evaluate
-from mtdiff.experiment.jobs import Job
+from mtdiff.experiment.jobs import Job, done_at, write_record
 from mtdiff.layout import Layout
 from mtdiff.offline import quality
 from mtdiff.offline import stage as offline
@@ -171,11 +170,26 @@ def execute(job: Job, spec: dict[str, Any], deps: list[tuple[str, str]],
         except BaseException:
             log.write(traceback.format_exc())
             raise
-        rec = {"record": True, "name": job.name, "kind": job.kind, "key": job.key,
-               "state": "done",
-               "config": job.config, "result": result, "seconds": round(time.time() - t0, 2),
-               "node": node, "host": socket.gethostname(),
-               "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "code_version": spec["code_version"]}
-        atomic_write_json(lay.job_record(job.name), rec)
+        rec = write_record(
+            lay.job_record(job.name), job.key, result, name=job.name, kind=job.kind,
+            config=job.config, seconds=round(time.time() - t0, 2), node=node,
+            host=socket.gethostname(), finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+            code_version=spec["code_version"])
     return rec
+
+
+def run_once(kind: str, cfg: Config, inputs: Inputs, out: Path, *, record: Path,
+             key: str) -> Artifact:
+    """Stage `kind` outside the graph (a sweep's trial trains, evaluates, synthesizes, runs
+    TD3-BC), resumed as the graph's jobs are: when `record` holds `key` and the outputs it
+    names exist, its artifact is read back; else the stage runs and `record` is written.
+    `key` must hash everything that decides the result (the caller's inputs and settings)."""
+    stage, artifact = STAGES[kind]
+    done = done_at(record, key)
+    if done is not None:
+        return artifact.from_record(done)
+    t0 = time.time()
+    art = stage(cfg, inputs, out)
+    write_record(record, key, art.to_record(), kind=kind, seconds=round(time.time() - t0, 2),
+                 host=socket.gethostname(), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    return art

@@ -7,6 +7,10 @@ full config it runs with, and a `key`: the content hash of that config and of it
 dependencies' keys. A finished job leaves a record (`Layout.job_record`) holding its key
 and its result; a job is done when that record's key is its key and the outputs its
 result names still exist. Change a setting and exactly the jobs it reaches run again.
+
+That record (`write_record` / `done_at`) is the one way anything here resumes: a graph's
+jobs, a sweep's trials (`mtdiff.sweeps.records`) and the stages a trial runs
+(`mtdiff.experiment.execute.run_once`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mtdiff.config import Config, config_hash, to_dict
+from mtdiff.data.io import atomic_write_json
 
 Kind = Literal["collect", "subset", "train", "distill", "evaluate", "reference", "synthesize",
                "offline", "quality", "report"]
@@ -88,12 +93,25 @@ def outputs_exist(result: dict[str, Any]) -> bool:
     return all(Path(p).exists() for p in result.get("outputs", []))
 
 
-def done_result(job: Job, record_path: Path) -> dict[str, Any] | None:
-    """The job's result when it is done (same key, outputs on disk), else None."""
-    if job.always:
-        return None
-    rec = read_record(record_path)
-    if rec is None or rec.get("key") != job.key or rec.get("state") != "done":
+def write_record(path: Path, key: str, result: dict[str, Any], **info: Any) -> dict[str, Any]:
+    """Write a finished unit's record atomically (a kill leaves the old one or none, never
+    half of one); `result["outputs"]` lists the files that must still exist for it to
+    count. `info`: what a reader may want besides (name, kind, seconds, node, ...)."""
+    rec = {"record": True, "key": key, "state": "done", **info, "result": result}
+    atomic_write_json(path, rec)
+    return rec
+
+
+def done_at(path: Path, key: str) -> dict[str, Any] | None:
+    """The result recorded at `path` when it is done under `key` (same key, outputs on
+    disk), else None: a damaged, foreign or stale record means "run it again"."""
+    rec = read_record(path)
+    if not isinstance(rec, dict) or rec.get("key") != key or rec.get("state") != "done":
         return None
     result = rec.get("result") or {}
     return result if outputs_exist(result) else None
+
+
+def done_result(job: Job, record_path: Path) -> dict[str, Any] | None:
+    """The job's result when it is done (same key, outputs on disk), else None."""
+    return None if job.always else done_at(record_path, job.key)

@@ -18,7 +18,8 @@ from mtdiff import tracking
 from mtdiff.artifacts import Checkpoint, Dataset, Inputs
 from mtdiff.cli import tracked
 from mtdiff.config import Config, apply_overrides, config_hash, from_dict, to_dict
-from mtdiff.layout import Layout, evaluation_file, td3bc_result
+from mtdiff.experiment.jobs import done_at
+from mtdiff.layout import Layout
 from mtdiff.runtime import pause_for_tests
 from mtdiff.sweeps.records import read_records, write_record
 from mtdiff.tracking import sweeps as sweep_runs
@@ -53,12 +54,13 @@ def _trial(config: dict[str, Any], extra_params: Callable[[Config], dict[str, An
 
 
 def _finish(config: dict[str, Any], metrics: dict[str, float], **tags: str) -> dict[str, float]:
-    """Log the trial's final metrics and write its record (the trial is then done for good:
-    a resumed sweep does not run it again)."""
+    """Log the trial's final metrics and write its record (the trial is then done: a resumed
+    sweep does not run it again while the checkpoint it names exists)."""
     tracking.log_metrics(metrics)
     tracking.set_tags(tags)
     t = config["trial"]
-    write_record(config["records"], t["key"], t["params"], t["sample"], metrics)
+    write_record(config["records"], t["key"], t["params"], t["sample"], metrics,
+                 outputs=[tags["checkpoint"]] if "checkpoint" in tags else None)
     return metrics
 
 
@@ -78,13 +80,18 @@ def _eval_metrics(results: list[dict[str, Any]], summarize: Callable) -> dict[st
 def _train(cfg: Config, config: dict[str, Any], data: str | Path) -> Checkpoint:
     """The training stage inside a trial: not logged (the trial's run holds its settings),
     its workers taking `trainer_cpus_per_worker` CPUs each (default 1: the trial holds
-    one itself)."""
+    one itself). Recorded under the training root like a graph's job, by its run name
+    (which hashes the training settings and the data)."""
     # (pulls in torch: imported on use)
-    from mtdiff.train.stage import run as train
+    from mtdiff.experiment.execute import run_once
+    from mtdiff.train.stage import run_name
 
     cpus = config.get("trainer_cpus_per_worker", 1)
     cfg = tracked(replace(cfg, train=replace(cfg.train, cpus_per_worker=cpus)), False)
-    return train(cfg, Inputs(data=Dataset.at(data)), Path(config["train_out"]))
+    root = Path(config["train_out"])
+    name = run_name(cfg, data)
+    return run_once("train", cfg, Inputs(data=Dataset.at(data)), root,
+                    record=Layout.at(root).job_record(f"train-{name}"), key=name)
 
 
 def evaluate_trial(config: dict[str, Any]) -> None:
@@ -144,16 +151,13 @@ def task_count_trial(config: dict[str, Any]) -> None:
     the TorchTrainer (`mtdiff.train.run`, Train V2 pattern); TD3-BC runs in the trial.
 
     config (besides the common keys): "data": {spec: dataset}, "train_out", "out"
-    (synthesis + TD3-BC results), "task". Finished TD3-BC runs are read back, so a
-    resumed trial does not redo them.
+    (synthesis + TD3-BC results), "task". Each stage is recorded as a graph's job is, so a
+    resumed trial does not redo what finished.
     """
-    import json
-
     import ray.tune
 
     from mtdiff.envs.metaworld import resolve_tasks
-    from mtdiff.offline.stage import run as offline
-    from mtdiff.synth.stage import run as synthesize
+    from mtdiff.experiment.execute import run_once
 
     def num_tasks(cfg: Config) -> dict[str, Any]:
         return {"num_tasks": len(resolve_tasks(cfg.metaworld.tasks))}
@@ -169,17 +173,21 @@ def task_count_trial(config: dict[str, Any]) -> None:
         off = {k: v for k, v in to_dict(cfg.offline).items() if k not in ("seeds", "tasks")}
         key = {"checkpoint": str(ckpt), "offline": off, "tasks": spec, "view": cfg.data.view}
         cfg = tracked(cfg, False)
-        src = synthesize(cfg, Inputs(model=model, task=task, data=data, view=cfg.data.view),
-                         lay.synthesis(task, key))
+        synth_out = lay.synthesis(task, key)
+        src = run_once("synthesize", cfg, Inputs(model=model, task=task, data=data,
+                                                 view=cfg.data.view), synth_out,
+                       record=lay.job_record(f"synthesize-{synth_out.name}"),
+                       key=config_hash(key))
         metrics: dict[str, float] = {"num_tasks": float(n)}
         method = f"mtdiff-s-{spec}"
         for seed in cfg.offline.seeds:
             out = lay.td3bc(task, method, seed, key)
-            f = td3bc_result(out)
-            rec = json.loads(f.read_text()) if f.exists() else offline(cfg, Inputs(
+            res = run_once("offline", cfg, Inputs(
                 task=task, synth=src, variant=method, seed=seed,
-                labels={"method": method, "num_tasks": n, "seen": True}), out).info
-            metrics[f"success_s{seed}"] = rec["success"]
+                labels={"method": method, "num_tasks": n, "seen": True}), out,
+                record=lay.job_record(f"offline-{task}-{out.name}"),
+                key=config_hash({**key, "seed": seed, "method": method, "task": task}))
+            metrics[f"success_s{seed}"] = res.info["success"]
         metrics["success"] = sum(metrics[f"success_s{s}"] for s in cfg.offline.seeds) / len(
             cfg.offline.seeds)
         _finish(config, metrics, checkpoint=str(ckpt))
@@ -187,26 +195,24 @@ def task_count_trial(config: dict[str, Any]) -> None:
 
 
 def _evaluation(cfg: Config, ckpt: Path, suite: str, root: str | Path) -> dict[str, Any]:
-    """The evaluation of `ckpt` under `cfg`'s evaluation and sampler settings: read back when
-    an earlier trial made it (its folder is named by checkpoint and settings, so a trial whose
-    record was lost or re-keyed does not evaluate again), else run by the evaluation stage."""
+    """The evaluation of `ckpt` under `cfg`'s evaluation and sampler settings, recorded under
+    `root` by checkpoint and settings (a trial whose own record was lost or re-keyed does
+    not evaluate again)."""
     # (pulls in torch: imported on use)
-    import json
-
     from mtdiff.eval.policy import load_policy
-    from mtdiff.eval.stage import run as evaluate
+    from mtdiff.experiment.execute import run_once
 
     key = config_hash({"checkpoint": str(Path(ckpt).resolve()), "eval": cfg.eval,
                        "diffusion": cfg.diffusion.identity()})
     out = Path(root) / f"{Path(ckpt).parent.name}-{key}"
-    done = evaluation_file(out, suite)
-    if not done.exists():
-        # A task-id policy (MTBC, ...) knows only its training tasks: no held-out group.
-        tasks = (list(Checkpoint.find(ckpt).meta["tasks"])
-                 if load_policy(ckpt).conditioning == "task_id" else None)
-        evaluate(tracked(cfg, False), Inputs(model=Checkpoint.find(ckpt), suite=suite,
-                                             tasks=tuple(tasks or ()), wrong_prompt=False), out)
-    return json.loads(done.read_text())
+    record = Layout.at(root).job_record(f"evaluate-{out.name}")
+    model = Checkpoint.find(ckpt)
+    tasks: tuple[str, ...] = ()
+    if done_at(record, key) is None and load_policy(ckpt).conditioning == "task_id":
+        tasks = tuple(model.meta["tasks"])  # it knows only its training tasks: no held-out
+    return run_once("evaluate", tracked(cfg, False), Inputs(
+        model=model, suite=suite, tasks=tasks, wrong_prompt=False), out,
+        record=record, key=key).doc
 
 
 def budget_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
