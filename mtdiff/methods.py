@@ -1,25 +1,29 @@
 """The methods the experiment grid knows, by name: what each trains and how it is evaluated.
 
-A method is one entry here: the model kind it trains (`ModelConfig.kind`), config
-overrides it implies (e.g. the U-Net backbone), its role (a *planner* is evaluated by
-rollouts through the policy interface `mtdiff.eval.policy`; a *synthesizer* feeds the
-offline-RL jobs), the window fields its batches need (`mtdiff.data.windows`), and where
-its training step (`learner`), its policy and its own config section (`config`) come
-from, as ``"module:attribute"`` strings imported only when used (nothing heavy at import
-time).
+A method is a `Method`: the model kind it trains (`ModelConfig.kind`), config overrides
+it implies (e.g. the U-Net backbone), its role (a *planner* is evaluated by rollouts
+through the policy interface `mtdiff.eval.policy`; a *synthesizer* feeds the offline-RL
+jobs), the window fields its batches need (`mtdiff.data.windows`), and where its training
+step (`learner`), its policy and its own config section (`config`) come from, as
+``"module:attribute"`` strings imported only when used.
 
 A method's own hyper-parameters are a `mtdiff.config.base.MethodConfig` dataclass in its
 file: `Config.methods` holds one for every method that names one, under the method's name
 (which is then its kind too), with the values of the config's preset (`--set
-methods.mtiql.beta=10`). MTDiff's models have none: their sections are `model`,
-`diffusion`, `train`.
+methods.mtiql.beta=10`).
 
 Adding a method = one file that registers it, plus its name in `experiment.methods`: a
 method called ``name`` lives in ``mtdiff/baselines/<name>.py`` (dashes as underscores) and
 calls `register(Method(...))` at import; it is found the first time the name is looked up
-(`get_method`, a config naming its kind), so nothing heavy is imported for the built-in
-methods below. The grid (`mtdiff.experiment.grid`) then trains and evaluates it for every
-suite, view and seed. `mtdiff/baselines/mttd3bc.py` is such a file.
+(`get_method`, `method_of_kind`, a config naming its kind), so importing this module
+imports no method's file. Table 1's baselines (`mtdiff/baselines/mtbc.py`, ...) and our
+`mttd3bc.py` are such files. The grid (`mtdiff.experiment.grid`) then trains and evaluates
+the method for every suite, view and seed. Look methods up with `get_method` /
+`all_methods`, not in `METHODS`: a file not imported yet has not registered its method.
+
+Only MTDiff's own methods are written here, in `METHODS`: they are the paper's, and have
+no config section of their own (their sections, `model`, `diffusion`, `train`, are
+everyone's), so no file of their own.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from typing import Any, Literal
 
 from mtdiff.errors import ConfigError
 
-__all__ = ["DIFFUSION_KINDS", "METHODS", "Method", "all_methods", "get_method", "known_kind",
-           "method_configs", "method_of_kind", "method_of_meta", "register"]
+__all__ = ["DIFFUSION_KINDS", "METHODS", "ORDER", "Method", "all_methods",
+           "find_method", "get_method", "known_kind", "method_configs", "method_of_kind",
+           "method_of_meta", "register"]
 
 Role = Literal["planner", "synthesizer"]
 
@@ -89,24 +94,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("mtdiff-p-distill", "mtdiff-p", "MTDiff-P (distilled)", teacher="mtdiff-p"),
     Method("mtdiff-s", "mtdiff-s", "MTDiff-S", role="synthesizer", fields="synth",
            suites=("metaworld",)),
-    # Table 1's baselines (mtdiff.baselines; paper §5.1, App. B). The task-id-conditioned
-    # ones on Meta-World; Prompt-DT also on Maze2D (paper Figs. 4, 5: training and unseen
-    # maps against MTDiff-P).
-    *(Method(name, name, label, fields=fields, learner=f"mtdiff.baselines.{name}:{cls}Learner",
-             policy=f"mtdiff.baselines.{name}:policy_from_checkpoint", suites=suites,
-             host_bound=mlp, config=f"mtdiff.baselines.{name}:{cls}Config")
-      for name, label, fields, cls, suites, mlp in (
-          ("mtbc", "MTBC", "qlearning", "MTBC", ("metaworld",), True),
-          ("mtiql", "MTIQL", "qlearning", "MTIQL", ("metaworld",), True),
-          ("mtcql", "MTCQL", "qlearning", "MTCQL", ("metaworld",), True),
-          ("mtdt", "MTDT", "sequence", "MTDT", ("metaworld",), False),
-          ("promptdt", "PromptDT", "sequence", "PromptDT",
-           ("metaworld", "maze2d", "cheetah-vel", "ant-dir"), False))),
 )}
 
 
-BUILT_IN = frozenset(METHODS)
 PLUGINS = "mtdiff.baselines"  # where a method registering itself lives: <package>.<name>
+# The order of listings (`all_methods`: the full grid, help, errors): MTDiff's methods,
+# then Table 1's baselines (paper §5.1, App. B; files under `PLUGINS`) in the paper's
+# order, then the other files' methods by name.
+ORDER = (*METHODS, "mtbc", "mtiql", "mtcql", "mtdt", "promptdt")
 
 
 def register(method: Method) -> Method:
@@ -132,14 +127,14 @@ def _discover(name: str) -> None:
 
 
 def all_methods() -> list[str]:
-    """Every method: the built-in ones and those the files under `PLUGINS` register (all of
-    them imported now)."""
+    """Every method: MTDiff's and those the files under `PLUGINS` register (all of them
+    imported now), in `ORDER`."""
     import pkgutil
 
     spec = importlib.util.find_spec(PLUGINS)
     for info in pkgutil.iter_modules(spec.submodule_search_locations if spec else []):
         importlib.import_module(f"{PLUGINS}.{info.name}")
-    return list(METHODS)
+    return sorted(METHODS, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 
 def method_configs() -> dict[str, type]:
@@ -148,12 +143,18 @@ def method_configs() -> dict[str, type]:
             if METHODS[name].config is not None}
 
 
+def find_method(name: str) -> Method | None:
+    """The method called `name` (its file imported if need be), or None."""
+    _discover(name)
+    return METHODS.get(name)
+
+
 def get_method(name: str) -> Method:
     """The method called `name`; unknown names raise with the list of known ones."""
-    _discover(name)
-    if name not in METHODS:
+    method = find_method(name)
+    if method is None:
         raise ConfigError(f"unknown method {name!r}; known methods: {sorted(all_methods())}")
-    return METHODS[name]
+    return method
 
 
 def known_kind(kind: str) -> bool:

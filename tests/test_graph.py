@@ -38,14 +38,14 @@ def test_jobs_are_unique_ordered_and_depend_on_earlier_jobs(preset):
 
 
 def test_paper_grid_has_every_cell():
-    from mtdiff.methods import METHODS
+    from mtdiff.methods import get_method
 
     jobs = _jobs("paper")
     kinds = [j.kind for j in jobs]
     exp = get_preset("paper").experiment
-    planners = [m for m in exp.methods if METHODS[m].role == "planner"]
+    planners = [m for m in exp.methods if get_method(m).role == "planner"]
     assert len(planners) == 8  # Table 1's seven + the U-Net ablation (Table 3)
-    maze = [m for m in planners if "maze2d" in METHODS[m].suites]
+    maze = [m for m in planners if "maze2d" in get_method(m).suites]
     assert sorted(maze) == ["mtdiff-p", "promptdt"]
     # Meta-World planners x views x seeds, Maze2D's x seeds, Table 5: MTDiff-P and
     # Prompt-DT on Cheetah-vel and Ant-dir x seeds
@@ -78,11 +78,11 @@ def test_a_job_config_carries_its_own_method_view_and_seed():
 
 
 def test_one_setting_expands_the_local_grid_to_every_method_and_view():
-    from mtdiff.methods import METHODS
+    from mtdiff.methods import all_methods, get_method
 
     full = {j.name for j in _jobs("local", "experiment.grid=full")}
-    for m, spec in METHODS.items():
-        if spec.role == "planner":
+    for m in all_methods():
+        if get_method(m).role == "planner":
             for v in ("near-optimal", "sub-optimal"):
                 assert f"evaluate/metaworld/{m}/{v}/s0" in full
     assert "evaluate/maze2d/promptdt/s0" in full

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
+import os
 import shutil
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
@@ -159,3 +163,28 @@ def test_a_sweeps_trial_records_are_job_records(tmp_path):
     assert set(recs) == {"t1", "t2"} and recs["t1"]["params"] == {"train.steps": 10}
     ckpt.rmdir()
     assert set(read_records(tmp_path / "trials")) == {"t2"}
+
+
+MTDIFF_METHODS = ["mtdiff-p", "mtdiff-p-onehot", "mtdiff-p-unet", "mtdiff-p-distill", "mtdiff-s"]
+BASELINE_FILES = ["mtbc", "mtiql", "mtcql", "mtdt", "promptdt", "mttd3bc"]
+
+
+def test_each_baseline_registers_itself_from_its_own_file():
+    """`mtdiff.methods` lists MTDiff's own methods only. In a fresh interpreter, an old
+    checkpoint's model kind (no method name in its meta) finds each baseline's file, which
+    registers exactly its own name; listings keep the paper's order whatever the order of
+    the imports."""
+    code = ("import json, sys, mtdiff.methods as m\n"
+            "own, added = list(m.METHODS), {}\n"
+            "for kind in sys.argv[1:]:\n"
+            "    before = set(m.METHODS)\n"
+            "    found = m.method_of_meta({'kind': kind}).name\n"
+            "    added[kind] = [found, sorted(set(m.METHODS) - before)]\n"
+            "print(json.dumps([own, added, m.all_methods()]))\n")
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
+    out = subprocess.run([sys.executable, "-c", code, *reversed(BASELINE_FILES)], env=env,
+                         check=True, capture_output=True, text=True, timeout=300).stdout
+    own, added, listed = json.loads(out.splitlines()[-1])
+    assert own == MTDIFF_METHODS
+    assert added == {name: [name, [name]] for name in BASELINE_FILES}
+    assert listed == MTDIFF_METHODS + BASELINE_FILES

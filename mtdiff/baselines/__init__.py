@@ -1,5 +1,5 @@
 """The multi-task baselines of Table 1 (paper §5.1, App. B): MTBC, MTIQL, MTCQL, MT-DT and
-Prompt-DT, one file per method, registered in `mtdiff.methods.METHODS`.
+Prompt-DT, one file per method that registers it (`mtdiff.methods.register`).
 
 Each method file provides a learner (`mtdiff.train.learner.Learner`, trained by the same
 Ray Train loop as MTDiff) and `policy_from_checkpoint` (`mtdiff.eval.policy.Policy`,

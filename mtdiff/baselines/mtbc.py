@@ -27,6 +27,7 @@ from mtdiff.baselines.common import (
 )
 from mtdiff.baselines.nets import DeterministicActor
 from mtdiff.config.base import _positive
+from mtdiff.methods import Method, register
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -83,3 +84,10 @@ def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cp
                            **_: Any) -> TaskIdPolicy:
     """MTBC's policy (sampling settings of the planners do not apply)."""
     return actor_policy(path, build_actor, device)
+
+
+# One of Table 1's baselines (paper §5.1, App. B): told the task by its id, so on
+# Meta-World only.
+register(Method("mtbc", "mtbc", "MTBC", fields="qlearning",
+                learner=f"{__name__}:MTBCLearner", policy=f"{__name__}:policy_from_checkpoint",
+                config=f"{__name__}:MTBCConfig", suites=("metaworld",), host_bound=True))

@@ -47,6 +47,7 @@ from mtdiff.baselines.common import (
 )
 from mtdiff.baselines.nets import MultiHeadQ, TanhGaussianActor, sample_tanh_normal, soft_update
 from mtdiff.config.base import _check, _positive
+from mtdiff.methods import Method, register
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -187,3 +188,10 @@ def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cp
                            **_: Any) -> TaskIdPolicy:
     """MTCQL's policy: tanh of the actor's mean (CORL's deterministic evaluation)."""
     return actor_policy(path, build_actor, device)
+
+
+# One of Table 1's baselines (paper §5.1, App. B): told the task by its id, so on
+# Meta-World only.
+register(Method("mtcql", "mtcql", "MTCQL", fields="qlearning",
+                learner=f"{__name__}:MTCQLLearner", policy=f"{__name__}:policy_from_checkpoint",
+                config=f"{__name__}:MTCQLConfig", suites=("metaworld",), host_bound=True))

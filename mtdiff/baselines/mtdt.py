@@ -21,6 +21,7 @@ import torch
 from mtdiff.baselines.dt import DTConfig, DTLearner
 from mtdiff.baselines.dt_policy import SequencePolicy, sequence_policy
 from mtdiff.config.base import _positive
+from mtdiff.methods import Method, register
 
 
 @dataclass
@@ -46,3 +47,10 @@ def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cp
     """MT-DT's policy; `target_return` is R at the first step (None: 1, the task's best)."""
     return sequence_policy(path, "mtdt", task_dim=True, prompt=False, device=device,
                            target_return=target_return)
+
+
+# One of Table 1's baselines (paper §5.1, App. B): told the task by its id, so on
+# Meta-World only.
+register(Method("mtdt", "mtdt", "MTDT", fields="sequence",
+                learner=f"{__name__}:MTDTLearner", policy=f"{__name__}:policy_from_checkpoint",
+                config=f"{__name__}:MTDTConfig", suites=("metaworld",)))

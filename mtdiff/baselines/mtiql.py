@@ -43,6 +43,7 @@ from mtdiff.baselines.nets import (
     soft_update,
 )
 from mtdiff.config.base import _check, _positive
+from mtdiff.methods import Method, register
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -139,3 +140,10 @@ def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cp
                            **_: Any) -> TaskIdPolicy:
     """MTIQL's policy: the actor's mean action (CORL's evaluation)."""
     return actor_policy(path, build_actor, device)
+
+
+# One of Table 1's baselines (paper §5.1, App. B): told the task by its id, so on
+# Meta-World only.
+register(Method("mtiql", "mtiql", "MTIQL", fields="qlearning",
+                learner=f"{__name__}:MTIQLLearner", policy=f"{__name__}:policy_from_checkpoint",
+                config=f"{__name__}:MTIQLConfig", suites=("metaworld",), host_bound=True))

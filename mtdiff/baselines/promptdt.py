@@ -22,6 +22,7 @@ import torch
 
 from mtdiff.baselines.dt import DTConfig, DTLearner
 from mtdiff.baselines.dt_policy import SequencePolicy, sequence_policy
+from mtdiff.methods import Method, register
 
 
 @dataclass
@@ -41,3 +42,12 @@ def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cp
     """Prompt-DT's policy; `target_return` is R at the first step (None: 1, the task's best)."""
     return sequence_policy(path, "promptdt", task_dim=False, prompt=True, device=device,
                            target_return=target_return)
+
+
+# One of Table 1's baselines (paper §5.1, App. B). Also on Maze2D (paper Figs. 4, 5:
+# training and unseen maps against MTDiff-P) and, with MTDiff-P, the method of Table 5
+# (Cheetah-vel, Ant-dir).
+register(Method("promptdt", "promptdt", "PromptDT", fields="sequence",
+                learner=f"{__name__}:PromptDTLearner", policy=f"{__name__}:policy_from_checkpoint",
+                config=f"{__name__}:PromptDTConfig",
+                suites=("metaworld", "maze2d", "cheetah-vel", "ant-dir")))

@@ -15,7 +15,7 @@ import sys
 
 from mtdiff.cli import add_config_args, check_tracking, config_from_args, tracked, writable_dir
 from mtdiff.config import ConfigError
-from mtdiff.methods import METHODS, get_method, method_of_kind
+from mtdiff.methods import ORDER, get_method, method_of_kind
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="mtdiff-p",
                    help="method name (model kind plus the overrides it implies): "
-                        f"{', '.join(sorted(METHODS))}, or one that registers itself "
+                        f"{', '.join(sorted(ORDER))}, or one that registers itself "
                         "(mtdiff/baselines/<name>.py, e.g. mttd3bc)")
     p.add_argument("--data", required=True, help="dataset folder (from pipelines/collect.py)")
     p.add_argument("--out", required=True, help="folder for runs and checkpoints")

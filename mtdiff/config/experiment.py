@@ -7,7 +7,7 @@ from typing import Literal
 
 from mtdiff.config.base import _check, _positive, _Validated
 from mtdiff.config.suites import MUJOCO_SUITES
-from mtdiff.methods import METHODS, all_methods, get_method
+from mtdiff.methods import all_methods, get_method
 
 
 def _known(name: str) -> bool:
@@ -31,7 +31,7 @@ class ExperimentConfig(_Validated):
     # Paper: Meta-World and Maze2D (§5), Cheetah-vel and Ant-dir (App. H, Table 5: MTDiff-P
     # and Prompt-DT only).
     suites: tuple[str, ...] = ("maze2d", "metaworld", "cheetah-vel", "ant-dir")
-    # Method names of `mtdiff.methods.METHODS`; each runs on the suites it applies to
+    # Method names (`mtdiff.methods.get_method`); each runs on the suites it applies to
     # (Maze2D: MTDiff-P and Prompt-DT). Paper: Table 1's methods, the U-Net ablation
     # (Table 3) and MTDiff-S (Tables 2, 4).
     # mtdiff-p-distill (ours: MTDiff-P's few-step student) is not the paper's; it
@@ -103,8 +103,9 @@ class ExperimentConfig(_Validated):
         unknown = [m for m in self.methods if not _known(m)]
         _check(not unknown, "ExperimentConfig.methods",
                f"unknown method(s) {unknown}; known: {sorted(all_methods())}")
-        orphans = [f"{m} (teacher {METHODS[m].teacher})" for m in self.methods
-                   if METHODS[m].teacher and METHODS[m].teacher not in self.methods]
+        teachers = {m: get_method(m).teacher for m in self.methods}
+        orphans = [f"{m} (teacher {t})" for m, t in teachers.items()
+                   if t and t not in self.methods]
         _check(self.grid == "full" or not orphans, "ExperimentConfig.methods",
                f"{', '.join(orphans)} distil(s) a teacher the grid does not train; add the "
                "teacher to experiment.methods")

@@ -22,7 +22,7 @@ from mtdiff.config.suites import (
     cheetah_vel_default,
     section_name,
 )
-from mtdiff.methods import METHODS, known_kind, method_configs
+from mtdiff.methods import all_methods, get_method, known_kind, method_configs
 
 # Every suite a dataset can come from: the paper's two (Table 1, Fig. 4) and Prompt-DT's
 # two MuJoCo benchmarks (App. H, Table 5).
@@ -113,7 +113,7 @@ class ModelConfig(_Validated):
     def _validate(self) -> None:
         _check(known_kind(self.kind), "ModelConfig.kind",
                f"no method trains {self.kind!r}; known: "
-               f"{sorted({m.kind for m in METHODS.values()})}")
+               f"{sorted({get_method(m).kind for m in all_methods()})}")
         _positive(self, "d_model", "n_layer", "n_head")
         _check(self.d_model % self.n_head == 0, "ModelConfig.d_model",
                f"{self.d_model} is not divisible by n_head={self.n_head}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mtdiff.methods import METHODS
+from mtdiff.methods import find_method
 from mtdiff.report import paper
 from mtdiff.report.cells import (
     RETURN,
@@ -38,7 +38,7 @@ SPREAD_NOTE = ("Ours: mean ± std [95% CI] over training seeds when a cell has t
 def label_of(method: str, fallback: str | None = None) -> str:
     """The method registry's label (the paper's name), else `fallback`, the paper's row
     label for that method, or the name."""
-    m = METHODS.get(method)
+    m = find_method(method)
     if m is not None:
         return m.label
     rows = {r[-1]: r[0] for r in (*paper.TABLE1, *paper.TABLE3, *paper.TABLE5) if r[-1]}
