@@ -185,16 +185,21 @@ def test_every_suite_gets_a_reference_job_after_its_collection():
     assert lr["reference/maze2d"].key == jobs["reference/maze2d"].key
 
 
-def test_mujoco_batch_applies_to_cheetah_and_ant_trainings_only():
+def test_mujoco_batch_and_steps_apply_to_cheetah_and_ant_trainings_only():
     over = ("experiment.suites=metaworld,cheetah-vel,ant-dir", "experiment.methods=mtdiff-p")
-    jobs = {j.name: j for j in _jobs("local", *over)}  # local: 32 per task on MuJoCo
-    assert jobs["train/cheetah-vel/mtdiff-p/s0"].cfg.data.batch_per_task == 32
-    assert jobs["train/ant-dir/mtdiff-p/s0"].cfg.data.batch_per_task == 32
-    assert jobs["train/metaworld/mtdiff-p/near-optimal/s0"].cfg.data.batch_per_task == 8
-    plain = {j.name: j for j in _jobs("smoke", *over)}  # unset: data.batch_per_task
+    jobs = {j.name: j for j in _jobs("local", *over)}  # local: 6,000 steps on MuJoCo
+    for suite in ("cheetah-vel", "ant-dir"):
+        cfg = jobs[f"train/{suite}/mtdiff-p/s0"].cfg
+        assert (cfg.data.batch_per_task, cfg.train.steps) == (8, 6000)
+    mw = jobs["train/metaworld/mtdiff-p/near-optimal/s0"].cfg
+    assert (mw.data.batch_per_task, mw.train.steps) == (8, 1500)
+    plain = {j.name: j for j in _jobs("smoke", *over)}  # unset: data / train's own
     assert plain["train/cheetah-vel/mtdiff-p/s0"].cfg.data.batch_per_task == 4
-    other = {j.name: j for j in _jobs("local", *over, "experiment.mujoco_batch_per_task=16")}
-    assert other["train/cheetah-vel/mtdiff-p/s0"].key != jobs["train/cheetah-vel/mtdiff-p/s0"].key
+    batch = {j.name: j for j in _jobs("local", *over, "experiment.mujoco_batch_per_task=32")}
+    assert batch["train/cheetah-vel/mtdiff-p/s0"].cfg.data.batch_per_task == 32
+    assert batch["train/cheetah-vel/mtdiff-p/s0"].key != jobs["train/cheetah-vel/mtdiff-p/s0"].key
+    assert (batch["train/metaworld/mtdiff-p/near-optimal/s0"].key
+            == jobs["train/metaworld/mtdiff-p/near-optimal/s0"].key)
 
 
 def test_paper_maze2d_trains_2e5_steps_at_batch_512_other_presets_as_before():

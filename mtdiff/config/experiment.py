@@ -57,10 +57,13 @@ class ExperimentConfig(_Validated):
     # of its trainer's workers, needs more than any node has: a node was lost) before it is
     # failed with one line naming what it needs; a rerun resumes once the node is back.
     resource_wait_s: float = 600.0
-    # Windows per task in a Cheetah-vel / Ant-dir training batch (None: data.batch_per_task).
-    # Those suites have few training tasks where a preset has few (2 at `local`: batch 16 at
-    # M = 8), so a preset can give them more samples per step without raising Meta-World's.
+    # Cheetah-vel / Ant-dir trainings: windows per task in a batch and gradient steps (None:
+    # data.batch_per_task, train.steps). Those suites have few training tasks where a preset
+    # has few (2 at `local`: batch 16 at M = 8), so a preset can give them more samples
+    # without raising Meta-World's. Which way pays is measured (docs/results.md, "`local`,
+    # re-budgeted"): at 4x `local`'s samples, 4x the steps beat 4x the batch.
     mujoco_batch_per_task: int | None = None
+    mujoco_steps: int | None = None
     # Maze2D's trainings (MTDiff-P and Prompt-DT): windows per map and gradient steps (None:
     # data.batch_per_task, train.steps). Paper App. D: "After training with 512 batch size
     # for 2e5 gradient steps" -- 64 per map over the 8 training maps. `local` and `smoke`
@@ -110,7 +113,8 @@ class ExperimentConfig(_Validated):
                f"{', '.join(orphans)} distil(s) a teacher the grid does not train; add the "
                "teacher to experiment.methods")
         _check(len(self.seeds) > 0, "ExperimentConfig.seeds", "needs at least one seed")
-        for name in ("mujoco_batch_per_task", "maze2d_batch_per_task", "maze2d_steps"):
+        for name in ("mujoco_batch_per_task", "mujoco_steps", "maze2d_batch_per_task",
+                     "maze2d_steps"):
             if getattr(self, name) is not None:
                 _positive(self, name)
         for name in ("gpu_share_evaluate", "gpu_share_synthesize", "gpu_share_offline",

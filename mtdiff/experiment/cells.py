@@ -63,13 +63,14 @@ class ClusterInfo:
 def method_config(cfg: Config, method: Method, view: str, seed: int,
                   suite: str | None = None) -> Config:
     """`cfg` for one training cell: the method's kind and overrides, view, seed; on
-    Cheetah-vel / Ant-dir the batch `experiment.mujoco_batch_per_task`, on Maze2D the
-    batch and steps `experiment.maze2d_batch_per_task` / `maze2d_steps`."""
+    Cheetah-vel / Ant-dir the batch and steps `experiment.mujoco_batch_per_task` /
+    `mujoco_steps`, on Maze2D `experiment.maze2d_batch_per_task` / `maze2d_steps`."""
     cfg = apply_overrides(cfg, [f"model.kind={method.kind}", *method.overrides])
     exp = cfg.experiment
     batch, steps = cfg.data.batch_per_task, cfg.train.steps
-    if suite in MUJOCO_SUITES and exp.mujoco_batch_per_task is not None:
-        batch = exp.mujoco_batch_per_task
+    if suite in MUJOCO_SUITES:
+        batch = exp.mujoco_batch_per_task or batch
+        steps = exp.mujoco_steps or steps
     if suite == "maze2d":
         batch = exp.maze2d_batch_per_task or batch
         steps = exp.maze2d_steps or steps
