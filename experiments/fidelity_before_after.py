@@ -1,4 +1,5 @@
-"""Before/after table for issue 11's fixes, with bootstrap 95% CIs (same code, same budget).
+"""Before/after table for the fidelity fixes (docs/results.md), with bootstrap 95% CIs
+(same code, same budget).
 
 "before" = today's code with the old option values (`BEFORE`, the `--set` overrides a
 user would give); "after" = the defaults. Both arms run the project's own stages
@@ -46,7 +47,7 @@ from mtdiff.config import Config, DiffusionConfig, apply_overrides, get_preset, 
 from mtdiff.eval.bootstrap import Interval, Outcomes, difference_ci, success_ci
 from mtdiff.layout import evaluation_file
 
-# The option values before issue 11 (each fix's old behaviour, kept selectable).
+# The option values before the fidelity fixes (each fix's old behaviour, kept selectable).
 BEFORE = (
     "data.return_scale=task-max",  # 1: undiscounted reward-to-go, min-max per task ...
     "data.return_discount=1.0",
