@@ -153,8 +153,7 @@ def check_run(run: Path, log: Path, mb: int) -> tuple[list[str], dict[str, Any]]
     """Problems (empty: all fine) and what is on disk after a kill (module docstring)."""
     import torch
 
-    from mtdiff.artifacts import Checkpoint
-    from mtdiff.train.checkpoints import CheckpointError, load_checkpoint
+    from mtdiff.artifacts import Checkpoint, CheckpointError, load_checkpoint
 
     n = mb * 2**20 // 12
     ev = _events(log)

@@ -61,7 +61,8 @@ def kill_all(proc: subprocess.Popen) -> None:
 
 def _on_disk(out: Path) -> tuple[list[int], int, str]:
     """(readable steps, unreadable checkpoint files, Ray's checkpoint list state)."""
-    from mtdiff.train.checkpoints import RAY_SNAPSHOT, CheckpointError, load_checkpoint
+    from mtdiff.artifacts import CheckpointError, load_checkpoint
+    from mtdiff.layout import RAY_SNAPSHOT
 
     steps, bad = [], 0
     for f in sorted(out.glob("*/checkpoint_*/checkpoint.pt")):
@@ -81,7 +82,7 @@ def _on_disk(out: Path) -> tuple[list[int], int, str]:
 
 
 def _final_step(stdout: str) -> tuple[int, dict[str, Any]]:
-    from mtdiff.train.checkpoints import load_checkpoint
+    from mtdiff.artifacts import load_checkpoint
 
     line = [x for x in stdout.splitlines() if x.startswith("checkpoint: ")][-1]
     state = load_checkpoint(line.split("checkpoint: ", 1)[1])

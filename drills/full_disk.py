@@ -190,7 +190,8 @@ def collect_attempt(work: Path, ref: dict[str, Any], frac: float, i: int) -> lis
 
 
 def half_written_training(out: Path) -> tuple[list[str], list[int]]:
-    from mtdiff.train.checkpoints import RAY_SNAPSHOT, CheckpointError, load_checkpoint
+    from mtdiff.artifacts import CheckpointError, load_checkpoint
+    from mtdiff.layout import RAY_SNAPSHOT
 
     problems, steps = [], []
     for f in sorted(out.rglob("checkpoint.pt")):
@@ -210,7 +211,7 @@ def half_written_training(out: Path) -> tuple[list[str], list[int]]:
 
 
 def train_attempt(work: Path, ref: dict[str, Any], frac: float, i: int) -> list[str]:
-    from mtdiff.train.checkpoints import load_checkpoint
+    from mtdiff.artifacts import load_checkpoint
 
     d = work / f"train-{i}"
     shutil.rmtree(d, ignore_errors=True)
@@ -256,7 +257,7 @@ def train_attempt(work: Path, ref: dict[str, Any], frac: float, i: int) -> list[
 
 
 def reference(work: Path, reuse: bool, parts: set[str]) -> dict[str, Any] | None:
-    from mtdiff.train.checkpoints import load_checkpoint
+    from mtdiff.artifacts import load_checkpoint
 
     d = work / "ref"
     f = d / "reference.json"

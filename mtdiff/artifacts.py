@@ -24,8 +24,16 @@ tensors to their device when they load them into a module (`load_state_dict` cop
 everything is read on the CPU. The state is shared by everyone in the process who asks for
 the same file: read it, never change it.
 
-`mtdiff.train.checkpoints` holds the file format (written by training, read here); nothing
-else in the package looks checkpoints up or loads them.
+The checkpoint file is read here and written by training (`mtdiff.train.checkpoints`, which
+also lists its fields and repairs what a kill left in a run folder); its name is the
+layout's. `Checkpoint.find` (with `latest` / `at` / `read`) is the package's one entry point
+for looking checkpoints up and loading them, raising `CheckpointError`. The helpers under it,
+`load_checkpoint` (one file, without pickle, checked) and the lookup order, exist for the
+format's own tests and drills; nothing else in the package calls them.
+
+This module imports only what `mtdiff.config` and `mtdiff.layout` bring (those two, and
+`mtdiff.methods`: the method registry config's sections are filled from), so any module may
+import it (`tests/test_imports.py`).
 """
 
 from __future__ import annotations
@@ -39,11 +47,51 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mtdiff.config import Config, from_dict
-from mtdiff.layout import MANIFEST, evaluation_file
+from mtdiff.layout import CHECKPOINT_FILE, MANIFEST, evaluation_file
 from mtdiff.methods import Method, method_of_meta
-from mtdiff.train import checkpoints as _files
 
-CheckpointError = _files.CheckpointError
+_REQUIRED = ("model", "ema", "step", "meta")  # a checkpoint state's keys (all of them)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing or unreadable; the message says where and what to do."""
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint (a folder holding ``checkpoint.pt``, or the file) without pickle,
+    unkept. The package reads through `Checkpoint`; this is for the format's tests."""
+    import torch
+
+    p = Path(path)
+    f = p / CHECKPOINT_FILE if p.is_dir() else p
+    if not f.exists():
+        raise CheckpointError(f"no checkpoint at {path} (expected {f}); train one with "
+                              "`python pipelines/train.py ... --out DIR` and pass DIR or the "
+                              "checkpoint folder it prints")
+    try:
+        state = torch.load(f, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        raise CheckpointError(f"{f} cannot be read as a checkpoint ({type(e).__name__}: {e}); "
+                              "it is damaged or not an mtdiff checkpoint") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{f} is not an mtdiff checkpoint (no state dict)")
+    missing = [k for k in _REQUIRED if k not in state]
+    if missing:
+        raise CheckpointError(f"{f} lacks {missing}: not an mtdiff checkpoint")
+    state["meta"] = json.loads(state["meta"])
+    return state
+
+
+def _candidates(p: Path) -> list[Path]:
+    """The checkpoint folders at or under `p` (a checkpoint folder, its file, or a run
+    folder), readable or not: `Checkpoint.latest` picks among them."""
+    if (p / CHECKPOINT_FILE).exists():
+        return [p]
+    if p.is_file() and p.name == CHECKPOINT_FILE:
+        return [p.parent]
+    return [f.parent for f in sorted(p.glob(f"**/checkpoint_*/{CHECKPOINT_FILE}"))] \
+        if p.is_dir() else []
+
 
 # Checkpoint states read in this process, by (file, inode, size, mtime): the last two a
 # lookup read (what `find` then hands on). Few, since evaluation workers live long and each
@@ -53,14 +101,14 @@ _KEEP = 2
 
 
 def _read(folder: Path) -> dict[str, Any]:
-    f = folder / _files.CHECKPOINT_FILE
+    f = folder / CHECKPOINT_FILE
     try:
         st = os.stat(f)
     except OSError:
-        return _files.load_checkpoint(folder)  # raises the one-line "no checkpoint at ..."
+        return load_checkpoint(folder)  # raises the one-line "no checkpoint at ..."
     key = (str(f), st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _READ:
-        _READ[key] = _files.load_checkpoint(folder)
+        _READ[key] = load_checkpoint(folder)
         while len(_READ) > _KEEP:
             _READ.popitem(last=False)
     _READ.move_to_end(key)
@@ -69,8 +117,8 @@ def _read(folder: Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One trained model on disk: a folder holding ``checkpoint.pt`` (see
-    `mtdiff.train.checkpoints` for its fields)."""
+    """One trained model on disk: a folder holding ``checkpoint.pt`` (its fields:
+    `mtdiff.train.checkpoints`, which writes it)."""
 
     path: Path  # the checkpoint folder
 
@@ -91,7 +139,7 @@ class Checkpoint:
         """Like `find`, but None when there is no readable checkpoint (damaged ones are
         skipped with a note unless `quiet`)."""
         best: tuple[Checkpoint, int] | None = None
-        for folder in _files.candidates(Path(where).resolve()):
+        for folder in _candidates(Path(where).resolve()):
             try:
                 step = int(_read(folder)["step"])
             except CheckpointError as e:
@@ -107,7 +155,7 @@ class Checkpoint:
         """Exactly the checkpoint in `folder` (or that file), read now: raises
         `CheckpointError` when it is missing or damaged."""
         p = Path(folder).resolve()
-        ckpt = cls(p.parent if p.name == _files.CHECKPOINT_FILE else p)
+        ckpt = cls(p.parent if p.name == CHECKPOINT_FILE else p)
         _read(ckpt.path)
         return ckpt
 
@@ -115,11 +163,11 @@ class Checkpoint:
     def read(folder: str | Path) -> dict[str, Any]:
         """The state in exactly `folder`, read now and not kept (a training's resume state,
         which the learner copies and drops); raises `CheckpointError` like `at`."""
-        return _files.load_checkpoint(folder)
+        return load_checkpoint(folder)
 
     @property
     def file(self) -> Path:
-        return self.path / _files.CHECKPOINT_FILE
+        return self.path / CHECKPOINT_FILE
 
     @property
     def state(self) -> dict[str, Any]:

@@ -68,6 +68,11 @@ def quality_file(folder: str | Path) -> Path:
 # A dataset folder's manifest (tasks, statistics, provenance: `mtdiff.data.writer`).
 MANIFEST = "manifest.json"
 
+# A checkpoint folder's one file (`mtdiff.train.checkpoints` writes it, `mtdiff.artifacts`
+# reads it), and Ray Train V2's list of a run folder's checkpoints.
+CHECKPOINT_FILE = "checkpoint.pt"
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
+
 
 def synthetic_dir(folder: str | Path) -> Path:
     """A synthesis's generated transitions, as a dataset, in its folder."""

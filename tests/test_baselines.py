@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from mtdiff import keys
+from mtdiff.artifacts import load_checkpoint
 from mtdiff.config import apply_overrides, get_preset
 from mtdiff.data.random_data import random_episode
 from mtdiff.data.reader import load_dataset
 from mtdiff.data.windows import WindowSampler
 from mtdiff.data.writer import TaskWriter, finalize_dataset
 from mtdiff.methods import get_method
-from mtdiff.train.checkpoints import load_checkpoint, write_checkpoint
+from mtdiff.train.checkpoints import write_checkpoint
 from mtdiff.train.core import build_setup, to_torch
 from mtdiff.train.learner import build_learner
 

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mtdiff.artifacts import CheckpointError, load_checkpoint
+from mtdiff.layout import RAY_SNAPSHOT
 from mtdiff.train.checkpoints import (
-    RAY_SNAPSHOT,
-    CheckpointError,
-    load_checkpoint,
     remove_partial_checkpoints,
     repair_run_state,
     write_checkpoint,

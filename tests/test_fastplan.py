@@ -223,7 +223,7 @@ def test_distill_stage_student_checkpoint_plans_in_two_calls(maze_checkpoint, tm
     says it is a student, plans through `load_planner(...).plan` in 2 unguided network
     calls, and a rerun skips."""
     from mtdiff.eval.planner import load_planner
-    from mtdiff.train.checkpoints import CHECKPOINT_FILE
+    from mtdiff.layout import CHECKPOINT_FILE
     from mtdiff.train.distill import RESULT_FILE
 
     ckpt, cfg = maze_checkpoint

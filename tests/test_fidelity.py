@@ -306,7 +306,7 @@ def test_layout_prompt_trains_and_evaluates_through_the_pipelines(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert train.returncode == 0, train.stderr[-3000:]
     ckpt = train.stdout.strip().splitlines()[-1].split("checkpoint: ")[-1]
-    from mtdiff.train.checkpoints import load_checkpoint
+    from mtdiff.artifacts import load_checkpoint
 
     meta = load_checkpoint(ckpt)["meta"]
     assert meta["prompt"] == {"kind": "layout", "shape": [8, 8]}

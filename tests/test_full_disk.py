@@ -17,10 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from mtdiff.artifacts import load_checkpoint
 from mtdiff.cli import disk_full_error, disk_full_message
 from mtdiff.commands import guarded
 from mtdiff.data.io import atomic_write_parquet
-from mtdiff.train.checkpoints import RAY_SNAPSHOT, load_checkpoint, write_checkpoint
+from mtdiff.layout import RAY_SNAPSHOT
+from mtdiff.train.checkpoints import write_checkpoint
 from tests.conftest import fresh_ray
 from tests.faults import REPO, _latest, _state, _train
 

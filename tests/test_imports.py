@@ -78,11 +78,32 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def closure(graph: dict[str, set[str]], roots: list[str]) -> set[str]:
+    """`roots` and every module of the package they import, directly or not."""
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        mod = todo.pop()
+        if mod not in seen:
+            seen.add(mod)
+            todo.extend(graph[mod])
+    return seen
+
+
 def test_the_package_has_no_import_loop():
     graph = import_graph()
     assert len(graph) > 100 and sum(map(len, graph.values())) > 300  # the walk saw the package
     assert cycles(graph) == []
 
+
+def test_the_artifacts_import_only_config_and_layout():
+    """Every stage returns a `mtdiff.artifacts` type, so anything may import it: it imports
+    only what `mtdiff.config` and `mtdiff.layout` already bring (`mtdiff.methods`, the method
+    registry config's sections are filled from, is one of them); no stage, no training."""
+    graph = import_graph()
+    allowed = closure(graph, ["mtdiff.config", "mtdiff.layout"])
+    assert "mtdiff.artifacts" not in allowed and "mtdiff.methods" in allowed
+    assert sorted(graph["mtdiff.artifacts"] - allowed) == []
 
 def test_a_loop_is_found_wherever_its_import_sits(tmp_path):
     pkg = tmp_path / "mtdiff"

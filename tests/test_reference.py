@@ -69,9 +69,9 @@ def test_random_policy_stays_in_the_action_box_and_is_seeded():
 
 @pytest.mark.slow
 def test_reference_jobs_are_the_planners_jobs_with_the_same_reset_seeds(maze_checkpoint):
+    from mtdiff.artifacts import load_checkpoint
     from mtdiff.eval.stage import plan_jobs
     from mtdiff.eval.suites import run_job
-    from mtdiff.train.checkpoints import load_checkpoint
 
     ckpt, cfg = maze_checkpoint
     meta = load_checkpoint(ckpt)["meta"]

@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from mtdiff.artifacts import CheckpointError, load_checkpoint
 from mtdiff.config import apply_overrides, get_preset
-from mtdiff.train.checkpoints import load_checkpoint
 from mtdiff.train.core import (
     EMA,
-    CheckpointError,
     build_setup,
     diffusion_step_loss,
     load_model,

@@ -46,9 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         check_tracking(cfg.tracking)
 
     # (after argparse: pulls in torch; --help and bad arguments stay fast)
-    from mtdiff.artifacts import Dataset, Inputs
+    from mtdiff.artifacts import CheckpointError, Dataset, Inputs
     from mtdiff.data.schema import DatasetError
-    from mtdiff.train.checkpoints import CheckpointError
     from mtdiff.train.stage import run
 
     try:

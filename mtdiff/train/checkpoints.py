@@ -1,5 +1,6 @@
-"""The checkpoint file: writing it, reading it without pickle, and repairing what a kill left
-(finding the newest readable one is `mtdiff.artifacts.Checkpoint`).
+"""The checkpoint file: writing it, and repairing what a kill left in a run folder (reading
+it and finding the newest readable one is `mtdiff.artifacts.Checkpoint`; the file names are
+`mtdiff.layout`'s).
 
 A checkpoint is a folder holding one file, ``checkpoint.pt``, with only tensors, numbers
 and strings, so it loads with ``torch.load(weights_only=True)`` (nothing is unpickled):
@@ -29,14 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mtdiff.data.io import atomic_write
-
-CHECKPOINT_FILE = "checkpoint.pt"
-RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train V2's list of a run's checkpoints
-_REQUIRED = ("model", "ema", "step", "meta")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing or unreadable; the message says where and what to do."""
+from mtdiff.layout import CHECKPOINT_FILE, RAY_SNAPSHOT
 
 
 def write_checkpoint(path: str | Path, *, model: dict[str, Any], ema: dict[str, Any],
@@ -60,41 +54,6 @@ def write_checkpoint(path: str | Path, *, model: dict[str, Any], ema: dict[str, 
         stale.unlink(missing_ok=True)
     atomic_write(out, _save)
     return out
-
-
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint (a folder holding ``checkpoint.pt``, or the file) without pickle."""
-    import torch
-
-    p = Path(path)
-    f = p / CHECKPOINT_FILE if p.is_dir() else p
-    if not f.exists():
-        raise CheckpointError(f"no checkpoint at {path} (expected {f}); train one with "
-                              "`python pipelines/train.py ... --out DIR` and pass DIR or the "
-                              "checkpoint folder it prints")
-    try:
-        state = torch.load(f, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise CheckpointError(f"{f} cannot be read as a checkpoint ({type(e).__name__}: {e}); "
-                              "it is damaged or not an mtdiff checkpoint") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{f} is not an mtdiff checkpoint (no state dict)")
-    missing = [k for k in _REQUIRED if k not in state]
-    if missing:
-        raise CheckpointError(f"{f} lacks {missing}: not an mtdiff checkpoint")
-    state["meta"] = json.loads(state["meta"])
-    return state
-
-
-def candidates(p: Path) -> list[Path]:
-    """The checkpoint folders at or under `p` (a checkpoint folder, its file, or a run
-    folder), readable or not: `mtdiff.artifacts.Checkpoint` picks among them."""
-    if (p / CHECKPOINT_FILE).exists():
-        return [p]
-    if p.is_file() and p.name == CHECKPOINT_FILE:
-        return [p.parent]
-    return [f.parent for f in sorted(p.glob(f"**/checkpoint_*/{CHECKPOINT_FILE}"))] \
-        if p.is_dir() else []
 
 
 def repair_run_state(run_dir: str | Path) -> str | None:

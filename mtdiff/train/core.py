@@ -1,8 +1,9 @@
 """The training step, the training set-up and loading a trained model: plain PyTorch, used by
 Ray Train (`mtdiff.train.ray_train`), by benchmarks and by planning / synthesis.
 
-Checkpoints (file, lookup, loading) live in `mtdiff.train.checkpoints`; the optimisation
-step of each method behind `mtdiff.train.learner.Learner`.
+Checkpoints are written by `mtdiff.train.checkpoints` and looked up and read by
+`mtdiff.artifacts.Checkpoint`; the optimisation step of each method is behind
+`mtdiff.train.learner.Learner`.
 """
 
 from __future__ import annotations
@@ -26,16 +27,11 @@ from mtdiff.data.writer import PROMPTS
 from mtdiff.diffusion import DiffusionSchedule
 from mtdiff.methods import DIFFUSION_KINDS, method_of_kind
 from mtdiff.models import build_model, sample_return_drop
-from mtdiff.train.checkpoints import (
-    CHECKPOINT_FILE,
-    CheckpointError,
-    write_checkpoint,
-)
+from mtdiff.train.checkpoints import write_checkpoint
 from mtdiff.train.ema import EMA, unwrap
 
-__all__ = ["CHECKPOINT_FILE", "EMA", "CheckpointError", "LoadedModel", "TrainSetup",
-           "build_setup", "diffusion_step_loss", "load_model",
-           "save_checkpoint", "to_torch"]
+__all__ = ["EMA", "LoadedModel", "TrainSetup", "build_setup", "diffusion_step_loss",
+           "load_model", "save_checkpoint", "to_torch"]
 
 
 @dataclass
