@@ -295,8 +295,7 @@ def local_ray():
 # Ray: measured 27-29 s a case (43 s for the first, which starts Ray) beside a two-actor
 # evaluation on 2 cores, so every method runs in the default suite (CI's smoke).
 @pytest.mark.integration
-@pytest.mark.parametrize("method", ["mtiql", "promptdt", "mtbc", "mtcql", "mtdt",
-                                    "mtdiff-p-unet", "mttd3bc"])
+@pytest.mark.parametrize("method", [*BASELINES[1:], "mtbc", "mtdiff-p-unet"])
 def test_trains_and_evaluates_through_the_entry_points(method, metaworld_data, local_ray,
                                                        tmp_path, capsys):
     train, evaluate = _script("train"), _script("evaluate")
