@@ -65,7 +65,8 @@ class Method:
     # Python): on a GPU cluster it takes `experiment.gpu_share_baseline` of one.
     host_bound: bool = False
     # Its network's cost for `--plan` (`mtdiff.experiment.flops.Net`), "module:attribute"
-    # of factory(cfg, suite, obs_dim, act_dim, n_tasks); None: the built-in methods'.
+    # of factory(cfg, suite, obs_dim, act_dim, n_tasks); None: MTDiff's own models, which
+    # `flops.network` prices itself.
     network: str | None = None
     # Its own config section, "module:attribute" of a `MethodConfig` dataclass; None: none
     # (the sections every method shares are all it reads).

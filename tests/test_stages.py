@@ -27,6 +27,7 @@ from mtdiff.artifacts import (
 from mtdiff.config import smoke
 from mtdiff.experiment.execute import STAGES, job_inputs, run_once
 from mtdiff.experiment.jobs import Job, Kind, done_at, read_record
+from mtdiff.methods import get_method
 from mtdiff.sweeps.records import read_records, write_record
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mtdiff"
@@ -191,3 +192,12 @@ def test_each_baseline_registers_itself_from_its_own_file():
     assert own == MTDIFF_METHODS
     assert added == {name: [name, [name]] for name in BASELINE_FILES}
     assert listed == MTDIFF_METHODS + BASELINE_FILES
+
+
+def test_each_method_file_prices_its_own_network():
+    """`--plan`'s cost of a method comes from its own file; the shared cost module knows
+    only MTDiff's models."""
+    for name in BASELINE_FILES:
+        assert get_method(name).network == f"mtdiff.baselines.{name}:network"
+    flops = (PACKAGE / "experiment" / "flops.py").read_text()
+    assert not [n for n in BASELINE_FILES if f'"{n}"' in flops]

@@ -36,6 +36,7 @@ from mtdiff.artifacts import Checkpoint
 from mtdiff.config.base import MethodConfig, _check, _positive
 from mtdiff.data.normalize import Normalizer
 from mtdiff.eval.policy import PolicyBase
+from mtdiff.experiment.flops import mlp_flops
 from mtdiff.train.compiled import clip_grad_norm
 from mtdiff.train.ema import unwrap
 
@@ -66,6 +67,13 @@ class MLPConfig(MethodConfig):
 
     def _validate(self) -> None:
         _positive(self, "hidden", "task_embed_dim")
+
+    def flops(self, obs_dim: int, act_dim: int, n_tasks: int) -> tuple[float, float]:
+        """Forward FLOPs per sample of the actor (with the task embedding) and of the
+        per-task critic heads of one Q network (`--plan`'s cost of these methods)."""
+        h, z, n = self.hidden, self.task_embed_dim, max(1, n_tasks)
+        actor = mlp_flops([obs_dim + z, h, h, h, act_dim]) + mlp_flops([n, h, h, z])
+        return actor, mlp_flops([obs_dim + act_dim + z, h, h, h, n])
 
 
 @dataclass

@@ -33,6 +33,7 @@ from torch import nn
 from mtdiff import keys
 from mtdiff.baselines.common import BaselineLearner
 from mtdiff.config.base import MethodConfig, _check, _positive
+from mtdiff.experiment.flops import Net, gpt2_flops, mlp_flops
 from mtdiff.models.gpt2 import GPT2, GPTConfig
 from mtdiff.train.compiled import adam, compile_fn, step_mode
 
@@ -194,3 +195,13 @@ class DTLearner(BaselineLearner):
         """One teacher-forced step on a "sequence" batch."""
         loss = self.loss(batch)
         return {"loss": loss.detach(), "grad_norm": self.step(loss)}
+
+
+def dt_network(cfg: Config, context: int, obs_dim: int, *, prompt: bool) -> Net:
+    """A DT's forward FLOPs per sample: GPT-2 over 3 tokens per step of the `context` (and
+    2 per prompt step for Prompt-DT), the model section's width and depth, plus the state
+    embedding of every token."""
+    d, J = cfg.model.d_model, cfg.data.prompt_len
+    T = 3 * context + (2 * J if prompt else 0)
+    f = gpt2_flops(d, cfg.model.n_layer, T) + T * mlp_flops([obs_dim, d])
+    return Net("dt", 3 * f, f, False, f"d{d}-l{cfg.model.n_layer}")

@@ -27,6 +27,7 @@ from mtdiff.baselines.common import (
 )
 from mtdiff.baselines.nets import DeterministicActor
 from mtdiff.config.base import _positive
+from mtdiff.experiment.flops import Net
 from mtdiff.methods import Method, register
 
 if TYPE_CHECKING:
@@ -86,8 +87,15 @@ def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cp
     return actor_policy(path, build_actor, device)
 
 
+def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -> Net:
+    """Per sample: the actor forward and backward (`--plan`'s cost)."""
+    actor, _ = cfg.methods["mtbc"].flops(obs_dim, act_dim, n_tasks)
+    return Net("mlp", 3 * actor, actor, False)
+
+
 # One of Table 1's baselines (paper §5.1, App. B): told the task by its id, so on
 # Meta-World only.
 register(Method("mtbc", "mtbc", "MTBC", fields="qlearning",
                 learner=f"{__name__}:MTBCLearner", policy=f"{__name__}:policy_from_checkpoint",
-                config=f"{__name__}:MTBCConfig", suites=("metaworld",), host_bound=True))
+                config=f"{__name__}:MTBCConfig", network=f"{__name__}:network",
+                suites=("metaworld",), host_bound=True))

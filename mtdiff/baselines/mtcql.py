@@ -47,6 +47,7 @@ from mtdiff.baselines.common import (
 )
 from mtdiff.baselines.nets import MultiHeadQ, TanhGaussianActor, sample_tanh_normal, soft_update
 from mtdiff.config.base import _check, _positive
+from mtdiff.experiment.flops import Net
 from mtdiff.methods import Method, register
 
 if TYPE_CHECKING:
@@ -190,8 +191,18 @@ def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cp
     return actor_policy(path, build_actor, device)
 
 
+def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -> Net:
+    """Per sample: twin Q on the data and on 3 x n sampled actions, the actor on s and s'
+    for each sampled action, forward and backward (`--plan`'s cost)."""
+    hp = cfg.methods["mtcql"]
+    actor, q = hp.flops(obs_dim, act_dim, n_tasks)
+    n = hp.n_actions
+    return Net("mlp", 3 * (2 * q * (1 + 3 * n) + actor * (2 + 2 * n)), actor, False)
+
+
 # One of Table 1's baselines (paper §5.1, App. B): told the task by its id, so on
 # Meta-World only.
 register(Method("mtcql", "mtcql", "MTCQL", fields="qlearning",
                 learner=f"{__name__}:MTCQLLearner", policy=f"{__name__}:policy_from_checkpoint",
-                config=f"{__name__}:MTCQLConfig", suites=("metaworld",), host_bound=True))
+                config=f"{__name__}:MTCQLConfig", network=f"{__name__}:network",
+                suites=("metaworld",), host_bound=True))

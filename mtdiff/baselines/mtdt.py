@@ -14,14 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mtdiff.baselines.dt import DTConfig, DTLearner
+from mtdiff.baselines.dt import DTConfig, DTLearner, dt_network
 from mtdiff.baselines.dt_policy import SequencePolicy, sequence_policy
 from mtdiff.config.base import _positive
+from mtdiff.experiment.flops import Net
 from mtdiff.methods import Method, register
+
+if TYPE_CHECKING:
+    from mtdiff.config import Config
 
 
 @dataclass
@@ -49,8 +53,14 @@ def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cp
                            target_return=target_return)
 
 
+def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -> Net:
+    """MT-DT's transformer (`--plan`'s cost; `dt_network`)."""
+    return dt_network(cfg, cfg.methods["mtdt"].context, obs_dim, prompt=False)
+
+
 # One of Table 1's baselines (paper §5.1, App. B): told the task by its id, so on
 # Meta-World only.
 register(Method("mtdt", "mtdt", "MTDT", fields="sequence",
                 learner=f"{__name__}:MTDTLearner", policy=f"{__name__}:policy_from_checkpoint",
-                config=f"{__name__}:MTDTConfig", suites=("metaworld",)))
+                config=f"{__name__}:MTDTConfig", network=f"{__name__}:network",
+                suites=("metaworld",)))

@@ -43,6 +43,7 @@ from mtdiff.baselines.nets import (
     soft_update,
 )
 from mtdiff.config.base import _check, _positive
+from mtdiff.experiment.flops import Net
 from mtdiff.methods import Method, register
 
 if TYPE_CHECKING:
@@ -142,8 +143,16 @@ def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cp
     return actor_policy(path, build_actor, device)
 
 
+def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -> Net:
+    """Per sample: actor, twin Q and V forward and backward, and the target Q forward
+    (`--plan`'s cost)."""
+    actor, q = cfg.methods["mtiql"].flops(obs_dim, act_dim, n_tasks)
+    return Net("mlp", 3 * (actor + 3 * q) + 2 * q, actor, False)
+
+
 # One of Table 1's baselines (paper §5.1, App. B): told the task by its id, so on
 # Meta-World only.
 register(Method("mtiql", "mtiql", "MTIQL", fields="qlearning",
                 learner=f"{__name__}:MTIQLLearner", policy=f"{__name__}:policy_from_checkpoint",
-                config=f"{__name__}:MTIQLConfig", suites=("metaworld",), host_bound=True))
+                config=f"{__name__}:MTIQLConfig", network=f"{__name__}:network",
+                suites=("metaworld",), host_bound=True))

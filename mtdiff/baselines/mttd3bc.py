@@ -39,7 +39,7 @@ from mtdiff.baselines.common import (
 from mtdiff.baselines.nets import DeterministicActor, MultiHeadQ, soft_update
 from mtdiff.config import Config
 from mtdiff.config.base import _check, _positive
-from mtdiff.experiment.flops import Net, mlp_flops
+from mtdiff.experiment.flops import Net
 from mtdiff.methods import Method, register
 
 
@@ -147,9 +147,7 @@ def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -
     """Per sample: critics forward and backward, target actor and critics, and the actor
     with its critic call every `policy_delay` steps (`--plan`'s cost)."""
     hp: MTTD3BCConfig = cfg.methods["mttd3bc"]
-    h, z, n_tasks = hp.hidden, hp.task_embed_dim, max(1, n_tasks)
-    actor = mlp_flops([obs_dim + z, h, h, h, act_dim]) + mlp_flops([n_tasks, h, h, z])
-    q = mlp_flops([obs_dim + act_dim + z, h, h, h, n_tasks])
+    actor, q = hp.flops(obs_dim, act_dim, n_tasks)
     train = 3 * 2 * q + actor + 2 * q + 3 * (actor + q) / hp.policy_delay
     return Net("mlp", train, actor, False)
 

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mtdiff.baselines.dt import DTConfig, DTLearner
+from mtdiff.baselines.dt import DTConfig, DTLearner, dt_network
 from mtdiff.baselines.dt_policy import SequencePolicy, sequence_policy
+from mtdiff.experiment.flops import Net
 from mtdiff.methods import Method, register
+
+if TYPE_CHECKING:
+    from mtdiff.config import Config
 
 
 @dataclass
@@ -44,10 +48,15 @@ def policy_from_checkpoint(path: str | Path, *, device: str | torch.device = "cp
                            target_return=target_return)
 
 
+def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -> Net:
+    """Prompt-DT's transformer (`--plan`'s cost; `dt_network`)."""
+    return dt_network(cfg, cfg.methods["promptdt"].context, obs_dim, prompt=True)
+
+
 # One of Table 1's baselines (paper §5.1, App. B). Also on Maze2D (paper Figs. 4, 5:
 # training and unseen maps against MTDiff-P) and, with MTDiff-P, the method of Table 5
 # (Cheetah-vel, Ant-dir).
 register(Method("promptdt", "promptdt", "PromptDT", fields="sequence",
                 learner=f"{__name__}:PromptDTLearner", policy=f"{__name__}:policy_from_checkpoint",
-                config=f"{__name__}:PromptDTConfig",
+                config=f"{__name__}:PromptDTConfig", network=f"{__name__}:network",
                 suites=("metaworld", "maze2d", "cheetah-vel", "ant-dir")))

@@ -65,41 +65,22 @@ class Net:
 
 def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -> Net:
     """The network `cfg.model.kind` trains on `suite`'s data (`obs_dim`, `act_dim`,
-    `n_tasks` training tasks), sizes from the config."""
-    m, dt, hp = cfg.model, cfg.data, cfg.methods.get(cfg.model.kind)
+    `n_tasks` training tasks), sizes from the config. MTDiff's own models are priced here;
+    every other method says its cost in its own file (`Method.network`)."""
+    m, dt = cfg.model, cfg.data
     method = method_of_kind(m.kind, m.backbone)
-    if method.network is not None:  # a method that registers itself says its own cost
+    if method.network is not None:
         return method.load("network")(cfg, suite, obs_dim, act_dim, n_tasks)
     od, ad, d = obs_dim, act_dim, m.d_model
     L, H, J = dt.history_for(suite), dt.horizon, dt.prompt_len
-    size = f"d{d}-l{m.n_layer}"
-    if m.kind in ("mtdiff-p", "mtdiff-s", "mtdiff-p-onehot"):
-        if m.backbone == "unet":
-            f = _unet_flops(d, H, ad, J) + mlp_flops([L * od, 2 * d // 4, d // 4])
-            return Net("unet", 3 * f, f, True, f"d{d}")
-        if m.kind == "mtdiff-s":
-            cond, x_dim = J + 1, od + ad + 1
-        else:
-            cond, x_dim = (1 if m.kind == "mtdiff-p-onehot" else J) + 2 + L, ad
-        T = cond + H
-        f = gpt2_flops(d, m.n_layer, T) + T * mlp_flops([od + ad, 2 * d, d]) \
-            + H * mlp_flops([d, 2 * d, x_dim])
-        return Net("gpt2", 3 * f, f, True, size)
-    if m.kind in ("mtdt", "promptdt"):
-        K = hp.context
-        T = 3 * K + (2 * J if m.kind == "promptdt" else 0)
-        f = gpt2_flops(d, m.n_layer, T) + T * mlp_flops([od, d])
-        return Net("dt", 3 * f, f, False, size)
-    # MLP baselines: 3-layer Mish MLPs, the task embedding beside them
-    n_tasks = max(1, n_tasks)
-    h, z = hp.hidden, hp.task_embed_dim
-    actor = mlp_flops([od + z, h, h, h, ad]) + mlp_flops([n_tasks, h, h, z])
-    q = mlp_flops([od + ad + z, h, h, h, n_tasks])
-    if m.kind == "mtbc":
-        train = 3 * actor
-    elif m.kind == "mtiql":  # actor, twin Q, V (+ target Q forward)
-        train = 3 * (actor + 3 * q) + 2 * q
-    else:  # mtcql: twin Q on the data and on 3 x n sampled actions, actor on s and s'
-        n = hp.n_actions
-        train = 3 * (2 * q * (1 + 3 * n) + actor * (2 + 2 * n))
-    return Net("mlp", train, actor, False)
+    if m.backbone == "unet":
+        f = _unet_flops(d, H, ad, J) + mlp_flops([L * od, 2 * d // 4, d // 4])
+        return Net("unet", 3 * f, f, True, f"d{d}")
+    if m.kind == "mtdiff-s":
+        cond, x_dim = J + 1, od + ad + 1
+    else:
+        cond, x_dim = (1 if m.kind == "mtdiff-p-onehot" else J) + 2 + L, ad
+    T = cond + H
+    f = gpt2_flops(d, m.n_layer, T) + T * mlp_flops([od + ad, 2 * d, d]) \
+        + H * mlp_flops([d, 2 * d, x_dim])
+    return Net("gpt2", 3 * f, f, True, f"d{d}-l{m.n_layer}")
