@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from mtdiff.experiment.driver import tracking_watch
 from mtdiff.tracking import retry_budget, retry_seconds
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drills"))
+
+from tracking_down import free_port, start_server, stop_server  # noqa: E402
 
 
 def test_retry_budget_sets_mlflows_retries_to_cover_the_seconds(monkeypatch):
@@ -83,3 +90,50 @@ def test_mlflow_telemetry_is_off_where_mtdiff_tracks():
                        timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["True", "True"]
+
+
+CHILD = """
+import os, sys, time
+import mlflow
+from mtdiff import tracking
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.start_run(log_system_metrics=True)
+print("started", flush=True)
+sys.stdin.readline()
+if sys.argv[2] == "abandon":
+    tracking.abandon_runs()
+print("error: the one line", file=sys.stderr, flush=True)
+print("printed", flush=True)
+time.sleep(4)  # the server is stopped now; the sampler asks for its run every 0.5 s
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("abandon", [True, False])
+def test_after_the_servers_loss_the_one_line_stays_the_last(tmp_path, abandon):
+    """A command stopping because its server is gone ends on its one line: MLflow's
+    system-metrics sampler, which asks the dead server for its run, prints nothing after it
+    (`tracking.abandon_runs`). Without it the sampler's warning follows the line."""
+    port = free_port()
+    server = start_server(tmp_path, port)
+    env = {**os.environ, "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.5",
+           "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING": "1",
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, f"http://127.0.0.1:{port}",
+                              "abandon" if abandon else "keep"], env=env, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == "started"
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "printed"
+    finally:
+        stop_server(server)
+    _, err = child.communicate(timeout=120)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert "error: the one line" in lines
+    if abandon:
+        assert lines[-1] == "error: the one line", err[-2000:]
+    else:  # what the drill saw: the sampler's warning after the line
+        assert "Failed to get mlflow run" in lines[-1], err[-2000:]

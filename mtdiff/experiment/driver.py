@@ -258,6 +258,7 @@ def run(cfg: Config, *, out: str | Path, track: bool = True, plan_only: bool = F
             import ray
 
             ray.shutdown()
+            tracking.abandon_runs()  # the one line below stays the last
             raise TrackingDownError(str(e)) from None
         finally:
             if track and not tracking_down:

@@ -38,10 +38,10 @@ from mtdiff.tracking.store import (
 )
 from mtdiff.tracking.ui import mark_model_training
 
-__all__ = ["CODE_VERSION_FILE", "LOCK_FILE", "OutputBusyError", "RunLogger", "active",
-           "claim_output", "close_stale_runs", "code_version", "common_tags", "end_parent",
-           "job_run", "log_artifact", "log_dataset", "log_metrics", "log_params", "log_table",
-           "mark_model_training", "nested_run", "parent_name", "retry_budget",
+__all__ = ["CODE_VERSION_FILE", "LOCK_FILE", "OutputBusyError", "RunLogger", "abandon_runs",
+           "active", "claim_output", "close_stale_runs", "code_version", "common_tags",
+           "end_parent", "job_run", "log_artifact", "log_dataset", "log_metrics", "log_params",
+           "log_table", "mark_model_training", "nested_run", "parent_name", "retry_budget",
            "retry_seconds", "run", "set_tags", "setup", "stage_run", "start_parent"]
 
 def _quiet_system_metrics() -> None:
@@ -199,6 +199,23 @@ def end_parent(ok: bool, *, interrupted: bool = False) -> None:
 
     if mlflow.active_run() is not None:
         mlflow.end_run("KILLED" if interrupted else "FINISHED" if ok else "FAILED")
+
+
+def abandon_runs() -> None:
+    """The tracking server is gone and the command is about to stop with one line: the runs
+    this process opened stay RUNNING on the server (the rerun closes them), and MLflow's
+    threads here (the system-metrics sampler asks the server for its run every few seconds)
+    must not print after that line. They are told to stop, without waiting for them (a call
+    to a dead server waits out its retries), and MLflow's logging is silenced."""
+    import logging
+    import sys
+
+    logging.getLogger("mlflow").setLevel(logging.CRITICAL + 1)
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    for monitor in getattr(fluent, "run_id_to_system_metrics_monitor", {}).values():
+        stop = getattr(monitor, "_shutdown_event", None)  # MLflow's own stop flag
+        if stop is not None:
+            stop.set()
 
 
 def parent_name(preset: str, cfg: Config) -> str:
