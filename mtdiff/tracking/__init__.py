@@ -210,7 +210,11 @@ def abandon_runs() -> None:
     import logging
     import sys
 
-    logging.getLogger("mlflow").setLevel(logging.CRITICAL + 1)
+    # Every MLflow logger, not only the top one: ours set "mlflow.system_metrics"'s own level,
+    # and a logger with its own level does not take its parent's.
+    for name in ["mlflow", *logging.root.manager.loggerDict]:
+        if name == "mlflow" or name.startswith("mlflow."):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     fluent = sys.modules.get("mlflow.tracking.fluent")
     for monitor in getattr(fluent, "run_id_to_system_metrics_monitor", {}).values():
         stop = getattr(monitor, "_shutdown_event", None)  # MLflow's own stop flag
