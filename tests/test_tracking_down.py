@@ -98,7 +98,8 @@ import mlflow
 from mtdiff import tracking
 mlflow.set_tracking_uri(sys.argv[1])
 tracking._quiet_system_metrics()  # as every run mtdiff opens
-mlflow.start_run(log_system_metrics=True)
+mlflow.start_run(log_system_metrics=True)  # MLflow's retries: a server just started
+os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="2")
 print("started", flush=True)
 sys.stdin.readline()  # the server is stopped now
 if sys.argv[2] == "abandon":
@@ -118,16 +119,16 @@ def test_after_the_servers_loss_the_one_line_stays_the_last(tmp_path, abandon):
     port = free_port()
     server = start_server(tmp_path, port)
     env = {**os.environ, "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "4",
-           "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING": "1",
-           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+           "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING": "1"}
     child = subprocess.Popen([sys.executable, "-c", CHILD, f"http://127.0.0.1:{port}",
                               "abandon" if abandon else "keep"], env=env, text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
     try:
-        assert child.stdout.readline().strip() == "started"
+        started = child.stdout.readline().strip()
     finally:
         stop_server(server)
+    assert started == "started", child.communicate(timeout=60)[1][-3000:]
     _, err = child.communicate("\n", timeout=120)
     lines = [x for x in err.splitlines() if x.strip()]
     assert "error: the one line" in lines
