@@ -118,8 +118,11 @@ def test_after_the_servers_loss_the_one_line_stays_the_last(tmp_path, abandon):
     sampler's interval is 4 s, so its first call comes after the server is stopped."""
     port = free_port()
     server = start_server(tmp_path, port)
-    env = {**os.environ, "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "4",
-           "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING": "1"}
+    # Not the MLflow settings earlier tests left in this process (an experiment id of
+    # another store): the child logs to this server alone.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="4",
+               MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING="1")
     child = subprocess.Popen([sys.executable, "-c", CHILD, f"http://127.0.0.1:{port}",
                               "abandon" if abandon else "keep"], env=env, text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,

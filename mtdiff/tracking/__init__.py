@@ -20,7 +20,9 @@ folder (`claim_output`: an exclusive lock on the folder proves nobody else is wr
 
 from __future__ import annotations
 
+import logging
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,7 +49,6 @@ __all__ = ["CODE_VERSION_FILE", "LOCK_FILE", "OutputBusyError", "RunLogger", "ab
 def _quiet_system_metrics() -> None:
     """Keep the system-metrics monitor's per-run INFO lines (and its note that no GPU
     library is installed) out of the stage logs."""
-    import logging
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
 
@@ -64,7 +65,6 @@ def common_tags(cfg: Config, stage: str, **extra: Any) -> dict[str, str]:
 
 
 def _ray_node_id() -> str:
-    import sys
 
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
@@ -207,8 +207,6 @@ def abandon_runs() -> None:
     threads here (the system-metrics sampler asks the server for its run every few seconds)
     must not print after that line. They are told to stop, without waiting for them (a call
     to a dead server waits out its retries), and MLflow's logging is silenced."""
-    import logging
-    import sys
 
     # Every MLflow logger, not only the top one: ours set "mlflow.system_metrics"'s own level,
     # and a logger with its own level does not take its parent's.
@@ -239,7 +237,6 @@ def active() -> Any | None:
     """The `mlflow` module when a run is active in this process, else None. A run can only
     be active if mlflow was imported already, so this never pays for importing it when
     tracking is off."""
-    import sys
 
     mlflow = sys.modules.get("mlflow")
     return mlflow if mlflow is not None and mlflow.active_run() is not None else None
