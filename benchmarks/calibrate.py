@@ -24,7 +24,8 @@ time):
     python benchmarks/calibrate.py [--out FILE] [--node NAME] [--only SECTION ...]
 
 A few minutes on 2 cores. Prints a table; writes FILE (default
-mtdiff/experiment/calibration/<node>.json), each rate with its source.
+mtdiff/experiment/calibration/<node>.json), each rate with its source. A GPU node's rates
+(its networks on the GPU) come from `benchmarks/calibrate_gpu.py`, run on that node.
 """
 
 from __future__ import annotations

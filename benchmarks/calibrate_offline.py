@@ -9,8 +9,7 @@ import numpy as np
 from calibrate_common import Calibrator, Clock, timed  # benchmarks/, beside this script
 
 from mtdiff.config import apply_overrides, get_preset
-from mtdiff.experiment.workload import sac_update_flops
-from mtdiff.experiment.workload_offline import td3bc_update_flops
+from mtdiff.experiment.flops import sac_update_flops, td3bc_update_flops
 
 
 def sac(c: Calibrator) -> None:

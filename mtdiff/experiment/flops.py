@@ -5,8 +5,8 @@ Counted: the matmuls (and convolutions) of a forward pass per sample; a training
 3x its forward (forward + backward). The GPT-2 blocks: 12 d^2 weights per token and layer
 and attention's 2 T^2 d; the token layouts of `mtdiff.models.mtdiff` and
 `mtdiff.baselines.dt`; the U-Net's convolutions (`mtdiff.models.unet`, dim = d_model / 4);
-the baselines' 3-layer MLPs. For the paper-sized MTDiff-P this gives 1.72 GFLOP per sample
-and training step, against 1.75 by torch's FlopCounterMode.
+the baselines' 3-layer MLPs; a SAC and a TD3-BC update. For the paper-sized MTDiff-P this
+gives 1.72 GFLOP per sample and training step, against 1.75 by torch's FlopCounterMode.
 """
 
 from __future__ import annotations
@@ -84,3 +84,20 @@ def network(cfg: Config, suite: str, obs_dim: int, act_dim: int, n_tasks: int) -
     f = gpt2_flops(d, m.n_layer, T) + T * mlp_flops([od + ad, 2 * d, d]) \
         + H * mlp_flops([d, 2 * d, x_dim])
     return Net("gpt2", 3 * f, f, True, f"d{d}-l{m.n_layer}")
+
+
+def sac_update_flops(cfg: Config, od: int, ad: int) -> float:
+    """FLOPs of one SAC update at `cfg.sac`'s widths and batch."""
+    h = cfg.sac.hidden
+    actor, q = mlp_flops([od, h, h, 2 * ad]), mlp_flops([od + ad, h, h, 1])
+    # target (actor + twin Q, no grad), critics fwd+bwd, policy through the critics
+    return cfg.sac.batch_size * (actor + 2 * q + 3 * 2 * q + 3 * (actor + 2 * q))
+
+
+def td3bc_update_flops(cfg: Config, od: int, ad: int) -> float:
+    """FLOPs of one TD3-BC update at `cfg.offline`'s widths and batch."""
+    o = cfg.offline
+    actor, q = mlp_flops([od, o.hidden, o.hidden, ad]), mlp_flops([od + ad, o.hidden,
+                                                                     o.hidden, 1])
+    # critics every update (+ target actor and critics), the actor every policy_delay
+    return o.batch_size * (3 * 2 * q + actor + 2 * q + 3 * (actor + q) / o.policy_delay)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtdiff.config import Config
-from mtdiff.experiment.flops import Net, mlp_flops, network
+from mtdiff.experiment.flops import Net, network, sac_update_flops
 from mtdiff.experiment.jobs import Job
 from mtdiff.experiment.rates import Calibration
 
@@ -167,14 +167,6 @@ def own_need(job: Job) -> dict[str, float]:
 def inner_need(job: Job) -> dict[str, float]:
     """The CPUs and GPUs each Ray task the job fans out holds."""
     return {k: float(v) for k, v in job.inner.items() if k in ("CPU", "GPU") and v}
-
-
-def sac_update_flops(cfg: Config, od: int, ad: int) -> float:
-    """FLOPs of one SAC update at `cfg.sac`'s widths and batch."""
-    h = cfg.sac.hidden
-    actor, q = mlp_flops([od, h, h, 2 * ad]), mlp_flops([od + ad, h, h, 1])
-    # target (actor + twin Q, no grad), critics fwd+bwd, policy through the critics
-    return cfg.sac.batch_size * (actor + 2 * q + 3 * 2 * q + 3 * (actor + 2 * q))
 
 
 def _sac_run_s(cfg: Config, suite: str, steps: int, starts: int, episode_steps: int,

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from mtdiff.config import Config
 from mtdiff.envs.metaworld import ACT_DIM, OBS_DIM
-from mtdiff.experiment.flops import mlp_flops, network
+from mtdiff.experiment.flops import mlp_flops, network, td3bc_update_flops
 from mtdiff.experiment.jobs import Job
 from mtdiff.experiment.rates import Calibration
 from mtdiff.experiment.workload import (
@@ -56,15 +56,6 @@ def synthesize_work(job: Job, cal: Calibration) -> Work:
     io = orig / cal.value("load_rows_per_s") + (2 * num + orig) / cal.value("write_rows_per_s")
     secs = job_start_s(cal, "metaworld") + dev.value("policy_load_s") + prompt + calls + io
     return Work((Task(need, secs),), 0.0, 0.0, {"transitions": num, "sequences": seqs})
-
-
-def td3bc_update_flops(cfg: Config, od: int, ad: int) -> float:
-    """FLOPs of one TD3-BC update at `cfg.offline`'s widths and batch."""
-    o = cfg.offline
-    actor, q = mlp_flops([od, o.hidden, o.hidden, ad]), mlp_flops([od + ad, o.hidden,
-                                                                     o.hidden, 1])
-    # critics every update (+ target actor and critics), the actor every policy_delay
-    return o.batch_size * (3 * 2 * q + actor + 2 * q + 3 * (actor + q) / o.policy_delay)
 
 
 def offline_work(job: Job, cal: Calibration) -> Work:
