@@ -15,7 +15,7 @@ Starts a head (`ray start --head`, its own --temp-dir and ports, 1 CPU) and a wo
 Prints the wall time of each and stops only the Ray processes it started (by PID, never
 a bare `ray stop`). Token authentication: a local `ray.init()` has saved
 `~/.ray/auth_token` on this machine, so the head requires a token and every client here
-runs with `RAY_AUTH_MODE=token` (README, "On a cluster").
+runs with `RAY_AUTH_MODE=token` (docs/cluster.md).
 """
 
 from __future__ import annotations

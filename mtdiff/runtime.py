@@ -259,8 +259,9 @@ def matmul_tf32(enabled: bool, device: Any) -> Iterator[None]:
     """fp32 matmuls on TF32 tensor cores inside the block when `device` is CUDA and
     `enabled` (`torch.backends.cuda.matmul.allow_tf32`, restored after); nothing elsewhere.
 
-    Measured on an H200 (`benchmarks/gpu_check.py`, paper-sized MTDiff-P; README "On a
-    GPU"): training at batch 400 77.5 steps/s against 40.5 in fp32 (bf16 autocast: 57.5);
+    Measured on an H200 (`benchmarks/gpu_check.py`, paper-sized MTDiff-P;
+    docs/fast_planning.md, "On a GPU"): training at batch 400 77.5 steps/s against 40.5 in
+    fp32 (bf16 autocast: 57.5);
     a DDIM-20 plan of 50 environments as a CUDA graph 24 ms against 60 ms (1 environment:
     8.3 vs 10.7 ms); a plan from the same noise differs from the fp32 one by at most 4.3e-4
     of its std.

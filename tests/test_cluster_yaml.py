@@ -28,6 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_YAML = ROOT / "cluster.yaml"
 README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "cluster.md"  # the cluster guide the README's section points to
 
 CUDA_TORCH = ("pip install --force-reinstall torch==2.13.0 "
               "--index-url https://download.pytorch.org/whl/cu128")
@@ -314,11 +315,14 @@ def test_every_command_is_valid_bash() -> None:
 
 
 def test_readme_cluster_section_matches() -> None:
-    text = README.read_text()
-    section = text.split("## On a cluster", 1)[1].split("\n## ", 1)[0]
+    section = README.read_text().split("## On a cluster", 1)[1].split("\n## ", 1)[0]
+    for needle in ("ray up cluster.yaml", "ray job submit", "pipelines/full_repro.py",
+                   "ray down cluster.yaml", "docs/cluster.md"):
+        assert needle in section, needle
+    guide = GUIDE.read_text()
     for needle in ("ray up cluster.yaml", "ray job submit", "pipelines/full_repro.py",
                    "ray job logs", "ray down cluster.yaml", CUDA_TORCH):
-        assert needle in section, needle
+        assert needle in guide, needle
 
 
 HEAD_IP = "HEAD_IP=$(python -c 'import ray.util; print(ray.util.get_node_ip_address())');"
@@ -350,13 +354,14 @@ def test_head_services_listen_on_the_private_address_with_loopback_relays() -> N
     setup = "\n".join(view.get_head_setup_commands())
     assert re.search(r"apt-get .*install -y -q .*\bsocat\b", setup)
     # the tunnels the README gives land on the relays' ports
-    section = README.read_text().split("## On a cluster", 1)[1].split("\n## ", 1)[0]
-    assert "ray dashboard cluster.yaml  " in section
-    assert "ray dashboard cluster.yaml --port 5000 --remote-port 5000" in section
+    for text in (README.read_text().split("## On a cluster", 1)[1].split("\n## ", 1)[0],
+                 GUIDE.read_text()):
+        assert "ray dashboard cluster.yaml  " in text
+        assert "ray dashboard cluster.yaml --port 5000 --remote-port 5000" in text
 
 
-def test_readme_says_how_to_turn_on_mlflow_basic_auth() -> None:
-    section = README.read_text().split("## On a cluster", 1)[1].split("\n## ", 1)[0]
+def test_the_cluster_guide_says_how_to_turn_on_mlflow_basic_auth() -> None:
+    section = GUIDE.read_text()
     for needle in ("--app-name basic-auth", "MLFLOW_FLASK_SERVER_SECRET_KEY",
                    "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_TRACKING_USERNAME",
                    "MLFLOW_TRACKING_PASSWORD", "mlflow[auth]"):

@@ -58,7 +58,7 @@ def local() -> Config:
         # (prompts), each fine-tuning the final agent of the nearest training task (from
         # scratch, 10k steps learn nothing: see heldout_init). The data: 50 sampled
         # episodes of each final policy (10k rows per task). Far from expert at this size
-        # (README: measured curves).
+        # (docs/local_tables.md: measured curves).
         # Cheetah-vel: 30k steps per training task (110k per suite, ~15 min of one core);
         # the evaluation return rises from -165 / -330 at 5k steps to -69 / -176 at 30k.
         cheetah_vel=MujocoSuiteConfig(tasks=LOCAL_TASKS["cheetah-vel"],
@@ -82,8 +82,9 @@ def local() -> Config:
         # DDIM-10 (paper: DDPM-200): sampling is most of the evaluations' and syntheses'
         # cost, linear in the steps. Measured at success parity with DDIM-20 on this
         # preset's Maze2D (200 episodes) and MT10 (80) planners, at 2x the env steps/s
-        # (benchmarks/planning_parity.py --settings teacher fewer, README). With DDIM-20,
-        # 2,000 training steps and 15k TD3-BC steps the 27 jobs took 86 min on 2 cores;
+        # (benchmarks/planning_parity.py --settings teacher fewer, docs/fast_planning.md).
+        # With DDIM-20, 2,000 training steps and 15k TD3-BC steps the 27 jobs took 86 min
+        # on 2 cores;
         # `--set diffusion.sample_steps=20 --set train.steps=2000 --set
         # offline.steps=15000` restores that budget.
         diffusion=DiffusionConfig(sampler="ddim", sample_steps=10),

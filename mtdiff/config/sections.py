@@ -135,7 +135,7 @@ class DiffusionConfig(_Validated):
     # The planner's loop (`mtdiff.diffusion.compiled`, eager outputs within 1e-4): "off"
     # eager; "inductor" compiled step, batches padded to power-of-two buckets; "cudagraph" /
     # "reduce-overhead" one CUDA graph per bucket / per step; "auto" cudagraph on CUDA, off on
-    # CPU (README "Fast planning": CPU inductor 0.8-1.17x per plan; H200 cudagraph + TF32
+    # CPU (docs/fast_planning.md: CPU inductor 0.8-1.17x per plan; H200 cudagraph + TF32
     # 8.3 vs 43-51 ms eager at 1 env, 24 vs 50 ms at 50).
     compile: Literal["off", "auto", "inductor", "reduce-overhead", "cudagraph"] = "auto"
     # Clamp x0-hat to the training data's range in normalised units ([-1, 1] for "minmax",
