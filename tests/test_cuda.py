@@ -124,3 +124,26 @@ def test_compiled_training_step_matches_eager_on_cuda(mode):
         torch.manual_seed(2)
         losses[setting] = torch.stack([learner.update(batch)["loss"] for _ in range(20)])
     torch.testing.assert_close(losses[mode], losses["off"], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("tf32", [True, False])
+def test_decision_transformers_train_under_train_tf32_on_cuda(tmp_path, tf32):
+    """`train.tf32` reaches the DTs' step as it does MTDiff's: their forward runs with TF32
+    matmuls on CUDA when it is on, and without when it is off; the flag is restored."""
+    from mtdiff.config import get_preset
+    from mtdiff.data.random_data import write_random_dataset
+    from mtdiff.train.core import build_setup, to_torch
+    from mtdiff.train.learner import build_learner
+
+    data = tmp_path / "data"
+    write_random_dataset(str(data), tasks=2, episodes=2, episode_len=60, obs_dim=5, act_dim=2)
+    cfg = apply_overrides(get_preset("smoke"), ["model.kind=promptdt", f"train.tf32={tf32}",
+                                                "train.compile=off"])
+    learner = build_learner(cfg, build_setup(cfg, data), torch.device("cuda"))
+    seen: list[bool] = []
+    learner.modules["model"].register_forward_pre_hook(
+        lambda *_: seen.append(bool(torch.backends.cuda.matmul.allow_tf32)))
+    batch = to_torch(build_setup(cfg, data).sampler.sample(), "cuda")
+    learner.update(batch)
+    assert seen == [tf32] and not torch.backends.cuda.matmul.allow_tf32

@@ -24,6 +24,7 @@ R_max); in evaluation R starts at the target and falls by r / range after each r
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ from mtdiff.baselines.common import BaselineLearner
 from mtdiff.config.base import MethodConfig, _check, _positive
 from mtdiff.experiment.flops import Net, gpt2_flops, mlp_flops
 from mtdiff.models.gpt2 import GPT2, GPTConfig
+from mtdiff.runtime import matmul_tf32
 from mtdiff.train.compiled import adam, compile_fn, step_mode
 
 if TYPE_CHECKING:
@@ -184,6 +186,8 @@ class DTLearner(BaselineLearner):
             opt, lambda step: min((step + 1) / warmup, 1.0))
         self.grad_clip = hp.grad_clip
         self.loss = compile_fn(self._loss, mode)
+        # `train.tf32` as MTDiff's learner has it: the same GPT-2 blocks, TF32 on CUDA
+        self.tf32 = functools.partial(matmul_tf32, cfg.train.tf32, device)
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pred = self.modules["model"](
@@ -193,8 +197,9 @@ class DTLearner(BaselineLearner):
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One teacher-forced step on a "sequence" batch."""
-        loss = self.loss(batch)
-        return {"loss": loss.detach(), "grad_norm": self.step(loss)}
+        with self.tf32():
+            loss = self.loss(batch)
+            return {"loss": loss.detach(), "grad_norm": self.step(loss)}
 
 
 def dt_network(cfg: Config, context: int, obs_dim: int, *, prompt: bool) -> Net:

@@ -178,7 +178,8 @@ class TrainConfig(_Validated):
     loss: Literal["mse", "huber"] = "huber"
     action_weight: float = 10.0
     bf16: bool = False
-    # CUDA only: TF32 matmuls in training (H200: 1.91x fp32 steps/s, bf16 1.42x). Not hashed.
+    # CUDA only: TF32 matmuls in training, for the diffusion learners, the DTs and
+    # distillation (H200: 1.91x fp32 steps/s, bf16 1.42x). Not hashed.
     tf32: bool = True
     # How the step runs (`mtdiff.train.compiled`; the same maths, not hashed): "off" eager;
     # "inductor" torch.compile of the loss with a fused Adam; "reduce-overhead" that as CUDA
