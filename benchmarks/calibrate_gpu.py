@@ -49,12 +49,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from calibrate_common import LOCAL, PAPER, SMOKE, Calibrator, _cfg  # benchmarks/, beside
 
+# benchmarks/, beside this script; none imports Ray, MLflow or MuJoCo at its top
+from calibrate_common import LOCAL, PAPER, SMOKE, Calibrator
+from calibrate_networks import learner_at, untrained_checkpoint
+from planning_speed import sync
+
+from mtdiff.collect.sac import ReplayBuffer, SACAgent, SACHyper
 from mtdiff.config import apply_overrides, get_preset
 from mtdiff.data.random_data import write_random_dataset
+from mtdiff.data.transitions import Transitions
+from mtdiff.eval.policy import load_policy
 from mtdiff.experiment.flops import network, sac_update_flops, td3bc_update_flops
 from mtdiff.experiment.rates import CALIBRATION_DIR, from_dict, load_calibration
+from mtdiff.offline.td3bc import TD3BC
+from mtdiff.train.core import to_torch
 
 OBS, ACT, TASKS = 39, 4, 10  # Meta-World's shapes; 10 tasks (the task count sets no cost)
 # Undiscounted returns: the discounted reward-to-go needs scipy, which the bare GPU machine
@@ -63,11 +72,6 @@ SAME_COST = ("data.return_discount=1.0",)
 GPU_RATES = ("train.gpt2", "train.unet", "train.dt", "train.mlp", "denoise.gpt2",
              "denoise.unet", "act.dt", "act.mlp", "sac_update", "td3bc_update",
              "trainer_start_s", "policy_load_s")
-
-
-def sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def device_timed(fn: Callable[[], Any], dev: torch.device, min_s: float,
@@ -98,15 +102,10 @@ class GPUCalibration:
     def train_points(self, kind: str, size: list[str], batches: list[int]
                      ) -> list[tuple[str, float, float]]:
         """(size, FLOPs per step, seconds per step) of `kind`'s learner per batch per task."""
-        from mtdiff.train.core import build_setup, to_torch
-        from mtdiff.train.learner import build_learner
-
         pts = []
         for m in batches:
-            cfg = _cfg(kind, self.size(size), f"data.batch_per_task={m}", *SAME_COST)
-            setup = build_setup(cfg, self.data, batch_per_task=m)
-            learner = build_learner(cfg, setup, self.dev)
-            net = network(cfg, "metaworld", OBS, ACT, TASKS)
+            learner, setup, net = learner_at(self.data, kind, self.size(size), m, self.dev,
+                                             *SAME_COST)
 
             def step(lr: Any = learner, st: Any = setup) -> None:
                 lr.update(to_torch(st.sampler.sample(), self.dev))
@@ -147,17 +146,10 @@ class GPUCalibration:
     def policy_points(self, kind: str, size: list[str], envs: tuple[int, ...],
                       loads: list[float] | None = None) -> tuple[str, list]:
         """(rate name, points) of `kind`'s policy calls at each env count."""
-        from mtdiff.eval.policy import load_policy
-        from mtdiff.train.checkpoints import write_checkpoint
-        from mtdiff.train.core import build_setup
-        from mtdiff.train.learner import build_learner
-
-        cfg = _cfg(kind, self.size(size), *SAME_COST, "diffusion.sampler=ddim",
-                   f"diffusion.sample_steps={5 if self.tiny else 20}")
-        setup = build_setup(cfg, self.data)
-        ckpt = Path(self.c.tmp) / f"ckpt-{kind}-{len(os.listdir(self.c.tmp))}"
-        write_checkpoint(ckpt, **build_learner(cfg, setup, torch.device("cpu")).state_dict(),
-                         step=0, meta=setup.meta)
+        ckpt, cfg = untrained_checkpoint(
+            self.data, kind, self.size(size),
+            Path(self.c.tmp) / f"ckpt-{kind}-{len(os.listdir(self.c.tmp))}", *SAME_COST,
+            f"diffusion.sample_steps={5 if self.tiny else 20}")
         net = network(cfg, "metaworld", OBS, ACT, 1)
         rows_per_env, calls = (2, cfg.diffusion.sample_steps) if net.diffusion else (1, 1)
         name = f"{'denoise' if net.diffusion else 'act'}.{net.family}"
@@ -212,8 +204,6 @@ class GPUCalibration:
             self.c.put_line(name, pts, how + f"MTBC, {many} envs")
 
     def sac(self) -> None:
-        from mtdiff.collect.sac import ReplayBuffer, SACAgent, SACHyper
-
         pts = []
         for hidden, batch in ((256, 256), (256, 1024)):
             cfg = apply_overrides(get_preset("paper"), [f"sac.hidden={hidden}",
@@ -236,9 +226,6 @@ class GPUCalibration:
                         "batch 256 and 1024)")
 
     def td3bc(self) -> None:
-        from mtdiff.data.transitions import Transitions
-        from mtdiff.offline.td3bc import TD3BC
-
         rng = np.random.default_rng(0)
         n = 20_000
         data = Transitions.from_arrays(

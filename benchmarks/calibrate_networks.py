@@ -5,6 +5,7 @@ model sizes and batches."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,22 +20,31 @@ from calibrate_common import (  # benchmarks/, beside this script
 )
 
 from mtdiff.config import Config, apply_overrides
-from mtdiff.experiment.flops import network
+from mtdiff.experiment.flops import Net, network
+
+
+def learner_at(data: Path, kind: str, size: list[str], batch_per_task: int,
+               device: torch.device, *more: str) -> tuple[Any, Any, Net]:
+    """(learner, setup, network) of the method `kind` at `size` and `batch_per_task` on
+    the Meta-World-shaped dataset at `data` (`more`: further overrides)."""
+    from mtdiff.train.core import build_setup
+    from mtdiff.train.learner import build_learner
+
+    cfg = _cfg(kind, size, f"data.batch_per_task={batch_per_task}", *more)
+    setup = build_setup(cfg, data, batch_per_task=batch_per_task)
+    learner = build_learner(cfg, setup, device)
+    return learner, setup, network(cfg, "metaworld", 39, 4, len(setup.meta["tasks"]))
 
 
 def train_points(data: Path, kind: str, size: list[str], batches: list[int],
                  min_s: float = 1.5) -> list[tuple[str, float, float]]:
     """(model size, FLOPs per step, seconds per step) of the method's learner at each
     batch per task."""
-    from mtdiff.train.core import build_setup, to_torch
-    from mtdiff.train.learner import build_learner
+    from mtdiff.train.core import to_torch
 
     pts = []
     for m in batches:
-        cfg = _cfg(kind, size, f"data.batch_per_task={m}")
-        setup = build_setup(cfg, data, batch_per_task=m)
-        learner = build_learner(cfg, setup, torch.device("cpu"))
-        net = network(cfg, "metaworld", 39, 4, len(setup.meta["tasks"]))
+        learner, setup, net = learner_at(data, kind, size, m, torch.device("cpu"))
         batch = setup.sampler.batch_size
         secs = timed(lambda lr=learner, st=setup: lr.update(to_torch(st.sampler.sample(), "cpu")),
                      min_s=min_s, warmup=2)
@@ -62,13 +72,15 @@ def training(c: Calibrator, data: Path) -> None:
                "MTBC / MTIQL / MTCQL learners' update at the paper's widths")
 
 
-def _checkpoint(data: Path, kind: str, size: list[str], out: Path) -> tuple[Path, Config]:
-    """An untrained checkpoint of `kind` on `data` (as the Ray Train loop writes one)."""
+def untrained_checkpoint(data: Path, kind: str, size: list[str], out: Path, *more: str
+                        ) -> tuple[Path, Config]:
+    """An untrained checkpoint of `kind` on `data` (as the Ray Train loop writes one),
+    planning with DDIM-10 unless `more` overrides say otherwise."""
     from mtdiff.train.checkpoints import write_checkpoint
     from mtdiff.train.core import build_setup
     from mtdiff.train.learner import build_learner
 
-    cfg = _cfg(kind, size, "diffusion.sample_steps=10", "diffusion.sampler=ddim")
+    cfg = _cfg(kind, size, "diffusion.sample_steps=10", "diffusion.sampler=ddim", *more)
     setup = build_setup(cfg, data)
     learner = build_learner(cfg, setup, torch.device("cpu"))
     out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +101,7 @@ def planning(c: Calibrator, mw: Path) -> None:
             ("promptdt", LOCAL, (1, 8), 0), ("mtdt", LOCAL, (1, 8), 0),
             ("mtbc", [], (1, 8), 0), ("mtiql", [], (8,), 0))
     for i, (kind, size, envs, steps) in enumerate(runs):
-        ckpt, cfg = _checkpoint(mw, kind, size, c.tmp / f"ckpt-{i}")
+        ckpt, cfg = untrained_checkpoint(mw, kind, size, c.tmp / f"ckpt-{i}")
         if steps:
             cfg = apply_overrides(cfg, [f"diffusion.sample_steps={steps}"])
         net = network(cfg, "metaworld", 39, 4, 1)

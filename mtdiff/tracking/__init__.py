@@ -49,7 +49,6 @@ __all__ = ["CODE_VERSION_FILE", "LOCK_FILE", "OutputBusyError", "RunLogger", "ab
 def _quiet_system_metrics() -> None:
     """Keep the system-metrics monitor's per-run INFO lines (and its note that no GPU
     library is installed) out of the stage logs."""
-
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
 
 
@@ -65,7 +64,6 @@ def common_tags(cfg: Config, stage: str, **extra: Any) -> dict[str, str]:
 
 
 def _ray_node_id() -> str:
-
     ray = sys.modules.get("ray")
     if ray is None or not ray.is_initialized():
         return ""
@@ -207,7 +205,6 @@ def abandon_runs() -> None:
     threads here (the system-metrics sampler asks the server for its run every few seconds)
     must not print after that line. They are told to stop, without waiting for them (a call
     to a dead server waits out its retries), and MLflow's logging is silenced."""
-
     # Every MLflow logger, not only the top one: ours set "mlflow.system_metrics"'s own level,
     # and a logger with its own level does not take its parent's.
     for name in ["mlflow", *logging.root.manager.loggerDict]:
@@ -237,7 +234,6 @@ def active() -> Any | None:
     """The `mlflow` module when a run is active in this process, else None. A run can only
     be active if mlflow was imported already, so this never pays for importing it when
     tracking is off."""
-
     mlflow = sys.modules.get("mlflow")
     return mlflow if mlflow is not None and mlflow.active_run() is not None else None
 
