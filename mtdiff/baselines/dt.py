@@ -185,7 +185,7 @@ class DTLearner(BaselineLearner):
         self.schedulers["model"] = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: min((step + 1) / warmup, 1.0))
         self.grad_clip = hp.grad_clip
-        self.loss = compile_fn(self._loss, mode)
+        self.loss = compile_fn(self._loss, mode, device)
         # `train.tf32` as MTDiff's learner has it: the same GPT-2 blocks, TF32 on CUDA
         self.tf32 = functools.partial(matmul_tf32, cfg.train.tf32, device)
 

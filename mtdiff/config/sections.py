@@ -183,8 +183,8 @@ class TrainConfig(_Validated):
     tf32: bool = True
     # How the step runs (`mtdiff.train.compiled`; the same maths, not hashed): "off" eager;
     # "inductor" torch.compile of the loss with a fused Adam; "reduce-overhead" that as CUDA
-    # graphs; "auto" inductor on CUDA, eager on CPU (compiled is 0.86x there for the local
-    # MTDiff-P: benchmarks/train_throughput.py).
+    # graphs; "auto" inductor on CUDA, eager on CPU (compiled is 1.01x there for the local
+    # MTDiff-P, less than its 13-50 s of compiling returns: docs/training_speed.md).
     compile: Literal["off", "auto", "inductor", "reduce-overhead"] = "auto"
     num_workers: int = 1
     # CPUs each Ray Train worker reserves (threads it uses). None: the cluster's CPUs split

@@ -9,17 +9,21 @@ A compiled step keeps the maths of the eager one and changes how it runs:
   grad-norm clip runs over all gradients at once (`foreach`);
 - the random draws of a step (diffusion step k, noise, R's drop) are made outside the
   graph (`mtdiff.train.core.draw_noise`), so a compiled and an eager step from the same
-  seed see the same numbers. Dropout inside the graph may draw its masks from inductor's
-  own generator (equal in distribution, not in value); the parity test
-  (tests/test_compiled_step.py) pins them with `torch._inductor.config.fallback_random`.
+  seed see the same numbers. Dropout inside the graph draws its masks on CPU from the
+  eager generator (inductor's `fallback_random`), so there the compiled step equals the
+  eager one in value: inductor's own CPU masks come from a scalar Philox call per element,
+  which cost 40 ms of a 270 ms local-sized MTDiff-P step against 25 ms for eager's
+  `bernoulli_` (docs/training_speed.md). On CUDA they come from inductor's generator
+  (equal in distribution, not in value).
 
 The EMA (`mtdiff.train.ema.EMA`) is a single foreach update in every mode.
 
 "auto" compiles on CUDA and runs eager on CPU. On this 2-core CPU the compiled step is
-slower (`benchmarks/train_throughput.py`: 0.86x for the local-sized MTDiff-P, 0.70x for
-Prompt-DT, one thread): matmuls are ~60% of the eager step there, and inductor's CPU
-kernels and backward do not win back more than they add. On a GPU the eager step is
-launch-bound (~640 small kernels per step) and that is what compiling removes;
+1.01-1.06x the eager one for MTDiff-P and 0.96x for Prompt-DT
+(`benchmarks/train_throughput.py`, one thread), less than its compiling costs at `local`:
+matmuls are half of the eager step there, and the rest is elementwise work bound by memory
+traffic, which fusing shortens only a little. On a GPU the eager step is launch-bound (~640
+small kernels per step) and that is what compiling removes;
 `benchmarks/gpu_check.py` measures it where a GPU is lent.
 """
 
@@ -49,9 +53,11 @@ def step_mode(setting: str, device: torch.device | str) -> str | None:
     return setting
 
 
-def compile_fn(fn: Callable[..., torch.Tensor], mode: str | None) -> Callable[..., torch.Tensor]:
-    """`fn` compiled for `mode` (None: `fn` itself). Shapes are static: a training's batch
-    shape never changes."""
+def compile_fn(fn: Callable[..., torch.Tensor], mode: str | None,
+               device: torch.device | str) -> Callable[..., torch.Tensor]:
+    """`fn` compiled for `mode` on `device` (None: `fn` itself). Shapes are static: a
+    training's batch shape never changes. On CPU, random ops in the graph (dropout) use the
+    eager generator (module docstring)."""
     if mode is None:
         return fn
     if mode == "reduce-overhead":
@@ -63,6 +69,8 @@ def compile_fn(fn: Callable[..., torch.Tensor], mode: str | None) -> Callable[..
             return graph(*args, **kwargs).clone()
 
         return replay
+    if torch.device(device).type == "cpu":
+        return torch.compile(fn, dynamic=False, options={"fallback_random": True})
     return torch.compile(fn, dynamic=False)
 
 

@@ -248,7 +248,7 @@ def _train(student: StudentNet, ema: EMA, opt: torch.optim.Optimizer, trajs: dic
     eval_student = StudentNet(ema.shadow, tm.schedule, spec.param).to(dev)
     first = _validate(tm, eval_student, trajs["val"], spec, dev, dc.seed + 1) if start == 0 \
         else None
-    loss_fn = compile_fn(distill_loss, mode)
+    loss_fn = compile_fn(distill_loss, mode, dev)
     loss_sum, loss_n, t_last = 0.0, 0, time.perf_counter()
     for step in range(start + 1, dc.steps + 1):
         idx = torch.randint(0, N, (min(dc.batch_size, N),), generator=gen)

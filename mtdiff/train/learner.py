@@ -69,7 +69,7 @@ class DiffusionLearner:
         self.tf32 = functools.partial(matmul_tf32, cfg.train.tf32, device)
 
         self.settings = loss_settings(self.model, cfg)
-        self.loss = compile_fn(self._loss, self.mode)
+        self.loss = compile_fn(self._loss, self.mode, device)
 
     def _loss(self, batch: dict[str, torch.Tensor],
               draws: dict[str, torch.Tensor]) -> torch.Tensor:
