@@ -43,7 +43,7 @@ from calibrate_networks import planning, training
 from calibrate_offline import quality, sac, td3bc
 from calibrate_ray import ray_costs, suite_imports
 
-from mtdiff.experiment.rates import CALIBRATION_DIR, RATES, from_dict
+from mtdiff.experiment.rates import CALIBRATION_DIR, RATES, from_dict, this_machine
 from mtdiff.runtime import set_torch_threads
 
 SECTIONS = ("collection", "envs", "offline", "training", "planning", "ray")
@@ -67,7 +67,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         c = Calibrator(args.node, Path(tmp))
         if only != set(SECTIONS):
-            c.rates.update(json.loads(out.read_text())["rates"])
+            kept = json.loads(out.read_text())
+            if kept.get("machine") != this_machine():
+                raise SystemExit(f"calibrate: {out} was measured on another machine "
+                                 f"({kept.get('machine')}); --only would mix its rates "
+                                 "with this one's: run without --only, or give --out")
+            c.rates.update(kept["rates"])
         print("collection and data", flush=True)  # the datasets every section uses
         maze, mw = collect_maze(c), collect_metaworld(c)
         rand = data_rates(c)
@@ -95,6 +100,8 @@ def main() -> None:
     doc = {"node": args.node, "device": "cpu",
            "about": f"{args.node}: one CPU core per task (torch 1 thread), as a Ray task "
                     "with 1 CPU runs; written by benchmarks/calibrate.py",
+           # --plan on this machine picks this file by it (mtdiff.experiment.rates)
+           "machine": this_machine(),
            "rates": {k: c.rates[k] for k in RATES}}
     from_dict(doc, str(out))  # the checks the cost model makes
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from mtdiff.experiment.clusters import load_cluster
 from mtdiff.experiment.cost import estimate, human_s
 from mtdiff.experiment.grid import build_jobs
 from mtdiff.experiment.jobs import read_record
-from mtdiff.experiment.rates import default_calibration, load_calibration
+from mtdiff.experiment.rates import default_calibration, load_calibration, this_machine
 from mtdiff.layout import Layout
 
 
@@ -46,7 +46,7 @@ def main() -> None:
     cfg = config_from_args(args)
     cluster = load_cluster(args.cluster) if args.cluster else ClusterInfo.local()
     cal = load_calibration(args.calibration) if args.calibration else \
-        default_calibration(cluster.gpus > 0)
+        default_calibration(cluster.gpus > 0, None if args.cluster else this_machine())
     lay = Layout.at(args.out)
     jobs = build_jobs(cfg, str(lay.out), cluster)
     est = estimate(jobs, cluster, cal)

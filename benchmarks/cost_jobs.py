@@ -41,7 +41,7 @@ from mtdiff.config import apply_overrides, get_preset
 from mtdiff.experiment.cells import ClusterInfo, collect_job, evaluate_job, train_job
 from mtdiff.experiment.cost import job_work
 from mtdiff.experiment.jobs import Job
-from mtdiff.experiment.rates import default_calibration
+from mtdiff.experiment.rates import default_calibration, this_machine
 from mtdiff.experiment.workload import fanned_out_start_s, job_start_s, suite_shape
 from mtdiff.layout import Layout
 from mtdiff.runtime import set_torch_threads
@@ -56,7 +56,7 @@ def main() -> None:
     p.add_argument("--json", help="also write the rows here")
     args = p.parse_args()
     set_torch_threads(1)
-    cal = default_calibration(False)
+    cal = default_calibration(False, this_machine())
     # local, with 5,000 rows per Meta-World task (the datasets below) and short budgets
     cfg = apply_overrides(get_preset("local"), [
         "metaworld.tasks=reach-v3", "metaworld.transitions_per_task=5000",

@@ -5,6 +5,8 @@ estimates through the entry point."""
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +20,15 @@ from mtdiff.experiment.cost import SimJob, estimate, format_estimate, simulate
 from mtdiff.experiment.grid import build_jobs
 from mtdiff.experiment.rates import (
     CALIBRATION_DIR,
+    ISA,
     RATES,
+    SHIPPED,
     CalibrationError,
+    cpu_calibration_for,
     default_calibration,
     load_calibration,
+    measured_elsewhere,
+    this_machine,
 )
 from mtdiff.experiment.workload import Task, Work
 
@@ -120,6 +127,66 @@ def test_shipped_calibrations_are_complete_and_say_where_each_rate_comes_from():
     assert gpu.on(False).node == cpu.node and gpu.on(True) is gpu
     h200 = json.loads((CALIBRATION_DIR / "h200.json").read_text())
     assert "77.5" in h200["rates"]["train.gpt2"]["source"]
+
+
+def _calibration_measured_on(path: Path, machine: dict | None, node: str) -> Path:
+    doc = json.loads((CALIBRATION_DIR / SHIPPED["cpu"]).read_text())
+    doc["node"] = node
+    doc.pop("machine", None)
+    if machine is not None:
+        doc["machine"] = machine
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_this_machine_names_its_cpu_cores_and_features():
+    here = this_machine()
+    assert here["cpu"] and here["cpus"] == os.cpu_count()
+    assert set(here["isa"]) <= set(ISA)
+    if sys.platform == "linux":  # every x86-64 CPU this project runs on has AVX2
+        assert "avx2" in here["isa"] or "x86" not in platform.machine().replace("_", "")
+
+
+def test_a_cpu_calibration_is_picked_by_the_machine_it_was_measured_on(tmp_path):
+    here = this_machine()
+    other = {**here, "cpus": here["cpus"] + 1}
+    fallback = _calibration_measured_on(tmp_path / SHIPPED["cpu"], None, "cpu-fallback")
+    mine = _calibration_measured_on(tmp_path / "b-here.json", here, "cpu-here")
+    _calibration_measured_on(tmp_path / "a-other.json", other, "cpu-other")
+    (tmp_path / "c-not-json.json").write_text("{")  # skipped, not fatal
+    assert cpu_calibration_for(here, tmp_path) == mine
+    assert cpu_calibration_for({**here, "isa": []}, tmp_path) == fallback
+    assert cpu_calibration_for(None, tmp_path) == fallback  # a cluster elsewhere
+    # the plan says when its CPU file was measured on another machine, and on which
+    assert measured_elsewhere(load_calibration(mine), here) is None
+    line = measured_elsewhere(load_calibration(tmp_path / "a-other.json"), here)
+    assert line and f"{other['cpus']} CPUs" in line and "benchmarks/calibrate.py" in line
+    assert "does not name" in measured_elsewhere(load_calibration(fallback), here)
+    assert measured_elsewhere(default_calibration(True), here) is None  # a GPU node's
+
+
+def test_shipped_cpu_calibrations_name_their_machine_and_are_complete():
+    shipped = [p for p in CALIBRATION_DIR.glob("*.json")
+               if json.loads(p.read_text()).get("device", "cpu") == "cpu"]
+    machines = [json.loads(p.read_text()).get("machine") for p in shipped]
+    named = [m for m in machines if m is not None]
+    assert len(named) == len({json.dumps(m, sort_keys=True) for m in named})  # one per machine
+    for p in shipped:
+        cal = load_calibration(p)  # every rate, each with its source
+        assert cal.device == "cpu" and all(cal._rate(n)["source"] for n in RATES)
+
+
+def test_the_plan_names_a_calibration_measured_elsewhere(tmp_path):
+    foreign = {"cpu": "a CPU this is not", "cpus": 64, "isa": []}
+    cal = _calibration_measured_on(tmp_path / "foreign.json", foreign, "cpu-foreign")
+    r = _repro("--preset", "smoke", "--plan", "--calibration", str(cal), tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    last = r.stdout.strip().splitlines()[-1]
+    assert last.startswith("note: calibration cpu-foreign was measured on another machine")
+    assert "a CPU this is not, 64 CPUs" in last
+    r = _repro("--preset", "smoke", "--plan", "--calibration", str(cal), "--cluster",
+               str(REPO / "cluster.yaml"), tmp_path=tmp_path)  # nodes elsewhere: no note
+    assert r.returncode == 0 and "measured on another machine" not in r.stdout
 
 
 def test_a_bad_calibration_file_is_refused_with_its_name(tmp_path):

@@ -25,7 +25,12 @@ from mtdiff.experiment.clusters import load_cluster
 from mtdiff.experiment.cost import Estimate, estimate, format_estimate, human_s
 from mtdiff.experiment.grid import build_jobs
 from mtdiff.experiment.jobs import Job, done_result
-from mtdiff.experiment.rates import default_calibration, load_calibration
+from mtdiff.experiment.rates import (
+    default_calibration,
+    load_calibration,
+    measured_elsewhere,
+    this_machine,
+)
 from mtdiff.layout import Layout
 from mtdiff.runtime import alive_nodes, init_ray
 from mtdiff.tracking.server import TrackingError, check_reachable
@@ -189,6 +194,7 @@ def plan(cfg: Config, *, out: str | Path, plan_json: bool = False,
     import os
 
     lay = Layout.at(out)
+    here = None  # this machine's fingerprint, where the plan prices this machine
     if cluster_file is not None:
         cluster = load_cluster(cluster_file)
     elif os.environ.get("RAY_ADDRESS") not in (None, "", "local"):
@@ -196,13 +202,16 @@ def plan(cfg: Config, *, out: str | Path, plan_json: bool = False,
         cluster = ClusterInfo.from_ray()
     else:  # describe this machine without starting Ray
         cluster = ClusterInfo.local()
+        here = this_machine()
     cal = load_calibration(calibration) if calibration is not None else \
-        default_calibration(cluster.gpus > 0)
+        default_calibration(cluster.gpus > 0, here)
     jobs = build_jobs(cfg, str(lay.out), cluster)
     est = estimate(jobs, cluster, cal)
     rows = plan_rows(jobs, lay.out, est)
+    elsewhere = measured_elsewhere(cal, here) if here is not None else None
     print(json.dumps(rows, indent=1) if plan_json else
-          format_plan(rows) + "\n" + format_estimate(est))
+          format_plan(rows) + "\n" + format_estimate(est)
+          + (f"\n{elsewhere}" if elsewhere else ""))
     return 0
 
 

@@ -19,20 +19,30 @@ which machine, or derived from which measurement and how). Two shapes of rate:
   (``"d128-l3"``: d_model, layers), used for networks of that size: a small model's
   matmuls run at a lower rate than a large one's.
 
-`default_calibration(cluster)` picks the shipped file by the node kind: a cluster with
-GPUs gets the H200's, else this repository's 2-core CPU's.
+`default_calibration(has_gpu, machine)` picks the shipped file by the node kind: a cluster
+with GPUs gets the H200's; a CPU cluster gets the CPU file measured on `machine` (its
+``machine`` field, `this_machine()` as `calibrate.py` records it) where one ships, else
+`cpu-2core.json`. `--plan` passes `machine` only when it prices this machine: a cluster file
+or a remote Ray cluster describes nodes elsewhere. Two 2-core CPUs can differ by 1.4x in
+a training step and 1.7x in env steps/s (docs/cost.md), so a file is matched to the machine
+it was measured on, never to one that merely looks alike.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 CALIBRATION_DIR = Path(__file__).with_name("calibration")
 SHIPPED = {"cpu": "cpu-2core.json", "gpu": "h200.json"}
+# The CPU features that change which kernels torch runs (AVX2 / AVX-512 vector code, bf16
+# and AMX matmuls): part of a machine's fingerprint.
+ISA = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
 
 # Every rate the cost model reads, by name: what it is. `load_calibration` refuses a file
 # that lacks one (a half-written calibration would otherwise price work at zero).
@@ -208,7 +218,55 @@ def load_calibration(path: str | Path, _seen: tuple[str, ...] = ()) -> Calibrati
     return from_dict(doc, str(p), host)
 
 
-def default_calibration(has_gpu: bool) -> Calibration:
+def this_machine() -> dict[str, Any]:
+    """This machine's fingerprint: its CPU model, logical CPUs and which of `ISA` it has
+    (from /proc/cpuinfo on Linux; elsewhere the model as `platform` names it, no flags)."""
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, val = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = val.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(val.split())
+    except OSError:
+        pass
+    return {"cpu": model or platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "isa": [f for f in ISA if f in flags]}
+
+
+def cpu_calibration_for(machine: dict[str, Any] | None,
+                        directory: Path = CALIBRATION_DIR) -> Path:
+    """The CPU calibration in `directory` whose ``machine`` equals `machine`, else
+    `SHIPPED["cpu"]` there (also for `machine` None: no machine to match)."""
+    for p in sorted(directory.glob("*.json")) if machine is not None else ():
+        try:
+            doc = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("device", "cpu") == "cpu" \
+                and doc.get("machine") == machine:
+            return p
+    return directory / SHIPPED["cpu"]
+
+
+def default_calibration(has_gpu: bool, machine: dict[str, Any] | None = None) -> Calibration:
     """The shipped calibration of the node kind: the H200's where the cluster has GPUs,
-    else the 2-core CPU's."""
-    return load_calibration(CALIBRATION_DIR / SHIPPED["gpu" if has_gpu else "cpu"])
+    else the CPU file measured on `machine` (`cpu_calibration_for`)."""
+    if has_gpu:
+        return load_calibration(CALIBRATION_DIR / SHIPPED["gpu"])
+    return load_calibration(cpu_calibration_for(machine))
+
+
+def measured_elsewhere(cal: Calibration, machine: dict[str, Any]) -> str | None:
+    """One line for a plan of `machine` priced by a CPU file measured on another machine
+    (None where the file is this machine's, or prices a GPU node)."""
+    if cal.device != "cpu" or cal.extra.get("machine") == machine:
+        return None
+    where = cal.extra.get("machine")
+    said = f"{where['cpu']}, {where['cpus']} CPUs" if isinstance(where, dict) else \
+        "a machine it does not name"
+    return (f"note: calibration {cal.node} was measured on another machine ({said}); "
+            f"`python benchmarks/calibrate.py --node NAME` measures this one "
+            f"({machine['cpu']}, {machine['cpus']} CPUs) in a few minutes, and --plan then "
+            "uses it")
