@@ -78,12 +78,14 @@ def td3bc(c: Calibrator, mw: Path) -> None:
           "evaluate_policy, reach-v3, 5 envs x 300 steps (TD3-BC actor; local's eval_envs)")
 
 
-def quality(c: Calibrator, mw: Path) -> None:
-    """Table 4's dynamics error per row and its embedding plot (t-SNE, 4 x 200 points)."""
+def quality(c: Calibrator, mw: Path, pair_rows: int = 20_000) -> None:
+    """Table 4's dynamics error per row, its nearest-neighbour distance per (query,
+    reference) pair (`pair_rows` x `pair_rows` transitions: the dataset's rows, jittered
+    copies), and its embedding plot (t-SNE, 4 x 200 points)."""
     from mtdiff.data.reader import load_dataset
     from mtdiff.data.transitions import from_task
     from mtdiff.synth.embedding import embedding_plot
-    from mtdiff.synth.quality import dynamics_error
+    from mtdiff.synth.quality import dynamics_error, nearest_distance
 
     data = from_task(load_dataset(mw).tasks["reach-v3"])
     with Clock() as clk:
@@ -95,3 +97,12 @@ def quality(c: Calibrator, mw: Path) -> None:
         embedding_plot({k: x[:200] for k in ("original", "a", "b", "c")}, c.tmp / "emb.png",
                        method="tsne", max_points=200)
     c.put("embedding_s", clk.busy, "s", "embedding_plot, t-SNE, 4 x 200 rows")
+    # Real transitions' widths and scales; jittered copies so no query finds itself.
+    rng = np.random.default_rng(0)
+    big = np.resize(x, (2 * pair_rows, x.shape[1])).astype(np.float32)
+    big += rng.normal(0.0, 0.01, big.shape).astype(np.float32)
+    with Clock() as clk:
+        nearest_distance(big[:pair_rows], big[pair_rows:])
+    c.put("nearest_pair_s", clk.busy / pair_rows ** 2, "s",
+          f"nearest_distance, {pair_rows:,} x {pair_rows:,} reach-v3 transitions "
+          f"({x.shape[1]} dims; the dataset's rows tiled, jittered by 0.01) / pairs")

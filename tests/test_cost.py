@@ -4,6 +4,7 @@ estimates through the entry point."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import platform
@@ -16,7 +17,7 @@ import pytest
 from mtdiff.config import apply_overrides, get_preset
 from mtdiff.experiment.cells import ClusterInfo
 from mtdiff.experiment.clusters import ClusterFileError, load_cluster
-from mtdiff.experiment.cost import SimJob, estimate, format_estimate, simulate
+from mtdiff.experiment.cost import SimJob, estimate, format_estimate, job_work, simulate
 from mtdiff.experiment.grid import build_jobs
 from mtdiff.experiment.rates import (
     CALIBRATION_DIR,
@@ -31,6 +32,8 @@ from mtdiff.experiment.rates import (
     this_machine,
 )
 from mtdiff.experiment.workload import Task, Work
+from mtdiff.experiment.workload_offline import NEAREST_QUERIES
+from mtdiff.synth.quality import l2_distance_from_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = {"CPU": 1.0}
@@ -251,6 +254,25 @@ def test_smoke_estimate_follows_the_config():
     est3 = estimate(build_jobs(cfg, "/tmp/x", wide), wide, cal)
     assert est3.wall_s < est.wall_s  # more CPUs, more at once
     assert "predicted wall time" in format_estimate(est)
+
+
+def test_the_quality_job_prices_its_nearest_neighbour_search():
+    # the cost model's query cap is the function's (kept apart: that module imports torch)
+    assert inspect.signature(l2_distance_from_dataset).parameters["max_queries"].default \
+        == NEAREST_QUERIES
+    cluster = ClusterInfo([{"CPU": 2.0, "GPU": 0.0}])
+    cal = default_calibration(False)
+
+    def quality(rows: int):
+        cfg = apply_overrides(get_preset("local"), [f"metaworld.transitions_per_task={rows}"])
+        job = next(j for j in build_jobs(cfg, "/tmp/x", cluster) if j.kind == "quality")
+        return job_work(job, cal)
+
+    small, large = quality(10_000), quality(20_000)
+    # MTDiff-S's, RAD's and S4RL's rows against the original's: 4x the pairs at 2x the rows
+    assert large.detail["nearest_pairs"] == pytest.approx(4 * small.detail["nearest_pairs"])
+    grew = large.tasks[0].seconds - small.tasks[0].seconds
+    assert grew > 0.9 * 3 * small.detail["nearest_pairs"] * cal.value("nearest_pair_s")
 
 
 def test_the_paper_plan_on_a_gpu_cluster_uses_gpu_hours():

@@ -82,6 +82,8 @@ RATES: dict[str, str] = {
     "td3bc_eval_steps_per_s": "TD3-BC evaluation env steps/s (Meta-World, batched actor)",
     "quality_sample_s": "Table 4's dynamics error, seconds per checked row",
     "embedding_s": "Table 4's 2-D embedding plot",
+    "nearest_pair_s": "Table 4's nearest-neighbour distance, seconds per (query, reference) "
+                      "pair of Meta-World transitions",
     # networks: fixed_s + FLOPs / flops_per_s per call
     "train.gpt2": "a diffusion training step (GPT-2 backbone: MTDiff-P, -S, -onehot)",
     "train.unet": "a diffusion training step (U-Net backbone)",

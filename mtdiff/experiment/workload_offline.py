@@ -25,6 +25,10 @@ from mtdiff.experiment.workload import (
     suite_shape,
 )
 
+# `mtdiff.synth.quality.l2_distance_from_dataset`'s `max_queries` (that module imports torch
+# and MuJoCo, which pricing a plan does not need; tests/test_cost.py holds them equal).
+NEAREST_QUERIES = 100_000
+
 
 def _offline_rows(cfg: Config, job: Job, cal: Calibration) -> float:
     """Original rows of the offline job's task (its dataset: trained-on or held-out)."""
@@ -85,14 +89,21 @@ def offline_work(job: Job, cal: Calibration) -> Work:
 
 
 def quality_work(job: Job, cal: Calibration) -> Work:
-    """Table 4: dynamics error of `quality_samples` rows of 3 methods, the embedding."""
+    """Table 4: dynamics error of `quality_samples` rows of 3 methods, each method's rows'
+    nearest-neighbour distance to the original rows (brute force: queries x references
+    pairs; MTDiff-S's synthetic rows, RAD's and S4RL's one copy each, at most
+    `NEAREST_QUERIES` queries), the embedding."""
     cfg = job.cfg
     o = cfg.offline
     rows = _offline_rows(cfg, job, cal)
     n = min(o.quality_samples, rows)
+    synth = o.synth_transitions or o.augment_copies * rows
+    pairs = sum(min(q, NEAREST_QUERIES) for q in (synth, rows, rows)) * rows
     secs = (job_start_s(cal, "metaworld") + 3 * rows / cal.value("load_rows_per_s")
-            + 3 * n * cal.value("quality_sample_s") + cal.value("embedding_s"))
-    return Work((Task(own_need(job), secs),), 0.0, 0.0, {"checked_rows": 3 * n})
+            + 3 * n * cal.value("quality_sample_s") + pairs * cal.value("nearest_pair_s")
+            + cal.value("embedding_s"))
+    return Work((Task(own_need(job), secs),), 0.0, 0.0,
+                {"checked_rows": 3 * n, "nearest_pairs": pairs})
 
 
 def subset_work(job: Job, cal: Calibration) -> Work:
