@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 # The parts, by topic, in modules beside this script (benchmarks/ is not a package).
 from calibrate_common import Calibrator
@@ -47,6 +49,22 @@ from mtdiff.experiment.rates import CALIBRATION_DIR, RATES, from_dict, this_mach
 from mtdiff.runtime import set_torch_threads
 
 SECTIONS = ("collection", "envs", "offline", "training", "planning", "ray")
+
+
+def kept_rates(out: Path) -> dict[str, Any]:
+    """The rates of `out` that `--only` keeps; one line and exit 2 where it cannot (no such
+    file, or measured on another machine: its rates and this one's would mix)."""
+    try:
+        kept = json.loads(out.read_text())
+    except (OSError, ValueError) as e:
+        print(f"calibrate: --only keeps the other rates of {out}, which cannot be read "
+              f"({e}); run without --only", file=sys.stderr)
+        raise SystemExit(2) from None
+    if not isinstance(kept, dict) or kept.get("machine") != this_machine():
+        print(f"calibrate: {out} was not measured on this machine; --only would mix its "
+              "rates with this one's: run without --only, or give --out", file=sys.stderr)
+        raise SystemExit(2)
+    return kept["rates"]
 
 
 def main() -> None:
@@ -67,12 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         c = Calibrator(args.node, Path(tmp))
         if only != set(SECTIONS):
-            kept = json.loads(out.read_text())
-            if kept.get("machine") != this_machine():
-                raise SystemExit(f"calibrate: {out} was measured on another machine "
-                                 f"({kept.get('machine')}); --only would mix its rates "
-                                 "with this one's: run without --only, or give --out")
-            c.rates.update(kept["rates"])
+            c.rates.update(kept_rates(out))
         print("collection and data", flush=True)  # the datasets every section uses
         maze, mw = collect_maze(c), collect_metaworld(c)
         rand = data_rates(c)

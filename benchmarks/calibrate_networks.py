@@ -20,16 +20,18 @@ from calibrate_common import (  # benchmarks/, beside this script
 )
 
 from mtdiff.config import Config, apply_overrides
+from mtdiff.eval.policy import load_policy
+from mtdiff.eval.suites import EvalJob, run_job
 from mtdiff.experiment.flops import Net, network
+from mtdiff.train.checkpoints import write_checkpoint
+from mtdiff.train.core import build_setup, to_torch
+from mtdiff.train.learner import build_learner
 
 
 def learner_at(data: Path, kind: str, size: list[str], batch_per_task: int,
                device: torch.device, *more: str) -> tuple[Any, Any, Net]:
     """(learner, setup, network) of the method `kind` at `size` and `batch_per_task` on
     the Meta-World-shaped dataset at `data` (`more`: further overrides)."""
-    from mtdiff.train.core import build_setup
-    from mtdiff.train.learner import build_learner
-
     cfg = _cfg(kind, size, f"data.batch_per_task={batch_per_task}", *more)
     setup = build_setup(cfg, data, batch_per_task=batch_per_task)
     learner = build_learner(cfg, setup, device)
@@ -40,8 +42,6 @@ def train_points(data: Path, kind: str, size: list[str], batches: list[int],
                  min_s: float = 1.5) -> list[tuple[str, float, float]]:
     """(model size, FLOPs per step, seconds per step) of the method's learner at each
     batch per task."""
-    from mtdiff.train.core import to_torch
-
     pts = []
     for m in batches:
         learner, setup, net = learner_at(data, kind, size, m, torch.device("cpu"))
@@ -76,10 +76,6 @@ def untrained_checkpoint(data: Path, kind: str, size: list[str], out: Path, *mor
                         ) -> tuple[Path, Config]:
     """An untrained checkpoint of `kind` on `data` (as the Ray Train loop writes one),
     planning with DDIM-10 unless `more` overrides say otherwise."""
-    from mtdiff.train.checkpoints import write_checkpoint
-    from mtdiff.train.core import build_setup
-    from mtdiff.train.learner import build_learner
-
     cfg = _cfg(kind, size, "diffusion.sample_steps=10", "diffusion.sampler=ddim", *more)
     setup = build_setup(cfg, data)
     learner = build_learner(cfg, setup, torch.device("cpu"))
@@ -91,9 +87,6 @@ def untrained_checkpoint(data: Path, kind: str, size: list[str], out: Path, *mor
 def planning(c: Calibrator, mw: Path) -> None:
     """Evaluation batches of untrained checkpoints on reach-v3: seconds per denoiser or
     policy call from their plan time."""
-    from mtdiff.eval.policy import load_policy
-    from mtdiff.eval.suites import EvalJob, run_job
-
     lines: dict[str, list[tuple[str, float, float]]] = {}
     loads = []
     runs = (("mtdiff-p", SMOKE, (2, 8), 5), ("mtdiff-p", LOCAL, (1, 8), 10),

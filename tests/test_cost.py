@@ -202,6 +202,23 @@ def test_a_bad_calibration_file_is_refused_with_its_name(tmp_path):
         load_calibration(p)
 
 
+def test_a_malformed_machine_is_refused_and_calibrate_only_keeps_this_machine_s_rates(
+        tmp_path):
+    bad = _calibration_measured_on(tmp_path / "bad.json", {"cpu": "x"}, "cpu-bad")
+    with pytest.raises(CalibrationError, match="\"machine\" is not"):
+        load_calibration(bad)
+    foreign = _calibration_measured_on(tmp_path / "foreign.json",
+                                       {"cpu": "another", "cpus": 64, "isa": []}, "cpu-x")
+    for out, says in ((foreign, "not measured on this machine"),
+                      (tmp_path / "missing.json", "cannot be read")):
+        r = subprocess.run([sys.executable, str(REPO / "benchmarks/calibrate.py"), "--only",
+                            "ray", "--out", str(out)], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0], r.stderr
+
+
 def test_a_size_s_own_line_prices_networks_of_that_size():
     from mtdiff.experiment.rates import Calibration
 

@@ -188,6 +188,12 @@ def from_dict(doc: Any, path: str = "", host: Calibration | None = None) -> Cali
     if missing:
         raise CalibrationError(f"{where}: lacks the rate(s) {', '.join(missing)}; rerun "
                                "benchmarks/calibrate.py or copy them from a shipped file")
+    machine = doc.get("machine")
+    if machine is not None and not (
+            isinstance(machine, dict) and isinstance(machine.get("cpu"), str)
+            and isinstance(machine.get("cpus"), int) and isinstance(machine.get("isa"), list)):
+        raise CalibrationError(f"{where}: \"machine\" is not {{\"cpu\": str, \"cpus\": int, "
+                               "\"isa\": [...]}} (as benchmarks/calibrate.py writes it)")
     device = str(doc.get("device", "cpu"))
     if device not in ("cpu", "cuda"):
         raise CalibrationError(f"{where}: device {device!r} is not 'cpu' or 'cuda'")
