@@ -21,7 +21,12 @@ batch, compiled / eager samples/s), each row and the compile seconds (the first 
 compiled steps), unless --skip-compile; with --methods, `methods` (each one's samples/s
 and ratio to MTDiff-P).
 
-    python benchmarks/train_throughput.py [--threads 1] [--skip-paper] [--skip-compile]
+With `--bf16`, each eager / compiled row is also timed under bf16 autocast (`train.bf16`)
+in the same rotation, and the JSON gains `bf16_speedup` (local MTDiff-P, bf16 eager / fp32
+eager). That is a precision choice, not a compiled step at parity: on a CPU with AMX tiles
+its matmuls run on them, elsewhere bf16 can be slower than fp32.
+
+    python benchmarks/train_throughput.py [--threads 1] [--skip-paper] [--skip-compile] [--bf16]
         [--methods [mtbc mtdt ...]] [--steps 6] [--tasks 50] [--precision] [--ray]
 
 Precision (`--precision`, `--ray`): the paper model (d=256, 6 layers, 4 heads, H=32, J=20,
@@ -125,18 +130,23 @@ def dataset(tmp: str, tasks: int, obs: int = 39, act: int = 4, episodes: int = 4
     return data
 
 
-def compile_rows(tmp: str, threads: int, blocks: int, skip_paper: bool) -> list[dict]:
-    """Eager and compiled samples/s of each `COMPILE_ROWS` entry (module docstring)."""
+def compile_rows(tmp: str, threads: int, blocks: int, skip_paper: bool,
+                 bf16: bool = False) -> list[dict]:
+    """Eager and compiled samples/s of each `COMPILE_ROWS` entry (module docstring); with
+    `bf16`, also both under `train.bf16` autocast, timed in the same rotation."""
     set_torch_threads(threads)
+    modes = {"off": ["train.compile=off"], "inductor": ["train.compile=inductor"]}
+    if bf16:
+        modes |= {"off+bf16": ["train.compile=off", "train.bf16=true"],
+                  "inductor+bf16": ["train.compile=inductor", "train.bf16=true"]}
     rows = []
     for name, preset, over, (tasks, obs, act), n in COMPILE_ROWS:
         if skip_paper and preset == "paper":
             continue
         data = dataset(tmp, tasks, obs, act)
         learners, batches, compile_s = {}, None, 0.0
-        for mode in ("off", "inductor"):
-            learners[mode], setup = learner_for(preset, [*over, f"train.compile={mode}"], data,
-                                                CPU)
+        for mode, settings in modes.items():
+            learners[mode], setup = learner_for(preset, [*over, *settings], data, CPU)
             if batches is None:
                 batches = [to_torch(setup.sampler.sample(), CPU) for _ in range(4)]
             t0 = time.perf_counter()
@@ -147,13 +157,26 @@ def compile_rows(tmp: str, threads: int, blocks: int, skip_paper: bool) -> list[
         batch = len(batches[0][next(iter(batches[0]))])
         times = rotating({m: learner_step(lr, itertools.cycle(batches).__next__)
                           for m, lr in learners.items()}, blocks, n)
-        eager, comp = sorted(times["off"])[blocks // 2], sorted(times["inductor"])[blocks // 2]
+        med = {m: sorted(t)[blocks // 2] for m, t in times.items()}
         row = {"name": name, "batch": batch, "threads": threads,
-               "eager_samples_per_s": round(batch / eager, 1),
-               "compiled_samples_per_s": round(batch / comp, 1),
-               "speedup": round(eager / comp, 3), "compile_s": round(compile_s, 1)}
-        print(f"{name:<30}{row['eager_samples_per_s']:>10.1f}{row['compiled_samples_per_s']:>10.1f}"
-              f"{row['speedup']:>9.2f}x{row['compile_s']:>9.1f}", flush=True)
+               "eager_samples_per_s": round(batch / med["off"], 1),
+               "compiled_samples_per_s": round(batch / med["inductor"], 1),
+               "speedup": round(med["off"] / med["inductor"], 3),
+               "compile_s": round(compile_s, 1)}
+        line = (f"{name:<30}{row['eager_samples_per_s']:>10.1f}"
+                f"{row['compiled_samples_per_s']:>10.1f}{row['speedup']:>9.2f}x"
+                f"{row['compile_s']:>10.1f}")
+        if bf16:
+            # Not at parity: bf16 rounds every matmul input (relative error ~2e-3 against
+            # fp32's ~5e-7), so these are a precision choice's rates, not compiling's.
+            row |= {"eager_bf16_samples_per_s": round(batch / med["off+bf16"], 1),
+                    "compiled_bf16_samples_per_s": round(batch / med["inductor+bf16"], 1),
+                    "bf16_speedup": round(med["off"] / med["off+bf16"], 3),
+                    "compiled_bf16_speedup": round(med["off"] / med["inductor+bf16"], 3)}
+            line += (f"{row['eager_bf16_samples_per_s']:>10.1f}{row['bf16_speedup']:>6.2f}x"
+                     f"{row['compiled_bf16_samples_per_s']:>12.1f}"
+                     f"{row['compiled_bf16_speedup']:>6.2f}x")
+        print(line, flush=True)
         rows.append(row)
     return rows
 
@@ -250,6 +273,9 @@ def main() -> None:
                    help="rotating eager / compiled timing blocks (median taken)")
     p.add_argument("--skip-paper", action="store_true", help="no paper-sized compiled row")
     p.add_argument("--skip-compile", action="store_true", help="no eager / compiled rows")
+    p.add_argument("--bf16", action="store_true",
+                   help="also: each eager / compiled row under bf16 autocast (train.bf16), with "
+                        "its ratio to fp32 eager")
     p.add_argument("--methods", nargs="*", choices=METHODS, default=None, metavar="METHOD",
                    help="also: these methods' samples/s beside MTDiff-P's, paper config; the "
                         f"flag alone: {' '.join(METHODS)}")
@@ -267,10 +293,14 @@ def main() -> None:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_compile:
+            bf16_head = (f"{'bf16/s':>10}{'ratio':>7}{'comp bf16/s':>12}{'ratio':>7}"
+                         if args.bf16 else "")
             print(f"{'eager vs compiled':<30}{'eager/s':>10}{'comp/s':>10}{'ratio':>10}"
-                  f"{'compile s':>9}  (samples/s, {args.threads} thread(s))")
-            rows = compile_rows(tmp, args.threads, args.blocks, args.skip_paper)
+                  f"{'compile s':>10}{bf16_head}  (samples/s, {args.threads} thread(s))")
+            rows = compile_rows(tmp, args.threads, args.blocks, args.skip_paper, args.bf16)
             out["compiled_speedup"] = rows[0]["speedup"]  # MTDiff-P local, batch 8x10
+            if args.bf16:
+                out["bf16_speedup"] = rows[0]["bf16_speedup"]
             out["rows"] = rows
         if args.methods is not None:
             out["methods"] = method_rows(tmp, args)

@@ -29,6 +29,7 @@ from mtdiff.experiment.rates import (
     default_calibration,
     load_calibration,
     measured_elsewhere,
+    precision_unpriced,
     this_machine,
 )
 from mtdiff.experiment.workload import Task, Work
@@ -190,6 +191,24 @@ def test_the_plan_names_a_calibration_measured_elsewhere(tmp_path):
     r = _repro("--preset", "smoke", "--plan", "--calibration", str(cal), "--cluster",
                str(REPO / "cluster.yaml"), tmp_path=tmp_path)  # nodes elsewhere: no note
     assert r.returncode == 0 and "measured on another machine" not in r.stdout
+
+
+def test_a_plan_at_another_precision_than_its_rates_says_so(tmp_path):
+    cpu, gpu = default_calibration(False), default_calibration(True)
+    assert precision_unpriced(cpu, bf16=False, tf32=True) is None
+    assert precision_unpriced(cpu, bf16=False, tf32=False) is None  # tf32: CUDA only
+    assert precision_unpriced(gpu, bf16=False, tf32=True) is None  # measured with TF32
+    assert "bf16 autocast" in precision_unpriced(cpu, bf16=True, tf32=True)
+    assert "0.74x the TF32 rate" in precision_unpriced(gpu, bf16=True, tf32=True)
+    assert "0.52x the TF32 rate" in precision_unpriced(gpu, bf16=False, tf32=False)
+    r = _repro("--preset", "smoke", "--plan", "--set", "train.bf16=true", "--cluster",
+               str(REPO / "cluster.yaml"), tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1].startswith(
+        "note: the trainings run in bf16 autocast and are priced at calibration h200's TF32")
+    r = _repro("--preset", "smoke", "--plan", "--cluster", str(REPO / "cluster.yaml"),
+               tmp_path=tmp_path)
+    assert r.returncode == 0 and "priced at calibration" not in r.stdout
 
 
 def test_a_bad_calibration_file_is_refused_with_its_name(tmp_path):

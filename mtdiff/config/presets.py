@@ -75,8 +75,9 @@ def local() -> Config:
                                   heldout_init="nearest", expert_episodes=50),
         # Sized for CPU: a step of this model at batch 80 costs ~0.3 s on one core (240-290
         # samples/s measured in the local run's MLflow runs), so 1,500 steps is ~8 min of
-        # one core per model. H=16 (the planner replans every step anyway). fp32: bf16
-        # autocast measured slower than fp32 for a model this small on CPU.
+        # one core per model. H=16 (the planner replans every step anyway). fp32, as the
+        # authors train: bf16 autocast (train.bf16) is 1.5x faster on a CPU with AMX and
+        # slower on one without (docs/training_speed.md).
         data=DataConfig(batch_per_task=8, horizon=16),
         model=ModelConfig(d_model=128, n_layer=3, n_head=4),
         # DDIM-10 (paper: DDPM-200): sampling is most of the evaluations' and syntheses'

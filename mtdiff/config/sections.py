@@ -177,13 +177,19 @@ class TrainConfig(_Validated):
     # 0.877 +- 0.010; the paper's form 1.505 +- 0.021 (docs/results.md, "The objective").
     loss: Literal["mse", "huber"] = "huber"
     action_weight: float = 10.0
+    # bf16 autocast of the training step. Off: the paper does not say, the authors' code
+    # trains in fp32. Measured (docs/training_speed.md): on a CPU with AMX tiles 1.54x the
+    # fp32 samples/s of the local-sized MTDiff-P and 2.52x of the paper-sized one, with the
+    # same state probe result (rel_err 0.879 +- 0.003 vs 0.876 +- 0.008, 3 seeds); slower
+    # than fp32 on a CPU without AMX; 0.74x TF32's steps/s on an H200. --plan prices
+    # trainings at the fp32 / TF32 rates and says so.
     bf16: bool = False
     # CUDA only: TF32 matmuls in training, for the diffusion learners, the DTs and
     # distillation (H200: 1.91x fp32 steps/s, bf16 1.42x). Not hashed.
     tf32: bool = True
     # How the step runs (`mtdiff.train.compiled`; the same maths, not hashed): "off" eager;
     # "inductor" torch.compile of the loss with a fused Adam; "reduce-overhead" that as CUDA
-    # graphs; "auto" inductor on CUDA, eager on CPU (compiled is 1.01x there for the local
+    # graphs; "auto" inductor on CUDA, eager on CPU (compiled is 1.01-1.07x there for the local
     # MTDiff-P, less than its 13-50 s of compiling returns: docs/training_speed.md).
     compile: Literal["off", "auto", "inductor", "reduce-overhead"] = "auto"
     num_workers: int = 1

@@ -29,6 +29,7 @@ from mtdiff.experiment.rates import (
     default_calibration,
     load_calibration,
     measured_elsewhere,
+    precision_unpriced,
     this_machine,
 )
 from mtdiff.layout import Layout
@@ -208,10 +209,11 @@ def plan(cfg: Config, *, out: str | Path, plan_json: bool = False,
     jobs = build_jobs(cfg, str(lay.out), cluster)
     est = estimate(jobs, cluster, cal)
     rows = plan_rows(jobs, lay.out, est)
-    elsewhere = measured_elsewhere(cal, here) if here is not None else None
+    notes = [precision_unpriced(cal, cfg.train.bf16, cfg.train.tf32),
+             measured_elsewhere(cal, here) if here is not None else None]
     print(json.dumps(rows, indent=1) if plan_json else
           format_plan(rows) + "\n" + format_estimate(est)
-          + (f"\n{elsewhere}" if elsewhere else ""))
+          + "".join(f"\n{n}" for n in notes if n))
     return 0
 
 

@@ -278,3 +278,27 @@ def measured_elsewhere(cal: Calibration, machine: dict[str, Any]) -> str | None:
             f"`python benchmarks/calibrate.py --node NAME` measures this one "
             f"({machine['cpu']}, {machine['cpus']} CPUs) in a few minutes, and --plan then "
             "uses it")
+
+
+def precision_unpriced(cal: Calibration, bf16: bool, tf32: bool) -> str | None:
+    """One line for a plan whose trainings run at another precision than `cal`'s training
+    rates were measured at (None where they match). Those rates are fp32 steps on a CPU and
+    TF32 steps on a GPU (`train.tf32`'s default); the cost model has no second set, so a plan
+    with `train.bf16` (or, on a GPU, `train.tf32=false`) prices its trainings at them and
+    says how far off that was where it was measured (docs/training_speed.md)."""
+    if cal.device == "cpu":
+        if not bf16:
+            return None
+        said = ("on a 2-core Xeon with AMX a bf16 step ran 1.5x (local-sized MTDiff-P) to 2.5x "
+                "(paper-sized) the fp32 rate; on the one without AMX it was slower than fp32")
+    elif bf16:
+        said = "on an H200 a bf16 step of the paper-sized MTDiff-P ran 0.74x the TF32 rate"
+    elif not tf32:
+        said = "on an H200 an fp32 step of the paper-sized MTDiff-P ran 0.52x the TF32 rate"
+    else:
+        return None
+    kind = "fp32" if cal.device == "cpu" else "TF32"
+    run = "bf16 autocast" if bf16 else "fp32 (train.tf32=false)"
+    return (f"note: the trainings run in {run} and are priced at calibration {cal.node}'s "
+            f"{kind} rates: {said} (docs/training_speed.md)")
+

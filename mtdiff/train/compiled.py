@@ -19,7 +19,7 @@ A compiled step keeps the maths of the eager one and changes how it runs:
 The EMA (`mtdiff.train.ema.EMA`) is a single foreach update in every mode.
 
 "auto" compiles on CUDA and runs eager on CPU. On this 2-core CPU the compiled step is
-1.01-1.06x the eager one for MTDiff-P and 0.96x for Prompt-DT
+1.01-1.10x the eager one for MTDiff-P and 0.95-0.96x for Prompt-DT
 (`benchmarks/train_throughput.py`, one thread), less than its compiling costs at `local`:
 matmuls are half of the eager step there, and the rest is elementwise work bound by memory
 traffic, which fusing shortens only a little. On a GPU the eager step is launch-bound (~640
