@@ -186,8 +186,11 @@ class DTLearner(BaselineLearner):
             opt, lambda step: min((step + 1) / warmup, 1.0))
         self.grad_clip = hp.grad_clip
         self.loss = compile_fn(self._loss, mode, device)
-        # `train.tf32` as MTDiff's learner has it: the same GPT-2 blocks, TF32 on CUDA
+        # `train.tf32` and `train.bf16` as MTDiff's learner has them: the same GPT-2 blocks,
+        # so a precision set for the comparison holds for both sides of it.
         self.tf32 = functools.partial(matmul_tf32, cfg.train.tf32, device)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                                       enabled=cfg.train.bf16)
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pred = self.modules["model"](
@@ -198,7 +201,8 @@ class DTLearner(BaselineLearner):
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One teacher-forced step on a "sequence" batch."""
         with self.tf32():
-            loss = self.loss(batch)
+            with self.autocast:
+                loss = self.loss(batch)
             return {"loss": loss.detach(), "grad_norm": self.step(loss)}
 
 

@@ -178,8 +178,10 @@ class TrainConfig(_Validated):
     loss: Literal["mse", "huber"] = "huber"
     action_weight: float = 10.0
     # bf16 autocast of the training step. Off: the paper does not say, the authors' code
-    # trains in fp32. Measured (docs/training_speed.md): on a CPU with AMX tiles 1.54x the
-    # fp32 samples/s of the local-sized MTDiff-P and 2.52x of the paper-sized one, with the
+    # trains in fp32. The diffusion learner (MTDiff-P, -S) and the DTs (the same GPT-2
+    # blocks) follow it; the MLP baselines, TD3-BC and distillation run in fp32. Measured
+    # (docs/training_speed.md): on a CPU with AMX tiles 1.5-1.6x the fp32 samples/s of the
+    # local-sized MTDiff-P and Prompt-DT and 2.52x of the paper-sized MTDiff-P, with the
     # same state probe result (rel_err 0.879 +- 0.003 vs 0.876 +- 0.008, 3 seeds); slower
     # than fp32 on a CPU without AMX; 0.74x TF32's steps/s on an H200. --plan prices
     # trainings at the fp32 / TF32 rates and says so.
