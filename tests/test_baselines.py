@@ -128,26 +128,6 @@ def test_task_heads_route_each_sample_through_its_tasks_head():
     assert g[:, 0].abs().sum() > 0 and g[:, 1:].abs().sum() == 0
 
 
-@pytest.mark.parametrize("kind", ["mtdiff-p", "mtdt", "promptdt"])
-def test_train_bf16_runs_the_gpt2_learners_matmuls_in_bf16(write_dataset, kind):
-    """`train.bf16` holds for every learner on the GPT-2 blocks (MTDiff's and the DTs'), so
-    a precision set for a comparison holds on both sides of it; off, they run in fp32."""
-    data = write_dataset(tasks=("a", "b"), episodes=3, T=16)
-    for bf16 in (False, True):
-        cfg = _cfg(kind, f"train.bf16={str(bf16).lower()}", "train.compile=off")
-        setup = build_setup(cfg, data)
-        learner = build_learner(cfg, setup, CPU)
-        model = learner.model if kind == "mtdiff-p" else learner.modules["model"]
-        seen: set[torch.dtype] = set()
-        hooks = [m.register_forward_hook(lambda _m, _i, out, seen=seen: seen.add(out.dtype))
-                 for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        out = learner.update(to_torch(setup.sampler.sample(), CPU))
-        for h in hooks:
-            h.remove()
-        assert seen == ({torch.bfloat16} if bf16 else {torch.float32})
-        assert torch.isfinite(out["loss"]) and out["loss"].dtype == torch.float32
-
-
 @pytest.mark.parametrize("kind", BASELINES)
 def test_checkpoint_loads_without_pickle_and_resumes_exactly(write_dataset, tmp_path, kind):
     """A learner restored from its checkpoint (weights_only=True) takes the same next step

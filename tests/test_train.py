@@ -19,6 +19,7 @@ from mtdiff.train.core import (
     save_checkpoint,
     to_torch,
 )
+from mtdiff.train.learner import build_learner
 from tests.killing import kill_group, pause_env, wait_for_pause
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,3 +179,24 @@ def test_rerun_with_relative_out_resumes_past_a_damaged_newest_checkpoint(write_
     assert "resuming" in again.stdout and "from step 10" in again.stdout, again.stdout[-2000:]
     final = load_checkpoint(again.stdout.strip().splitlines()[-1].split("checkpoint: ")[1])
     assert final["step"] == 20 and final["meta"]["resumed_from"] == 10
+
+
+@pytest.mark.parametrize("kind", ["mtdiff-p", "mtdt", "promptdt"])
+def test_train_bf16_runs_the_gpt2_learners_matmuls_in_bf16(write_dataset, kind):
+    """`train.bf16` holds for every learner on the GPT-2 blocks (MTDiff's and the DTs'), so
+    a precision set for a comparison holds on both sides of it; off, they run in fp32."""
+    data = write_dataset(tasks=("a", "b"), episodes=3, T=16)
+    for bf16 in (False, True):
+        cfg = apply_overrides(get_preset("smoke"), [f"model.kind={kind}", "train.compile=off",
+                                                    f"train.bf16={str(bf16).lower()}"])
+        setup = build_setup(cfg, data)
+        learner = build_learner(cfg, setup, torch.device("cpu"))
+        model = learner.model if kind == "mtdiff-p" else learner.modules["model"]
+        seen: set[torch.dtype] = set()
+        hooks = [m.register_forward_hook(lambda _m, _i, out, seen=seen: seen.add(out.dtype))
+                 for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        out = learner.update(to_torch(setup.sampler.sample(), torch.device("cpu")))
+        for h in hooks:
+            h.remove()
+        assert seen == ({torch.bfloat16} if bf16 else {torch.float32})
+        assert torch.isfinite(out["loss"]) and out["loss"].dtype == torch.float32
