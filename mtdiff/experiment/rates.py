@@ -301,4 +301,3 @@ def precision_unpriced(cal: Calibration, bf16: bool, tf32: bool) -> str | None:
     run = "bf16 autocast" if bf16 else "fp32 (train.tf32=false)"
     return (f"note: the trainings run in {run} and are priced at calibration {cal.node}'s "
             f"{kind} rates: {said} (docs/training_speed.md)")
-
